@@ -1,0 +1,61 @@
+//! The broadcast stream of every phase of every incident.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A phase of the healing flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Phase {
+    /// An incident opened.
+    Detected,
+    /// A pattern explained it.
+    Matched,
+    /// An advisor diagnosed it.
+    Diagnosed,
+    /// The policy decided.
+    Decided,
+    /// The action waits for the rate limit.
+    Queued,
+    /// The action waits for a human.
+    AwaitingApproval,
+    /// A human approved.
+    Approved,
+    /// A human rejected.
+    Rejected,
+    /// The action runs.
+    Executing,
+    /// The action produced output.
+    Output,
+    /// The fix is being verified.
+    Verifying,
+    /// Verification passed.
+    Verified,
+    /// The fix was undone.
+    RolledBack,
+    /// The incident is resolved.
+    Resolved,
+    /// The incident went to humans.
+    Escalated,
+    /// An action failed.
+    Failed,
+    /// The incident closed without action (alert-only, rejected).
+    Closed,
+}
+
+/// One event on the stream returned by `Healer::subscribe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealingEvent {
+    /// The incident, if the event concerns one.
+    pub incident: Option<Uuid>,
+    /// The target.
+    pub target: String,
+    /// The phase.
+    pub phase: Phase,
+    /// Human-readable detail.
+    pub detail: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}

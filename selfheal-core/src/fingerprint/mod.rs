@@ -1,0 +1,79 @@
+//! Fingerprints: the stable identity of an error, whatever its variable parts.
+//!
+//! ```
+//! use selfheal_core::{Fingerprinter, Normalizer, Signal};
+//! let f = Normalizer::default();
+//! let a = f.fingerprint(&Signal::new("db", "connect to 10.0.0.7:5432 failed after 30ms"));
+//! let b = f.fingerprint(&Signal::new("db", "connect to 10.0.0.9:5432 failed after 1200ms"));
+//! assert_eq!(a.id, b.id);
+//! assert_eq!(a.template, "connect to <*>:<*> failed after <*>");
+//! ```
+
+mod normalize;
+mod stack;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use normalize::Normalizer;
+pub use stack::stack_signature;
+
+/// Version of the fingerprint contract. Ids from different versions are not comparable;
+/// any change that alters ids for the same input bumps it.
+pub const FINGERPRINT_VERSION: u32 = 1;
+
+/// The stable identity of a signal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// First 16 hex digits of sha256 over `service:template:stack`.
+    pub id: String,
+    /// The message with its variable parts masked as `<*>`.
+    pub template: String,
+    /// In-app frames of the stack trace, when there was one.
+    pub stack: Option<String>,
+    /// [`FINGERPRINT_VERSION`] at the time it was made.
+    pub version: u32,
+}
+
+impl Fingerprint {
+    /// Builds the fingerprint of `template` and `stack` for `service`, computing the id.
+    pub fn new(service: &str, template: String, stack: Option<String>) -> Self {
+        let id = fingerprint_id(service, &template, stack.as_deref());
+        Fingerprint {
+            id,
+            template,
+            stack,
+            version: FINGERPRINT_VERSION,
+        }
+    }
+}
+
+/// First 16 hex digits of sha256 over `service:template:stack`.
+pub fn fingerprint_id(service: &str, template: &str, stack: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(service.as_bytes());
+    hasher.update(b":");
+    hasher.update(template.as_bytes());
+    hasher.update(b":");
+    hasher.update(stack.unwrap_or("").as_bytes());
+    let digest = hasher.finalize();
+    crate::audit::hex(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden vectors: these ids are a contract. If this test fails, bump
+    /// FINGERPRINT_VERSION and update the vectors in the same commit.
+    #[test]
+    fn golden_ids_are_stable() {
+        assert_eq!(FINGERPRINT_VERSION, 1);
+        // sha256("::") and sha256("svc:<template>:"), first 16 hex digits (python hashlib).
+        assert_eq!(fingerprint_id("", "", None), "71546855d6279ef7");
+        assert_eq!(
+            fingerprint_id("svc", "pool timed out while waiting for an open connection", None),
+            "54a137d858a50f16"
+        );
+    }
+}

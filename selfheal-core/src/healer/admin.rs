@@ -1,0 +1,229 @@
+//! The admin questions the [`Healer`] handle answers: patterns, incidents, actions,
+//! approvals, audit, stats and health.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Answer, Healer};
+use crate::{
+    ActionRecord, Approval, AuditEntry, AuditRecord, Error, ErrorKind, Health, Incident,
+    IncidentFilter, IncidentStatus, Pattern, Result,
+};
+
+/// Counters and per-pattern figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Signals handed to `observe`.
+    pub observed: u64,
+    /// Signals dropped because the queue was full.
+    pub dropped: u64,
+    /// Store writes that failed.
+    pub store_errors: u64,
+    /// Incidents open right now.
+    pub open_incidents: usize,
+    /// One entry per pattern.
+    pub patterns: Vec<PatternStats>,
+}
+
+/// How one pattern is doing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PatternStats {
+    /// The pattern.
+    pub pattern: String,
+    /// Its current confidence.
+    pub confidence: f64,
+    /// Incidents it explained.
+    pub incidents: usize,
+    /// Occurrences counted into those incidents.
+    pub occurrences: u64,
+    /// Verified successes over attempts, all strategies, `None` before any attempt.
+    pub success_rate: Option<f64>,
+    /// Success rate per strategy.
+    pub success_rate_by_strategy: BTreeMap<String, Option<f64>>,
+    /// Mean time to recover over its resolved incidents.
+    pub mttr: Option<Duration>,
+}
+
+impl Healer {
+    /// All patterns.
+    pub async fn patterns(&self) -> Result<Vec<Pattern>> {
+        self.inner.store.list_patterns().await
+    }
+
+    /// Adds a pattern after validating it (an invalid regex is refused with a clear
+    /// error); `actor` is recorded in the audit trail.
+    pub async fn add_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
+        pattern.validate()?;
+        self.inner.store.add_pattern(&pattern).await?;
+        self.pattern_changed(&pattern, actor, "self_heal.pattern_added").await
+    }
+
+    /// Replaces a pattern after validating it; `actor` is recorded in the audit trail.
+    pub async fn update_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
+        pattern.validate()?;
+        self.inner.store.update_pattern(&pattern).await?;
+        self.pattern_changed(&pattern, actor, "self_heal.pattern_updated").await
+    }
+
+    /// Adds each pattern that does not exist yet; returns how many were added.
+    pub async fn seed_patterns(&self, patterns: impl IntoIterator<Item = Pattern>) -> Result<usize> {
+        let mut added = 0;
+        for p in patterns {
+            if self.inner.store.get_pattern(&p.name).await?.is_none() {
+                self.add_pattern(p, "seed").await?;
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
+    async fn pattern_changed(&self, pattern: &Pattern, actor: &str, event: &str) -> Result<()> {
+        self.reload_patterns().await?;
+        self.audit(AuditEntry {
+            actor: actor.to_owned(),
+            pattern: Some(pattern.name.clone()),
+            confidence: Some(pattern.confidence),
+            detail: serde_json::to_value(pattern).unwrap_or_default(),
+            ..AuditEntry::new(event, "ok")
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Incidents matching `filter`, newest first; open ones with their live counts.
+    pub async fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
+        let mut list = self.inner.store.list_incidents(filter).await?;
+        for i in &mut list {
+            if let Some(live) = self.inner.open.get(&i.id) {
+                *i = live.clone();
+            }
+        }
+        Ok(list)
+    }
+
+    /// One incident.
+    pub async fn incident(&self, id: Uuid) -> Result<Option<Incident>> {
+        if let Some(live) = self.inner.open.get(&id) {
+            return Ok(Some(live.clone()));
+        }
+        self.inner.store.get_incident(id).await
+    }
+
+    /// Actions, newest first, of one incident or all.
+    pub async fn actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
+        self.inner.store.list_actions(incident).await
+    }
+
+    /// Approvals waiting for an answer, oldest first.
+    pub async fn pending_approvals(&self) -> Result<Vec<Approval>> {
+        self.inner.store.list_approvals(true).await
+    }
+
+    /// Approves a pending fix; it runs (subject to the guards).
+    pub async fn approve(&self, approval: Uuid, by: &str) -> Result<()> {
+        self.answer(approval, Answer::Approve(by.to_owned())).await
+    }
+
+    /// Rejects a pending fix; nothing runs and the incident closes.
+    pub async fn reject(&self, approval: Uuid, by: &str, reason: &str) -> Result<()> {
+        self.answer(approval, Answer::Reject(by.to_owned(), reason.to_owned())).await
+    }
+
+    async fn answer(&self, approval: Uuid, answer: Answer) -> Result<()> {
+        if let Some((_, tx)) = self.inner.pending.remove(&approval) {
+            return tx.send(answer).map_err(|_| {
+                Error::new(ErrorKind::Closed, format!("approval {approval} can no longer be answered; the healer is shutting down"))
+            });
+        }
+        let known = self.inner.store.list_approvals(false).await?;
+        match known.iter().find(|a| a.id == approval) {
+            Some(a) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("approval {approval} is {} already; nothing to do", a.state.as_str()),
+            )),
+            None => Err(Error::not_found(format!(
+                "no approval {approval}; list them with Healer::pending_approvals"
+            ))),
+        }
+    }
+
+    /// The last `limit` audit records, oldest first.
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.inner.store.list_audit(limit).await
+    }
+
+    /// Counters and, per pattern: incidents, occurrences, success rate, MTTR.
+    pub async fn stats(&self) -> Result<Stats> {
+        let patterns = self.inner.store.list_patterns().await?;
+        let incidents = self.incidents(&IncidentFilter::default()).await?;
+        let patterns = patterns
+            .into_iter()
+            .map(|p| {
+                let mine: Vec<&Incident> =
+                    incidents.iter().filter(|i| i.pattern.as_deref() == Some(&p.name)).collect();
+                let recovered: Vec<Duration> = mine.iter().filter_map(|i| i.time_to_recover()).collect();
+                let (ok, total) = p.fixes.iter().fold((0, 0), |(ok, total), f| {
+                    (ok + f.successes, total + f.successes + f.failures)
+                });
+                PatternStats {
+                    confidence: p.confidence,
+                    incidents: mine.len(),
+                    occurrences: mine.iter().map(|i| i.occurrences).sum(),
+                    success_rate: (total > 0).then(|| ok as f64 / total as f64),
+                    success_rate_by_strategy: p
+                        .fixes
+                        .iter()
+                        .map(|f| (f.strategy.clone(), f.success_rate()))
+                        .collect(),
+                    mttr: (!recovered.is_empty())
+                        .then(|| recovered.iter().sum::<Duration>() / recovered.len() as u32),
+                    pattern: p.name,
+                }
+            })
+            .collect();
+        Ok(Stats {
+            observed: self.observed(),
+            dropped: self.dropped(),
+            store_errors: self.store_errors(),
+            open_incidents: self
+                .inner
+                .open
+                .iter()
+                .filter(|i| !i.status.is_terminal())
+                .count(),
+            patterns,
+        })
+    }
+
+    /// The health of every target with a verifier. A verifier that cannot check
+    /// reports score 0 with the reason.
+    pub async fn health(&self) -> BTreeMap<String, Health> {
+        let mut out = BTreeMap::new();
+        for (target, v) in &self.inner.verifiers {
+            let h = v.check().await.unwrap_or_else(|e| Health::new(0, format!("check failed: {e}")));
+            out.insert(target.clone(), h);
+        }
+        out
+    }
+
+    /// Checks one target now.
+    pub async fn check(&self, target: &str) -> Result<Health> {
+        let v = self.inner.verifiers.get(target).ok_or_else(|| {
+            Error::not_found(format!("no verifier for target `{target}`; register one with Healer::builder().verifier(..)"))
+        })?;
+        v.check().await
+    }
+
+    /// Open incidents in a status, for tests and dashboards.
+    pub fn open_incidents(&self) -> Vec<Incident> {
+        self.inner
+            .open
+            .iter()
+            .filter(|i| !i.status.is_terminal() || i.status == IncidentStatus::Open)
+            .map(|i| i.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,178 @@
+//! Wiring a [`Healer`]: store, fingerprinter, strategies, verifiers, executor, advisor, notifiers.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Healer, Inner, detector::Detector, guard::Guards};
+use crate::{
+    ActionOutcome, Command, Error, ErrorKind, Executor, Fingerprinter, HealerConfig, LlmAdvisor,
+    Matcher, MemoryStore, Normalizer, Notifier, PatternStore, Result, Strategy, Verifier,
+};
+
+/// Configures a [`Healer`]. Everything has a default: an in-memory store, the
+/// normalizing fingerprinter, no strategies, and an executor that refuses to run
+/// commands until you give it a real one.
+#[derive(Default)]
+pub struct HealerBuilder {
+    config: HealerConfig,
+    store: Option<Arc<dyn PatternStore>>,
+    fingerprinter: Option<Arc<dyn Fingerprinter>>,
+    strategies: Vec<Arc<dyn Strategy>>,
+    verifiers: Vec<(String, Arc<dyn Verifier>)>,
+    executor: Option<Arc<dyn Executor>>,
+    advisor: Option<Arc<dyn LlmAdvisor>>,
+    notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+impl std::fmt::Debug for HealerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealerBuilder")
+            .field("config", &self.config)
+            .field("strategies", &self.strategies.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: HealerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The store (default: [`MemoryStore`]).
+    pub fn store(mut self, store: impl PatternStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The store, shared.
+    pub fn store_arc(mut self, store: Arc<dyn PatternStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The fingerprinter (default: [`Normalizer`]).
+    pub fn fingerprinter(mut self, fingerprinter: impl Fingerprinter) -> Self {
+        self.fingerprinter = Some(Arc::new(fingerprinter));
+        self
+    }
+
+    /// Registers a strategy under its name.
+    pub fn strategy(mut self, strategy: impl Strategy) -> Self {
+        self.strategies.push(Arc::new(strategy));
+        self
+    }
+
+    /// Registers a shared strategy under its name.
+    pub fn strategy_arc(mut self, strategy: Arc<dyn Strategy>) -> Self {
+        self.strategies.push(strategy);
+        self
+    }
+
+    /// The verifier of `target`'s health.
+    pub fn verifier(mut self, target: impl Into<String>, verifier: impl Verifier) -> Self {
+        self.verifiers.push((target.into(), Arc::new(verifier)));
+        self
+    }
+
+    /// The executor strategies run commands through.
+    pub fn executor(mut self, executor: impl Executor) -> Self {
+        self.executor = Some(Arc::new(executor));
+        self
+    }
+
+    /// An advisor for incidents no pattern explains.
+    pub fn advisor(mut self, advisor: impl LlmAdvisor) -> Self {
+        self.advisor = Some(Arc::new(advisor));
+        self
+    }
+
+    /// Adds a notifier.
+    pub fn notifier(mut self, notifier: impl Notifier) -> Self {
+        self.notifiers.push(Arc::new(notifier));
+        self
+    }
+
+    /// Validates the configuration and builds the healer. Nothing runs until
+    /// [`Healer::spawn`].
+    pub fn build(self) -> Result<Healer> {
+        self.config.validate()?;
+        let mut strategies = HashMap::new();
+        for s in self.strategies {
+            let name = s.name().to_owned();
+            if strategies.insert(name.clone(), s).is_some() {
+                return Err(Error::invalid(format!(
+                    "two strategies are registered as `{name}`; give each a unique name"
+                )));
+            }
+        }
+        let mut verifiers = HashMap::new();
+        for (target, v) in self.verifiers {
+            if verifiers.insert(target.clone(), v).is_some() {
+                return Err(Error::invalid(format!(
+                    "two verifiers are registered for target `{target}`; combine them into one"
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel(self.config.intake.queue_capacity);
+        let (events, _) = broadcast::channel(self.config.intake.event_capacity);
+        let guards = Guards::new(&self.config.guards);
+        Ok(Healer {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                fingerprinter: self.fingerprinter.unwrap_or_else(|| Arc::new(Normalizer::default())),
+                strategies,
+                verifiers,
+                executor: self.executor.unwrap_or_else(|| Arc::new(NoExecutor)),
+                advisor: self.advisor,
+                notifiers: self.notifiers,
+                tx,
+                rx: Mutex::new(Some(rx)),
+                observed: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                events,
+                matcher: RwLock::new(Arc::new(Matcher::default())),
+                detector: Detector::default(),
+                guards,
+                open: DashMap::new(),
+                by_fingerprint: DashMap::new(),
+                by_target: DashMap::new(),
+                pending: DashMap::new(),
+                audit_head: tokio::sync::Mutex::new(None),
+                store_errors: AtomicU64::new(0),
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                config: self.config,
+            }),
+        })
+    }
+}
+
+/// The executor used when none is configured: refuses, saying what to do.
+#[derive(Debug)]
+struct NoExecutor;
+
+#[async_trait]
+impl Executor for NoExecutor {
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    async fn run(&self, command: &Command) -> Result<ActionOutcome> {
+        Err(Error::new(
+            ErrorKind::Execution,
+            format!(
+                "no executor is configured, so `{}` was not run; add one with Healer::builder().executor(..)",
+                command.preview()
+            ),
+        ))
+    }
+}

@@ -1,0 +1,640 @@
+//! One incident from detection to resolution or escalation: match, advise, decide,
+//! guard, plan, approve, execute, verify, roll back, learn, audit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::guard::Admission;
+use super::{Answer, Healer};
+use crate::{
+    ActionContext, ActionRecord, ActionStatus, AdviceRequest, Approval, ApprovalState, AuditEntry,
+    Decision, FixBinding, Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase,
+    RemediationPlan, Strategy, decide,
+};
+
+/// How an approval wait ended.
+enum Approved {
+    Yes,
+    No(String),
+    Cancelled,
+}
+
+/// The fix candidates of an incident and where they came from.
+struct Plan {
+    pattern: Option<Pattern>,
+    fixes: Vec<FixBinding>,
+    confidence: f64,
+    /// Set when the fixes come from an advisor: they always wait for approval.
+    advised: bool,
+}
+
+impl Healer {
+    pub(super) async fn heal(self, incident: Incident, matched: Option<PatternMatch>) {
+        let span = tracing::info_span!(
+            "heal",
+            incident = %incident.id,
+            fingerprint = %incident.fingerprint,
+            target = %incident.target,
+        );
+        let id = incident.id;
+        self.run_incident(incident, matched).instrument(span).await;
+        self.forget(id);
+    }
+
+    async fn run_incident(&self, incident: Incident, matched: Option<PatternMatch>) {
+        let id = incident.id;
+        self.save(&incident).await;
+        self.emit(Some(&incident), &incident.target, Phase::Detected, incident.template.clone());
+        self.audit(AuditEntry {
+            incident: Some(id),
+            pattern: incident.pattern.clone(),
+            detail: serde_json::json!({
+                "fingerprint": incident.fingerprint,
+                "template": incident.template,
+                "occurrences": incident.occurrences,
+            }),
+            ..AuditEntry::new("self_heal.detected", "incident opened")
+        })
+        .await;
+
+        let Some(plan) = self.candidates(&incident, matched).await else { return };
+
+        if let Some(p) = plan.pattern.as_ref().filter(|p| p.mode == crate::PatternMode::AlertOnly) {
+            self.alert_only(id, p, plan.confidence).await;
+            return;
+        }
+        if plan.fixes.is_empty() {
+            let who = plan.pattern.as_ref().map_or("the advice", |p| p.name.as_str());
+            self.escalate(id, format!("{who} has no fix bound; add one to the pattern")).await;
+            return;
+        }
+        self.try_fixes(id, plan).await;
+    }
+
+    /// The pattern and its fixes, or the advisor's suggestion; `None` when escalated.
+    async fn candidates(&self, incident: &Incident, matched: Option<PatternMatch>) -> Option<Plan> {
+        if let Some(m) = matched {
+            let pattern = self.matcher().pattern(&m.pattern).cloned();
+            self.emit(Some(incident), &incident.target, Phase::Matched, format!(
+                "pattern `{}` (confidence {:.2}): {}",
+                m.pattern,
+                m.confidence,
+                m.reasons.join("; ")
+            ));
+            let pattern = match pattern {
+                Some(p) => p,
+                None => {
+                    self.escalate(incident.id, format!("pattern `{}` disappeared", m.pattern)).await;
+                    return None;
+                }
+            };
+            let fixes = pattern.ordered_fixes().into_iter().cloned().collect();
+            return Some(Plan { fixes, confidence: m.confidence, pattern: Some(pattern), advised: false });
+        }
+        let Some(advisor) = self.inner.advisor.clone() else {
+            self.escalate(incident.id, "no known pattern matches and no advisor is configured".into())
+                .await;
+            return None;
+        };
+        let request = AdviceRequest {
+            incident: incident.clone(),
+            strategies: self.inner.strategies.keys().cloned().collect(),
+        };
+        let diagnosis = match advisor.advise(&request).instrument(tracing::info_span!("advise")).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.escalate(incident.id, format!("no known pattern matches; advisor failed: {e}")).await;
+                return None;
+            }
+        };
+        self.emit(Some(incident), &incident.target, Phase::Diagnosed, format!(
+            "{} suggests {:?} (confidence {:.2}): {}",
+            diagnosis.advisor, diagnosis.strategy, diagnosis.confidence, diagnosis.root_cause
+        ));
+        self.audit(AuditEntry {
+            incident: Some(incident.id),
+            confidence: Some(diagnosis.confidence),
+            action: diagnosis.strategy.clone(),
+            detail: serde_json::json!({"root_cause": diagnosis.root_cause, "advisor": diagnosis.advisor}),
+            ..AuditEntry::new("self_heal.diagnosed", diagnosis.explanation.clone())
+        })
+        .await;
+        // Advice can only suggest a registered strategy whose parameters validate.
+        let usable = diagnosis.strategy.as_ref().filter(|s| {
+            self.inner.strategies.get(*s).is_some_and(|st| st.validate(&diagnosis.params).is_ok())
+        });
+        match usable {
+            Some(strategy) if diagnosis.confidence >= self.inner.config.policy.suggest_threshold => {
+                Some(Plan {
+                    pattern: None,
+                    fixes: vec![FixBinding::new(strategy.clone()).params(diagnosis.params.clone())],
+                    confidence: diagnosis.confidence,
+                    advised: true,
+                })
+            }
+            _ => {
+                self.escalate(incident.id, format!(
+                    "no known pattern matches; advice was not usable ({})",
+                    diagnosis.explanation
+                ))
+                .await;
+                None
+            }
+        }
+    }
+
+    async fn try_fixes(&self, id: Uuid, plan: Plan) {
+        let max_attempts = self.inner.config.guards.max_attempts;
+        let mut confidence = plan.confidence;
+        let mut attempts = 0;
+        let mut last_failure = String::from("no fix could be tried");
+        for fix in &plan.fixes {
+            if attempts >= max_attempts {
+                last_failure = format!("{attempts} attempts used (max_attempts = {max_attempts})");
+                break;
+            }
+            let Some(strategy) = self.inner.strategies.get(&fix.strategy).cloned() else {
+                last_failure = format!("strategy `{}` is not registered", fix.strategy);
+                tracing::warn!(strategy = %fix.strategy, "fix names a strategy that is not registered");
+                continue;
+            };
+            if let Err(e) = strategy.validate(&fix.params) {
+                last_failure = format!("parameters of `{}` refused: {e}", fix.strategy);
+                continue;
+            }
+            let decision = match &plan.pattern {
+                Some(p) if !plan.advised => {
+                    decide(&self.inner.config.policy, p, confidence, fix, strategy.destructive())
+                }
+                _ => Decision::Suggest { reason: "advice from an advisor always needs approval".into() },
+            };
+            let Some(incident) = self.snapshot(id) else { return };
+            self.emit(Some(&incident), &incident.target, Phase::Decided, format!("{decision:?}"));
+            self.audit(AuditEntry {
+                incident: Some(id),
+                pattern: incident.pattern.clone(),
+                confidence: Some(confidence),
+                action: Some(fix.strategy.clone()),
+                ..AuditEntry::new(decision.event_type(), decision_reason(&decision))
+            })
+            .await;
+            if let Decision::Escalate { reason } = decision {
+                self.escalate(id, reason).await;
+                return;
+            }
+
+            if let Some(until) = self.inner.guards.cooling_until(&fix.strategy, &incident.target) {
+                let left = until.saturating_duration_since(Instant::now());
+                self.escalate(id, format!(
+                    "`{}` ran on `{}` recently; its cooldown has {}s left, so the error came back after a fix",
+                    fix.strategy,
+                    incident.target,
+                    left.as_secs()
+                ))
+                .await;
+                return;
+            }
+
+            let ctx = ActionContext {
+                incident: incident.clone(),
+                target: incident.target.clone(),
+                params: fix.params.clone(),
+            };
+            let remediation = match strategy.plan(&ctx).instrument(tracing::info_span!("plan")).await {
+                Ok(p) => p,
+                Err(e) => {
+                    last_failure = format!("`{}` could not plan: {e}", fix.strategy);
+                    continue;
+                }
+            };
+
+            if let Decision::Suggest { reason } = &decision {
+                match self.await_approval(&incident, &remediation, reason, confidence).await {
+                    Approved::Yes => {}
+                    Approved::No(why) => {
+                        self.close(id, IncidentStatus::Closed, format!("fix rejected: {why}")).await;
+                        return;
+                    }
+                    Approved::Cancelled => return,
+                }
+            }
+
+            if !self.wait_for_rate_limit(id).await {
+                return;
+            }
+            let _target = tokio::select! {
+                guard = self.inner.guards.lock_target(&incident.target) => guard,
+                _ = self.inner.cancel.cancelled() => return,
+            };
+            attempts += 1;
+            match self.run_fix(id, &strategy, &remediation).await {
+                Ok(health) => {
+                    if let Some(p) = &plan.pattern {
+                        self.learn(p, &fix.strategy, true).await;
+                    }
+                    self.resolve(id, health).await;
+                    return;
+                }
+                Err(reason) => {
+                    if let Some(p) = &plan.pattern {
+                        self.learn(p, &fix.strategy, false).await;
+                    }
+                    confidence = (confidence - self.inner.config.feedback.failure_delta).max(0.0);
+                    last_failure = reason;
+                }
+            }
+        }
+        self.escalate(id, format!("fixes exhausted after {attempts} attempt(s); last: {last_failure}")).await;
+    }
+
+    /// Waits for the global rate limit; `false` if the healer shut down meanwhile.
+    async fn wait_for_rate_limit(&self, id: Uuid) -> bool {
+        let Some(incident) = self.snapshot(id) else { return false };
+        match self.inner.guards.admit(incident.severity) {
+            Admission::Now => true,
+            Admission::Queued(permit) => {
+                let incident = self.set_status(id, IncidentStatus::Queued, None).await;
+                let target = incident.as_ref().map_or("", |i| i.target.as_str());
+                self.emit(incident.as_ref(), target, Phase::Queued, "global rate limit reached; queued by severity");
+                self.audit(AuditEntry {
+                    incident: Some(id),
+                    ..AuditEntry::new("self_heal.queued", "rate limited; queued by severity")
+                })
+                .await;
+                self.notify(Notification {
+                    title: format!("selfheal: action on {target} queued"),
+                    body: "The global rate limit of actions is reached; the action runs when it allows.".into(),
+                    incident: Some(id),
+                    event_type: "self_heal.queued".into(),
+                })
+                .await;
+                tokio::select! {
+                    r = permit => r.is_ok(),
+                    _ = self.inner.cancel.cancelled() => false,
+                }
+            }
+        }
+    }
+
+    /// Runs one fix and verifies it. `Ok(health after)` when verified, else why not.
+    async fn run_fix(
+        &self,
+        id: Uuid,
+        strategy: &Arc<dyn Strategy>,
+        plan: &RemediationPlan,
+    ) -> Result<Option<u8>, String> {
+        let incident = self.set_status(id, IncidentStatus::Remediating, None).await;
+        let Some(incident) = incident else { return Err("incident vanished".into()) };
+        let health_before = self.health_score(&incident.target).await;
+        let mut action = ActionRecord {
+            id: Uuid::new_v4(),
+            incident: id,
+            pattern: incident.pattern.clone(),
+            strategy: plan.strategy.clone(),
+            target: plan.target.clone(),
+            preview: plan.preview(),
+            status: ActionStatus::Running,
+            outcome: None,
+            health_before,
+            health_after: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            error: None,
+        };
+        self.save_action(&action).await;
+        self.emit(Some(&incident), &incident.target, Phase::Executing, plan.preview());
+        self.inner.guards.start_cooldown(&plan.strategy, &incident.target);
+
+        let executor = self.inner.executor.clone();
+        let result = strategy
+            .execute(plan, executor.clone())
+            .instrument(tracing::info_span!("execute", strategy = %plan.strategy))
+            .await;
+        let action_end = Instant::now();
+        let executed = match result {
+            Ok(outcome) => {
+                self.emit(Some(&incident), &incident.target, Phase::Output, format!(
+                    "exit {:?} in {:?}{}",
+                    outcome.exit_code,
+                    outcome.duration,
+                    if outcome.stderr.is_empty() { String::new() } else { format!("; stderr: {}", outcome.stderr.trim()) }
+                ));
+                let ok = outcome.success;
+                action.outcome = Some(outcome);
+                if ok { Ok(()) } else { Err(format!("`{}` reported failure", plan.strategy)) }
+            }
+            Err(e) => Err(format!("`{}` failed to execute: {e}", plan.strategy)),
+        };
+        self.audit(AuditEntry {
+            incident: Some(id),
+            pattern: incident.pattern.clone(),
+            action: Some(plan.strategy.clone()),
+            detail: serde_json::json!({"preview": plan.preview(), "exit_code": action.outcome.as_ref().and_then(|o| o.exit_code)}),
+            ..AuditEntry::new("self_heal.executed", match &executed { Ok(()) => "ok".to_owned(), Err(e) => e.clone() })
+        })
+        .await;
+
+        let verdict = match executed {
+            Ok(()) => {
+                self.emit(Some(&incident), &incident.target, Phase::Verifying, format!(
+                    "within {:?}: health >= {} and the fingerprint quiet for {:?}",
+                    self.inner.config.verification.window,
+                    self.inner.config.verification.min_health,
+                    self.inner.config.verification.quiet_for
+                ));
+                self.verify(id, action_end).instrument(tracing::info_span!("verify")).await
+            }
+            Err(e) => Err((e, None)),
+        };
+        action.finished_at = Some(Utc::now());
+        match verdict {
+            Ok(health_after) => {
+                action.status = ActionStatus::Succeeded;
+                action.health_after = health_after;
+                self.save_action(&action).await;
+                self.emit(Some(&incident), &incident.target, Phase::Verified, format!(
+                    "health {} -> {}",
+                    fmt_health(health_before),
+                    fmt_health(health_after)
+                ));
+                Ok(health_after)
+            }
+            Err((reason, health_after)) => {
+                action.health_after = health_after;
+                action.error = Some(reason.clone());
+                action.status = ActionStatus::Failed;
+                match strategy.rollback(plan, executor).await {
+                    Ok(Some(_)) => {
+                        action.status = ActionStatus::RolledBack;
+                        self.emit(Some(&incident), &incident.target, Phase::RolledBack, plan.strategy.clone());
+                        self.audit(AuditEntry {
+                            incident: Some(id),
+                            action: Some(plan.strategy.clone()),
+                            ..AuditEntry::new("self_heal.rolled_back", reason.clone())
+                        })
+                        .await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "rollback failed"),
+                }
+                self.save_action(&action).await;
+                self.emit(Some(&incident), &incident.target, Phase::Failed, reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    /// Polls health and the incident's fingerprints until both are good or the window ends.
+    async fn verify(&self, id: Uuid, action_end: Instant) -> Result<Option<u8>, (String, Option<u8>)> {
+        let cfg = &self.inner.config.verification;
+        let deadline = action_end + cfg.window;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.interval) => {}
+                _ = self.inner.cancel.cancelled() => return Err(("healer shut down during verification".into(), None)),
+            }
+            let Some(incident) = self.snapshot(id) else { return Err(("incident vanished".into(), None)) };
+            let health = self.health_score(&incident.target).await;
+            let now = Instant::now();
+            let last = std::iter::once(&incident.fingerprint)
+                .chain(&incident.related)
+                .filter_map(|fp| self.inner.detector.last_seen(fp))
+                .max()
+                .unwrap_or(action_end)
+                .max(action_end);
+            let quiet = now.saturating_duration_since(last) >= cfg.quiet_for;
+            let healthy = health.is_none_or(|h| h >= cfg.min_health);
+            if healthy && quiet {
+                return Ok(health);
+            }
+            if now >= deadline {
+                let why = if healthy {
+                    format!("the error recurred {}s before the window ended", now.saturating_duration_since(last).as_secs())
+                } else {
+                    format!("health {} stayed under {}", fmt_health(health), cfg.min_health)
+                };
+                return Err((format!("verification failed: {why}"), health));
+            }
+        }
+    }
+
+    async fn await_approval(
+        &self,
+        incident: &Incident,
+        plan: &RemediationPlan,
+        reason: &str,
+        confidence: f64,
+    ) -> Approved {
+        let mut approval = Approval {
+            id: Uuid::new_v4(),
+            incident: incident.id,
+            pattern: incident.pattern.clone(),
+            plan: plan.clone(),
+            reason: reason.to_owned(),
+            confidence,
+            requested_at: Utc::now(),
+            state: ApprovalState::Pending,
+            decided_by: None,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.pending.insert(approval.id, tx);
+        if let Err(e) = self.inner.store.save_approval(&approval).await {
+            self.store_failed("save_approval", &e);
+        }
+        self.set_status(incident.id, IncidentStatus::AwaitingApproval, Some(reason.to_owned())).await;
+        self.emit(Some(incident), &incident.target, Phase::AwaitingApproval, format!(
+            "approval {} for:\n{}",
+            approval.id,
+            plan.preview()
+        ));
+        self.notify(Notification {
+            title: format!("selfheal: approve `{}` on {}?", plan.strategy, incident.target),
+            body: format!("{reason}\nApproval id: {}\nPlan:\n{}", approval.id, plan.preview()),
+            incident: Some(incident.id),
+            event_type: "self_heal.suggested".into(),
+        })
+        .await;
+        let answer = tokio::select! {
+            a = rx => a.ok(),
+            _ = self.inner.cancel.cancelled() => None,
+        };
+        self.inner.pending.remove(&approval.id);
+        let (result, state, who, event, phase) = match answer {
+            Some(Answer::Approve(who)) => (Approved::Yes, ApprovalState::Approved, who, "self_heal.approved", Phase::Approved),
+            Some(Answer::Reject(who, why)) => (Approved::No(why), ApprovalState::Rejected, who, "self_heal.rejected", Phase::Rejected),
+            None => return Approved::Cancelled,
+        };
+        approval.state = state;
+        approval.decided_by = Some(who.clone());
+        if let Err(e) = self.inner.store.save_approval(&approval).await {
+            self.store_failed("save_approval", &e);
+        }
+        self.emit(Some(incident), &incident.target, phase, format!("by {who}"));
+        self.audit(AuditEntry {
+            actor: who,
+            incident: Some(incident.id),
+            pattern: incident.pattern.clone(),
+            confidence: Some(confidence),
+            action: Some(plan.strategy.clone()),
+            detail: serde_json::json!({"approval": approval.id.to_string()}),
+            ..AuditEntry::new(event, match &result { Approved::No(why) => why.clone(), _ => "approved".to_owned() })
+        })
+        .await;
+        result
+    }
+
+    async fn alert_only(&self, id: Uuid, pattern: &Pattern, confidence: f64) {
+        let Some(incident) = self.snapshot(id) else { return };
+        self.emit(Some(&incident), &incident.target, Phase::Decided, "AlertOnly");
+        self.audit(AuditEntry {
+            incident: Some(id),
+            pattern: Some(pattern.name.clone()),
+            confidence: Some(confidence),
+            ..AuditEntry::new(Decision::AlertOnly.event_type(), "pattern is alert-only; notified")
+        })
+        .await;
+        self.notify(Notification {
+            title: format!("selfheal: {} on {}", pattern.name, incident.target),
+            body: format!("{}\nSample: {}", pattern.description, incident.samples.first().map_or("", String::as_str)),
+            incident: Some(id),
+            event_type: "self_heal.alerted".into(),
+        })
+        .await;
+        self.close(id, IncidentStatus::Closed, "alert-only pattern: notified, no action".into()).await;
+    }
+
+    /// Feedback: success +0.05 and a use, failure -0.1, per (pattern, strategy).
+    async fn learn(&self, pattern: &Pattern, strategy: &str, success: bool) {
+        let fb = &self.inner.config.feedback;
+        let delta = if success { fb.success_delta } else { -fb.failure_delta };
+        match self.inner.store.record_outcome(&pattern.name, strategy, success, delta).await {
+            Ok(updated) => {
+                tracing::info!(pattern = %pattern.name, strategy, success, confidence = updated.confidence, "learned");
+                if let Err(e) = self.reload_patterns().await {
+                    self.store_failed("list_patterns", &e);
+                }
+            }
+            Err(e) => self.store_failed("record_outcome", &e),
+        }
+    }
+
+    async fn resolve(&self, id: Uuid, health: Option<u8>) {
+        let Some(incident) = self.close(id, IncidentStatus::Resolved, format!("verified; health {}", fmt_health(health))).await else { return };
+        let ttr = incident.time_to_recover().unwrap_or_default();
+        self.audit(AuditEntry {
+            incident: Some(id),
+            pattern: incident.pattern.clone(),
+            detail: serde_json::json!({"time_to_recover_ms": ttr.as_millis() as u64, "health_after": health}),
+            ..AuditEntry::new("self_heal.resolved", "fix verified")
+        })
+        .await;
+    }
+
+    async fn escalate(&self, id: Uuid, reason: String) {
+        tracing::warn!(%reason, "escalating");
+        let Some(incident) = self.close(id, IncidentStatus::Escalated, reason.clone()).await else { return };
+        self.audit(AuditEntry {
+            incident: Some(id),
+            pattern: incident.pattern.clone(),
+            detail: serde_json::json!({"samples": incident.samples, "occurrences": incident.occurrences}),
+            ..AuditEntry::new("self_heal.escalated", reason.clone())
+        })
+        .await;
+        self.notify(Notification {
+            title: format!("selfheal: escalating incident on {}", incident.target),
+            body: format!("{reason}\nTemplate: {}\nOccurrences: {}", incident.template, incident.occurrences),
+            incident: Some(id),
+            event_type: "self_heal.escalated".into(),
+        })
+        .await;
+    }
+
+    /// Moves the incident to a terminal status, saves it and announces it.
+    async fn close(&self, id: Uuid, status: IncidentStatus, reason: String) -> Option<Incident> {
+        let incident = {
+            let mut entry = self.inner.open.get_mut(&id)?;
+            entry.status = status;
+            entry.reason = reason.clone();
+            entry.closed_at = Some(Utc::now());
+            entry.clone()
+        };
+        self.save(&incident).await;
+        let phase = match status {
+            IncidentStatus::Resolved => Phase::Resolved,
+            IncidentStatus::Escalated => Phase::Escalated,
+            _ => Phase::Closed,
+        };
+        self.emit(Some(&incident), &incident.target, phase, reason);
+        Some(incident)
+    }
+
+    /// Drops the incident from the open indexes; its fingerprints start counting afresh.
+    fn forget(&self, id: Uuid) {
+        let Some((_, incident)) = self.inner.open.remove(&id) else { return };
+        for fp in std::iter::once(&incident.fingerprint).chain(&incident.related) {
+            self.inner.by_fingerprint.remove_if(fp, |_, v| *v == id);
+            self.inner.detector.reset(fp);
+        }
+        self.inner.by_target.remove_if(&incident.target, |_, v| *v == id);
+    }
+
+    fn snapshot(&self, id: Uuid) -> Option<Incident> {
+        self.inner.open.get(&id).map(|i| i.clone())
+    }
+
+    async fn set_status(&self, id: Uuid, status: IncidentStatus, reason: Option<String>) -> Option<Incident> {
+        let incident = {
+            let mut entry = self.inner.open.get_mut(&id)?;
+            entry.status = status;
+            if let Some(r) = reason {
+                entry.reason = r;
+            }
+            entry.clone()
+        };
+        self.save(&incident).await;
+        Some(incident)
+    }
+
+    async fn save(&self, incident: &Incident) {
+        if let Err(e) = self.inner.store.save_incident(incident).await {
+            self.store_failed("save_incident", &e);
+        }
+    }
+
+    async fn save_action(&self, action: &ActionRecord) {
+        if let Err(e) = self.inner.store.save_action(action).await {
+            self.store_failed("save_action", &e);
+        }
+    }
+
+    /// The target's health score, if a verifier is registered for it. A verifier that
+    /// cannot check counts as 0.
+    pub(super) async fn health_score(&self, target: &str) -> Option<u8> {
+        let verifier = self.inner.verifiers.get(target)?;
+        match tokio::time::timeout(Duration::from_secs(30), verifier.check()).await {
+            Ok(Ok(h)) => Some(h.score),
+            Ok(Err(e)) => {
+                tracing::warn!(verifier = verifier.name(), error = %e, "health check failed");
+                Some(0)
+            }
+            Err(_) => Some(0),
+        }
+    }
+}
+
+fn decision_reason(decision: &Decision) -> String {
+    match decision {
+        Decision::AutoRemediate => "confidence and policy allow an automatic fix".into(),
+        Decision::Suggest { reason } | Decision::Escalate { reason } => reason.clone(),
+        Decision::AlertOnly => "alert-only".into(),
+    }
+}
+
+fn fmt_health(h: Option<u8>) -> String {
+    h.map_or_else(|| "n/a".to_owned(), |h| h.to_string())
+}

@@ -1,0 +1,117 @@
+//! From signal to incident: fingerprint, count into an open incident, correlate by
+//! target, or count in the window and open a new incident at the threshold.
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::Healer;
+use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
+
+/// Sample messages kept per incident.
+const MAX_SAMPLES: usize = 5;
+
+impl Healer {
+    pub(super) async fn run_intake(self, mut rx: mpsc::Receiver<Signal>) {
+        if let Err(e) = self.reload_patterns().await {
+            tracing::error!(error = %e, "could not load patterns from the store; starting with none");
+        }
+        match self.inner.store.list_audit(1).await {
+            Ok(mut last) => *self.inner.audit_head.lock().await = last.pop(),
+            Err(e) => tracing::error!(error = %e, "could not read the audit head; the chain restarts"),
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.inner.cancel.cancelled() => break,
+                signal = rx.recv() => match signal {
+                    Some(signal) => self.ingest(signal),
+                    None => break,
+                },
+            }
+        }
+        rx.close();
+        // Whatever is still queued is dropped, and counted.
+        while rx.try_recv().is_ok() {
+            self.inner.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn ingest(&self, signal: Signal) {
+        let fp = self.inner.fingerprinter.fingerprint(&signal);
+        let now = Instant::now();
+        let detection = &self.inner.config.detection;
+
+        // A repeat of an open incident's fingerprint is counted into it.
+        let open_id = self.inner.by_fingerprint.get(&fp.id).map(|r| *r);
+        if let Some(id) = open_id {
+            self.inner.detector.record(&fp.id, now, detection.default_window);
+            self.count_into(id, &signal, &fp);
+            return;
+        }
+
+        // A new fingerprint on a target with a young open incident joins it.
+        let target_id = self.inner.by_target.get(&signal.target).map(|r| *r);
+        if let Some(id) = target_id {
+            let young = self.inner.open.get(&id).is_some_and(|i| {
+                (Utc::now() - i.opened_at).to_std().unwrap_or_default() <= detection.correlation_window
+            });
+            if young {
+                self.inner.detector.record(&fp.id, now, detection.default_window);
+                self.inner.by_fingerprint.insert(fp.id.clone(), id);
+                self.count_into(id, &signal, &fp);
+                return;
+            }
+        }
+
+        let matcher = self.matcher();
+        let best = matcher.best(&signal);
+        let (needed, window) = best
+            .as_ref()
+            .and_then(|m| matcher.pattern(&m.pattern))
+            .map_or((detection.default_min_occurrences, detection.default_window), |p| {
+                (p.min_occurrences, p.window)
+            });
+        let count = self.inner.detector.record(&fp.id, now, window);
+        if count < needed as usize {
+            return;
+        }
+
+        let at = Utc::now();
+        let incident = Incident {
+            id: Uuid::new_v4(),
+            target: signal.target.clone(),
+            fingerprint: fp.id.clone(),
+            template: fp.template.clone(),
+            related: Vec::new(),
+            pattern: best.as_ref().map(|m| m.pattern.clone()),
+            status: IncidentStatus::Open,
+            severity: best.as_ref().map_or(Severity::Medium, |m| m.severity),
+            occurrences: count as u64,
+            samples: vec![signal.message.clone()],
+            opened_at: at,
+            last_seen: at,
+            closed_at: None,
+            reason: String::new(),
+        };
+        self.inner.by_fingerprint.insert(fp.id.clone(), incident.id);
+        self.inner.by_target.insert(incident.target.clone(), incident.id);
+        self.inner.open.insert(incident.id, incident.clone());
+        let this = self.clone();
+        self.inner.tasks.spawn(async move { this.heal(incident, best).await });
+    }
+
+    fn count_into(&self, id: Uuid, signal: &Signal, fp: &Fingerprint) {
+        if let Some(mut incident) = self.inner.open.get_mut(&id) {
+            incident.occurrences += 1;
+            incident.last_seen = signal.timestamp;
+            if incident.fingerprint != fp.id && !incident.related.contains(&fp.id) {
+                incident.related.push(fp.id.clone());
+            }
+            if incident.samples.len() < MAX_SAMPLES && !incident.samples.contains(&signal.message) {
+                incident.samples.push(signal.message.clone());
+            }
+        }
+    }
+}

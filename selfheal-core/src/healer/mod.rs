@@ -1,0 +1,225 @@
+//! The [`Healer`]: the handle a service embeds. It takes signals, runs the pipeline of
+//! DESIGN.md (detect, match, advise, decide, guard, plan, approve, execute, verify,
+//! learn, audit) and answers the admin questions.
+
+mod admin;
+mod builder;
+mod detector;
+mod guard;
+mod heal;
+mod intake;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::Utc;
+use dashmap::DashMap;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::{
+    AuditEntry, AuditRecord, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent,
+    Incident, LlmAdvisor, Matcher, Notification, Notifier, PatternStore, Phase, Signal, Strategy,
+    Verifier,
+};
+
+pub use admin::{PatternStats, Stats};
+pub use builder::HealerBuilder;
+
+/// The healer. Cheap to clone: every clone is the same healer.
+///
+/// Build it with [`Healer::builder`], start it with [`Healer::spawn`], feed it with
+/// [`Healer::observe`] or [`Healer::layer`], watch it with [`Healer::subscribe`].
+#[derive(Clone)]
+pub struct Healer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Healer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Healer")
+            .field("store", &self.inner.store.name())
+            .field("strategies", &self.inner.strategies.keys().collect::<Vec<_>>())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: HealerConfig,
+    store: Arc<dyn PatternStore>,
+    fingerprinter: Arc<dyn Fingerprinter>,
+    strategies: HashMap<String, Arc<dyn Strategy>>,
+    verifiers: HashMap<String, Arc<dyn Verifier>>,
+    executor: Arc<dyn Executor>,
+    advisor: Option<Arc<dyn LlmAdvisor>>,
+    notifiers: Vec<Arc<dyn Notifier>>,
+
+    tx: mpsc::Sender<Signal>,
+    rx: Mutex<Option<mpsc::Receiver<Signal>>>,
+    observed: AtomicU64,
+    dropped: AtomicU64,
+    events: broadcast::Sender<HealingEvent>,
+
+    matcher: RwLock<Arc<Matcher>>,
+    detector: detector::Detector,
+    guards: guard::Guards,
+    /// Open incidents by id, and indexes from fingerprint and target to them.
+    open: DashMap<Uuid, Incident>,
+    by_fingerprint: DashMap<String, Uuid>,
+    by_target: DashMap<String, Uuid>,
+    /// Answers awaited by incidents waiting for approval, by approval id.
+    pending: DashMap<Uuid, oneshot::Sender<Answer>>,
+    /// The last audit record, so the next one chains to it.
+    audit_head: tokio::sync::Mutex<Option<AuditRecord>>,
+    store_errors: AtomicU64,
+
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// An operator's answer to an approval.
+#[derive(Debug)]
+enum Answer {
+    Approve(String),
+    Reject(String, String),
+}
+
+/// The running pipeline. Dropping it does not stop the healer; call [`Running::shutdown`].
+#[derive(Debug)]
+#[must_use = "keep the handle to shut the healer down cleanly"]
+pub struct Running {
+    healer: Healer,
+}
+
+impl Running {
+    /// Stops taking signals, cancels waits (approvals, queues, verification) and waits
+    /// for every task to finish. Signals still queued are discarded.
+    pub async fn shutdown(self) {
+        self.healer.shutdown().await;
+    }
+}
+
+impl Healer {
+    /// Starts configuring a healer.
+    pub fn builder() -> HealerBuilder {
+        HealerBuilder::default()
+    }
+
+    /// Starts the pipeline on the current tokio runtime: loads the patterns and the audit
+    /// head from the store, then processes signals. Calling it twice is a no-op.
+    pub fn spawn(&self) -> Running {
+        let rx = self.inner.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rx) = rx {
+            let this = self.clone();
+            self.inner.tasks.spawn(async move { this.run_intake(rx).await });
+            let this = self.clone();
+            self.inner.tasks.spawn(async move {
+                tokio::select! {
+                    _ = this.inner.guards.dispatch() => {}
+                    _ = this.inner.cancel.cancelled() => {}
+                }
+            });
+        }
+        Running { healer: self.clone() }
+    }
+
+    /// Hands a signal to the pipeline. Never blocks and never fails: when the queue is
+    /// full (or the healer shut down) the signal is counted in [`Healer::dropped`].
+    pub fn observe(&self, mut signal: Signal) {
+        self.inner.observed.fetch_add(1, Ordering::Relaxed);
+        if signal.service.is_empty() && !self.inner.config.service.is_empty() {
+            signal.service.clone_from(&self.inner.config.service);
+        }
+        if self.inner.tx.try_send(signal).is_err() {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Signals handed to [`Healer::observe`] so far.
+    pub fn observed(&self) -> u64 {
+        self.inner.observed.load(Ordering::Relaxed)
+    }
+
+    /// Signals dropped because the queue was full or the healer was shut down.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Store writes that failed (the pipeline went on without them).
+    pub fn store_errors(&self) -> u64 {
+        self.inner.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// A `tracing_subscriber::Layer` feeding this healer with WARN and ERROR events.
+    pub fn layer(&self) -> HealerLayer {
+        HealerLayer::new(self.clone())
+    }
+
+    /// Every phase of every incident from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealingEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HealerConfig {
+        &self.inner.config
+    }
+
+    async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    fn emit(&self, incident: Option<&Incident>, target: &str, phase: Phase, detail: impl Into<String>) {
+        let event = HealingEvent {
+            incident: incident.map(|i| i.id),
+            target: target.to_owned(),
+            phase,
+            detail: detail.into(),
+            at: Utc::now(),
+        };
+        tracing::debug!(target: "selfheal::event", phase = ?event.phase, target_system = %event.target, detail = %event.detail);
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Appends to the audit chain. A failed write is logged and counted; the chain
+    /// then continues from the last record that was written.
+    async fn audit(&self, entry: AuditEntry) {
+        let mut head = self.inner.audit_head.lock().await;
+        let record = entry.chain(head.as_ref(), Utc::now());
+        match self.inner.store.append_audit(&record).await {
+            Ok(()) => *head = Some(record),
+            Err(e) => self.store_failed("append_audit", &e),
+        }
+    }
+
+    async fn notify(&self, notification: Notification) {
+        for n in &self.inner.notifiers {
+            if let Err(e) = n.notify(&notification).await {
+                tracing::warn!(notifier = n.name(), error = %e, "notification failed");
+            }
+        }
+    }
+
+    fn store_failed(&self, operation: &str, error: &crate::Error) {
+        self.inner.store_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(store = self.inner.store.name(), operation, error = %error, "store write failed; continuing in memory");
+    }
+
+    fn matcher(&self) -> Arc<Matcher> {
+        self.inner.matcher.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rebuilds the matcher from the store's patterns.
+    async fn reload_patterns(&self) -> crate::Result<()> {
+        let patterns = self.inner.store.list_patterns().await?;
+        let matcher = Arc::new(Matcher::new(&patterns));
+        *self.inner.matcher.write().unwrap_or_else(|e| e.into_inner()) = matcher;
+        Ok(())
+    }
+}

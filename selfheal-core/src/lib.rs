@@ -1,0 +1,70 @@
+//! The core of selfheal: domain types, the plug-in traits, and the healing pipeline.
+//!
+//! This crate has no database, HTTP or LLM dependency. Stores, strategies and advisors
+//! live in their own crates and plug in through the traits here.
+//!
+//! ```
+//! use selfheal_core::{Healer, MemoryStore, Pattern, Signal};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
+//! let healer = Healer::builder().store(MemoryStore::new()).build()?;
+//! let running = healer.spawn();
+//! healer.add_pattern(Pattern::new("pool_timeout").regex("pool timed out"), "docs").await?;
+//! healer.observe(Signal::new("postgres", "pool timed out while waiting for an open connection"));
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod audit;
+mod config;
+mod error;
+mod event;
+pub mod fingerprint;
+mod healer;
+mod incident;
+mod layer;
+mod matcher;
+mod memory;
+mod pattern;
+mod policy;
+mod signal;
+#[cfg(feature = "test-util")]
+pub mod testkit;
+mod traits;
+
+pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
+pub use config::{
+    DetectionConfig, FeedbackConfig, GuardConfig, HealerConfig, IntakeConfig, PolicyConfig,
+    VerificationConfig,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use event::{HealingEvent, Phase};
+pub use fingerprint::{Fingerprint, Normalizer};
+pub use healer::{Healer, HealerBuilder, PatternStats, Running, Stats};
+pub use incident::{
+    ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,
+    Diagnosis, Health, Incident, IncidentStatus, PatternMatch, PlannedStep, RemediationPlan, Risk,
+};
+pub use layer::HealerLayer;
+pub use matcher::Matcher;
+pub use memory::MemoryStore;
+pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
+pub use policy::decide;
+pub use signal::{Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
+pub use traits::{
+    ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor, Notification,
+    Notifier, PatternStore, Strategy, Verifier,
+};
+#[cfg(any(test, feature = "test-util"))]
+pub use traits::{
+    MockExecutor, MockFingerprinter, MockLlmAdvisor, MockNotifier, MockPatternStore, MockStrategy,
+    MockVerifier,
+};
+
+/// The traits and types most integrations need.
+pub mod prelude {
+    pub use crate::{
+        Executor, Fingerprinter, Healer, LlmAdvisor, Notifier, Pattern, PatternStore, Signal,
+        Strategy, Verifier,
+    };
+}

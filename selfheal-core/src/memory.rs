@@ -1,0 +1,193 @@
+//! An in-memory [`PatternStore`]: for tests, examples and services that need no history.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::{
+    ActionRecord, Approval, ApprovalState, AuditRecord, Error, ErrorKind, Incident, IncidentFilter,
+    Pattern, PatternStore, Result,
+};
+
+/// Keeps everything in memory behind one lock. Nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    patterns: BTreeMap<String, Pattern>,
+    incidents: Vec<Incident>,
+    actions: Vec<ActionRecord>,
+    approvals: Vec<Approval>,
+    audit: Vec<AuditRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-written in a way
+        // that matters more than losing the store, so recover the guard.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn upsert<T: Clone>(items: &mut Vec<T>, item: &T, same: impl Fn(&T) -> bool) {
+    match items.iter_mut().find(|x| same(x)) {
+        Some(slot) => *slot = item.clone(),
+        None => items.push(item.clone()),
+    }
+}
+
+#[async_trait]
+impl PatternStore for MemoryStore {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    async fn list_patterns(&self) -> Result<Vec<Pattern>> {
+        Ok(self.state().patterns.values().cloned().collect())
+    }
+
+    async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
+        Ok(self.state().patterns.get(name).cloned())
+    }
+
+    async fn add_pattern(&self, pattern: &Pattern) -> Result<()> {
+        pattern.validate()?;
+        let mut state = self.state();
+        if state.patterns.contains_key(&pattern.name) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("pattern `{}` exists already; update it instead", pattern.name),
+            ));
+        }
+        state.patterns.insert(pattern.name.clone(), pattern.clone());
+        Ok(())
+    }
+
+    async fn update_pattern(&self, pattern: &Pattern) -> Result<()> {
+        pattern.validate()?;
+        let mut state = self.state();
+        match state.patterns.get_mut(&pattern.name) {
+            Some(slot) => {
+                *slot = pattern.clone();
+                Ok(())
+            }
+            None => Err(Error::not_found(format!(
+                "no pattern named `{}`; add it first",
+                pattern.name
+            ))),
+        }
+    }
+
+    async fn record_outcome(
+        &self,
+        pattern: &str,
+        strategy: &str,
+        success: bool,
+        confidence_delta: f64,
+    ) -> Result<Pattern> {
+        let mut state = self.state();
+        let p = state
+            .patterns
+            .get_mut(pattern)
+            .ok_or_else(|| Error::not_found(format!("no pattern named `{pattern}`")))?;
+        p.confidence = (p.confidence + confidence_delta).clamp(0.0, 1.0);
+        if success {
+            p.use_count += 1;
+        }
+        if let Some(fix) = p.fixes.iter_mut().find(|f| f.strategy == strategy) {
+            if success {
+                fix.successes += 1;
+            } else {
+                fix.failures += 1;
+            }
+        }
+        Ok(p.clone())
+    }
+
+    async fn save_incident(&self, incident: &Incident) -> Result<()> {
+        upsert(&mut self.state().incidents, incident, |x| x.id == incident.id);
+        Ok(())
+    }
+
+    async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
+        Ok(self.state().incidents.iter().find(|i| i.id == id).cloned())
+    }
+
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
+        let state = self.state();
+        let mut out: Vec<Incident> = state
+            .incidents
+            .iter()
+            .filter(|i| filter.statuses.is_empty() || filter.statuses.contains(&i.status))
+            .filter(|i| filter.target.as_ref().is_none_or(|t| *t == i.target))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+        if let Some(limit) = filter.limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    async fn save_action(&self, action: &ActionRecord) -> Result<()> {
+        upsert(&mut self.state().actions, action, |x| x.id == action.id);
+        Ok(())
+    }
+
+    async fn list_actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
+        let mut out: Vec<ActionRecord> = self
+            .state()
+            .actions
+            .iter()
+            .filter(|a| incident.is_none_or(|i| a.incident == i))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        Ok(out)
+    }
+
+    async fn save_approval(&self, approval: &Approval) -> Result<()> {
+        upsert(&mut self.state().approvals, approval, |x| x.id == approval.id);
+        Ok(())
+    }
+
+    async fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        let mut out: Vec<Approval> = self
+            .state()
+            .approvals
+            .iter()
+            .filter(|a| !pending_only || a.state == ApprovalState::Pending)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at));
+        Ok(out)
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let mut state = self.state();
+        if state.audit.iter().any(|r| r.seq == record.seq) {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("audit record {} exists already; the audit log is append-only", record.seq),
+            ));
+        }
+        state.audit.push(record.clone());
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let state = self.state();
+        let start = state.audit.len().saturating_sub(limit);
+        Ok(state.audit[start..].to_vec())
+    }
+}

@@ -1,0 +1,376 @@
+//! Known failures: what they look like and how to fix them.
+
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How bad a failure is; the highest wins when several patterns match.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Severity {
+    /// Cosmetic or self-limiting.
+    Low,
+    /// Degrades the service.
+    #[default]
+    Medium,
+    /// Breaks a feature.
+    High,
+    /// Takes the service down.
+    Critical,
+}
+
+impl Severity {
+    /// The lower-case name stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Whether a pattern may act or only notify.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PatternMode {
+    /// Matches lead to decisions and actions.
+    Active,
+    /// Matches only notify (the default for newly added patterns).
+    #[default]
+    AlertOnly,
+}
+
+/// A fix bound to a pattern: which strategy, with which parameters, in which order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FixBinding {
+    /// The registered strategy's name.
+    pub strategy: String,
+    /// Parameters handed to the strategy (validated by it).
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Lower runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Always wait for a human before running this fix.
+    #[serde(default)]
+    pub requires_approval: bool,
+    /// Verified successes so far.
+    #[serde(default)]
+    pub successes: u64,
+    /// Failures so far.
+    #[serde(default)]
+    pub failures: u64,
+}
+
+impl FixBinding {
+    /// A fix running `strategy` with no parameters.
+    pub fn new(strategy: impl Into<String>) -> Self {
+        FixBinding {
+            strategy: strategy.into(),
+            params: serde_json::Value::Null,
+            priority: 0,
+            requires_approval: false,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
+    /// Sets the parameters.
+    pub fn params(mut self, params: serde_json::Value) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Sets the priority (lower runs first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Requires approval before running.
+    pub fn requires_approval(mut self, yes: bool) -> Self {
+        self.requires_approval = yes;
+        self
+    }
+
+    /// Successes over attempts, `None` before the first attempt.
+    pub fn success_rate(&self) -> Option<f64> {
+        let total = self.successes + self.failures;
+        (total > 0).then(|| self.successes as f64 / total as f64)
+    }
+}
+
+/// A known failure: how to recognise it and how to fix it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    /// Unique name, e.g. `postgres_connection_pool_exhausted`.
+    pub name: String,
+    /// What it means, in a sentence (also scored by keyword matching).
+    #[serde(default)]
+    pub description: String,
+    /// A regex over the signal's message and stack; checked when the pattern is added.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Words that suggest this pattern when no regex matches (BM25-scored).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Only match signals whose `error.type` field equals this.
+    #[serde(default)]
+    pub error_type: Option<String>,
+    /// Only match signals for this target.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// How bad it is.
+    #[serde(default)]
+    pub severity: Severity,
+    /// The usual root cause, for humans.
+    #[serde(default)]
+    pub root_cause: String,
+    /// Whether fixes may run without approval when confidence is high.
+    #[serde(default)]
+    pub auto_healable: bool,
+    /// Learned confidence in [0, 1].
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Active or alert-only.
+    #[serde(default)]
+    pub mode: PatternMode,
+    /// Occurrences needed within `window` before an incident opens.
+    #[serde(default = "default_min_occurrences")]
+    pub min_occurrences: u32,
+    /// The detection window.
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Fixes, tried in priority order.
+    #[serde(default)]
+    pub fixes: Vec<FixBinding>,
+    /// Verified successful heals.
+    #[serde(default)]
+    pub use_count: u64,
+    /// Disabled patterns never match.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_confidence() -> f64 {
+    0.5
+}
+fn default_min_occurrences() -> u32 {
+    3
+}
+fn default_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Pattern {
+    /// A new alert-only pattern with default confidence (0.5), 3 occurrences in 60 s.
+    pub fn new(name: impl Into<String>) -> Self {
+        Pattern {
+            name: name.into(),
+            description: String::new(),
+            regex: None,
+            keywords: Vec::new(),
+            error_type: None,
+            target: None,
+            severity: Severity::Medium,
+            root_cause: String::new(),
+            auto_healable: false,
+            confidence: default_confidence(),
+            mode: PatternMode::AlertOnly,
+            min_occurrences: default_min_occurrences(),
+            window: default_window(),
+            fixes: Vec::new(),
+            use_count: 0,
+            enabled: true,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+    /// Sets the regex (checked by [`Pattern::validate`]).
+    pub fn regex(mut self, regex: impl Into<String>) -> Self {
+        self.regex = Some(regex.into());
+        self
+    }
+    /// Sets the keywords.
+    pub fn keywords<I: IntoIterator<Item = S>, S: Into<String>>(mut self, words: I) -> Self {
+        self.keywords = words.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Restricts the pattern to one target.
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+    /// Sets the severity.
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+    /// Sets the root cause.
+    pub fn root_cause(mut self, root_cause: impl Into<String>) -> Self {
+        self.root_cause = root_cause.into();
+        self
+    }
+    /// Marks the pattern as safe to fix without approval at high confidence.
+    pub fn auto_healable(mut self, yes: bool) -> Self {
+        self.auto_healable = yes;
+        self
+    }
+    /// Sets the starting confidence.
+    pub fn confidence(mut self, confidence: f64) -> Self {
+        self.confidence = confidence;
+        self
+    }
+    /// Sets the mode.
+    pub fn mode(mut self, mode: PatternMode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Sets the detection threshold: `n` occurrences within `window`.
+    pub fn threshold(mut self, n: u32, window: Duration) -> Self {
+        self.min_occurrences = n;
+        self.window = window;
+        self
+    }
+    /// Adds a fix.
+    pub fn fix(mut self, fix: FixBinding) -> Self {
+        self.fixes.push(fix);
+        self
+    }
+
+    /// Checks the pattern: a name, a regex that compiles, a confidence in [0, 1],
+    /// at least one occurrence, and something to match on.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid("pattern has an empty name; give it a unique name"));
+        }
+        if let Some(re) = &self.regex {
+            self.compile_regex().map_err(|e| {
+                Error::invalid(format!(
+                    "invalid regex in pattern `{}`: {}; fix the pattern",
+                    self.name,
+                    first_line(&e.to_string())
+                ))
+                .with_source(e)
+            })?;
+            if re.is_empty() {
+                return Err(Error::invalid(format!(
+                    "pattern `{}` has an empty regex, which would match everything; remove it or write one",
+                    self.name
+                )));
+            }
+        }
+        if self.regex.is_none() && self.keywords.is_empty() {
+            return Err(Error::invalid(format!(
+                "pattern `{}` has neither a regex nor keywords, so it can never match; add one",
+                self.name
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.confidence) || self.confidence.is_nan() {
+            return Err(Error::invalid(format!(
+                "pattern `{}` has confidence {}; use a value between 0 and 1",
+                self.name, self.confidence
+            )));
+        }
+        if self.min_occurrences == 0 {
+            return Err(Error::invalid(format!(
+                "pattern `{}` has min_occurrences 0; use 1 to open an incident on the first occurrence",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Compiles the regex (case-insensitive unless the regex says otherwise).
+    pub fn compile_regex(&self) -> Result<Option<Regex>, regex::Error> {
+        self.regex
+            .as_deref()
+            .map(|re| {
+                regex::RegexBuilder::new(re)
+                    .case_insensitive(true)
+                    .size_limit(1 << 20)
+                    .build()
+            })
+            .transpose()
+    }
+
+    /// Fixes in the order they are tried: priority, then success rate.
+    pub fn ordered_fixes(&self) -> Vec<&FixBinding> {
+        let mut fixes: Vec<&FixBinding> = self.fixes.iter().collect();
+        fixes.sort_by(|a, b| {
+            a.priority.cmp(&b.priority).then_with(|| {
+                let ra = a.success_rate().unwrap_or(0.5);
+                let rb = b.success_rate().unwrap_or(0.5);
+                rb.total_cmp(&ra)
+            })
+        });
+        fixes
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_regex_is_refused_with_the_pattern_name() {
+        let err = Pattern::new("redis_oom").regex("OOM (command").validate().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
+        assert!(err.message().contains("invalid regex in pattern `redis_oom`"), "{err}");
+        assert!(err.message().ends_with("fix the pattern"), "{err}");
+    }
+
+    #[test]
+    fn pattern_needs_something_to_match() {
+        assert!(Pattern::new("empty").validate().is_err());
+        assert!(Pattern::new("kw").keywords(["pool"]).validate().is_ok());
+        assert!(Pattern::new("c").regex("x").confidence(1.5).validate().is_err());
+    }
+
+    #[test]
+    fn fixes_are_ordered_by_priority_then_success_rate() {
+        let mut good = FixBinding::new("good").priority(1);
+        good.successes = 9;
+        let mut bad = FixBinding::new("bad").priority(1);
+        bad.failures = 9;
+        let first = FixBinding::new("first").priority(0);
+        let p = Pattern::new("p").regex("x").fix(bad).fix(good).fix(first);
+        let order: Vec<&str> = p.ordered_fixes().iter().map(|f| f.strategy.as_str()).collect();
+        assert_eq!(order, ["first", "good", "bad"]);
+    }
+
+    #[test]
+    fn pattern_deserializes_with_defaults() {
+        let p: Pattern = serde_json::from_value(serde_json::json!({
+            "name": "x", "regex": "boom", "window": "5m"
+        }))
+        .unwrap();
+        assert_eq!(p.window, Duration::from_secs(300));
+        assert_eq!(p.mode, PatternMode::AlertOnly);
+        assert!(p.enabled);
+    }
+}

@@ -1,0 +1,201 @@
+//! The plug-in traits. Async ones are dyn-first (`Arc<dyn Strategy>`); the
+//! fingerprinter is synchronous because it is the hot path.
+//!
+//! With the `test-util` feature each trait has a `mockall` mock (`MockStrategy`, …).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::{
+    ActionOutcome, ActionRecord, Approval, AuditRecord, Command, Diagnosis, Fingerprint, Health,
+    Incident, Pattern, RemediationPlan, Result, Signal, incident::IncidentStatus,
+};
+
+/// Turns a signal into a stable fingerprint. Synchronous: called once per signal.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+pub trait Fingerprinter: Send + Sync + Debug + 'static {
+    /// A short name for diagnostics.
+    fn name(&self) -> &str;
+    /// The fingerprint of `signal`.
+    fn fingerprint(&self, signal: &Signal) -> Fingerprint;
+}
+
+/// Which incidents to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentFilter {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<IncidentStatus>,
+    /// Only this target.
+    pub target: Option<String>,
+    /// At most this many, newest first (all when `None`).
+    pub limit: Option<usize>,
+}
+
+/// Where patterns, incidents, actions, approvals and the audit trail live.
+///
+/// Every store passes the conformance suite in `selfheal_core::testkit`.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait PatternStore: Send + Sync + Debug + 'static {
+    /// A short name for diagnostics (`memory`, `sqlite`, …).
+    fn name(&self) -> &str;
+
+    /// All patterns, by name.
+    async fn list_patterns(&self) -> Result<Vec<Pattern>>;
+    /// One pattern.
+    async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>>;
+    /// Adds a new pattern; `Conflict` if the name exists, `InvalidInput` if it does not validate.
+    async fn add_pattern(&self, pattern: &Pattern) -> Result<()>;
+    /// Replaces an existing pattern; `NotFound` if there is none by that name.
+    async fn update_pattern(&self, pattern: &Pattern) -> Result<()>;
+    /// Records a verified outcome of `strategy` for `pattern` atomically: the fix's
+    /// success or failure count, the pattern's use count (on success) and its
+    /// confidence moved by `confidence_delta` and clamped to [0, 1]. Returns the
+    /// updated pattern; `NotFound` if the pattern is gone.
+    async fn record_outcome(
+        &self,
+        pattern: &str,
+        strategy: &str,
+        success: bool,
+        confidence_delta: f64,
+    ) -> Result<Pattern>;
+
+    /// Inserts or updates an incident by id.
+    async fn save_incident(&self, incident: &Incident) -> Result<()>;
+    /// One incident.
+    async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>>;
+    /// Incidents matching `filter`, newest first.
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>>;
+
+    /// Inserts or updates an action by id.
+    async fn save_action(&self, action: &ActionRecord) -> Result<()>;
+    /// Actions, newest first, for one incident or all.
+    async fn list_actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>>;
+
+    /// Inserts or updates an approval by id.
+    async fn save_approval(&self, approval: &Approval) -> Result<()>;
+    /// Approvals, oldest first; only pending ones when `pending_only`.
+    async fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>>;
+
+    /// Appends one audit record; `Conflict` if its `seq` exists already.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+    /// The last `limit` audit records in chain order (oldest first).
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>>;
+}
+
+/// Context handed to a strategy when it plans.
+#[derive(Debug, Clone)]
+pub struct ActionContext {
+    /// The incident being healed.
+    pub incident: Incident,
+    /// The target acted on.
+    pub target: String,
+    /// The fix's parameters.
+    pub params: serde_json::Value,
+}
+
+/// A way to fix something: plan first, then execute, optionally roll back.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Strategy: Send + Sync + Debug + 'static {
+    /// The name patterns bind fixes to.
+    fn name(&self) -> &str;
+
+    /// Whether it loses data or capacity: destructive strategies wait for approval
+    /// unless the configuration says otherwise.
+    fn destructive(&self) -> bool {
+        false
+    }
+
+    /// Checks parameters before anything is planned.
+    fn validate(&self, _params: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+
+    /// What it would do, with risk and a preview of every command. Changes nothing.
+    async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan>;
+
+    /// Carries out `plan`, running its commands through `executor` (shared, so a
+    /// strategy may hand it to tasks of its own).
+    async fn execute(
+        &self,
+        plan: &RemediationPlan,
+        executor: Arc<dyn Executor>,
+    ) -> Result<ActionOutcome>;
+
+    /// Undoes `plan` when it did not heal. `Ok(None)` means it cannot be undone.
+    async fn rollback(
+        &self,
+        _plan: &RemediationPlan,
+        _executor: Arc<dyn Executor>,
+    ) -> Result<Option<ActionOutcome>> {
+        Ok(None)
+    }
+}
+
+/// Runs commands (argument vectors, never shell strings).
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Executor: Send + Sync + Debug + 'static {
+    /// A short name for diagnostics.
+    fn name(&self) -> &str;
+    /// Runs `command` and reports what happened. A non-zero exit is an `Ok` outcome
+    /// with `success: false`; `Err` means it could not be run at all.
+    async fn run(&self, command: &Command) -> Result<ActionOutcome>;
+}
+
+/// Measures a target's health.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Verifier: Send + Sync + Debug + 'static {
+    /// A short name for diagnostics.
+    fn name(&self) -> &str;
+    /// The current health. A target that cannot be reached is `Ok(score 0)`; `Err` is
+    /// for a verifier that could not check at all.
+    async fn check(&self) -> Result<Health>;
+}
+
+/// What an advisor is told about an incident no pattern explained.
+#[derive(Debug, Clone)]
+pub struct AdviceRequest {
+    /// The incident.
+    pub incident: Incident,
+    /// The names of the registered strategies it may suggest.
+    pub strategies: Vec<String>,
+}
+
+/// Suggests a root cause and a registered strategy for unknown incidents. Advice only.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait LlmAdvisor: Send + Sync + Debug + 'static {
+    /// A short name for diagnostics.
+    fn name(&self) -> &str;
+    /// A diagnosis of `request`.
+    async fn advise(&self, request: &AdviceRequest) -> Result<Diagnosis>;
+}
+
+/// What a notifier is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// Short title.
+    pub title: String,
+    /// The body.
+    pub body: String,
+    /// The incident, if any.
+    pub incident: Option<Uuid>,
+    /// The audit event type behind it (`self_heal.escalated`, …).
+    pub event_type: String,
+}
+
+/// Tells humans (ntfy, webhooks, chat).
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait Notifier: Send + Sync + Debug + 'static {
+    /// A short name for diagnostics.
+    fn name(&self) -> &str;
+    /// Sends `notification`.
+    async fn notify(&self, notification: &Notification) -> Result<()>;
+}

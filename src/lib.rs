@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub use selfheal_core::*;
+
+/// Stores: the embedded SQLite default (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub mod storage {
+    pub use selfheal_storage::*;
+}
+
+/// Stock strategies, executors and verifiers (feature `strategies`).
+#[cfg(feature = "strategies")]
+pub mod strategies {
+    pub use selfheal_strategies::*;
+}
+
+/// LLM advisors (feature `llm`).
+#[cfg(feature = "llm")]
+pub mod llm {
+    pub use selfheal_llm::*;
+}
