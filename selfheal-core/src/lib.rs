@@ -51,6 +51,8 @@ pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
 pub use signal::{Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
+/// Ids of incidents, actions and approvals.
+pub use uuid::Uuid;
 pub use traits::{
     ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor, Notification,
     Notifier, PatternStore, Strategy, Verifier,

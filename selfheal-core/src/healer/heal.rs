@@ -403,7 +403,7 @@ impl Healer {
             let now = Instant::now();
             let last = std::iter::once(&incident.fingerprint)
                 .chain(&incident.related)
-                .filter_map(|fp| self.inner.detector.last_seen(fp))
+                .filter_map(|fp| self.inner.detector.last_seen(&super::occurrence_key(&incident.target, fp)))
                 .max()
                 .unwrap_or(action_end)
                 .max(action_end);
@@ -577,8 +577,9 @@ impl Healer {
     fn forget(&self, id: Uuid) {
         let Some((_, incident)) = self.inner.open.remove(&id) else { return };
         for fp in std::iter::once(&incident.fingerprint).chain(&incident.related) {
-            self.inner.by_fingerprint.remove_if(fp, |_, v| *v == id);
-            self.inner.detector.reset(fp);
+            let key = super::occurrence_key(&incident.target, fp);
+            self.inner.by_fingerprint.remove_if(&key, |_, v| *v == id);
+            self.inner.detector.reset(&key);
         }
         self.inner.by_target.remove_if(&incident.target, |_, v| *v == id);
     }

@@ -44,9 +44,11 @@ impl Healer {
         let detection = &self.inner.config.detection;
 
         // A repeat of an open incident's fingerprint is counted into it.
-        let open_id = self.inner.by_fingerprint.get(&fp.id).map(|r| *r);
+        // Counting is per (target, fingerprint): the same error on two targets is two problems.
+        let key = super::occurrence_key(&signal.target, &fp.id);
+        let open_id = self.inner.by_fingerprint.get(&key).map(|r| *r);
         if let Some(id) = open_id {
-            self.inner.detector.record(&fp.id, now, detection.default_window);
+            self.inner.detector.record(&key, now, detection.default_window);
             self.count_into(id, &signal, &fp);
             return;
         }
@@ -58,8 +60,8 @@ impl Healer {
                 (Utc::now() - i.opened_at).to_std().unwrap_or_default() <= detection.correlation_window
             });
             if young {
-                self.inner.detector.record(&fp.id, now, detection.default_window);
-                self.inner.by_fingerprint.insert(fp.id.clone(), id);
+                self.inner.detector.record(&key, now, detection.default_window);
+                self.inner.by_fingerprint.insert(key, id);
                 self.count_into(id, &signal, &fp);
                 return;
             }
@@ -73,7 +75,7 @@ impl Healer {
             .map_or((detection.default_min_occurrences, detection.default_window), |p| {
                 (p.min_occurrences, p.window)
             });
-        let count = self.inner.detector.record(&fp.id, now, window);
+        let count = self.inner.detector.record(&key, now, window);
         if count < needed as usize {
             return;
         }
@@ -95,7 +97,7 @@ impl Healer {
             closed_at: None,
             reason: String::new(),
         };
-        self.inner.by_fingerprint.insert(fp.id.clone(), incident.id);
+        self.inner.by_fingerprint.insert(key, incident.id);
         self.inner.by_target.insert(incident.target.clone(), incident.id);
         self.inner.open.insert(incident.id, incident.clone());
         let this = self.clone();

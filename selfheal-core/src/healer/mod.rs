@@ -67,7 +67,7 @@ struct Inner {
     matcher: RwLock<Arc<Matcher>>,
     detector: detector::Detector,
     guards: guard::Guards,
-    /// Open incidents by id, and indexes from fingerprint and target to them.
+    /// Open incidents by id, and indexes from (target, fingerprint) and target to them.
     open: DashMap<Uuid, Incident>,
     by_fingerprint: DashMap<String, Uuid>,
     by_target: DashMap<String, Uuid>,
@@ -222,4 +222,9 @@ impl Healer {
         *self.inner.matcher.write().unwrap_or_else(|e| e.into_inner()) = matcher;
         Ok(())
     }
+}
+
+/// The key occurrences are counted under: one target's one fingerprint.
+fn occurrence_key(target: &str, fingerprint: &str) -> String {
+    format!("{target}\u{1f}{fingerprint}")
 }
