@@ -132,7 +132,7 @@ impl PatternStore for MemoryStore {
             .filter(|i| filter.target.as_ref().is_none_or(|t| *t == i.target))
             .cloned()
             .collect();
-        out.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+        out.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
         if let Some(limit) = filter.limit {
             out.truncate(limit);
         }
@@ -152,7 +152,7 @@ impl PatternStore for MemoryStore {
             .filter(|a| incident.is_none_or(|i| a.incident == i))
             .cloned()
             .collect();
-        out.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        out.sort_by_key(|a| std::cmp::Reverse(a.started_at));
         Ok(out)
     }
 
@@ -169,7 +169,7 @@ impl PatternStore for MemoryStore {
             .filter(|a| !pending_only || a.state == ApprovalState::Pending)
             .cloned()
             .collect();
-        out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at));
+        out.sort_by_key(|a| a.requested_at);
         Ok(out)
     }
 

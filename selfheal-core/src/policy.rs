@@ -45,7 +45,7 @@ pub fn decide(
     if fix.requires_approval {
         return Decision::Suggest { reason: format!("fix `{}` requires approval", fix.strategy) };
     }
-    if config.require_approval_for.iter().any(|s| *s == fix.strategy) {
+    if config.require_approval_for.contains(&fix.strategy) {
         return Decision::Suggest {
             reason: format!("strategy `{}` is in require_approval_for", fix.strategy),
         };

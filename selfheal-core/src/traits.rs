@@ -142,6 +142,11 @@ pub trait Strategy: Send + Sync + Debug + 'static {
 pub trait Executor: Send + Sync + Debug + 'static {
     /// A short name for diagnostics.
     fn name(&self) -> &str;
+    /// Whether this executor only records commands instead of running them. Strategies
+    /// use it to skip waiting for effects that cannot happen (a respawn, a reconnect).
+    fn dry_run(&self) -> bool {
+        false
+    }
     /// Runs `command` and reports what happened. A non-zero exit is an `Ok` outcome
     /// with `success: false`; `Err` means it could not be run at all.
     async fn run(&self, command: &Command) -> Result<ActionOutcome>;
