@@ -53,7 +53,10 @@ async fn auto_remediates_verifies_and_learns() {
         .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.8, &["restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.8, &["restart"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     let phases = phases_until(&mut rx, &[Phase::Resolved, Phase::Escalated]).await;
@@ -75,20 +78,36 @@ async fn auto_remediates_verifies_and_learns() {
     let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
-    assert_eq!(incidents[0].pattern.as_deref(), Some("postgres_connection_pool_exhausted"));
+    assert_eq!(
+        incidents[0].pattern.as_deref(),
+        Some("postgres_connection_pool_exhausted")
+    );
     let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
     assert_eq!(actions[0].status, ActionStatus::Succeeded);
-    assert_eq!((actions[0].health_before, actions[0].health_after), (Some(20), Some(100)));
+    assert_eq!(
+        (actions[0].health_before, actions[0].health_after),
+        (Some(20), Some(100))
+    );
 
     let p = &healer.patterns().await.unwrap()[0];
-    assert!((p.confidence - 0.85).abs() < 1e-9, "confidence {}", p.confidence);
+    assert!(
+        (p.confidence - 0.85).abs() < 1e-9,
+        "confidence {}",
+        p.confidence
+    );
     assert_eq!((p.use_count, p.fixes[0].successes), (1, 1));
     let stats = healer.stats().await.unwrap();
     assert_eq!(stats.patterns[0].success_rate, Some(1.0));
     assert!(stats.patterns[0].mttr.is_some());
 
     let types = audit_types(&healer).await;
-    for t in ["self_heal.pattern_added", "self_heal.detected", "self_heal.auto", "self_heal.executed", "self_heal.resolved"] {
+    for t in [
+        "self_heal.pattern_added",
+        "self_heal.detected",
+        "self_heal.auto",
+        "self_heal.executed",
+        "self_heal.resolved",
+    ] {
         assert!(types.iter().any(|x| x == t), "{t} missing from {types:?}");
     }
     running.shutdown().await;
@@ -98,17 +117,28 @@ async fn auto_remediates_verifies_and_learns() {
 async fn suggests_then_runs_when_approved() {
     let gauge = Gauge::new(0);
     let fix = FakeFix::new("restart", &gauge, Some(100));
-    let healer = Healer::builder().strategy(fix.clone()).verifier("db", gauge).build().unwrap();
+    let healer = Healer::builder()
+        .strategy(fix.clone())
+        .verifier("db", gauge)
+        .build()
+        .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.5, &["restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.5, &["restart"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     next(&mut rx, Phase::AwaitingApproval).await;
     assert_eq!(fix.runs(), 0, "nothing runs before approval");
     let pending = healer.pending_approvals().await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert!(pending[0].reason.contains("under the auto threshold"), "{}", pending[0].reason);
+    assert!(
+        pending[0].reason.contains("under the auto threshold"),
+        "{}",
+        pending[0].reason
+    );
     assert_eq!(pending[0].plan.preview(), "restart db");
 
     healer.approve(pending[0].id, "alice").await.unwrap();
@@ -117,7 +147,13 @@ async fn suggests_then_runs_when_approved() {
     assert!(healer.pending_approvals().await.unwrap().is_empty());
     let types = audit_types(&healer).await;
     assert!(types.contains(&"self_heal.suggested".to_owned()));
-    let approved = healer.audit_log(100).await.unwrap().into_iter().find(|r| r.event_type == "self_heal.approved").unwrap();
+    let approved = healer
+        .audit_log(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.event_type == "self_heal.approved")
+        .unwrap();
     assert_eq!(approved.actor, "alice");
     running.shutdown().await;
 }
@@ -129,12 +165,18 @@ async fn rejected_suggestion_runs_nothing_and_cannot_be_answered_twice() {
     let healer = Healer::builder().strategy(fix.clone()).build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.5, &["restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.5, &["restart"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     next(&mut rx, Phase::AwaitingApproval).await;
     let id = healer.pending_approvals().await.unwrap()[0].id;
-    healer.reject(id, "bob", "maintenance tonight").await.unwrap();
+    healer
+        .reject(id, "bob", "maintenance tonight")
+        .await
+        .unwrap();
     let closed = next(&mut rx, Phase::Closed).await;
     assert!(closed.detail.contains("maintenance tonight"));
     assert_eq!(fix.runs(), 0);
@@ -145,7 +187,11 @@ async fn rejected_suggestion_runs_nothing_and_cannot_be_answered_twice() {
     let missing = healer.approve(uuid_nil(), "alice").await.unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
     let approvals = healer.audit_log(100).await.unwrap();
-    assert!(approvals.iter().any(|r| r.event_type == "self_heal.rejected" && r.actor == "bob"));
+    assert!(
+        approvals
+            .iter()
+            .any(|r| r.event_type == "self_heal.rejected" && r.actor == "bob")
+    );
     running.shutdown().await;
 }
 
@@ -158,24 +204,41 @@ async fn escalates_low_confidence_and_unknown_errors() {
     let gauge = Gauge::new(0);
     let fix = FakeFix::new("restart", &gauge, Some(100));
     let inbox = Inbox::default();
-    let healer = Healer::builder().strategy(fix.clone()).notifier(inbox.clone()).build().unwrap();
+    let healer = Healer::builder()
+        .strategy(fix.clone())
+        .notifier(inbox.clone())
+        .build()
+        .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.2, &["restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.2, &["restart"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     let e = next(&mut rx, Phase::Escalated).await;
-    assert!(e.detail.contains("under the suggest threshold"), "{}", e.detail);
+    assert!(
+        e.detail.contains("under the suggest threshold"),
+        "{}",
+        e.detail
+    );
 
     // An error nobody described: the default threshold (5 in 60 s), then escalation.
     for i in 0..5 {
-        healer.observe(Signal::new("billing", format!("ledger mismatch in batch {i}")));
+        healer.observe(Signal::new(
+            "billing",
+            format!("ledger mismatch in batch {i}"),
+        ));
     }
     let e = next(&mut rx, Phase::Escalated).await;
     assert_eq!(e.target, "billing");
     assert!(e.detail.contains("no known pattern"), "{}", e.detail);
     assert_eq!(fix.runs(), 0);
-    assert_eq!(inbox.event_types(), ["self_heal.escalated", "self_heal.escalated"]);
+    assert_eq!(
+        inbox.event_types(),
+        ["self_heal.escalated", "self_heal.escalated"]
+    );
     running.shutdown().await;
 }
 
@@ -184,18 +247,29 @@ async fn alert_only_pattern_notifies_and_acts_not() {
     let gauge = Gauge::new(0);
     let fix = FakeFix::new("restart", &gauge, Some(100));
     let inbox = Inbox::default();
-    let healer = Healer::builder().strategy(fix.clone()).notifier(inbox.clone()).build().unwrap();
+    let healer = Healer::builder()
+        .strategy(fix.clone())
+        .notifier(inbox.clone())
+        .build()
+        .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
-        .add_pattern(pool_pattern(0.9, &["restart"]).mode(PatternMode::AlertOnly), "test")
+        .add_pattern(
+            pool_pattern(0.9, &["restart"]).mode(PatternMode::AlertOnly),
+            "test",
+        )
         .await
         .unwrap();
     storm(&healer, "db", 3);
     next(&mut rx, Phase::Closed).await;
     assert_eq!(fix.runs(), 0);
     assert_eq!(inbox.event_types(), ["self_heal.alerted"]);
-    assert!(audit_types(&healer).await.contains(&"self_heal.alerted".to_owned()));
+    assert!(
+        audit_types(&healer)
+            .await
+            .contains(&"self_heal.alerted".to_owned())
+    );
     running.shutdown().await;
 }
 
@@ -204,13 +278,23 @@ async fn rate_limited_action_is_queued_and_runs_later() {
     let gauge = Gauge::new(100);
     let fix = FakeFix::new("restart", &gauge, Some(100));
     let config = HealerConfig {
-        guards: GuardConfig { max_actions_per_hour: 1, ..Default::default() },
+        guards: GuardConfig {
+            max_actions_per_hour: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let healer = Healer::builder().config(config).strategy(fix.clone()).build().unwrap();
+    let healer = Healer::builder()
+        .config(config)
+        .strategy(fix.clone())
+        .build()
+        .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.9, &["restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.9, &["restart"]), "test")
+        .await
+        .unwrap();
 
     let start = tokio::time::Instant::now();
     storm(&healer, "db-a", 3);
@@ -221,7 +305,11 @@ async fn rate_limited_action_is_queued_and_runs_later() {
     assert_eq!(fix.runs(), 1);
     let second = next(&mut rx, Phase::Executing).await;
     assert_eq!(second.target, "db-b");
-    assert!(start.elapsed() >= Duration::from_secs(3500), "ran after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(3500),
+        "ran after {:?}",
+        start.elapsed()
+    );
     next(&mut rx, Phase::Resolved).await;
     assert_eq!(fix.runs(), 2);
     running.shutdown().await;
@@ -234,7 +322,10 @@ async fn cooldown_blocks_a_repeat_on_the_same_target() {
     let healer = Healer::builder().strategy(fix.clone()).build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.9, &["restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.9, &["restart"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     next(&mut rx, Phase::Resolved).await;
@@ -254,7 +345,9 @@ async fn cooldown_blocks_a_repeat_on_the_same_target() {
 #[tokio::test(start_paused = true)]
 async fn attempts_exhausted_escalates() {
     let gauge = Gauge::new(0);
-    let fixes: Vec<FakeFix> = (0..4).map(|i| FakeFix::new(&format!("fix{i}"), &gauge, None)).collect();
+    let fixes: Vec<FakeFix> = (0..4)
+        .map(|i| FakeFix::new(&format!("fix{i}"), &gauge, None))
+        .collect();
     let mut builder = Healer::builder().verifier("db", gauge.clone());
     for f in &fixes {
         builder = builder.strategy(f.clone());
@@ -262,7 +355,10 @@ async fn attempts_exhausted_escalates() {
     let healer = builder.build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(1.0, &["fix0", "fix1", "fix2", "fix3"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(1.0, &["fix0", "fix1", "fix2", "fix3"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     let e = next(&mut rx, Phase::Escalated).await;
@@ -270,7 +366,11 @@ async fn attempts_exhausted_escalates() {
     let runs: Vec<usize> = fixes.iter().map(FakeFix::runs).collect();
     assert_eq!(runs, [1, 1, 1, 0]);
     let p = &healer.patterns().await.unwrap()[0];
-    assert!((p.confidence - 0.7).abs() < 1e-9, "three failures take 0.3: {}", p.confidence);
+    assert!(
+        (p.confidence - 0.7).abs() < 1e-9,
+        "three failures take 0.3: {}",
+        p.confidence
+    );
     running.shutdown().await;
 }
 
@@ -288,16 +388,39 @@ async fn failed_verification_rolls_back_then_next_fix_heals() {
         .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.9, &["patch_config", "restart"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.9, &["patch_config", "restart"]), "test")
+        .await
+        .unwrap();
 
     storm(&healer, "db", 3);
     let phases = phases_until(&mut rx, &[Phase::Resolved, Phase::Escalated]).await;
-    let tail: Vec<Phase> = phases.into_iter().filter(|p| matches!(p, Phase::Executing | Phase::RolledBack | Phase::Failed | Phase::Resolved)).collect();
-    assert_eq!(tail, [Phase::Executing, Phase::RolledBack, Phase::Failed, Phase::Executing, Phase::Resolved]);
+    let tail: Vec<Phase> = phases
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Phase::Executing | Phase::RolledBack | Phase::Failed | Phase::Resolved
+            )
+        })
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            Phase::Executing,
+            Phase::RolledBack,
+            Phase::Failed,
+            Phase::Executing,
+            Phase::Resolved
+        ]
+    );
     assert_eq!((first.runs(), first.rollbacks(), second.runs()), (1, 1, 1));
     let actions = healer.actions(None).await.unwrap();
     let statuses: Vec<ActionStatus> = actions.iter().rev().map(|a| a.status).collect();
-    assert_eq!(statuses, [ActionStatus::RolledBack, ActionStatus::Succeeded]);
+    assert_eq!(
+        statuses,
+        [ActionStatus::RolledBack, ActionStatus::Succeeded]
+    );
     running.shutdown().await;
 }
 
@@ -309,7 +432,10 @@ async fn destructive_strategy_waits_for_approval_even_at_full_confidence() {
     let healer = Healer::builder().strategy(flush.clone()).build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(1.0, &["flushdb"]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(1.0, &["flushdb"]), "test")
+        .await
+        .unwrap();
     storm(&healer, "db", 3);
     next(&mut rx, Phase::AwaitingApproval).await;
     assert_eq!(flush.runs(), 0);
@@ -322,9 +448,16 @@ async fn destructive_strategy_waits_for_approval_even_at_full_confidence() {
 #[tokio::test(start_paused = true)]
 async fn invalid_regex_is_refused_with_a_clear_error() {
     let healer = Healer::builder().build().unwrap();
-    let err = healer.add_pattern(Pattern::new("broken").regex("pool (timed"), "test").await.unwrap_err();
+    let err = healer
+        .add_pattern(Pattern::new("broken").regex("pool (timed"), "test")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(err.message().starts_with("invalid regex in pattern `broken`"), "{err}");
+    assert!(
+        err.message()
+            .starts_with("invalid regex in pattern `broken`"),
+        "{err}"
+    );
     assert!(healer.patterns().await.unwrap().is_empty());
 }
 
@@ -347,7 +480,10 @@ async fn related_errors_on_one_target_make_one_incident() {
     let healer = Healer::builder().build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.2, &[]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.2, &[]), "test")
+        .await
+        .unwrap();
     storm(&healer, "db", 3);
     for _ in 0..10 {
         healer.observe(Signal::new("db", "connection reset by peer"));
@@ -365,7 +501,10 @@ async fn tracing_layer_turns_an_error_event_into_an_incident() {
     let healer = Healer::builder().build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(0.2, &[]), "test").await.unwrap();
+    healer
+        .add_pattern(pool_pattern(0.2, &[]), "test")
+        .await
+        .unwrap();
 
     #[derive(Debug)]
     struct PoolTimedOut;
@@ -380,15 +519,26 @@ async fn tracing_layer_turns_an_error_event_into_an_incident() {
     tracing::subscriber::with_default(subscriber, || {
         for _ in 0..3 {
             let err = PoolTimedOut;
-            tracing::error!(component = "orders-db", error = &err as &dyn std::error::Error, "query failed");
+            tracing::error!(
+                component = "orders-db",
+                error = &err as &dyn std::error::Error,
+                "query failed"
+            );
         }
         tracing::info!("info events are ignored");
     });
     let detected = next(&mut rx, Phase::Detected).await;
     assert_eq!(detected.target, "orders-db");
-    let incident = healer.incident(detected.incident.unwrap()).await.unwrap().unwrap();
+    let incident = healer
+        .incident(detected.incident.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(incident.samples[0], format!("query failed: {POOL}"));
-    assert_eq!(incident.pattern.as_deref(), Some("postgres_connection_pool_exhausted"));
+    assert_eq!(
+        incident.pattern.as_deref(),
+        Some("postgres_connection_pool_exhausted")
+    );
     assert_eq!(healer.observed(), 3);
     running.shutdown().await;
 }

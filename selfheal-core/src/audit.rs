@@ -143,19 +143,31 @@ pub fn verify_chain(records: &[AuditRecord]) -> Result<(), ChainError> {
     for r in records {
         match prev {
             None if r.seq == 1 && r.prev_hash != GENESIS_HASH => {
-                return Err(ChainError { seq: r.seq, reason: "the first record does not start at the genesis hash" });
+                return Err(ChainError {
+                    seq: r.seq,
+                    reason: "the first record does not start at the genesis hash",
+                });
             }
             None => {}
             Some(p) if r.seq != p.seq + 1 => {
-                return Err(ChainError { seq: r.seq, reason: "a record is missing before it" });
+                return Err(ChainError {
+                    seq: r.seq,
+                    reason: "a record is missing before it",
+                });
             }
             Some(p) if r.prev_hash != p.hash => {
-                return Err(ChainError { seq: r.seq, reason: "prev_hash does not match the record before" });
+                return Err(ChainError {
+                    seq: r.seq,
+                    reason: "prev_hash does not match the record before",
+                });
             }
             Some(_) => {}
         }
         if r.compute_hash() != r.hash {
-            return Err(ChainError { seq: r.seq, reason: "its content was changed after it was written" });
+            return Err(ChainError {
+                seq: r.seq,
+                reason: "its content was changed after it was written",
+            });
         }
         prev = Some(r);
     }

@@ -183,8 +183,8 @@ impl Default for FeedbackConfig {
 impl HealerConfig {
     /// Parses a TOML document and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: HealerConfig =
-            toml::from_str(text).map_err(|e| Error::invalid(format!("invalid healer config: {e}")))?;
+        let config: HealerConfig = toml::from_str(text)
+            .map_err(|e| Error::invalid(format!("invalid healer config: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -216,9 +216,10 @@ impl HealerConfig {
             return Err(Error::invalid("verification.interval must be more than 0"));
         }
         if self.detection.default_min_occurrences == 0 {
-            return Err(Error::invalid("detection.default_min_occurrences must be at least 1"));
+            return Err(Error::invalid(
+                "detection.default_min_occurrences must be at least 1",
+            ));
         }
         Ok(())
     }
 }
-

@@ -124,9 +124,15 @@ mod tests {
     #[test]
     fn display_names_kind_and_message_and_keeps_source() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let err = Error::new(ErrorKind::Unavailable, "store unreachable; check DATABASE_URL")
-            .with_source(io);
-        assert_eq!(err.to_string(), "unavailable: store unreachable; check DATABASE_URL");
+        let err = Error::new(
+            ErrorKind::Unavailable,
+            "store unreachable; check DATABASE_URL",
+        )
+        .with_source(io);
+        assert_eq!(
+            err.to_string(),
+            "unavailable: store unreachable; check DATABASE_URL"
+        );
         assert!(err.is_retryable());
         let source = std::error::Error::source(&err).expect("source kept");
         assert_eq!(source.to_string(), "refused");

@@ -214,7 +214,10 @@ impl Command {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
             .map(|a| {
-                if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
+                if !a.is_empty()
+                    && a.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+                {
                     a.to_owned()
                 } else {
                     format!("'{}'", a.replace('\'', r"'\''"))

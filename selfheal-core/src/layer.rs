@@ -47,11 +47,21 @@ impl<S: Subscriber> Layer<S> for HealerLayer {
         }
         let target = TARGET_FIELDS
             .iter()
-            .find_map(|f| visitor.fields.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone()))
+            .find_map(|f| {
+                visitor
+                    .fields
+                    .iter()
+                    .find(|(k, _)| k == f)
+                    .map(|(_, v)| v.clone())
+            })
             .unwrap_or_else(|| meta.target().to_owned());
         let mut signal = Signal::new(target, message)
             .source(SignalSource::Tracing)
-            .level(if level == TraceLevel::ERROR { Level::Error } else { Level::Warn })
+            .level(if level == TraceLevel::ERROR {
+                Level::Error
+            } else {
+                Level::Warn
+            })
             .field("tracing.target", meta.target());
         for (k, v) in visitor.fields {
             signal.fields.insert(k, v);
@@ -72,13 +82,15 @@ impl Visit for SignalVisitor {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.fields.push((field.name().to_owned(), value.to_owned()));
+            self.fields
+                .push((field.name().to_owned(), value.to_owned()));
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let chain = error_chain(value);
-        self.fields.push((field.name().to_owned(), chain.join(": ")));
+        self.fields
+            .push((field.name().to_owned(), chain.join(": ")));
         self.errors.extend(chain);
     }
 
@@ -86,7 +98,8 @@ impl Visit for SignalVisitor {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.fields.push((field.name().to_owned(), format!("{value:?}")));
+            self.fields
+                .push((field.name().to_owned(), format!("{value:?}")));
         }
     }
 }

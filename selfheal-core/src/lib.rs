@@ -51,17 +51,17 @@ pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
 pub use signal::{Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
-/// Ids of incidents, actions and approvals.
-pub use uuid::Uuid;
 pub use traits::{
-    ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor, Notification,
-    Notifier, PatternStore, Strategy, Verifier,
+    ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor,
+    Notification, Notifier, PatternStore, Strategy, Verifier,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use traits::{
     MockExecutor, MockFingerprinter, MockLlmAdvisor, MockNotifier, MockPatternStore, MockStrategy,
     MockVerifier,
 };
+/// Ids of incidents, actions and approvals.
+pub use uuid::Uuid;
 
 /// The traits and types most integrations need.
 pub mod prelude {

@@ -54,7 +54,13 @@ impl Matcher {
             for t in &doc {
                 *terms.entry(t.clone()).or_insert(0) += 1;
             }
-            entries.push(Entry { pattern: p.clone(), regex, len: doc.len(), terms, keywords });
+            entries.push(Entry {
+                pattern: p.clone(),
+                regex,
+                len: doc.len(),
+                terms,
+                keywords,
+            });
         }
         let mut df = HashMap::new();
         for e in &entries {
@@ -67,7 +73,11 @@ impl Matcher {
         } else {
             entries.iter().map(|e| e.len).sum::<usize>() as f64 / entries.len() as f64
         };
-        Matcher { entries, df, avg_len }
+        Matcher {
+            entries,
+            df,
+            avg_len,
+        }
     }
 
     /// The patterns it holds.
@@ -89,7 +99,10 @@ impl Matcher {
             if p.target.as_ref().is_some_and(|t| *t != signal.target) {
                 continue;
             }
-            if p.error_type.as_ref().is_some_and(|t| signal.fields.get("error.type") != Some(t)) {
+            if p.error_type
+                .as_ref()
+                .is_some_and(|t| signal.fields.get("error.type") != Some(t))
+            {
                 continue;
             }
             let mut reasons = Vec::new();
@@ -97,17 +110,24 @@ impl Matcher {
                 reasons.push(format!("target is `{t}`"));
             }
             let regex_hit = e.regex.as_ref().is_some_and(|re| {
-                re.is_match(&signal.message) || signal.stack.as_deref().is_some_and(|s| re.is_match(s))
+                re.is_match(&signal.message)
+                    || signal.stack.as_deref().is_some_and(|s| re.is_match(s))
             });
             let confidence = if regex_hit {
-                reasons.push(format!("regex `{}` matched", p.regex.as_deref().unwrap_or_default()));
+                reasons.push(format!(
+                    "regex `{}` matched",
+                    p.regex.as_deref().unwrap_or_default()
+                ));
                 p.confidence
             } else if !e.keywords.is_empty() {
                 let share = self.bm25(e, &query) / self.bm25(e, &e.keywords).max(f64::EPSILON);
                 if share < KEYWORD_MIN_SHARE {
                     continue;
                 }
-                reasons.push(format!("keywords scored {:.2} of the ideal (BM25)", share.min(1.0)));
+                reasons.push(format!(
+                    "keywords scored {:.2} of the ideal (BM25)",
+                    share.min(1.0)
+                ));
                 p.confidence * share.min(1.0) * KEYWORD_WEIGHT
             } else {
                 continue;
@@ -123,7 +143,9 @@ impl Matcher {
             });
         }
         out.sort_by(|a, b| {
-            b.severity.cmp(&a.severity).then_with(|| b.confidence.total_cmp(&a.confidence))
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| b.confidence.total_cmp(&a.confidence))
         });
         out
     }
@@ -173,7 +195,9 @@ mod tests {
                 .description("Redis is not accepting connections")
                 .keywords(["redis", "connection", "refused"])
                 .confidence(0.9),
-            Pattern::new("disk_full").regex("No space left on device").severity(Severity::Critical),
+            Pattern::new("disk_full")
+                .regex("No space left on device")
+                .severity(Severity::Critical),
         ]
     }
 
@@ -181,7 +205,10 @@ mod tests {
     fn regex_match_carries_the_pattern_confidence_and_reason() {
         let m = Matcher::new(&catalog());
         let best = m
-            .best(&Signal::new("db", "error: pool timed out while waiting for an open connection"))
+            .best(&Signal::new(
+                "db",
+                "error: pool timed out while waiting for an open connection",
+            ))
             .unwrap();
         assert_eq!(best.pattern, "postgres_pool_exhausted");
         assert_eq!(best.confidence, 0.8);
@@ -191,9 +218,18 @@ mod tests {
     #[test]
     fn keywords_match_below_regex_confidence() {
         let m = Matcher::new(&catalog());
-        let best = m.best(&Signal::new("cache", "Redis connection refused by 10.0.0.1:6379")).unwrap();
+        let best = m
+            .best(&Signal::new(
+                "cache",
+                "Redis connection refused by 10.0.0.1:6379",
+            ))
+            .unwrap();
         assert_eq!(best.pattern, "redis_connection_refused");
-        assert!(best.confidence < 0.9 && best.confidence > 0.3, "{}", best.confidence);
+        assert!(
+            best.confidence < 0.9 && best.confidence > 0.3,
+            "{}",
+            best.confidence
+        );
         assert!(m.best(&Signal::new("cache", "user logged in")).is_none());
     }
 
@@ -203,7 +239,10 @@ mod tests {
         patterns.push(Pattern::new("generic_io").regex("device").confidence(1.0));
         patterns.push(Pattern::new("only_redis").regex("space").target("redis"));
         let m = Matcher::new(&patterns);
-        let all = m.matches(&Signal::new("disk", "write failed: No space left on device"));
+        let all = m.matches(&Signal::new(
+            "disk",
+            "write failed: No space left on device",
+        ));
         assert_eq!(all[0].pattern, "disk_full");
         assert!(all.iter().all(|x| x.pattern != "only_redis"));
     }

@@ -66,7 +66,10 @@ impl PatternStore for MemoryStore {
         if state.patterns.contains_key(&pattern.name) {
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!("pattern `{}` exists already; update it instead", pattern.name),
+                format!(
+                    "pattern `{}` exists already; update it instead",
+                    pattern.name
+                ),
             ));
         }
         state.patterns.insert(pattern.name.clone(), pattern.clone());
@@ -95,6 +98,11 @@ impl PatternStore for MemoryStore {
         success: bool,
         confidence_delta: f64,
     ) -> Result<Pattern> {
+        if !confidence_delta.is_finite() {
+            return Err(Error::invalid(format!(
+                "confidence change {confidence_delta} is not a number; pass a finite delta"
+            )));
+        }
         let mut state = self.state();
         let p = state
             .patterns
@@ -115,7 +123,9 @@ impl PatternStore for MemoryStore {
     }
 
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
-        upsert(&mut self.state().incidents, incident, |x| x.id == incident.id);
+        upsert(&mut self.state().incidents, incident, |x| {
+            x.id == incident.id
+        });
         Ok(())
     }
 
@@ -157,7 +167,9 @@ impl PatternStore for MemoryStore {
     }
 
     async fn save_approval(&self, approval: &Approval) -> Result<()> {
-        upsert(&mut self.state().approvals, approval, |x| x.id == approval.id);
+        upsert(&mut self.state().approvals, approval, |x| {
+            x.id == approval.id
+        });
         Ok(())
     }
 
@@ -178,7 +190,10 @@ impl PatternStore for MemoryStore {
         if state.audit.iter().any(|r| r.seq == record.seq) {
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!("audit record {} exists already; the audit log is append-only", record.seq),
+                format!(
+                    "audit record {} exists already; the audit log is append-only",
+                    record.seq
+                ),
             ));
         }
         state.audit.push(record.clone());

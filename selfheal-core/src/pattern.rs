@@ -258,7 +258,9 @@ impl Pattern {
     /// at least one occurrence, and something to match on.
     pub fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {
-            return Err(Error::invalid("pattern has an empty name; give it a unique name"));
+            return Err(Error::invalid(
+                "pattern has an empty name; give it a unique name",
+            ));
         }
         if let Some(re) = &self.regex {
             self.compile_regex().map_err(|e| {
@@ -338,9 +340,16 @@ mod tests {
 
     #[test]
     fn invalid_regex_is_refused_with_the_pattern_name() {
-        let err = Pattern::new("redis_oom").regex("OOM (command").validate().unwrap_err();
+        let err = Pattern::new("redis_oom")
+            .regex("OOM (command")
+            .validate()
+            .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
-        assert!(err.message().contains("invalid regex in pattern `redis_oom`"), "{err}");
+        assert!(
+            err.message()
+                .contains("invalid regex in pattern `redis_oom`"),
+            "{err}"
+        );
         assert!(err.message().ends_with("fix the pattern"), "{err}");
     }
 
@@ -348,7 +357,13 @@ mod tests {
     fn pattern_needs_something_to_match() {
         assert!(Pattern::new("empty").validate().is_err());
         assert!(Pattern::new("kw").keywords(["pool"]).validate().is_ok());
-        assert!(Pattern::new("c").regex("x").confidence(1.5).validate().is_err());
+        assert!(
+            Pattern::new("c")
+                .regex("x")
+                .confidence(1.5)
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]
@@ -359,7 +374,11 @@ mod tests {
         bad.failures = 9;
         let first = FixBinding::new("first").priority(0);
         let p = Pattern::new("p").regex("x").fix(bad).fix(good).fix(first);
-        let order: Vec<&str> = p.ordered_fixes().iter().map(|f| f.strategy.as_str()).collect();
+        let order: Vec<&str> = p
+            .ordered_fixes()
+            .iter()
+            .map(|f| f.strategy.as_str())
+            .collect();
         assert_eq!(order, ["first", "good", "bad"]);
     }
 

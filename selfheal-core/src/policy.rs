@@ -40,10 +40,14 @@ pub fn decide(
         };
     }
     if !pattern.auto_healable {
-        return Decision::Suggest { reason: format!("pattern `{}` is not auto-healable", pattern.name) };
+        return Decision::Suggest {
+            reason: format!("pattern `{}` is not auto-healable", pattern.name),
+        };
     }
     if fix.requires_approval {
-        return Decision::Suggest { reason: format!("fix `{}` requires approval", fix.strategy) };
+        return Decision::Suggest {
+            reason: format!("fix `{}` requires approval", fix.strategy),
+        };
     }
     if config.require_approval_for.contains(&fix.strategy) {
         return Decision::Suggest {
@@ -51,7 +55,9 @@ pub fn decide(
         };
     }
     if destructive && !config.allow_destructive_without_approval {
-        return Decision::Suggest { reason: format!("strategy `{}` is destructive", fix.strategy) };
+        return Decision::Suggest {
+            reason: format!("strategy `{}` is destructive", fix.strategy),
+        };
     }
     Decision::AutoRemediate
 }
@@ -61,18 +67,36 @@ mod tests {
     use super::*;
 
     fn active(auto: bool) -> Pattern {
-        Pattern::new("p").regex("x").mode(PatternMode::Active).auto_healable(auto)
+        Pattern::new("p")
+            .regex("x")
+            .mode(PatternMode::Active)
+            .auto_healable(auto)
     }
 
     #[test]
     fn the_table_of_design_md() {
         let c = PolicyConfig::default();
         let fix = FixBinding::new("restart");
-        assert_eq!(decide(&c, &active(true), 0.7, &fix, false), Decision::AutoRemediate);
-        assert!(matches!(decide(&c, &active(false), 0.9, &fix, false), Decision::Suggest { .. }));
-        assert!(matches!(decide(&c, &active(true), 0.5, &fix, false), Decision::Suggest { .. }));
-        assert!(matches!(decide(&c, &active(true), 0.3, &fix, false), Decision::Suggest { .. }));
-        assert!(matches!(decide(&c, &active(true), 0.29, &fix, false), Decision::Escalate { .. }));
+        assert_eq!(
+            decide(&c, &active(true), 0.7, &fix, false),
+            Decision::AutoRemediate
+        );
+        assert!(matches!(
+            decide(&c, &active(false), 0.9, &fix, false),
+            Decision::Suggest { .. }
+        ));
+        assert!(matches!(
+            decide(&c, &active(true), 0.5, &fix, false),
+            Decision::Suggest { .. }
+        ));
+        assert!(matches!(
+            decide(&c, &active(true), 0.3, &fix, false),
+            Decision::Suggest { .. }
+        ));
+        assert!(matches!(
+            decide(&c, &active(true), 0.29, &fix, false),
+            Decision::Escalate { .. }
+        ));
         let alert = Pattern::new("p").regex("x").auto_healable(true);
         assert_eq!(decide(&c, &alert, 1.0, &fix, false), Decision::AlertOnly);
     }
@@ -86,11 +110,26 @@ mod tests {
             Decision::Suggest { .. }
         ));
         assert!(matches!(
-            decide(&c, &p, 1.0, &FixBinding::new("x").requires_approval(true), false),
+            decide(
+                &c,
+                &p,
+                1.0,
+                &FixBinding::new("x").requires_approval(true),
+                false
+            ),
             Decision::Suggest { .. }
         ));
-        assert!(matches!(decide(&c, &p, 1.0, &FixBinding::new("flush"), true), Decision::Suggest { .. }));
-        let allow = PolicyConfig { allow_destructive_without_approval: true, ..c };
-        assert_eq!(decide(&allow, &p, 1.0, &FixBinding::new("flush"), true), Decision::AutoRemediate);
+        assert!(matches!(
+            decide(&c, &p, 1.0, &FixBinding::new("flush"), true),
+            Decision::Suggest { .. }
+        ));
+        let allow = PolicyConfig {
+            allow_destructive_without_approval: true,
+            ..c
+        };
+        assert_eq!(
+            decide(&allow, &p, 1.0, &FixBinding::new("flush"), true),
+            Decision::AutoRemediate
+        );
     }
 }

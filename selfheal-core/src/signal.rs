@@ -83,7 +83,10 @@ impl Signal {
     /// let signal = Signal::from_error("redis-cache", &io);
     /// assert_eq!(signal.message, "Connection refused (os error 111)");
     /// ```
-    pub fn from_error(target: impl Into<String>, error: &(dyn std::error::Error + 'static)) -> Self {
+    pub fn from_error(
+        target: impl Into<String>,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Self {
         let chain = error_chain(error);
         let mut signal = Signal::new(target, chain.join(": "));
         signal

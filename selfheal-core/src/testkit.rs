@@ -106,7 +106,11 @@ pub async fn patterns_round_trip(store: &dyn PatternStore) {
     );
 
     assert_eq!(
-        ok(s, "get_pattern", store.get_pattern(&unique("missing")).await),
+        ok(
+            s,
+            "get_pattern",
+            store.get_pattern(&unique("missing")).await
+        ),
         None,
         "[{s}] get_pattern of an unknown name must be None"
     );
@@ -123,8 +127,16 @@ pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) 
     ok(s, "add_pattern", store.add_pattern(&original).await);
 
     let again = original.clone().description("second copy");
-    let err = expect_err(s, "add_pattern of an existing name", store.add_pattern(&again).await);
-    assert_eq!(err.kind(), ErrorKind::Conflict, "[{s}] duplicate add: {err}");
+    let err = expect_err(
+        s,
+        "add_pattern of an existing name",
+        store.add_pattern(&again).await,
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "[{s}] duplicate add: {err}"
+    );
     assert!(
         err.message().contains(&original.name),
         "[{s}] the conflict must name the pattern: {err}"
@@ -136,8 +148,16 @@ pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) 
     );
 
     let bad = Pattern::new(unique("bad_regex")).regex("OOM (command");
-    let err = expect_err(s, "add_pattern with an invalid regex", store.add_pattern(&bad).await);
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "[{s}] invalid regex: {err}");
+    let err = expect_err(
+        s,
+        "add_pattern with an invalid regex",
+        store.add_pattern(&bad).await,
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "[{s}] invalid regex: {err}"
+    );
     assert!(
         err.message()
             .contains(&format!("invalid regex in pattern `{}`", bad.name)),
@@ -150,9 +170,20 @@ pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) 
     );
 
     let nothing = Pattern::new(unique("nothing_to_match"));
-    let err = expect_err(s, "add_pattern without regex or keywords", store.add_pattern(&nothing).await);
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "[{s}] no regex, no keywords: {err}");
-    assert_eq!(ok(s, "get_pattern", store.get_pattern(&nothing.name).await), None);
+    let err = expect_err(
+        s,
+        "add_pattern without regex or keywords",
+        store.add_pattern(&nothing).await,
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "[{s}] no regex, no keywords: {err}"
+    );
+    assert_eq!(
+        ok(s, "get_pattern", store.get_pattern(&nothing.name).await),
+        None
+    );
 
     let broken_update = original.clone().regex("([unclosed");
     let err = expect_err(
@@ -160,7 +191,11 @@ pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) 
         "update_pattern with an invalid regex",
         store.update_pattern(&broken_update).await,
     );
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "[{s}] invalid regex on update: {err}");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "[{s}] invalid regex on update: {err}"
+    );
     assert_eq!(
         ok(s, "get_pattern", store.get_pattern(&original.name).await).as_ref(),
         Some(&original),
@@ -173,8 +208,16 @@ pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) 
 pub async fn update_missing_is_not_found(store: &dyn PatternStore) {
     let s = store.name();
     let ghost = Pattern::new(unique("ghost")).keywords(["ghost"]);
-    let err = expect_err(s, "update_pattern of a missing pattern", store.update_pattern(&ghost).await);
-    assert_eq!(err.kind(), ErrorKind::NotFound, "[{s}] update of a missing pattern: {err}");
+    let err = expect_err(
+        s,
+        "update_pattern of a missing pattern",
+        store.update_pattern(&ghost).await,
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "[{s}] update of a missing pattern: {err}"
+    );
     assert!(
         err.message().contains(&ghost.name),
         "[{s}] the error must name the pattern: {err}"
@@ -188,10 +231,19 @@ pub async fn update_missing_is_not_found(store: &dyn PatternStore) {
     let err = expect_err(
         s,
         "record_outcome of a missing pattern",
-        store.record_outcome(&ghost.name, "restart", true, 0.05).await,
+        store
+            .record_outcome(&ghost.name, "restart", true, 0.05)
+            .await,
     );
-    assert_eq!(err.kind(), ErrorKind::NotFound, "[{s}] outcome of a missing pattern: {err}");
-    assert_eq!(ok(s, "get_pattern", store.get_pattern(&ghost.name).await), None);
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "[{s}] outcome of a missing pattern: {err}"
+    );
+    assert_eq!(
+        ok(s, "get_pattern", store.get_pattern(&ghost.name).await),
+        None
+    );
 }
 
 /// `record_outcome` moves confidence by the delta clamped to [0, 1], counts successes
@@ -236,17 +288,29 @@ pub async fn record_outcome_moves_confidence_and_counts(store: &dyn PatternStore
     let p = record("reset_pool", true, 0.05).await;
     assert_close(s, p.confidence, 0.55, "confidence after a success");
     assert_eq!(p.use_count, 1, "[{s}] a success raises use_count");
-    assert_eq!(counts(&p, "reset_pool"), (1, 0), "[{s}] success counted on its fix");
+    assert_eq!(
+        counts(&p, "reset_pool"),
+        (1, 0),
+        "[{s}] success counted on its fix"
+    );
     assert_eq!(counts(&p, "restart"), (0, 0), "[{s}] other fixes untouched");
 
     let p = record("reset_pool", false, -0.1).await;
     assert_close(s, p.confidence, 0.45, "confidence after a failure");
     assert_eq!(p.use_count, 1, "[{s}] a failure leaves use_count alone");
-    assert_eq!(counts(&p, "reset_pool"), (1, 1), "[{s}] failure counted on its fix");
+    assert_eq!(
+        counts(&p, "reset_pool"),
+        (1, 1),
+        "[{s}] failure counted on its fix"
+    );
 
     let p = record("restart", true, 0.05).await;
     assert_eq!(p.use_count, 2);
-    assert_eq!(counts(&p, "restart"), (1, 0), "[{s}] counts are per strategy");
+    assert_eq!(
+        counts(&p, "restart"),
+        (1, 0),
+        "[{s}] counts are per strategy"
+    );
     assert_eq!(counts(&p, "reset_pool"), (1, 1));
 
     let p = record("restart", true, 5.0).await;
@@ -258,11 +322,20 @@ pub async fn record_outcome_moves_confidence_and_counts(store: &dyn PatternStore
 
     // A strategy the pattern has no fix for still moves confidence and use_count.
     let p = record("testkit_unbound", true, 0.05).await;
-    assert_close(s, p.confidence, 0.05, "confidence after an unbound strategy");
+    assert_close(
+        s,
+        p.confidence,
+        0.05,
+        "confidence after an unbound strategy",
+    );
     assert_eq!(p.use_count, 4);
     assert_eq!(counts(&p, "reset_pool"), (1, 1));
     assert_eq!(counts(&p, "restart"), (2, 1));
-    assert_eq!(p.fixes.len(), 2, "[{s}] an unbound strategy must not add a fix");
+    assert_eq!(
+        p.fixes.len(),
+        2,
+        "[{s}] an unbound strategy must not add a fix"
+    );
 
     // Everything but the learned fields is as it was added.
     let mut expected = pattern.clone();
@@ -272,7 +345,10 @@ pub async fn record_outcome_moves_confidence_and_counts(store: &dyn PatternStore
     expected.fixes[0].failures = 1;
     expected.fixes[1].successes = 2;
     expected.fixes[1].failures = 1;
-    assert_eq!(p, expected, "[{s}] record_outcome must change only what it records");
+    assert_eq!(
+        p, expected,
+        "[{s}] record_outcome must change only what it records"
+    );
 }
 
 /// Incidents are upserted by id, filtered by status and target, limited, and listed
@@ -282,11 +358,19 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
     let target = unique("target");
     let base = now();
     let oldest = incident(&target, base - TimeDelta::minutes(3), IncidentStatus::Open);
-    let mut middle = incident(&target, base - TimeDelta::minutes(2), IncidentStatus::Resolved);
+    let mut middle = incident(
+        &target,
+        base - TimeDelta::minutes(2),
+        IncidentStatus::Resolved,
+    );
     middle.closed_at = Some(base - TimeDelta::seconds(90));
     middle.pattern = Some(unique("pattern"));
     middle.related = vec!["0123456789abcdef".into(), "fedcba9876543210".into()];
-    let newest = incident(&target, base - TimeDelta::minutes(1), IncidentStatus::Escalated);
+    let newest = incident(
+        &target,
+        base - TimeDelta::minutes(1),
+        IncidentStatus::Escalated,
+    );
 
     // Saved out of order, so insertion order cannot pass for time order.
     for i in [&middle, &newest, &oldest] {
@@ -304,7 +388,9 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
     let mut oldest2 = oldest.clone();
     oldest2.status = IncidentStatus::Remediating;
     oldest2.occurrences = 42;
-    oldest2.samples.push("connection refused (again) — ✓".into());
+    oldest2
+        .samples
+        .push("connection refused (again) — ✓".into());
     oldest2.last_seen = base;
     oldest2.reason = "auto-remediating: confidence 0.82".into();
     ok(s, "save_incident", store.save_incident(&oldest2).await);
@@ -321,13 +407,20 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
         limit,
     };
 
-    let all = ok(s, "list_incidents", store.list_incidents(&by_target(vec![], None)).await);
+    let all = ok(
+        s,
+        "list_incidents",
+        store.list_incidents(&by_target(vec![], None)).await,
+    );
     assert_eq!(
         ids(&all),
         [newest.id, middle.id, oldest.id],
         "[{s}] incidents of a target, newest first, each once"
     );
-    assert_eq!(all[2], oldest2, "[{s}] the listed incident is the updated one");
+    assert_eq!(
+        all[2], oldest2,
+        "[{s}] the listed incident is the updated one"
+    );
 
     let terminal = ok(
         s,
@@ -339,7 +432,11 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
             ))
             .await,
     );
-    assert_eq!(ids(&terminal), [newest.id, middle.id], "[{s}] status filter");
+    assert_eq!(
+        ids(&terminal),
+        [newest.id, middle.id],
+        "[{s}] status filter"
+    );
 
     let remediating = ok(
         s,
@@ -348,18 +445,39 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
             .list_incidents(&by_target(vec![IncidentStatus::Remediating], None))
             .await,
     );
-    assert_eq!(ids(&remediating), [oldest.id], "[{s}] the filter sees the updated status");
+    assert_eq!(
+        ids(&remediating),
+        [oldest.id],
+        "[{s}] the filter sees the updated status"
+    );
 
     let open = ok(
         s,
         "list_incidents",
-        store.list_incidents(&by_target(vec![IncidentStatus::Open], None)).await,
+        store
+            .list_incidents(&by_target(vec![IncidentStatus::Open], None))
+            .await,
     );
-    assert!(open.is_empty(), "[{s}] no incident of the target is open any more");
+    assert!(
+        open.is_empty(),
+        "[{s}] no incident of the target is open any more"
+    );
 
-    let limited = ok(s, "list_incidents", store.list_incidents(&by_target(vec![], Some(2))).await);
-    assert_eq!(ids(&limited), [newest.id, middle.id], "[{s}] limit keeps the newest");
-    let none = ok(s, "list_incidents", store.list_incidents(&by_target(vec![], Some(0))).await);
+    let limited = ok(
+        s,
+        "list_incidents",
+        store.list_incidents(&by_target(vec![], Some(2))).await,
+    );
+    assert_eq!(
+        ids(&limited),
+        [newest.id, middle.id],
+        "[{s}] limit keeps the newest"
+    );
+    let none = ok(
+        s,
+        "list_incidents",
+        store.list_incidents(&by_target(vec![], Some(0))).await,
+    );
     assert!(none.is_empty(), "[{s}] limit 0 lists nothing");
 
     let other = IncidentFilter {
@@ -367,7 +485,10 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
         ..IncidentFilter::default()
     };
     let others = ok(s, "list_incidents", store.list_incidents(&other).await);
-    assert!(others.is_empty(), "[{s}] target filter must exclude other targets");
+    assert!(
+        others.is_empty(),
+        "[{s}] target filter must exclude other targets"
+    );
 
     let everything = ok(
         s,
@@ -375,7 +496,9 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
         store.list_incidents(&IncidentFilter::default()).await,
     );
     assert!(
-        everything.windows(2).all(|w| w[0].opened_at >= w[1].opened_at),
+        everything
+            .windows(2)
+            .all(|w| w[0].opened_at >= w[1].opened_at),
         "[{s}] an unfiltered list must be newest first too"
     );
     let mine: Vec<Uuid> = everything
@@ -383,7 +506,11 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
         .filter(|i| i.target == target)
         .map(|i| i.id)
         .collect();
-    assert_eq!(mine, [newest.id, middle.id, oldest.id], "[{s}] unfiltered list");
+    assert_eq!(
+        mine,
+        [newest.id, middle.id, oldest.id],
+        "[{s}] unfiltered list"
+    );
 
     assert_eq!(
         ok(s, "get_incident", store.get_incident(Uuid::new_v4()).await),
@@ -398,8 +525,16 @@ pub async fn actions_by_incident(store: &dyn PatternStore) {
     let s = store.name();
     let target = unique("target");
     let base = now();
-    let first = incident(&target, base - TimeDelta::minutes(10), IncidentStatus::Remediating);
-    let second = incident(&target, base - TimeDelta::minutes(9), IncidentStatus::Remediating);
+    let first = incident(
+        &target,
+        base - TimeDelta::minutes(10),
+        IncidentStatus::Remediating,
+    );
+    let second = incident(
+        &target,
+        base - TimeDelta::minutes(9),
+        IncidentStatus::Remediating,
+    );
     ok(s, "save_incident", store.save_incident(&first).await);
     ok(s, "save_incident", store.save_incident(&second).await);
 
@@ -432,7 +567,11 @@ pub async fn actions_by_incident(store: &dyn PatternStore) {
         "[{s}] actions of an incident, newest first, unchanged"
     );
     let of_second = ok(s, "list_actions", store.list_actions(Some(second.id)).await);
-    assert_eq!(of_second, [other.clone()], "[{s}] actions of the other incident");
+    assert_eq!(
+        of_second,
+        std::slice::from_ref(&other),
+        "[{s}] actions of the other incident"
+    );
 
     // Upsert: the running action finishes.
     let mut early2 = early.clone();
@@ -457,10 +596,21 @@ pub async fn actions_by_incident(store: &dyn PatternStore) {
         .into_iter()
         .filter(|id| [early.id, late.id, other.id].contains(id))
         .collect();
-    assert_eq!(mine, [other.id, late.id, early.id], "[{s}] all actions include these");
+    assert_eq!(
+        mine,
+        [other.id, late.id, early.id],
+        "[{s}] all actions include these"
+    );
 
-    let unknown = ok(s, "list_actions", store.list_actions(Some(Uuid::new_v4())).await);
-    assert!(unknown.is_empty(), "[{s}] no actions for an unknown incident");
+    let unknown = ok(
+        s,
+        "list_actions",
+        store.list_actions(Some(Uuid::new_v4())).await,
+    );
+    assert!(
+        unknown.is_empty(),
+        "[{s}] no actions for an unknown incident"
+    );
 }
 
 /// Approvals are upserted by id and listed oldest (`requested_at`) first; with
@@ -469,7 +619,11 @@ pub async fn approvals_pending_only(store: &dyn PatternStore) {
     let s = store.name();
     let target = unique("target");
     let base = now();
-    let inc = incident(&target, base - TimeDelta::minutes(30), IncidentStatus::AwaitingApproval);
+    let inc = incident(
+        &target,
+        base - TimeDelta::minutes(30),
+        IncidentStatus::AwaitingApproval,
+    );
     ok(s, "save_incident", store.save_incident(&inc).await);
 
     let first = approval(&inc, base - TimeDelta::minutes(20), ApprovalState::Pending);
@@ -489,7 +643,8 @@ pub async fn approvals_pending_only(store: &dyn PatternStore) {
 
     let all = ok(s, "list_approvals", store.list_approvals(false).await);
     assert!(
-        all.windows(2).all(|w| w[0].requested_at <= w[1].requested_at),
+        all.windows(2)
+            .all(|w| w[0].requested_at <= w[1].requested_at),
         "[{s}] approvals, oldest first"
     );
     assert_eq!(
@@ -503,7 +658,11 @@ pub async fn approvals_pending_only(store: &dyn PatternStore) {
         pending.iter().all(|a| a.state == ApprovalState::Pending),
         "[{s}] pending_only must list only pending approvals"
     );
-    assert_eq!(mine(pending), [first.clone(), second.clone()], "[{s}] pending approvals");
+    assert_eq!(
+        mine(pending),
+        [first.clone(), second.clone()],
+        "[{s}] pending approvals"
+    );
 
     // Upsert: the first one is rejected.
     let mut rejected = first.clone();
@@ -511,7 +670,11 @@ pub async fn approvals_pending_only(store: &dyn PatternStore) {
     rejected.decided_by = Some("operator".into());
     ok(s, "save_approval", store.save_approval(&rejected).await);
     let pending = ok(s, "list_approvals", store.list_approvals(true).await);
-    assert_eq!(mine(pending), [second.clone()], "[{s}] an answered approval is not pending");
+    assert_eq!(
+        mine(pending),
+        std::slice::from_ref(&second),
+        "[{s}] an answered approval is not pending"
+    );
     let all = ok(s, "list_approvals", store.list_approvals(false).await);
     assert_eq!(
         mine(all),
@@ -569,17 +732,28 @@ pub async fn audit_is_append_only_and_chained(store: &dyn PatternStore) {
     }
 
     let last5 = ok(s, "list_audit", store.list_audit(5).await);
-    assert_eq!(last5, records, "[{s}] list_audit(5) must return the last 5, oldest first, unchanged");
+    assert_eq!(
+        last5, records,
+        "[{s}] list_audit(5) must return the last 5, oldest first, unchanged"
+    );
     if let Err(e) = verify_chain(&last5) {
         panic!("[{s}] the records read back must verify: {e}");
     }
     let last3 = ok(s, "list_audit", store.list_audit(3).await);
-    assert_eq!(last3, records[2..], "[{s}] list_audit(3) must return the last 3");
+    assert_eq!(
+        last3,
+        records[2..],
+        "[{s}] list_audit(3) must return the last 3"
+    );
     let zero = ok(s, "list_audit", store.list_audit(0).await);
     assert!(zero.is_empty(), "[{s}] list_audit(0) returns nothing");
 
     let everything = ok(s, "list_audit", store.list_audit(usize::MAX).await);
-    assert_eq!(everything.len(), before.len() + records.len(), "[{s}] list_audit(all)");
+    assert_eq!(
+        everything.len(),
+        before.len() + records.len(),
+        "[{s}] list_audit(all)"
+    );
     assert_eq!(everything[before.len()..], records[..]);
     if let Err(e) = verify_chain(&everything) {
         panic!("[{s}] the whole stored chain must verify: {e}");
@@ -587,12 +761,28 @@ pub async fn audit_is_append_only_and_chained(store: &dyn PatternStore) {
 
     // The same record twice, and a forged record with a taken seq: both refused.
     let again = records[4].clone();
-    let err = expect_err(s, "append_audit of an existing seq", store.append_audit(&again).await);
-    assert_eq!(err.kind(), ErrorKind::Conflict, "[{s}] duplicate seq: {err}");
+    let err = expect_err(
+        s,
+        "append_audit of an existing seq",
+        store.append_audit(&again).await,
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "[{s}] duplicate seq: {err}"
+    );
     let forged = AuditEntry::new("self_heal.resolved", "forged").chain(Some(&records[2]), now());
     assert_eq!(forged.seq, records[3].seq);
-    let err = expect_err(s, "append_audit of a forged record", store.append_audit(&forged).await);
-    assert_eq!(err.kind(), ErrorKind::Conflict, "[{s}] forged record with a taken seq: {err}");
+    let err = expect_err(
+        s,
+        "append_audit of a forged record",
+        store.append_audit(&forged).await,
+    );
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "[{s}] forged record with a taken seq: {err}"
+    );
 
     let after = ok(s, "list_audit", store.list_audit(5).await);
     assert_eq!(after, records, "[{s}] a refused append must change nothing");
@@ -623,7 +813,10 @@ fn expect_err<T: std::fmt::Debug>(store: &str, what: &str, result: Result<T>) ->
 }
 
 fn assert_close(store: &str, got: f64, want: f64, what: &str) {
-    assert!((got - want).abs() < 1e-9, "[{store}] {what}: got {got}, want {want}");
+    assert!(
+        (got - want).abs() < 1e-9,
+        "[{store}] {what}: got {got}, want {want}"
+    );
 }
 
 fn full_pattern(name: &str) -> Pattern {
@@ -653,7 +846,9 @@ fn full_pattern(name: &str) -> Pattern {
 }
 
 fn incident(target: &str, opened_at: DateTime<Utc>, status: IncidentStatus) -> Incident {
-    let closed_at = status.is_terminal().then(|| opened_at + TimeDelta::seconds(30));
+    let closed_at = status
+        .is_terminal()
+        .then(|| opened_at + TimeDelta::seconds(30));
     Incident {
         id: Uuid::new_v4(),
         target: target.to_owned(),

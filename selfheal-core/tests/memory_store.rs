@@ -1,9 +1,15 @@
-//! The `PatternStore` conformance suite against the in-memory reference store.
+//! The `PatternStore` conformance suite against the in-memory reference store, and
+//! proof that the suite catches stores that get things wrong.
 //!
 //! Run with `cargo test -p selfheal-core --features test-util --test memory_store`.
 #![cfg(feature = "test-util")]
 
-use selfheal_core::{MemoryStore, testkit};
+use async_trait::async_trait;
+use selfheal_core::{
+    ActionRecord, Approval, AuditRecord, Incident, IncidentFilter, MemoryStore, Pattern,
+    PatternStore, Result, testkit,
+};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn memory_store_passes_the_conformance_suite() {
@@ -15,4 +21,115 @@ async fn the_suite_can_run_twice_against_one_store() {
     let store = MemoryStore::new();
     testkit::run_all(&store).await;
     testkit::run_all(&store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "newest first")]
+async fn the_suite_catches_incidents_listed_oldest_first() {
+    testkit::incidents_upsert_filter_and_order(&Flawed::new(Flaw::OldestFirst)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "append_audit of an existing seq must fail")]
+async fn the_suite_catches_an_audit_log_that_accepts_duplicates() {
+    testkit::audit_is_append_only_and_chained(&Flawed::new(Flaw::SilentDuplicates)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "unchanged")]
+async fn the_suite_catches_fixes_coming_back_out_of_order() {
+    testkit::patterns_round_trip(&Flawed::new(Flaw::ReversedFixes)).await;
+}
+
+/// A store with one deliberate mistake, to show the suite notices it.
+#[derive(Debug)]
+struct Flawed {
+    inner: MemoryStore,
+    flaw: Flaw,
+}
+
+#[derive(Debug, PartialEq)]
+enum Flaw {
+    OldestFirst,
+    SilentDuplicates,
+    ReversedFixes,
+}
+
+impl Flawed {
+    fn new(flaw: Flaw) -> Self {
+        Flawed {
+            inner: MemoryStore::new(),
+            flaw,
+        }
+    }
+}
+
+#[async_trait]
+impl PatternStore for Flawed {
+    fn name(&self) -> &str {
+        "flawed"
+    }
+    async fn list_patterns(&self) -> Result<Vec<Pattern>> {
+        self.inner.list_patterns().await
+    }
+    async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
+        let mut p = self.inner.get_pattern(name).await?;
+        if self.flaw == Flaw::ReversedFixes
+            && let Some(p) = p.as_mut()
+        {
+            p.fixes.reverse();
+        }
+        Ok(p)
+    }
+    async fn add_pattern(&self, pattern: &Pattern) -> Result<()> {
+        self.inner.add_pattern(pattern).await
+    }
+    async fn update_pattern(&self, pattern: &Pattern) -> Result<()> {
+        self.inner.update_pattern(pattern).await
+    }
+    async fn record_outcome(
+        &self,
+        pattern: &str,
+        strategy: &str,
+        success: bool,
+        confidence_delta: f64,
+    ) -> Result<Pattern> {
+        self.inner
+            .record_outcome(pattern, strategy, success, confidence_delta)
+            .await
+    }
+    async fn save_incident(&self, incident: &Incident) -> Result<()> {
+        self.inner.save_incident(incident).await
+    }
+    async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
+        self.inner.get_incident(id).await
+    }
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
+        let mut out = self.inner.list_incidents(filter).await?;
+        if self.flaw == Flaw::OldestFirst {
+            out.reverse();
+        }
+        Ok(out)
+    }
+    async fn save_action(&self, action: &ActionRecord) -> Result<()> {
+        self.inner.save_action(action).await
+    }
+    async fn list_actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
+        self.inner.list_actions(incident).await
+    }
+    async fn save_approval(&self, approval: &Approval) -> Result<()> {
+        self.inner.save_approval(approval).await
+    }
+    async fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        self.inner.list_approvals(pending_only).await
+    }
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        match self.inner.append_audit(record).await {
+            Err(_) if self.flaw == Flaw::SilentDuplicates => Ok(()),
+            other => other,
+        }
+    }
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.inner.list_audit(limit).await
+    }
 }

@@ -30,7 +30,11 @@ pub struct StaticAdvisor {
 
 impl StaticAdvisor {
     /// An advisor that suggests `strategy` at `confidence` for `root_cause`.
-    pub fn new(strategy: impl Into<String>, confidence: f64, root_cause: impl Into<String>) -> Self {
+    pub fn new(
+        strategy: impl Into<String>,
+        confidence: f64,
+        root_cause: impl Into<String>,
+    ) -> Self {
         StaticAdvisor {
             strategy: strategy.into(),
             confidence: confidence.clamp(0.0, 1.0),
@@ -46,22 +50,21 @@ impl LlmAdvisor for StaticAdvisor {
     }
 
     async fn advise(&self, request: &AdviceRequest) -> Result<Diagnosis> {
-        let registered = request.strategies.iter().any(|s| *s == self.strategy);
+        let registered = request.strategies.contains(&self.strategy);
         Ok(Diagnosis {
             root_cause: self.root_cause.clone(),
             strategy: registered.then(|| self.strategy.clone()),
-            params: serde_json_null(),
+            params: serde_json::Value::Null,
             confidence: self.confidence,
             explanation: if registered {
                 format!("suggesting registered strategy `{}`", self.strategy)
             } else {
-                format!("strategy `{}` is not registered; no suggestion", self.strategy)
+                format!(
+                    "strategy `{}` is not registered; no suggestion",
+                    self.strategy
+                )
             },
             advisor: self.name().to_owned(),
         })
     }
-}
-
-fn serde_json_null() -> serde_json::Value {
-    serde_json::Value::Null
 }

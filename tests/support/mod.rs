@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::{
-    ActionContext, ActionOutcome, Executor, Health, HealingEvent, Notification, Notifier, Phase,
+    ActionContext, ActionOutcome, Executor, HealingEvent, Health, Notification, Notifier, Phase,
     RemediationPlan, Result, Strategy, Verifier,
 };
 use tokio::sync::broadcast;
@@ -81,16 +81,25 @@ impl Strategy for FakeFix {
         self.destructive
     }
     async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan> {
-        Ok(RemediationPlan::new(&self.name, &ctx.target).step(format!("{} {}", self.name, ctx.target)))
+        Ok(RemediationPlan::new(&self.name, &ctx.target)
+            .step(format!("{} {}", self.name, ctx.target)))
     }
-    async fn execute(&self, _plan: &RemediationPlan, _executor: Arc<dyn Executor>) -> Result<ActionOutcome> {
+    async fn execute(
+        &self,
+        _plan: &RemediationPlan,
+        _executor: Arc<dyn Executor>,
+    ) -> Result<ActionOutcome> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         if let Some(h) = self.heals_to {
             self.gauge.set(h);
         }
         Ok(ActionOutcome::ok(Duration::from_millis(5)))
     }
-    async fn rollback(&self, _plan: &RemediationPlan, _executor: Arc<dyn Executor>) -> Result<Option<ActionOutcome>> {
+    async fn rollback(
+        &self,
+        _plan: &RemediationPlan,
+        _executor: Arc<dyn Executor>,
+    ) -> Result<Option<ActionOutcome>> {
         if !self.reversible {
             return Ok(None);
         }
@@ -105,7 +114,12 @@ pub struct Inbox(pub Arc<Mutex<Vec<Notification>>>);
 
 impl Inbox {
     pub fn event_types(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(|n| n.event_type.clone()).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.event_type.clone())
+            .collect()
     }
 }
 
@@ -136,7 +150,10 @@ pub async fn next(rx: &mut broadcast::Receiver<HealingEvent>, phase: Phase) -> H
 }
 
 /// Collects phases until one of `until` arrives (inclusive).
-pub async fn phases_until(rx: &mut broadcast::Receiver<HealingEvent>, until: &[Phase]) -> Vec<Phase> {
+pub async fn phases_until(
+    rx: &mut broadcast::Receiver<HealingEvent>,
+    until: &[Phase],
+) -> Vec<Phase> {
     tokio::time::timeout(Duration::from_secs(4 * 3600), async {
         let mut out = Vec::new();
         loop {

@@ -72,7 +72,11 @@ mod tests {
         // sha256("::") and sha256("svc:<template>:"), first 16 hex digits (python hashlib).
         assert_eq!(fingerprint_id("", "", None), "71546855d6279ef7");
         assert_eq!(
-            fingerprint_id("svc", "pool timed out while waiting for an open connection", None),
+            fingerprint_id(
+                "svc",
+                "pool timed out while waiting for an open connection",
+                None
+            ),
             "54a137d858a50f16"
         );
     }

@@ -73,7 +73,22 @@ fn push_mask(out: &mut String) {
 }
 
 fn is_delim(c: u8) -> bool {
-    c.is_ascii_whitespace() || matches!(c, b',' | b';' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'=' | b':' | b'|')
+    c.is_ascii_whitespace()
+        || matches!(
+            c,
+            b',' | b';'
+                | b'('
+                | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'<'
+                | b'>'
+                | b'='
+                | b':'
+                | b'|'
+        )
 }
 
 /// A word is variable when it holds a digit, is a path or URL, or is long hex.
@@ -102,7 +117,11 @@ impl Fingerprinter for Normalizer {
 
     fn fingerprint(&self, signal: &Signal) -> Fingerprint {
         let template = self.template(&signal.message);
-        let stack = signal.stack.as_deref().map(stack_signature).filter(|s| !s.is_empty());
+        let stack = signal
+            .stack
+            .as_deref()
+            .map(stack_signature)
+            .filter(|s| !s.is_empty());
         Fingerprint::new(&signal.service, template, stack)
     }
 }
@@ -122,13 +141,19 @@ mod tests {
             "pool timed out while waiting for an open connection"
         );
         assert_eq!(t("user 42 not found"), "user <*> not found");
-        assert_eq!(t("GET /api/v1/users failed: status=503"), "GET <*> failed: status=<*>");
+        assert_eq!(
+            t("GET /api/v1/users failed: status=503"),
+            "GET <*> failed: status=<*>"
+        );
         assert_eq!(t("key 'session:abc' missing"), "key <*> missing");
         assert_eq!(
             t("request 550e8400-e29b-41d4-a716-446655440000 took 30ms"),
             "request <*> took <*>"
         );
-        assert_eq!(t("connect https://example.com:443/x refused"), "connect https:<*>:<*> refused");
+        assert_eq!(
+            t("connect https://example.com:443/x refused"),
+            "connect https:<*>:<*> refused"
+        );
         assert_eq!(t("  spaces   collapse  "), "spaces collapse");
     }
 

@@ -2,8 +2,20 @@
 
 /// Frames from these prefixes belong to the runtime or the standard library and are dropped.
 const RUNTIME_PREFIXES: &[&str] = &[
-    "std::", "core::", "alloc::", "tokio::", "futures", "rust_begin_unwind", "__rust",
-    "java.", "javax.", "sun.", "jdk.", "runtime.", "node:", "internal/",
+    "std::",
+    "core::",
+    "alloc::",
+    "tokio::",
+    "futures",
+    "rust_begin_unwind",
+    "__rust",
+    "java.",
+    "javax.",
+    "sun.",
+    "jdk.",
+    "runtime.",
+    "node:",
+    "internal/",
 ];
 
 /// The in-app frames of `stack`: one function or module name per frame, joined with `|`,
@@ -53,7 +65,9 @@ pub fn stack_signature(stack: &str) -> String {
 fn strip_hash(name: &str) -> &str {
     // `foo::bar::h1a2b3c4d5e6f7a8b`
     match name.rsplit_once("::h") {
-        Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => head,
+        Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            head
+        }
         _ => name,
     }
 }

@@ -58,18 +58,23 @@ impl Healer {
     pub async fn add_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
         pattern.validate()?;
         self.inner.store.add_pattern(&pattern).await?;
-        self.pattern_changed(&pattern, actor, "self_heal.pattern_added").await
+        self.pattern_changed(&pattern, actor, "self_heal.pattern_added")
+            .await
     }
 
     /// Replaces a pattern after validating it; `actor` is recorded in the audit trail.
     pub async fn update_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
         pattern.validate()?;
         self.inner.store.update_pattern(&pattern).await?;
-        self.pattern_changed(&pattern, actor, "self_heal.pattern_updated").await
+        self.pattern_changed(&pattern, actor, "self_heal.pattern_updated")
+            .await
     }
 
     /// Adds each pattern that does not exist yet; returns how many were added.
-    pub async fn seed_patterns(&self, patterns: impl IntoIterator<Item = Pattern>) -> Result<usize> {
+    pub async fn seed_patterns(
+        &self,
+        patterns: impl IntoIterator<Item = Pattern>,
+    ) -> Result<usize> {
         let mut added = 0;
         for p in patterns {
             if self.inner.store.get_pattern(&p.name).await?.is_none() {
@@ -129,20 +134,29 @@ impl Healer {
 
     /// Rejects a pending fix; nothing runs and the incident closes.
     pub async fn reject(&self, approval: Uuid, by: &str, reason: &str) -> Result<()> {
-        self.answer(approval, Answer::Reject(by.to_owned(), reason.to_owned())).await
+        self.answer(approval, Answer::Reject(by.to_owned(), reason.to_owned()))
+            .await
     }
 
     async fn answer(&self, approval: Uuid, answer: Answer) -> Result<()> {
         if let Some((_, tx)) = self.inner.pending.remove(&approval) {
             return tx.send(answer).map_err(|_| {
-                Error::new(ErrorKind::Closed, format!("approval {approval} can no longer be answered; the healer is shutting down"))
+                Error::new(
+                    ErrorKind::Closed,
+                    format!(
+                        "approval {approval} can no longer be answered; the healer is shutting down"
+                    ),
+                )
             });
         }
         let known = self.inner.store.list_approvals(false).await?;
         match known.iter().find(|a| a.id == approval) {
             Some(a) => Err(Error::new(
                 ErrorKind::Conflict,
-                format!("approval {approval} is {} already; nothing to do", a.state.as_str()),
+                format!(
+                    "approval {approval} is {} already; nothing to do",
+                    a.state.as_str()
+                ),
             )),
             None => Err(Error::not_found(format!(
                 "no approval {approval}; list them with Healer::pending_approvals"
@@ -162,9 +176,12 @@ impl Healer {
         let patterns = patterns
             .into_iter()
             .map(|p| {
-                let mine: Vec<&Incident> =
-                    incidents.iter().filter(|i| i.pattern.as_deref() == Some(&p.name)).collect();
-                let recovered: Vec<Duration> = mine.iter().filter_map(|i| i.time_to_recover()).collect();
+                let mine: Vec<&Incident> = incidents
+                    .iter()
+                    .filter(|i| i.pattern.as_deref() == Some(&p.name))
+                    .collect();
+                let recovered: Vec<Duration> =
+                    mine.iter().filter_map(|i| i.time_to_recover()).collect();
                 let (ok, total) = p.fixes.iter().fold((0, 0), |(ok, total), f| {
                     (ok + f.successes, total + f.successes + f.failures)
                 });
@@ -203,7 +220,10 @@ impl Healer {
     pub async fn health(&self) -> BTreeMap<String, Health> {
         let mut out = BTreeMap::new();
         for (target, v) in &self.inner.verifiers {
-            let h = v.check().await.unwrap_or_else(|e| Health::new(0, format!("check failed: {e}")));
+            let h = v
+                .check()
+                .await
+                .unwrap_or_else(|e| Health::new(0, format!("check failed: {e}")));
             out.insert(target.clone(), h);
         }
         out

@@ -35,7 +35,10 @@ impl std::fmt::Debug for HealerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HealerBuilder")
             .field("config", &self.config)
-            .field("strategies", &self.strategies.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .field(
+                "strategies",
+                &self.strategies.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -128,7 +131,9 @@ impl HealerBuilder {
         Ok(Healer {
             inner: Arc::new(Inner {
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                fingerprinter: self.fingerprinter.unwrap_or_else(|| Arc::new(Normalizer::default())),
+                fingerprinter: self
+                    .fingerprinter
+                    .unwrap_or_else(|| Arc::new(Normalizer::default())),
                 strategies,
                 verifiers,
                 executor: self.executor.unwrap_or_else(|| Arc::new(NoExecutor)),

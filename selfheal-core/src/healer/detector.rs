@@ -27,10 +27,18 @@ impl Detector {
         let mut w = self
             .windows
             .entry(fingerprint.to_owned())
-            .or_insert_with(|| Window { times: VecDeque::new(), last: now });
+            .or_insert_with(|| Window {
+                times: VecDeque::new(),
+                last: now,
+            });
         w.last = now;
         w.times.push_back(now);
-        while w.times.front().is_some_and(|t| now.duration_since(*t) > window) || w.times.len() > MAX_KEPT {
+        while w
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+            || w.times.len() > MAX_KEPT
+        {
             w.times.pop_front();
         }
         w.times.len()

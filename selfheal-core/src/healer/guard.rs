@@ -65,7 +65,9 @@ impl PartialOrd for Waiter {
 impl Ord for Waiter {
     /// Highest severity first, then first come.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.severity.cmp(&other.severity).then_with(|| other.seq.cmp(&self.seq))
+        self.severity
+            .cmp(&other.severity)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -77,8 +79,11 @@ pub(crate) enum Admission {
 
 impl Guards {
     pub(crate) fn new(config: &GuardConfig) -> Self {
-        let per_hour = NonZeroU32::new(config.max_actions_per_hour.max(1)).expect("max(1) is non-zero");
-        let clock = TokioClock { start: Instant::now() };
+        let per_hour =
+            NonZeroU32::new(config.max_actions_per_hour.max(1)).expect("max(1) is non-zero");
+        let clock = TokioClock {
+            start: Instant::now(),
+        };
         Guards {
             limiter: RateLimiter::direct_with_clock(Quota::per_hour(per_hour), clock.clone()),
             clock,
@@ -103,7 +108,11 @@ impl Guards {
         }
         let (tx, rx) = oneshot::channel();
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        queue.push(Waiter { severity, seq, permit: tx });
+        queue.push(Waiter {
+            severity,
+            seq,
+            permit: tx,
+        });
         drop(queue);
         self.queued.notify_one();
         Admission::Queued(rx)
@@ -145,8 +154,10 @@ impl Guards {
 
     /// Starts the cooldown of `strategy` on `target`.
     pub(crate) fn start_cooldown(&self, strategy: &str, target: &str) {
-        self.cooldowns
-            .insert((strategy.to_owned(), target.to_owned()), Instant::now() + self.cooldown);
+        self.cooldowns.insert(
+            (strategy.to_owned(), target.to_owned()),
+            Instant::now() + self.cooldown,
+        );
     }
 
     /// Waits until no other action runs on `target`, and holds it until the guard drops.
@@ -162,10 +173,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn queue_runs_most_severe_first_when_the_limit_allows() {
-        let g = Arc::new(Guards::new(&GuardConfig { max_actions_per_hour: 1, ..Default::default() }));
+        let g = Arc::new(Guards::new(&GuardConfig {
+            max_actions_per_hour: 1,
+            ..Default::default()
+        }));
         assert!(matches!(g.admit(Severity::Low), Admission::Now));
-        let Admission::Queued(low) = g.admit(Severity::Low) else { panic!("should queue") };
-        let Admission::Queued(high) = g.admit(Severity::Critical) else { panic!("should queue") };
+        let Admission::Queued(low) = g.admit(Severity::Low) else {
+            panic!("should queue")
+        };
+        let Admission::Queued(high) = g.admit(Severity::Critical) else {
+            panic!("should queue")
+        };
         let dispatcher = tokio::spawn({
             let g = g.clone();
             async move { g.dispatch().await }

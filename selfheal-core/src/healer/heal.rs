@@ -49,7 +49,12 @@ impl Healer {
     async fn run_incident(&self, incident: Incident, matched: Option<PatternMatch>) {
         let id = incident.id;
         self.save(&incident).await;
-        self.emit(Some(&incident), &incident.target, Phase::Detected, incident.template.clone());
+        self.emit(
+            Some(&incident),
+            &incident.target,
+            Phase::Detected,
+            incident.template.clone(),
+        );
         self.audit(AuditEntry {
             incident: Some(id),
             pattern: incident.pattern.clone(),
@@ -62,15 +67,28 @@ impl Healer {
         })
         .await;
 
-        let Some(plan) = self.candidates(&incident, matched).await else { return };
+        let Some(plan) = self.candidates(&incident, matched).await else {
+            return;
+        };
 
-        if let Some(p) = plan.pattern.as_ref().filter(|p| p.mode == crate::PatternMode::AlertOnly) {
+        if let Some(p) = plan
+            .pattern
+            .as_ref()
+            .filter(|p| p.mode == crate::PatternMode::AlertOnly)
+        {
             self.alert_only(id, p, plan.confidence).await;
             return;
         }
         if plan.fixes.is_empty() {
-            let who = plan.pattern.as_ref().map_or("the advice", |p| p.name.as_str());
-            self.escalate(id, format!("{who} has no fix bound; add one to the pattern")).await;
+            let who = plan
+                .pattern
+                .as_ref()
+                .map_or("the advice", |p| p.name.as_str());
+            self.escalate(
+                id,
+                format!("{who} has no fix bound; add one to the pattern"),
+            )
+            .await;
             return;
         }
         self.try_fixes(id, plan).await;
@@ -80,42 +98,69 @@ impl Healer {
     async fn candidates(&self, incident: &Incident, matched: Option<PatternMatch>) -> Option<Plan> {
         if let Some(m) = matched {
             let pattern = self.matcher().pattern(&m.pattern).cloned();
-            self.emit(Some(incident), &incident.target, Phase::Matched, format!(
-                "pattern `{}` (confidence {:.2}): {}",
-                m.pattern,
-                m.confidence,
-                m.reasons.join("; ")
-            ));
+            self.emit(
+                Some(incident),
+                &incident.target,
+                Phase::Matched,
+                format!(
+                    "pattern `{}` (confidence {:.2}): {}",
+                    m.pattern,
+                    m.confidence,
+                    m.reasons.join("; ")
+                ),
+            );
             let pattern = match pattern {
                 Some(p) => p,
                 None => {
-                    self.escalate(incident.id, format!("pattern `{}` disappeared", m.pattern)).await;
+                    self.escalate(incident.id, format!("pattern `{}` disappeared", m.pattern))
+                        .await;
                     return None;
                 }
             };
             let fixes = pattern.ordered_fixes().into_iter().cloned().collect();
-            return Some(Plan { fixes, confidence: m.confidence, pattern: Some(pattern), advised: false });
+            return Some(Plan {
+                fixes,
+                confidence: m.confidence,
+                pattern: Some(pattern),
+                advised: false,
+            });
         }
         let Some(advisor) = self.inner.advisor.clone() else {
-            self.escalate(incident.id, "no known pattern matches and no advisor is configured".into())
-                .await;
+            self.escalate(
+                incident.id,
+                "no known pattern matches and no advisor is configured".into(),
+            )
+            .await;
             return None;
         };
         let request = AdviceRequest {
             incident: incident.clone(),
             strategies: self.inner.strategies.keys().cloned().collect(),
         };
-        let diagnosis = match advisor.advise(&request).instrument(tracing::info_span!("advise")).await {
+        let diagnosis = match advisor
+            .advise(&request)
+            .instrument(tracing::info_span!("advise"))
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
-                self.escalate(incident.id, format!("no known pattern matches; advisor failed: {e}")).await;
+                self.escalate(
+                    incident.id,
+                    format!("no known pattern matches; advisor failed: {e}"),
+                )
+                .await;
                 return None;
             }
         };
-        self.emit(Some(incident), &incident.target, Phase::Diagnosed, format!(
-            "{} suggests {:?} (confidence {:.2}): {}",
-            diagnosis.advisor, diagnosis.strategy, diagnosis.confidence, diagnosis.root_cause
-        ));
+        self.emit(
+            Some(incident),
+            &incident.target,
+            Phase::Diagnosed,
+            format!(
+                "{} suggests {:?} (confidence {:.2}): {}",
+                diagnosis.advisor, diagnosis.strategy, diagnosis.confidence, diagnosis.root_cause
+            ),
+        );
         self.audit(AuditEntry {
             incident: Some(incident.id),
             confidence: Some(diagnosis.confidence),
@@ -126,10 +171,15 @@ impl Healer {
         .await;
         // Advice can only suggest a registered strategy whose parameters validate.
         let usable = diagnosis.strategy.as_ref().filter(|s| {
-            self.inner.strategies.get(*s).is_some_and(|st| st.validate(&diagnosis.params).is_ok())
+            self.inner
+                .strategies
+                .get(*s)
+                .is_some_and(|st| st.validate(&diagnosis.params).is_ok())
         });
         match usable {
-            Some(strategy) if diagnosis.confidence >= self.inner.config.policy.suggest_threshold => {
+            Some(strategy)
+                if diagnosis.confidence >= self.inner.config.policy.suggest_threshold =>
+            {
                 Some(Plan {
                     pattern: None,
                     fixes: vec![FixBinding::new(strategy.clone()).params(diagnosis.params.clone())],
@@ -138,10 +188,13 @@ impl Healer {
                 })
             }
             _ => {
-                self.escalate(incident.id, format!(
-                    "no known pattern matches; advice was not usable ({})",
-                    diagnosis.explanation
-                ))
+                self.escalate(
+                    incident.id,
+                    format!(
+                        "no known pattern matches; advice was not usable ({})",
+                        diagnosis.explanation
+                    ),
+                )
                 .await;
                 None
             }
@@ -168,13 +221,26 @@ impl Healer {
                 continue;
             }
             let decision = match &plan.pattern {
-                Some(p) if !plan.advised => {
-                    decide(&self.inner.config.policy, p, confidence, fix, strategy.destructive())
-                }
-                _ => Decision::Suggest { reason: "advice from an advisor always needs approval".into() },
+                Some(p) if !plan.advised => decide(
+                    &self.inner.config.policy,
+                    p,
+                    confidence,
+                    fix,
+                    strategy.destructive(),
+                ),
+                _ => Decision::Suggest {
+                    reason: "advice from an advisor always needs approval".into(),
+                },
             };
-            let Some(incident) = self.snapshot(id) else { return };
-            self.emit(Some(&incident), &incident.target, Phase::Decided, format!("{decision:?}"));
+            let Some(incident) = self.snapshot(id) else {
+                return;
+            };
+            self.emit(
+                Some(&incident),
+                &incident.target,
+                Phase::Decided,
+                format!("{decision:?}"),
+            );
             self.audit(AuditEntry {
                 incident: Some(id),
                 pattern: incident.pattern.clone(),
@@ -188,7 +254,11 @@ impl Healer {
                 return;
             }
 
-            if let Some(until) = self.inner.guards.cooling_until(&fix.strategy, &incident.target) {
+            if let Some(until) = self
+                .inner
+                .guards
+                .cooling_until(&fix.strategy, &incident.target)
+            {
                 let left = until.saturating_duration_since(Instant::now());
                 self.escalate(id, format!(
                     "`{}` ran on `{}` recently; its cooldown has {}s left, so the error came back after a fix",
@@ -205,7 +275,11 @@ impl Healer {
                 target: incident.target.clone(),
                 params: fix.params.clone(),
             };
-            let remediation = match strategy.plan(&ctx).instrument(tracing::info_span!("plan")).await {
+            let remediation = match strategy
+                .plan(&ctx)
+                .instrument(tracing::info_span!("plan"))
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     last_failure = format!("`{}` could not plan: {e}", fix.strategy);
@@ -214,10 +288,14 @@ impl Healer {
             };
 
             if let Decision::Suggest { reason } = &decision {
-                match self.await_approval(&incident, &remediation, reason, confidence).await {
+                match self
+                    .await_approval(&incident, &remediation, reason, confidence)
+                    .await
+                {
                     Approved::Yes => {}
                     Approved::No(why) => {
-                        self.close(id, IncidentStatus::Closed, format!("fix rejected: {why}")).await;
+                        self.close(id, IncidentStatus::Closed, format!("fix rejected: {why}"))
+                            .await;
                         return;
                     }
                     Approved::Cancelled => return,
@@ -249,18 +327,29 @@ impl Healer {
                 }
             }
         }
-        self.escalate(id, format!("fixes exhausted after {attempts} attempt(s); last: {last_failure}")).await;
+        self.escalate(
+            id,
+            format!("fixes exhausted after {attempts} attempt(s); last: {last_failure}"),
+        )
+        .await;
     }
 
     /// Waits for the global rate limit; `false` if the healer shut down meanwhile.
     async fn wait_for_rate_limit(&self, id: Uuid) -> bool {
-        let Some(incident) = self.snapshot(id) else { return false };
+        let Some(incident) = self.snapshot(id) else {
+            return false;
+        };
         match self.inner.guards.admit(incident.severity) {
             Admission::Now => true,
             Admission::Queued(permit) => {
                 let incident = self.set_status(id, IncidentStatus::Queued, None).await;
                 let target = incident.as_ref().map_or("", |i| i.target.as_str());
-                self.emit(incident.as_ref(), target, Phase::Queued, "global rate limit reached; queued by severity");
+                self.emit(
+                    incident.as_ref(),
+                    target,
+                    Phase::Queued,
+                    "global rate limit reached; queued by severity",
+                );
                 self.audit(AuditEntry {
                     incident: Some(id),
                     ..AuditEntry::new("self_heal.queued", "rate limited; queued by severity")
@@ -289,7 +378,9 @@ impl Healer {
         plan: &RemediationPlan,
     ) -> Result<Option<u8>, String> {
         let incident = self.set_status(id, IncidentStatus::Remediating, None).await;
-        let Some(incident) = incident else { return Err("incident vanished".into()) };
+        let Some(incident) = incident else {
+            return Err("incident vanished".into());
+        };
         let health_before = self.health_score(&incident.target).await;
         let mut action = ActionRecord {
             id: Uuid::new_v4(),
@@ -307,8 +398,15 @@ impl Healer {
             error: None,
         };
         self.save_action(&action).await;
-        self.emit(Some(&incident), &incident.target, Phase::Executing, plan.preview());
-        self.inner.guards.start_cooldown(&plan.strategy, &incident.target);
+        self.emit(
+            Some(&incident),
+            &incident.target,
+            Phase::Executing,
+            plan.preview(),
+        );
+        self.inner
+            .guards
+            .start_cooldown(&plan.strategy, &incident.target);
 
         let executor = self.inner.executor.clone();
         let result = strategy
@@ -318,15 +416,30 @@ impl Healer {
         let action_end = Instant::now();
         let executed = match result {
             Ok(outcome) => {
-                self.emit(Some(&incident), &incident.target, Phase::Output, format!(
-                    "exit {:?} in {:?}{}",
-                    outcome.exit_code,
-                    outcome.duration,
-                    if outcome.stderr.is_empty() { String::new() } else { format!("; stderr: {}", outcome.stderr.trim()) }
-                ));
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Output,
+                    format!(
+                        "{} in {} ms{}",
+                        outcome
+                            .exit_code
+                            .map_or_else(|| "done".to_owned(), |c| format!("exit {c}")),
+                        outcome.duration.as_millis(),
+                        if outcome.stderr.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; stderr: {}", outcome.stderr.trim())
+                        }
+                    ),
+                );
                 let ok = outcome.success;
                 action.outcome = Some(outcome);
-                if ok { Ok(()) } else { Err(format!("`{}` reported failure", plan.strategy)) }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("`{}` reported failure", plan.strategy))
+                }
             }
             Err(e) => Err(format!("`{}` failed to execute: {e}", plan.strategy)),
         };
@@ -341,13 +454,20 @@ impl Healer {
 
         let verdict = match executed {
             Ok(()) => {
-                self.emit(Some(&incident), &incident.target, Phase::Verifying, format!(
-                    "within {:?}: health >= {} and the fingerprint quiet for {:?}",
-                    self.inner.config.verification.window,
-                    self.inner.config.verification.min_health,
-                    self.inner.config.verification.quiet_for
-                ));
-                self.verify(id, action_end).instrument(tracing::info_span!("verify")).await
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Verifying,
+                    format!(
+                        "within {:?}: health >= {} and the fingerprint quiet for {:?}",
+                        self.inner.config.verification.window,
+                        self.inner.config.verification.min_health,
+                        self.inner.config.verification.quiet_for
+                    ),
+                );
+                self.verify(id, action_end)
+                    .instrument(tracing::info_span!("verify"))
+                    .await
             }
             Err(e) => Err((e, None)),
         };
@@ -357,11 +477,16 @@ impl Healer {
                 action.status = ActionStatus::Succeeded;
                 action.health_after = health_after;
                 self.save_action(&action).await;
-                self.emit(Some(&incident), &incident.target, Phase::Verified, format!(
-                    "health {} -> {}",
-                    fmt_health(health_before),
-                    fmt_health(health_after)
-                ));
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Verified,
+                    format!(
+                        "health {} -> {}",
+                        fmt_health(health_before),
+                        fmt_health(health_after)
+                    ),
+                );
                 Ok(health_after)
             }
             Err((reason, health_after)) => {
@@ -371,7 +496,12 @@ impl Healer {
                 match strategy.rollback(plan, executor).await {
                     Ok(Some(_)) => {
                         action.status = ActionStatus::RolledBack;
-                        self.emit(Some(&incident), &incident.target, Phase::RolledBack, plan.strategy.clone());
+                        self.emit(
+                            Some(&incident),
+                            &incident.target,
+                            Phase::RolledBack,
+                            plan.strategy.clone(),
+                        );
                         self.audit(AuditEntry {
                             incident: Some(id),
                             action: Some(plan.strategy.clone()),
@@ -383,14 +513,23 @@ impl Healer {
                     Err(e) => tracing::warn!(error = %e, "rollback failed"),
                 }
                 self.save_action(&action).await;
-                self.emit(Some(&incident), &incident.target, Phase::Failed, reason.clone());
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Failed,
+                    reason.clone(),
+                );
                 Err(reason)
             }
         }
     }
 
     /// Polls health and the incident's fingerprints until both are good or the window ends.
-    async fn verify(&self, id: Uuid, action_end: Instant) -> Result<Option<u8>, (String, Option<u8>)> {
+    async fn verify(
+        &self,
+        id: Uuid,
+        action_end: Instant,
+    ) -> Result<Option<u8>, (String, Option<u8>)> {
         let cfg = &self.inner.config.verification;
         let deadline = action_end + cfg.window;
         loop {
@@ -398,12 +537,18 @@ impl Healer {
                 _ = tokio::time::sleep(cfg.interval) => {}
                 _ = self.inner.cancel.cancelled() => return Err(("healer shut down during verification".into(), None)),
             }
-            let Some(incident) = self.snapshot(id) else { return Err(("incident vanished".into(), None)) };
+            let Some(incident) = self.snapshot(id) else {
+                return Err(("incident vanished".into(), None));
+            };
             let health = self.health_score(&incident.target).await;
             let now = Instant::now();
             let last = std::iter::once(&incident.fingerprint)
                 .chain(&incident.related)
-                .filter_map(|fp| self.inner.detector.last_seen(&super::occurrence_key(&incident.target, fp)))
+                .filter_map(|fp| {
+                    self.inner
+                        .detector
+                        .last_seen(&super::occurrence_key(&incident.target, fp))
+                })
                 .max()
                 .unwrap_or(action_end)
                 .max(action_end);
@@ -414,9 +559,16 @@ impl Healer {
             }
             if now >= deadline {
                 let why = if healthy {
-                    format!("the error recurred {}s before the window ended", now.saturating_duration_since(last).as_secs())
+                    format!(
+                        "the error recurred {}s before the window ended",
+                        now.saturating_duration_since(last).as_secs()
+                    )
                 } else {
-                    format!("health {} stayed under {}", fmt_health(health), cfg.min_health)
+                    format!(
+                        "health {} stayed under {}",
+                        fmt_health(health),
+                        cfg.min_health
+                    )
                 };
                 return Err((format!("verification failed: {why}"), health));
             }
@@ -446,15 +598,28 @@ impl Healer {
         if let Err(e) = self.inner.store.save_approval(&approval).await {
             self.store_failed("save_approval", &e);
         }
-        self.set_status(incident.id, IncidentStatus::AwaitingApproval, Some(reason.to_owned())).await;
-        self.emit(Some(incident), &incident.target, Phase::AwaitingApproval, format!(
-            "approval {} for:\n{}",
-            approval.id,
-            plan.preview()
-        ));
+        self.set_status(
+            incident.id,
+            IncidentStatus::AwaitingApproval,
+            Some(reason.to_owned()),
+        )
+        .await;
+        self.emit(
+            Some(incident),
+            &incident.target,
+            Phase::AwaitingApproval,
+            format!("approval {} for:\n{}", approval.id, plan.preview()),
+        );
         self.notify(Notification {
-            title: format!("selfheal: approve `{}` on {}?", plan.strategy, incident.target),
-            body: format!("{reason}\nApproval id: {}\nPlan:\n{}", approval.id, plan.preview()),
+            title: format!(
+                "selfheal: approve `{}` on {}?",
+                plan.strategy, incident.target
+            ),
+            body: format!(
+                "{reason}\nApproval id: {}\nPlan:\n{}",
+                approval.id,
+                plan.preview()
+            ),
             incident: Some(incident.id),
             event_type: "self_heal.suggested".into(),
         })
@@ -465,8 +630,20 @@ impl Healer {
         };
         self.inner.pending.remove(&approval.id);
         let (result, state, who, event, phase) = match answer {
-            Some(Answer::Approve(who)) => (Approved::Yes, ApprovalState::Approved, who, "self_heal.approved", Phase::Approved),
-            Some(Answer::Reject(who, why)) => (Approved::No(why), ApprovalState::Rejected, who, "self_heal.rejected", Phase::Rejected),
+            Some(Answer::Approve(who)) => (
+                Approved::Yes,
+                ApprovalState::Approved,
+                who,
+                "self_heal.approved",
+                Phase::Approved,
+            ),
+            Some(Answer::Reject(who, why)) => (
+                Approved::No(why),
+                ApprovalState::Rejected,
+                who,
+                "self_heal.rejected",
+                Phase::Rejected,
+            ),
             None => return Approved::Cancelled,
         };
         approval.state = state;
@@ -482,37 +659,71 @@ impl Healer {
             confidence: Some(confidence),
             action: Some(plan.strategy.clone()),
             detail: serde_json::json!({"approval": approval.id.to_string()}),
-            ..AuditEntry::new(event, match &result { Approved::No(why) => why.clone(), _ => "approved".to_owned() })
+            ..AuditEntry::new(
+                event,
+                match &result {
+                    Approved::No(why) => why.clone(),
+                    _ => "approved".to_owned(),
+                },
+            )
         })
         .await;
         result
     }
 
     async fn alert_only(&self, id: Uuid, pattern: &Pattern, confidence: f64) {
-        let Some(incident) = self.snapshot(id) else { return };
-        self.emit(Some(&incident), &incident.target, Phase::Decided, "AlertOnly");
+        let Some(incident) = self.snapshot(id) else {
+            return;
+        };
+        self.emit(
+            Some(&incident),
+            &incident.target,
+            Phase::Decided,
+            "AlertOnly",
+        );
         self.audit(AuditEntry {
             incident: Some(id),
             pattern: Some(pattern.name.clone()),
             confidence: Some(confidence),
-            ..AuditEntry::new(Decision::AlertOnly.event_type(), "pattern is alert-only; notified")
+            ..AuditEntry::new(
+                Decision::AlertOnly.event_type(),
+                "pattern is alert-only; notified",
+            )
         })
         .await;
         self.notify(Notification {
             title: format!("selfheal: {} on {}", pattern.name, incident.target),
-            body: format!("{}\nSample: {}", pattern.description, incident.samples.first().map_or("", String::as_str)),
+            body: format!(
+                "{}\nSample: {}",
+                pattern.description,
+                incident.samples.first().map_or("", String::as_str)
+            ),
             incident: Some(id),
             event_type: "self_heal.alerted".into(),
         })
         .await;
-        self.close(id, IncidentStatus::Closed, "alert-only pattern: notified, no action".into()).await;
+        self.close(
+            id,
+            IncidentStatus::Closed,
+            "alert-only pattern: notified, no action".into(),
+        )
+        .await;
     }
 
     /// Feedback: success +0.05 and a use, failure -0.1, per (pattern, strategy).
     async fn learn(&self, pattern: &Pattern, strategy: &str, success: bool) {
         let fb = &self.inner.config.feedback;
-        let delta = if success { fb.success_delta } else { -fb.failure_delta };
-        match self.inner.store.record_outcome(&pattern.name, strategy, success, delta).await {
+        let delta = if success {
+            fb.success_delta
+        } else {
+            -fb.failure_delta
+        };
+        match self
+            .inner
+            .store
+            .record_outcome(&pattern.name, strategy, success, delta)
+            .await
+        {
             Ok(updated) => {
                 tracing::info!(pattern = %pattern.name, strategy, success, confidence = updated.confidence, "learned");
                 if let Err(e) = self.reload_patterns().await {
@@ -524,7 +735,16 @@ impl Healer {
     }
 
     async fn resolve(&self, id: Uuid, health: Option<u8>) {
-        let Some(incident) = self.close(id, IncidentStatus::Resolved, format!("verified; health {}", fmt_health(health))).await else { return };
+        let Some(incident) = self
+            .close(
+                id,
+                IncidentStatus::Resolved,
+                format!("verified; health {}", fmt_health(health)),
+            )
+            .await
+        else {
+            return;
+        };
         let ttr = incident.time_to_recover().unwrap_or_default();
         self.audit(AuditEntry {
             incident: Some(id),
@@ -537,7 +757,12 @@ impl Healer {
 
     async fn escalate(&self, id: Uuid, reason: String) {
         tracing::warn!(%reason, "escalating");
-        let Some(incident) = self.close(id, IncidentStatus::Escalated, reason.clone()).await else { return };
+        let Some(incident) = self
+            .close(id, IncidentStatus::Escalated, reason.clone())
+            .await
+        else {
+            return;
+        };
         self.audit(AuditEntry {
             incident: Some(id),
             pattern: incident.pattern.clone(),
@@ -547,7 +772,10 @@ impl Healer {
         .await;
         self.notify(Notification {
             title: format!("selfheal: escalating incident on {}", incident.target),
-            body: format!("{reason}\nTemplate: {}\nOccurrences: {}", incident.template, incident.occurrences),
+            body: format!(
+                "{reason}\nTemplate: {}\nOccurrences: {}",
+                incident.template, incident.occurrences
+            ),
             incident: Some(id),
             event_type: "self_heal.escalated".into(),
         })
@@ -575,20 +803,29 @@ impl Healer {
 
     /// Drops the incident from the open indexes; its fingerprints start counting afresh.
     fn forget(&self, id: Uuid) {
-        let Some((_, incident)) = self.inner.open.remove(&id) else { return };
+        let Some((_, incident)) = self.inner.open.remove(&id) else {
+            return;
+        };
         for fp in std::iter::once(&incident.fingerprint).chain(&incident.related) {
             let key = super::occurrence_key(&incident.target, fp);
             self.inner.by_fingerprint.remove_if(&key, |_, v| *v == id);
             self.inner.detector.reset(&key);
         }
-        self.inner.by_target.remove_if(&incident.target, |_, v| *v == id);
+        self.inner
+            .by_target
+            .remove_if(&incident.target, |_, v| *v == id);
     }
 
     fn snapshot(&self, id: Uuid) -> Option<Incident> {
         self.inner.open.get(&id).map(|i| i.clone())
     }
 
-    async fn set_status(&self, id: Uuid, status: IncidentStatus, reason: Option<String>) -> Option<Incident> {
+    async fn set_status(
+        &self,
+        id: Uuid,
+        status: IncidentStatus,
+        reason: Option<String>,
+    ) -> Option<Incident> {
         let incident = {
             let mut entry = self.inner.open.get_mut(&id)?;
             entry.status = status;

@@ -19,7 +19,9 @@ impl Healer {
         }
         match self.inner.store.list_audit(1).await {
             Ok(mut last) => *self.inner.audit_head.lock().await = last.pop(),
-            Err(e) => tracing::error!(error = %e, "could not read the audit head; the chain restarts"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the audit head; the chain restarts")
+            }
         }
         loop {
             tokio::select! {
@@ -34,7 +36,9 @@ impl Healer {
         rx.close();
         // Whatever is still queued is dropped, and counted.
         while rx.try_recv().is_ok() {
-            self.inner.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -48,7 +52,9 @@ impl Healer {
         let key = super::occurrence_key(&signal.target, &fp.id);
         let open_id = self.inner.by_fingerprint.get(&key).map(|r| *r);
         if let Some(id) = open_id {
-            self.inner.detector.record(&key, now, detection.default_window);
+            self.inner
+                .detector
+                .record(&key, now, detection.default_window);
             self.count_into(id, &signal, &fp);
             return;
         }
@@ -57,10 +63,13 @@ impl Healer {
         let target_id = self.inner.by_target.get(&signal.target).map(|r| *r);
         if let Some(id) = target_id {
             let young = self.inner.open.get(&id).is_some_and(|i| {
-                (Utc::now() - i.opened_at).to_std().unwrap_or_default() <= detection.correlation_window
+                (Utc::now() - i.opened_at).to_std().unwrap_or_default()
+                    <= detection.correlation_window
             });
             if young {
-                self.inner.detector.record(&key, now, detection.default_window);
+                self.inner
+                    .detector
+                    .record(&key, now, detection.default_window);
                 self.inner.by_fingerprint.insert(key, id);
                 self.count_into(id, &signal, &fp);
                 return;
@@ -72,9 +81,10 @@ impl Healer {
         let (needed, window) = best
             .as_ref()
             .and_then(|m| matcher.pattern(&m.pattern))
-            .map_or((detection.default_min_occurrences, detection.default_window), |p| {
-                (p.min_occurrences, p.window)
-            });
+            .map_or(
+                (detection.default_min_occurrences, detection.default_window),
+                |p| (p.min_occurrences, p.window),
+            );
         let count = self.inner.detector.record(&key, now, window);
         if count < needed as usize {
             return;
@@ -98,10 +108,14 @@ impl Healer {
             reason: String::new(),
         };
         self.inner.by_fingerprint.insert(key, incident.id);
-        self.inner.by_target.insert(incident.target.clone(), incident.id);
+        self.inner
+            .by_target
+            .insert(incident.target.clone(), incident.id);
         self.inner.open.insert(incident.id, incident.clone());
         let this = self.clone();
-        self.inner.tasks.spawn(async move { this.heal(incident, best).await });
+        self.inner
+            .tasks
+            .spawn(async move { this.heal(incident, best).await });
     }
 
     fn count_into(&self, id: Uuid, signal: &Signal, fp: &Fingerprint) {

@@ -42,7 +42,10 @@ impl std::fmt::Debug for Healer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Healer")
             .field("store", &self.inner.store.name())
-            .field("strategies", &self.inner.strategies.keys().collect::<Vec<_>>())
+            .field(
+                "strategies",
+                &self.inner.strategies.keys().collect::<Vec<_>>(),
+            )
             .field("dropped", &self.dropped())
             .finish_non_exhaustive()
     }
@@ -112,10 +115,17 @@ impl Healer {
     /// Starts the pipeline on the current tokio runtime: loads the patterns and the audit
     /// head from the store, then processes signals. Calling it twice is a no-op.
     pub fn spawn(&self) -> Running {
-        let rx = self.inner.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let rx = self
+            .inner
+            .rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(rx) = rx {
             let this = self.clone();
-            self.inner.tasks.spawn(async move { this.run_intake(rx).await });
+            self.inner
+                .tasks
+                .spawn(async move { this.run_intake(rx).await });
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 tokio::select! {
@@ -124,7 +134,9 @@ impl Healer {
                 }
             });
         }
-        Running { healer: self.clone() }
+        Running {
+            healer: self.clone(),
+        }
     }
 
     /// Hands a signal to the pipeline. Never blocks and never fails: when the queue is
@@ -175,7 +187,13 @@ impl Healer {
         self.inner.tasks.wait().await;
     }
 
-    fn emit(&self, incident: Option<&Incident>, target: &str, phase: Phase, detail: impl Into<String>) {
+    fn emit(
+        &self,
+        incident: Option<&Incident>,
+        target: &str,
+        phase: Phase,
+        detail: impl Into<String>,
+    ) {
         let event = HealingEvent {
             incident: incident.map(|i| i.id),
             target: target.to_owned(),
@@ -212,14 +230,22 @@ impl Healer {
     }
 
     fn matcher(&self) -> Arc<Matcher> {
-        self.inner.matcher.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .matcher
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Rebuilds the matcher from the store's patterns.
     async fn reload_patterns(&self) -> crate::Result<()> {
         let patterns = self.inner.store.list_patterns().await?;
         let matcher = Arc::new(Matcher::new(&patterns));
-        *self.inner.matcher.write().unwrap_or_else(|e| e.into_inner()) = matcher;
+        *self
+            .inner
+            .matcher
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = matcher;
         Ok(())
     }
 }

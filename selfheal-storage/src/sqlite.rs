@@ -1,0 +1,799 @@
+//! [`SqliteStore`]: the embedded default store, one SQLite file (or memory) per service.
+//!
+//! ```
+//! use selfheal_core::{IncidentFilter, Pattern, PatternStore};
+//! use selfheal_storage::SqliteStore;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
+//! let store = SqliteStore::open("sqlite::memory:").await?;
+//! store.add_pattern(&Pattern::new("redis_refused").regex("connection refused")).await?;
+//! let p = store.record_outcome("redis_refused", "restart_service", true, 0.05).await?;
+//! assert_eq!(p.use_count, 1);
+//! assert!(store.list_incidents(&IncidentFilter::default()).await?.is_empty());
+//! # Ok(()) }
+//! ```
+
+mod rows;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use selfheal_core::{
+    ActionRecord, Approval, ApprovalState, AuditRecord, Error, ErrorKind, Fingerprint, Incident,
+    IncidentFilter, IncidentStatus, Pattern, PatternStore, Result,
+};
+use sqlx::SqliteConnection;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tracing::instrument;
+use uuid::Uuid;
+
+use self::rows::{ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, PatternRow};
+use crate::StorageError;
+use crate::codec::{duration_ns, enum_text, json, opt_ts, to_i64, truncate, ts, uuid_text};
+
+/// The schema, embedded at build time and applied on open.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another writer before giving up with `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections kept to a database file: SQLite serialises writers, a few serve readers.
+const FILE_POOL_SIZE: u32 = 4;
+
+/// The longest fingerprint sample kept, in bytes (cut on a char boundary).
+pub const MAX_SAMPLE_BYTES: usize = 4096;
+
+/// A [`PatternStore`] in an SQLite database: a file (WAL mode, foreign keys on, a busy
+/// timeout) or memory. The schema is migrated on open. Cloning is cheap and shares
+/// the connection pool.
+///
+/// Timestamps are kept to the microsecond; everything else round-trips exactly.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if missing) the database at `url_or_path`
+    /// and migrates it: `sqlite://path/to/selfheal.db`, a plain path, or
+    /// `sqlite::memory:` for a private in-memory database.
+    pub async fn open(url_or_path: &str) -> Result<Self> {
+        let spec = url_or_path.trim();
+        if spec.is_empty() {
+            return Err(Error::invalid(
+                "empty SQLite location; pass a file path, `sqlite://path` or `sqlite::memory:`",
+            ));
+        }
+        if spec.contains("://") && !spec.starts_with("sqlite://") {
+            return Err(Error::invalid(format!(
+                "`{spec}` is not an SQLite location; pass a file path, `sqlite://path` or `sqlite::memory:`"
+            )));
+        }
+        if is_memory(spec) {
+            let url = if spec.starts_with("sqlite:") {
+                spec
+            } else {
+                "sqlite::memory:"
+            };
+            let options = SqliteConnectOptions::from_str(url).map_err(err)?;
+            return Self::connect_memory(options).await;
+        }
+        let options = if spec.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(spec).map_err(err)?
+        } else {
+            SqliteConnectOptions::new().filename(spec)
+        };
+        let options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        ensure_parent_dir(options.get_filename())?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                let e = Error::from(StorageError::from(e));
+                Error::new(
+                    e.kind(),
+                    format!("cannot open SQLite database `{spec}`: {}", e.message()),
+                )
+                .with_source(e)
+            })?;
+        tracing::debug!(database = spec, "opened SQLite store");
+        Self::from_pool(pool).await
+    }
+
+    /// A new, empty, private in-memory database. Nothing survives the store.
+    pub async fn in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(err)?;
+        Self::connect_memory(options).await
+    }
+
+    /// One connection that is never closed: an in-memory database lives as long as
+    /// its last connection.
+    async fn connect_memory(options: SqliteConnectOptions) -> Result<Self> {
+        let options = options.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (for your own options) and migrates its database.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
+        MIGRATOR.run(&pool).await.map_err(err)?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for reading the tables with SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection, waiting for those in use. Later calls fail with
+    /// [`ErrorKind::Closed`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Counts one occurrence of `fp` seen at `at`, keeping `sample` (cut to
+    /// [`MAX_SAMPLE_BYTES`]) as the latest example. Returns how often it has been seen.
+    #[instrument(level = "debug", skip_all, fields(fingerprint = %fp.id))]
+    pub async fn record_fingerprint(
+        &self,
+        fp: &Fingerprint,
+        sample: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        const SQL: &str = "INSERT INTO fingerprints \
+                (id, template, stack, version, sample, first_seen, last_seen, count) \
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1) \
+            ON CONFLICT (id) DO UPDATE SET \
+                count = count + 1, \
+                template = excluded.template, \
+                stack = excluded.stack, \
+                version = excluded.version, \
+                sample = CASE WHEN excluded.last_seen >= last_seen \
+                    THEN excluded.sample ELSE sample END, \
+                first_seen = MIN(first_seen, excluded.first_seen), \
+                last_seen = MAX(last_seen, excluded.last_seen) \
+            RETURNING count";
+        let count: i64 = sqlx::query_scalar(SQL)
+            .bind(&fp.id)
+            .bind(&fp.template)
+            .bind(fp.stack.as_deref())
+            .bind(i64::from(fp.version))
+            .bind(truncate(sample, MAX_SAMPLE_BYTES))
+            .bind(ts(at))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        crate::codec::to_u64("fingerprints.count", count).map_err(err)
+    }
+
+    /// Deletes terminal (resolved, escalated, closed) incidents that closed before
+    /// `older_than` (or were last seen before it, when they have no close time),
+    /// together with their actions and approvals, in one transaction. Audit records
+    /// are never deleted. Returns the number of incidents deleted.
+    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
+    pub async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
+            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+              AND COALESCE(closed_at, last_seen) < ?2)";
+        const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
+            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+              AND COALESCE(closed_at, last_seen) < ?2)";
+        const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
+            WHERE status IN (SELECT value FROM json_each(?1)) \
+              AND COALESCE(closed_at, last_seen) < ?2";
+
+        let terminal: Vec<String> = [
+            IncidentStatus::Open,
+            IncidentStatus::AwaitingApproval,
+            IncidentStatus::Queued,
+            IncidentStatus::Remediating,
+            IncidentStatus::Resolved,
+            IncidentStatus::Escalated,
+            IncidentStatus::Closed,
+        ]
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| enum_text(&s))
+        .collect();
+        let terminal = json("terminal statuses", &terminal).map_err(err)?;
+        let cutoff = ts(older_than);
+
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // Children first: actions and approvals, then their incidents.
+        let mut deleted = [0u64; 3];
+        for (count, sql) in
+            deleted
+                .iter_mut()
+                .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
+        {
+            *count = sqlx::query(sql)
+                .bind(&terminal)
+                .bind(&cutoff)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+        }
+        let [actions, approvals, incidents] = deleted;
+        tx.commit().await.map_err(err)?;
+        tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
+        Ok(incidents)
+    }
+}
+
+/// Whether `spec` names an in-memory database.
+fn is_memory(spec: &str) -> bool {
+    let rest = spec
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (db, query) = rest.split_once('?').unwrap_or((rest, ""));
+    db == ":memory:" || query.split('&').any(|kv| kv == "mode=memory")
+}
+
+fn ensure_parent_dir(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "cannot create directory `{}` for the SQLite database: {e}; create it or choose another path",
+                dir.display()
+            ),
+        )
+        .with_source(e)
+    })
+}
+
+/// Converts a database error, logging the ones callers do not expect.
+fn err(e: impl Into<StorageError>) -> Error {
+    let e: StorageError = e.into();
+    match e.kind() {
+        ErrorKind::Unavailable => tracing::warn!(error = %e, "SQLite store unavailable"),
+        ErrorKind::Internal => tracing::error!(error = %e, "SQLite store error"),
+        _ => tracing::debug!(error = %e, "SQLite store refused an operation"),
+    }
+    e.into()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+// ---- patterns -----------------------------------------------------------------------
+
+const SELECT_PATTERNS: &str = "SELECT name, description, regex, keywords, error_type, target, \
+    severity, root_cause, auto_healable, confidence, mode, min_occurrences, window_ns, \
+    use_count, enabled FROM patterns ORDER BY name";
+const SELECT_PATTERN: &str = "SELECT name, description, regex, keywords, error_type, target, \
+    severity, root_cause, auto_healable, confidence, mode, min_occurrences, window_ns, \
+    use_count, enabled FROM patterns WHERE name = ?1";
+const SELECT_FIXES: &str = "SELECT pattern, strategy, params, priority, requires_approval, \
+    successes, failures FROM pattern_fixes ORDER BY pattern, position";
+const SELECT_FIXES_OF: &str = "SELECT pattern, strategy, params, priority, requires_approval, \
+    successes, failures FROM pattern_fixes WHERE pattern = ?1 ORDER BY position";
+const INSERT_PATTERN: &str = "INSERT INTO patterns (name, description, regex, keywords, \
+    error_type, target, severity, root_cause, auto_healable, confidence, mode, \
+    min_occurrences, window_ns, use_count, enabled, created_at, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)";
+const UPDATE_PATTERN: &str = "UPDATE patterns SET description = ?2, regex = ?3, keywords = ?4, \
+    error_type = ?5, target = ?6, severity = ?7, root_cause = ?8, auto_healable = ?9, \
+    confidence = ?10, mode = ?11, min_occurrences = ?12, window_ns = ?13, use_count = ?14, \
+    enabled = ?15, updated_at = ?16 WHERE name = ?1";
+const INSERT_FIX: &str = "INSERT INTO pattern_fixes (pattern, position, strategy, params, \
+    priority, requires_approval, successes, failures, last_applied_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// A pattern's columns, converted once, bound in the order of `INSERT_PATTERN` and
+/// `UPDATE_PATTERN`.
+struct PatternValues {
+    keywords: String,
+    severity: String,
+    mode: String,
+    window_ns: i64,
+    use_count: i64,
+    now: String,
+}
+
+impl PatternValues {
+    fn of(p: &Pattern) -> Result<Self> {
+        Ok(PatternValues {
+            keywords: json("pattern keywords", &p.keywords).map_err(err)?,
+            severity: enum_text(&p.severity),
+            mode: enum_text(&p.mode),
+            window_ns: duration_ns("pattern window", p.window).map_err(err)?,
+            use_count: to_i64("pattern use_count", p.use_count).map_err(err)?,
+            now: ts(Utc::now()),
+        })
+    }
+}
+
+async fn exec_pattern(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    p: &Pattern,
+    v: &PatternValues,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(sql)
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(p.regex.as_deref())
+        .bind(&v.keywords)
+        .bind(p.error_type.as_deref())
+        .bind(p.target.as_deref())
+        .bind(&v.severity)
+        .bind(&p.root_cause)
+        .bind(p.auto_healable)
+        .bind(p.confidence)
+        .bind(&v.mode)
+        .bind(i64::from(p.min_occurrences))
+        .bind(v.window_ns)
+        .bind(v.use_count)
+        .bind(p.enabled)
+        .bind(&v.now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Inserts `p`'s fixes in order, keeping `last_applied` times by strategy.
+async fn insert_fixes(
+    conn: &mut SqliteConnection,
+    p: &Pattern,
+    last_applied: &HashMap<String, Option<String>>,
+) -> Result<()> {
+    for (position, fix) in p.fixes.iter().enumerate() {
+        let params = json("fix params", &fix.params).map_err(err)?;
+        sqlx::query(INSERT_FIX)
+            .bind(&p.name)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(&fix.strategy)
+            .bind(params)
+            .bind(i64::from(fix.priority))
+            .bind(fix.requires_approval)
+            .bind(to_i64("fix successes", fix.successes).map_err(err)?)
+            .bind(to_i64("fix failures", fix.failures).map_err(err)?)
+            .bind(last_applied.get(&fix.strategy).cloned().flatten())
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+async fn load_pattern(conn: &mut SqliteConnection, name: &str) -> Result<Option<Pattern>> {
+    let row: Option<PatternRow> = sqlx::query_as(SELECT_PATTERN)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let fixes: Vec<FixRow> = sqlx::query_as(SELECT_FIXES_OF)
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(rows::assemble(vec![row], fixes).map_err(err)?.pop())
+}
+
+/// Rejects a pattern the way [`Pattern::validate`] does, and values SQLite cannot hold.
+fn validate(p: &Pattern) -> Result<PatternValues> {
+    p.validate()?;
+    PatternValues::of(p)
+}
+
+// ---- incidents, actions, approvals, audit -------------------------------------------
+
+const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, target, fingerprint, template, \
+    related, pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, \
+    reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    ON CONFLICT (id) DO UPDATE SET target = excluded.target, \
+    fingerprint = excluded.fingerprint, template = excluded.template, \
+    related = excluded.related, pattern = excluded.pattern, status = excluded.status, \
+    severity = excluded.severity, occurrences = excluded.occurrences, \
+    samples = excluded.samples, opened_at = excluded.opened_at, \
+    last_seen = excluded.last_seen, closed_at = excluded.closed_at, reason = excluded.reason";
+const SELECT_INCIDENT: &str = "SELECT id, target, fingerprint, template, related, \
+    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason \
+    FROM incidents WHERE id = ?1";
+// Ties in time keep insertion order (an upsert keeps its rowid), as in MemoryStore.
+const LIST_INCIDENTS: &str = "SELECT id, target, fingerprint, template, related, \
+    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason \
+    FROM incidents \
+    WHERE (?1 IS NULL OR target = ?1) \
+      AND (?2 IS NULL OR status IN (SELECT value FROM json_each(?2))) \
+    ORDER BY opened_at DESC, rowid ASC LIMIT ?3";
+
+const UPSERT_ACTION: &str = "INSERT INTO actions (id, incident, pattern, strategy, target, \
+    preview, status, success, exit_code, stdout, stderr, duration_ns, health_before, \
+    health_after, started_at, finished_at, error) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+    ON CONFLICT (id) DO UPDATE SET incident = excluded.incident, \
+    pattern = excluded.pattern, strategy = excluded.strategy, target = excluded.target, \
+    preview = excluded.preview, status = excluded.status, success = excluded.success, \
+    exit_code = excluded.exit_code, stdout = excluded.stdout, stderr = excluded.stderr, \
+    duration_ns = excluded.duration_ns, health_before = excluded.health_before, \
+    health_after = excluded.health_after, started_at = excluded.started_at, \
+    finished_at = excluded.finished_at, error = excluded.error";
+const LIST_ACTIONS: &str = "SELECT id, incident, pattern, strategy, target, preview, status, \
+    success, exit_code, stdout, stderr, duration_ns, health_before, health_after, started_at, \
+    finished_at, error FROM actions WHERE (?1 IS NULL OR incident = ?1) \
+    ORDER BY started_at DESC, rowid ASC";
+
+const UPSERT_APPROVAL: &str = "INSERT INTO approvals (id, incident, pattern, plan, reason, \
+    confidence, requested_at, state, decided_by) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    ON CONFLICT (id) DO UPDATE SET incident = excluded.incident, \
+    pattern = excluded.pattern, plan = excluded.plan, reason = excluded.reason, \
+    confidence = excluded.confidence, requested_at = excluded.requested_at, \
+    state = excluded.state, decided_by = excluded.decided_by";
+const LIST_APPROVALS: &str = "SELECT id, incident, pattern, plan, reason, confidence, \
+    requested_at, state, decided_by FROM approvals WHERE (?1 IS NULL OR state = ?1) \
+    ORDER BY requested_at ASC, rowid ASC";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, event_type, actor, incident, \
+    pattern, confidence, action, result, controls, detail, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const LIST_AUDIT: &str = "SELECT seq, at, event_type, actor, incident, pattern, confidence, \
+    action, result, controls, detail, prev_hash, hash FROM (\
+    SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq ASC";
+
+#[async_trait]
+impl PatternStore for SqliteStore {
+    fn name(&self) -> &str {
+        "sqlite"
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_patterns(&self) -> Result<Vec<Pattern>> {
+        // One read transaction: patterns and fixes from the same snapshot.
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let patterns: Vec<PatternRow> = sqlx::query_as(SELECT_PATTERNS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        let fixes: Vec<FixRow> = sqlx::query_as(SELECT_FIXES)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        rows::assemble(patterns, fixes).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(pattern = name))]
+    async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let pattern = load_pattern(&mut tx, name).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(pattern)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(pattern = %pattern.name))]
+    async fn add_pattern(&self, pattern: &Pattern) -> Result<()> {
+        let values = validate(pattern)?;
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        match exec_pattern(&mut tx, INSERT_PATTERN, pattern, &values).await {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "pattern `{}` exists already; update it instead",
+                        pattern.name
+                    ),
+                )
+                .with_source(StorageError::from(e)));
+            }
+            Err(e) => return Err(err(e)),
+        }
+        insert_fixes(&mut tx, pattern, &HashMap::new()).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(pattern = %pattern.name))]
+    async fn update_pattern(&self, pattern: &Pattern) -> Result<()> {
+        let values = validate(pattern)?;
+        // Write first, so the transaction holds the write lock from its first statement.
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let updated = exec_pattern(&mut tx, UPDATE_PATTERN, pattern, &values)
+            .await
+            .map_err(err)?;
+        if updated == 0 {
+            return Err(Error::not_found(format!(
+                "no pattern named `{}`; add it first",
+                pattern.name
+            )));
+        }
+        // Keep when each strategy was last applied across the replacement.
+        let previous: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT strategy, last_applied_at FROM pattern_fixes WHERE pattern = ?1 \
+             ORDER BY position",
+        )
+        .bind(&pattern.name)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let mut last_applied = HashMap::new();
+        for (strategy, at) in previous {
+            last_applied.entry(strategy).or_insert(at);
+        }
+        sqlx::query("DELETE FROM pattern_fixes WHERE pattern = ?1")
+            .bind(&pattern.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        insert_fixes(&mut tx, pattern, &last_applied).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(pattern = pattern, strategy = strategy, success = success))]
+    async fn record_outcome(
+        &self,
+        pattern: &str,
+        strategy: &str,
+        success: bool,
+        confidence_delta: f64,
+    ) -> Result<Pattern> {
+        if confidence_delta.is_nan() {
+            return Err(Error::invalid(format!(
+                "confidence delta for pattern `{pattern}` is NaN; pass a number"
+            )));
+        }
+        let now = ts(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let updated = sqlx::query(
+            "UPDATE patterns SET confidence = MIN(1.0, MAX(0.0, confidence + ?1)), \
+             use_count = use_count + ?2, updated_at = ?3 WHERE name = ?4",
+        )
+        .bind(confidence_delta)
+        .bind(i64::from(success))
+        .bind(&now)
+        .bind(pattern)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::not_found(format!("no pattern named `{pattern}`")));
+        }
+        // The first fix bound to the strategy, as MemoryStore counts it.
+        sqlx::query(
+            "UPDATE pattern_fixes SET successes = successes + ?1, failures = failures + ?2, \
+             last_applied_at = ?3 WHERE pattern = ?4 AND position = (\
+             SELECT MIN(position) FROM pattern_fixes WHERE pattern = ?4 AND strategy = ?5)",
+        )
+        .bind(i64::from(success))
+        .bind(i64::from(!success))
+        .bind(&now)
+        .bind(pattern)
+        .bind(strategy)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let updated = load_pattern(&mut tx, pattern).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("pattern `{pattern}` vanished inside its own transaction; report this"),
+            )
+        })?;
+        tx.commit().await.map_err(err)?;
+        Ok(updated)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(incident = %incident.id))]
+    async fn save_incident(&self, incident: &Incident) -> Result<()> {
+        sqlx::query(UPSERT_INCIDENT)
+            .bind(uuid_text(incident.id))
+            .bind(&incident.target)
+            .bind(&incident.fingerprint)
+            .bind(&incident.template)
+            .bind(json("incident related", &incident.related).map_err(err)?)
+            .bind(incident.pattern.as_deref())
+            .bind(enum_text(&incident.status))
+            .bind(enum_text(&incident.severity))
+            .bind(to_i64("incident occurrences", incident.occurrences).map_err(err)?)
+            .bind(json("incident samples", &incident.samples).map_err(err)?)
+            .bind(ts(incident.opened_at))
+            .bind(ts(incident.last_seen))
+            .bind(opt_ts(incident.closed_at))
+            .bind(&incident.reason)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(incident = %id))]
+    async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
+        let row: Option<IncidentRow> = sqlx::query_as(SELECT_INCIDENT)
+            .bind(uuid_text(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Incident::try_from).transpose().map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
+        let statuses = if filter.statuses.is_empty() {
+            None
+        } else {
+            let names: Vec<String> = filter.statuses.iter().map(enum_text).collect();
+            Some(json("status filter", &names).map_err(err)?)
+        };
+        // LIMIT -1 is no limit in SQLite.
+        let limit = filter
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows: Vec<IncidentRow> = sqlx::query_as(LIST_INCIDENTS)
+            .bind(filter.target.as_deref())
+            .bind(statuses)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(action = %action.id))]
+    async fn save_action(&self, action: &ActionRecord) -> Result<()> {
+        let outcome = action.outcome.as_ref();
+        let duration = outcome
+            .map(|o| duration_ns("action duration", o.duration))
+            .transpose()
+            .map_err(err)?;
+        sqlx::query(UPSERT_ACTION)
+            .bind(uuid_text(action.id))
+            .bind(uuid_text(action.incident))
+            .bind(action.pattern.as_deref())
+            .bind(&action.strategy)
+            .bind(&action.target)
+            .bind(&action.preview)
+            .bind(enum_text(&action.status))
+            .bind(outcome.map(|o| o.success))
+            .bind(outcome.and_then(|o| o.exit_code))
+            .bind(outcome.map(|o| o.stdout.as_str()))
+            .bind(outcome.map(|o| o.stderr.as_str()))
+            .bind(duration)
+            .bind(action.health_before.map(i64::from))
+            .bind(action.health_after.map(i64::from))
+            .bind(ts(action.started_at))
+            .bind(opt_ts(action.finished_at))
+            .bind(action.error.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
+        let rows: Vec<ActionRow> = sqlx::query_as(LIST_ACTIONS)
+            .bind(incident.map(uuid_text))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(approval = %approval.id))]
+    async fn save_approval(&self, approval: &Approval) -> Result<()> {
+        sqlx::query(UPSERT_APPROVAL)
+            .bind(uuid_text(approval.id))
+            .bind(uuid_text(approval.incident))
+            .bind(approval.pattern.as_deref())
+            .bind(json("approval plan", &approval.plan).map_err(err)?)
+            .bind(&approval.reason)
+            .bind(approval.confidence)
+            .bind(ts(approval.requested_at))
+            .bind(enum_text(&approval.state))
+            .bind(approval.decided_by.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        let state = pending_only.then(|| enum_text(&ApprovalState::Pending));
+        let rows: Vec<ApprovalRow> = sqlx::query_as(LIST_APPROVALS)
+            .bind(state)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(seq = record.seq))]
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let result = sqlx::query(INSERT_AUDIT)
+            .bind(to_i64("audit seq", record.seq).map_err(err)?)
+            .bind(ts(record.at))
+            .bind(&record.event_type)
+            .bind(&record.actor)
+            .bind(record.incident.map(uuid_text))
+            .bind(record.pattern.as_deref())
+            .bind(record.confidence)
+            .bind(record.action.as_deref())
+            .bind(&record.result)
+            .bind(json("audit controls", &record.controls).map_err(err)?)
+            .bind(json("audit detail", &record.detail).map_err(err)?)
+            .bind(&record.prev_hash)
+            .bind(&record.hash)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "audit record {} exists already; the audit log is append-only",
+                    record.seq
+                ),
+            )
+            .with_source(StorageError::from(e))),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    #[instrument(level = "debug", skip_all, fields(limit = limit))]
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(LIST_AUDIT)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_locations_are_recognised() {
+        for spec in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            ":memory:",
+            "sqlite://?mode=memory",
+            "sqlite://shared?mode=memory&cache=shared",
+        ] {
+            assert!(is_memory(spec), "{spec}");
+        }
+        for spec in [
+            "sqlite://selfheal.db",
+            "data/selfheal.db",
+            "sqlite:memory.db",
+        ] {
+            assert!(!is_memory(spec), "{spec}");
+        }
+    }
+}
