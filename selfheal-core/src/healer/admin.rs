@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Answer, Healer};
 use crate::{
     ActionRecord, Approval, AuditEntry, AuditRecord, Error, ErrorKind, Health, Incident,
-    IncidentFilter, IncidentStatus, Pattern, Result,
+    IncidentFilter, Pattern, Result,
 };
 
 /// Counters and per-pattern figures.
@@ -205,12 +205,7 @@ impl Healer {
             observed: self.observed(),
             dropped: self.dropped(),
             store_errors: self.store_errors(),
-            open_incidents: self
-                .inner
-                .open
-                .iter()
-                .filter(|i| !i.status.is_terminal())
-                .count(),
+            open_incidents: self.open_incidents().len(),
             patterns,
         })
     }
@@ -237,12 +232,12 @@ impl Healer {
         v.check().await
     }
 
-    /// Open incidents in a status, for tests and dashboards.
+    /// Incidents not yet over, with their live counts, without a store round trip.
     pub fn open_incidents(&self) -> Vec<Incident> {
         self.inner
             .open
             .iter()
-            .filter(|i| !i.status.is_terminal() || i.status == IncidentStatus::Open)
+            .filter(|i| !i.status.is_terminal())
             .map(|i| i.clone())
             .collect()
     }

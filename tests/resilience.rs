@@ -1,0 +1,188 @@
+//! The healer under adverse conditions: a store that refuses every write, two
+//! incidents on one target, its own log events, and the admin health questions.
+
+mod support;
+
+use std::time::Duration;
+
+use selfheal::{
+    Error, ErrorKind, FixBinding, Healer, HealerConfig, MockPatternStore, Pattern, PatternMode,
+    Phase, Severity, Signal,
+};
+use support::{FakeFix, Gauge, next};
+
+fn active(name: &str, regex: &str, fix: &str) -> Pattern {
+    Pattern::new(name)
+        .regex(regex)
+        .severity(Severity::High)
+        .mode(PatternMode::Active)
+        .auto_healable(true)
+        .confidence(0.9)
+        .threshold(2, Duration::from_secs(60))
+        .fix(FixBinding::new(fix))
+}
+
+fn down() -> Error {
+    Error::new(ErrorKind::Unavailable, "database is down")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_refuses_every_write_does_not_stop_healing() {
+    let pattern = active("pool", "pool timed out", "restart");
+    let mut store = MockPatternStore::new();
+    store.expect_name().return_const("broken".to_owned());
+    store
+        .expect_list_patterns()
+        .returning(move || Ok(vec![pattern.clone()]));
+    store.expect_list_audit().returning(|_| Err(down()));
+    store.expect_append_audit().returning(|_| Err(down()));
+    store.expect_save_incident().returning(|_| Err(down()));
+    store.expect_save_action().returning(|_| Err(down()));
+    store
+        .expect_record_outcome()
+        .returning(|_, _, _, _| Err(down()));
+
+    let gauge = Gauge::new(0);
+    let fix = FakeFix::new("restart", &gauge, Some(100));
+    let healer = Healer::builder()
+        .store(store)
+        .strategy(fix.clone())
+        .verifier("db", gauge)
+        .build()
+        .unwrap();
+    let mut rx = healer.subscribe();
+    let running = healer.spawn();
+    for _ in 0..2 {
+        healer.observe(Signal::new(
+            "db",
+            "pool timed out while waiting for an open connection",
+        ));
+    }
+    next(&mut rx, Phase::Resolved).await;
+    assert_eq!(
+        fix.runs(),
+        1,
+        "the fix ran although nothing could be stored"
+    );
+    assert!(
+        healer.store_errors() >= 5,
+        "{} store errors counted",
+        healer.store_errors()
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_action_at_a_time_per_target() {
+    let gauge = Gauge::new(100);
+    let a = FakeFix::new("restart", &gauge, Some(100));
+    let b = FakeFix::new("flush_pool", &gauge, Some(100));
+    let mut config = HealerConfig::default();
+    config.detection.correlation_window = Duration::ZERO; // two incidents on one target
+    let healer = Healer::builder()
+        .config(config)
+        .strategy(a.clone())
+        .strategy(b.clone())
+        .build()
+        .unwrap();
+    let mut rx = healer.subscribe();
+    let running = healer.spawn();
+    healer
+        .add_pattern(active("pool", "pool timed out", "restart"), "t")
+        .await
+        .unwrap();
+    healer
+        .add_pattern(active("reset", "connection reset", "flush_pool"), "t")
+        .await
+        .unwrap();
+
+    for _ in 0..2 {
+        healer.observe(Signal::new(
+            "db",
+            "pool timed out while waiting for an open connection",
+        ));
+        healer.observe(Signal::new("db", "connection reset by peer"));
+    }
+    // Each action holds the target through its verification, so the phases of the
+    // two incidents never interleave between Executing and Resolved.
+    let mut running_on_db = 0;
+    let mut resolved = 0;
+    while resolved < 2 {
+        let e = rx.recv().await.unwrap();
+        match e.phase {
+            Phase::Executing => {
+                running_on_db += 1;
+                assert_eq!(running_on_db, 1, "two actions ran on `db` at once");
+            }
+            Phase::Resolved => {
+                running_on_db -= 1;
+                resolved += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((a.runs(), b.runs()), (1, 1));
+    running.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_healer_ignores_its_own_log_events() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let healer = Healer::builder().build().unwrap();
+    let subscriber = tracing_subscriber::registry().with(healer.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..10 {
+            tracing::error!(target: "selfheal_core::healer", "store write failed; continuing in memory");
+        }
+        tracing::warn!(component = "cache", "cache miss storm");
+    });
+    assert_eq!(healer.observed(), 1, "only the host's event is a signal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_overview_and_manual_check() {
+    let healer = Healer::builder()
+        .verifier("db", Gauge::new(42))
+        .verifier("cache", Gauge::new(100))
+        .build()
+        .unwrap();
+    let overview = healer.health().await;
+    assert_eq!(overview["db"].score, 42);
+    assert_eq!(overview["cache"].score, 100);
+    assert_eq!(healer.check("db").await.unwrap().score, 42);
+    let err = healer.check("queue").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("no verifier for target `queue`"));
+}
+
+#[test]
+fn configuration_loads_from_toml_and_refuses_nonsense() {
+    let config = HealerConfig::from_toml(
+        r#"
+        service = "checkout"
+        [policy]
+        auto_threshold = 0.8
+        require_approval_for = ["flushdb"]
+        [guards]
+        cooldown = "2m"
+        [verification]
+        window = "45s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.service, "checkout");
+    assert_eq!(config.policy.auto_threshold, 0.8);
+    assert_eq!(
+        config.policy.suggest_threshold, 0.3,
+        "unset values keep their default"
+    );
+    assert_eq!(config.guards.cooldown, Duration::from_secs(120));
+    assert_eq!(config.guards.max_actions_per_hour, 5);
+    assert_eq!(config.verification.window, Duration::from_secs(45));
+
+    let err = HealerConfig::from_toml("[policy]\nauto_threshold = 0.2\nsuggest_threshold = 0.5")
+        .unwrap_err();
+    assert!(err.message().contains("suggest_threshold"), "{err}");
+    let err = HealerConfig::from_toml("[guards]\ncooldown = \"ten minutes\"").unwrap_err();
+    assert!(err.message().starts_with("invalid healer config"), "{err}");
+}
