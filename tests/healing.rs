@@ -542,3 +542,33 @@ async fn tracing_layer_turns_an_error_event_into_an_incident() {
     assert_eq!(healer.observed(), 3);
     running.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_left_by_a_stopped_healer_says_so() {
+    let store: std::sync::Arc<dyn selfheal::PatternStore> = std::sync::Arc::new(MemoryStore::new());
+    let gauge = Gauge::new(0);
+    let first = Healer::builder()
+        .store_arc(store.clone())
+        .strategy(FakeFix::new("restart", &gauge, Some(100)))
+        .build()
+        .unwrap();
+    let mut rx = first.subscribe();
+    let running = first.spawn();
+    first
+        .add_pattern(pool_pattern(0.5, &["restart"]), "test")
+        .await
+        .unwrap();
+    storm(&first, "db", 3);
+    next(&mut rx, Phase::AwaitingApproval).await;
+    running.shutdown().await;
+
+    let second = Healer::builder().store_arc(store).build().unwrap();
+    let pending = second.pending_approvals().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let err = second.approve(pending[0].id, "alice").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert!(
+        err.message().contains("healer that has since stopped"),
+        "{err}"
+    );
+}

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{Answer, Healer};
 use crate::{
-    ActionRecord, Approval, AuditEntry, AuditRecord, Error, ErrorKind, Health, Incident,
-    IncidentFilter, Pattern, Result,
+    ActionRecord, Approval, ApprovalState, AuditEntry, AuditRecord, Error, ErrorKind, Health,
+    Incident, IncidentFilter, Pattern, Result,
 };
 
 /// Counters and per-pattern figures.
@@ -151,6 +151,13 @@ impl Healer {
         }
         let known = self.inner.store.list_approvals(false).await?;
         match known.iter().find(|a| a.id == approval) {
+            Some(a) if a.state == ApprovalState::Pending => Err(Error::new(
+                ErrorKind::Closed,
+                format!(
+                    "approval {approval} was asked by a healer that has since stopped, so nothing waits for it; \
+                     if the error recurs a new incident asks again"
+                ),
+            )),
             Some(a) => Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
