@@ -1,28 +1,22 @@
 //! One incident from detection to resolution or escalation: match, advise, decide,
-//! guard, plan, approve, execute, verify, roll back, learn, audit.
+//! guard, plan, approve, execute, learn. Approval, verification and the lifecycle
+//! helpers live beside it in `approval.rs`, `verify.rs` and `lifecycle.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::approval::Approved;
 use super::guard::Admission;
-use super::{Answer, Healer};
+use super::{Healer, fmt_health};
 use crate::{
-    ActionContext, ActionRecord, ActionStatus, AdviceRequest, Approval, ApprovalState, AuditEntry,
-    Decision, FixBinding, Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase,
-    RemediationPlan, Strategy, decide,
+    ActionContext, ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding,
+    Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan,
+    Strategy, decide,
 };
-
-/// How an approval wait ended.
-enum Approved {
-    Yes,
-    No(String),
-    Cancelled,
-}
 
 /// The fix candidates of an incident and where they came from.
 struct Plan {
@@ -524,153 +518,6 @@ impl Healer {
         }
     }
 
-    /// Polls health and the incident's fingerprints until both are good or the window ends.
-    async fn verify(
-        &self,
-        id: Uuid,
-        action_end: Instant,
-    ) -> Result<Option<u8>, (String, Option<u8>)> {
-        let cfg = &self.inner.config.verification;
-        let deadline = action_end + cfg.window;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(cfg.interval) => {}
-                _ = self.inner.cancel.cancelled() => return Err(("healer shut down during verification".into(), None)),
-            }
-            let Some(incident) = self.snapshot(id) else {
-                return Err(("incident vanished".into(), None));
-            };
-            let health = self.health_score(&incident.target).await;
-            let now = Instant::now();
-            let last = std::iter::once(&incident.fingerprint)
-                .chain(&incident.related)
-                .filter_map(|fp| {
-                    self.inner
-                        .detector
-                        .last_seen(&super::occurrence_key(&incident.target, fp))
-                })
-                .max()
-                .unwrap_or(action_end)
-                .max(action_end);
-            let quiet = now.saturating_duration_since(last) >= cfg.quiet_for;
-            let healthy = health.is_none_or(|h| h >= cfg.min_health);
-            if healthy && quiet {
-                return Ok(health);
-            }
-            if now >= deadline {
-                let why = if healthy {
-                    format!(
-                        "the error recurred {}s before the window ended",
-                        now.saturating_duration_since(last).as_secs()
-                    )
-                } else {
-                    format!(
-                        "health {} stayed under {}",
-                        fmt_health(health),
-                        cfg.min_health
-                    )
-                };
-                return Err((format!("verification failed: {why}"), health));
-            }
-        }
-    }
-
-    async fn await_approval(
-        &self,
-        incident: &Incident,
-        plan: &RemediationPlan,
-        reason: &str,
-        confidence: f64,
-    ) -> Approved {
-        let mut approval = Approval {
-            id: Uuid::new_v4(),
-            incident: incident.id,
-            pattern: incident.pattern.clone(),
-            plan: plan.clone(),
-            reason: reason.to_owned(),
-            confidence,
-            requested_at: Utc::now(),
-            state: ApprovalState::Pending,
-            decided_by: None,
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.pending.insert(approval.id, tx);
-        if let Err(e) = self.inner.store.save_approval(&approval).await {
-            self.store_failed("save_approval", &e);
-        }
-        self.set_status(
-            incident.id,
-            IncidentStatus::AwaitingApproval,
-            Some(reason.to_owned()),
-        )
-        .await;
-        self.emit(
-            Some(incident),
-            &incident.target,
-            Phase::AwaitingApproval,
-            format!("approval {} for:\n{}", approval.id, plan.preview()),
-        );
-        self.notify(Notification {
-            title: format!(
-                "selfheal: approve `{}` on {}?",
-                plan.strategy, incident.target
-            ),
-            body: format!(
-                "{reason}\nApproval id: {}\nPlan:\n{}",
-                approval.id,
-                plan.preview()
-            ),
-            incident: Some(incident.id),
-            event_type: "self_heal.suggested".into(),
-        })
-        .await;
-        let answer = tokio::select! {
-            a = rx => a.ok(),
-            _ = self.inner.cancel.cancelled() => None,
-        };
-        self.inner.pending.remove(&approval.id);
-        let (result, state, who, event, phase) = match answer {
-            Some(Answer::Approve(who)) => (
-                Approved::Yes,
-                ApprovalState::Approved,
-                who,
-                "self_heal.approved",
-                Phase::Approved,
-            ),
-            Some(Answer::Reject(who, why)) => (
-                Approved::No(why),
-                ApprovalState::Rejected,
-                who,
-                "self_heal.rejected",
-                Phase::Rejected,
-            ),
-            None => return Approved::Cancelled,
-        };
-        approval.state = state;
-        approval.decided_by = Some(who.clone());
-        if let Err(e) = self.inner.store.save_approval(&approval).await {
-            self.store_failed("save_approval", &e);
-        }
-        self.emit(Some(incident), &incident.target, phase, format!("by {who}"));
-        self.audit(AuditEntry {
-            actor: who,
-            incident: Some(incident.id),
-            pattern: incident.pattern.clone(),
-            confidence: Some(confidence),
-            action: Some(plan.strategy.clone()),
-            detail: serde_json::json!({"approval": approval.id.to_string()}),
-            ..AuditEntry::new(
-                event,
-                match &result {
-                    Approved::No(why) => why.clone(),
-                    _ => "approved".to_owned(),
-                },
-            )
-        })
-        .await;
-        result
-    }
-
     async fn alert_only(&self, id: Uuid, pattern: &Pattern, confidence: f64) {
         let Some(incident) = self.snapshot(id) else {
             return;
@@ -733,136 +580,6 @@ impl Healer {
             Err(e) => self.store_failed("record_outcome", &e),
         }
     }
-
-    async fn resolve(&self, id: Uuid, health: Option<u8>) {
-        let Some(incident) = self
-            .close(
-                id,
-                IncidentStatus::Resolved,
-                format!("verified; health {}", fmt_health(health)),
-            )
-            .await
-        else {
-            return;
-        };
-        let ttr = incident.time_to_recover().unwrap_or_default();
-        self.audit(AuditEntry {
-            incident: Some(id),
-            pattern: incident.pattern.clone(),
-            detail: serde_json::json!({"time_to_recover_ms": ttr.as_millis() as u64, "health_after": health}),
-            ..AuditEntry::new("self_heal.resolved", "fix verified")
-        })
-        .await;
-    }
-
-    async fn escalate(&self, id: Uuid, reason: String) {
-        tracing::warn!(%reason, "escalating");
-        let Some(incident) = self
-            .close(id, IncidentStatus::Escalated, reason.clone())
-            .await
-        else {
-            return;
-        };
-        self.audit(AuditEntry {
-            incident: Some(id),
-            pattern: incident.pattern.clone(),
-            detail: serde_json::json!({"samples": incident.samples, "occurrences": incident.occurrences}),
-            ..AuditEntry::new("self_heal.escalated", reason.clone())
-        })
-        .await;
-        self.notify(Notification {
-            title: format!("selfheal: escalating incident on {}", incident.target),
-            body: format!(
-                "{reason}\nTemplate: {}\nOccurrences: {}",
-                incident.template, incident.occurrences
-            ),
-            incident: Some(id),
-            event_type: "self_heal.escalated".into(),
-        })
-        .await;
-    }
-
-    /// Moves the incident to a terminal status, saves it and announces it.
-    async fn close(&self, id: Uuid, status: IncidentStatus, reason: String) -> Option<Incident> {
-        let incident = {
-            let mut entry = self.inner.open.get_mut(&id)?;
-            entry.status = status;
-            entry.reason = reason.clone();
-            entry.closed_at = Some(Utc::now());
-            entry.clone()
-        };
-        self.save(&incident).await;
-        let phase = match status {
-            IncidentStatus::Resolved => Phase::Resolved,
-            IncidentStatus::Escalated => Phase::Escalated,
-            _ => Phase::Closed,
-        };
-        self.emit(Some(&incident), &incident.target, phase, reason);
-        Some(incident)
-    }
-
-    /// Drops the incident from the open indexes; its fingerprints start counting afresh.
-    fn forget(&self, id: Uuid) {
-        let Some((_, incident)) = self.inner.open.remove(&id) else {
-            return;
-        };
-        for fp in std::iter::once(&incident.fingerprint).chain(&incident.related) {
-            let key = super::occurrence_key(&incident.target, fp);
-            self.inner.by_fingerprint.remove_if(&key, |_, v| *v == id);
-            self.inner.detector.reset(&key);
-        }
-        self.inner
-            .by_target
-            .remove_if(&incident.target, |_, v| *v == id);
-    }
-
-    fn snapshot(&self, id: Uuid) -> Option<Incident> {
-        self.inner.open.get(&id).map(|i| i.clone())
-    }
-
-    async fn set_status(
-        &self,
-        id: Uuid,
-        status: IncidentStatus,
-        reason: Option<String>,
-    ) -> Option<Incident> {
-        let incident = {
-            let mut entry = self.inner.open.get_mut(&id)?;
-            entry.status = status;
-            if let Some(r) = reason {
-                entry.reason = r;
-            }
-            entry.clone()
-        };
-        self.save(&incident).await;
-        Some(incident)
-    }
-
-    async fn save(&self, incident: &Incident) {
-        if let Err(e) = self.inner.store.save_incident(incident).await {
-            self.store_failed("save_incident", &e);
-        }
-    }
-
-    async fn save_action(&self, action: &ActionRecord) {
-        if let Err(e) = self.inner.store.save_action(action).await {
-            self.store_failed("save_action", &e);
-        }
-    }
-
-    /// The target's health score, if a verifier is registered for it. A verifier that
-    /// cannot check counts as 0.
-    pub(super) async fn health_score(&self, target: &str) -> Option<u8> {
-        let verifier = self.inner.verifiers.get(target)?;
-        match tokio::time::timeout(Duration::from_secs(30), verifier.check()).await {
-            Ok(Ok(h)) => Some(h.score),
-            Ok(Err(e)) => {
-                tracing::warn!(verifier = verifier.name(), error = %e, "health check failed");
-                Some(0)
-            }
-            Err(_) => Some(0),
-        }
-    }
 }
 
 fn decision_reason(decision: &Decision) -> String {
@@ -871,8 +588,4 @@ fn decision_reason(decision: &Decision) -> String {
         Decision::Suggest { reason } | Decision::Escalate { reason } => reason.clone(),
         Decision::AlertOnly => "alert-only".into(),
     }
-}
-
-fn fmt_health(h: Option<u8>) -> String {
-    h.map_or_else(|| "n/a".to_owned(), |h| h.to_string())
 }

@@ -3,11 +3,14 @@
 //! learn, audit) and answers the admin questions.
 
 mod admin;
+mod approval;
 mod builder;
 mod detector;
 mod guard;
 mod heal;
 mod intake;
+mod lifecycle;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,4 +256,9 @@ impl Healer {
 /// The key occurrences are counted under: one target's one fingerprint.
 fn occurrence_key(target: &str, fingerprint: &str) -> String {
     format!("{target}\u{1f}{fingerprint}")
+}
+
+/// A health score for humans: the number, or `n/a` without a verifier.
+fn fmt_health(h: Option<u8>) -> String {
+    h.map_or_else(|| "n/a".to_owned(), |h| h.to_string())
 }
