@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+pub mod servers;
+
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
