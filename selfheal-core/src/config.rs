@@ -12,6 +12,7 @@
 //! assert_eq!(config.policy.auto_threshold, 0.7);
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,9 @@ pub struct HealerConfig {
     pub verification: VerificationConfig,
     /// How outcomes move confidence.
     pub feedback: FeedbackConfig,
+    /// The safety envelope: storm short-circuit, back-off, breaker, approval expiry,
+    /// self-caused errors, dependencies and dry run.
+    pub safety: SafetyConfig,
 }
 
 /// Signal intake.
@@ -180,6 +184,134 @@ impl Default for FeedbackConfig {
     }
 }
 
+/// The safety envelope around the guards: the healer never makes things worse.
+///
+/// ```
+/// let config = selfheal_core::HealerConfig::from_toml(r#"
+///     [safety]
+///     dry_run = true
+///     approval_ttl = "15m"
+///     [safety.storm]
+///     max_unhealthy = 5
+///     [safety.dependencies]
+///     api = ["postgres"]
+/// "#).unwrap();
+/// assert_eq!(config.safety.storm.max_unhealthy, 5);
+/// assert_eq!(config.safety.breaker.max_failures, 5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SafetyConfig {
+    /// Many targets failing at once: stop and escalate once.
+    pub storm: StormConfig,
+    /// Cooldowns that grow when an error keeps coming back after "successful" fixes.
+    pub backoff: BackoffConfig,
+    /// The breaker on the healer itself.
+    pub breaker: BreakerConfig,
+    /// A suggestion nobody answers within this long escalates; approving it later is refused.
+    #[serde(with = "humantime_serde")]
+    pub approval_ttl: Duration,
+    /// Count errors on the target (and its dependents) during an action and its
+    /// validation window into the open incident instead of opening new ones.
+    pub self_caused: bool,
+    /// Start the whole healer in dry run: strategies plan and "execute" against an
+    /// executor that records what it would have run. Switchable at runtime.
+    pub dry_run: bool,
+    /// Patterns that start in dry run while the rest is live.
+    pub dry_run_patterns: Vec<String>,
+    /// What each target depends on (`api = ["postgres"]`): while a dependency is
+    /// unhealthy, its dependents' failures are attributed to it.
+    pub dependencies: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            storm: StormConfig::default(),
+            backoff: BackoffConfig::default(),
+            breaker: BreakerConfig::default(),
+            approval_ttl: Duration::from_secs(30 * 60),
+            self_caused: true,
+            dry_run: false,
+            dry_run_patterns: Vec::new(),
+            dependencies: BTreeMap::new(),
+        }
+    }
+}
+
+/// The storm short-circuit (Cluster API's `maxUnhealthy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StormConfig {
+    /// More unhealthy targets than this at once is a storm.
+    pub max_unhealthy: usize,
+    /// A larger share of the known targets than this (0-1) unhealthy at once is a storm…
+    pub max_unhealthy_share: f64,
+    /// …once at least this many targets are known (so one failing target of two is not).
+    pub share_min_targets: usize,
+    /// An incident held by a storm closes once its errors are quiet this long.
+    #[serde(with = "humantime_serde")]
+    pub recovered_after: Duration,
+}
+
+impl Default for StormConfig {
+    fn default() -> Self {
+        StormConfig {
+            max_unhealthy: 3,
+            max_unhealthy_share: 0.4,
+            share_min_targets: 5,
+            recovered_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Back-off of the (strategy, target) cooldown on repeat incidents. The first
+/// cooldown is `guards.cooldown`; each repeat doubles it up to `cap`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackoffConfig {
+    /// The longest cooldown.
+    #[serde(with = "humantime_serde")]
+    pub cap: Duration,
+    /// No repeat for this long after a fix resets the back-off.
+    #[serde(with = "humantime_serde")]
+    pub reset_after: Duration,
+    /// After this many repeats of a "successful" fix the fix is masking the real
+    /// issue: escalate instead of running it again (0: never).
+    pub masking_after: u32,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            cap: Duration::from_secs(6 * 3600),
+            reset_after: Duration::from_secs(24 * 3600),
+            masking_after: 3,
+        }
+    }
+}
+
+/// The breaker on the healer: after `max_failures` failed remediations across all
+/// targets within `window`, the healer stops acting until an operator re-arms it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakerConfig {
+    /// Failed remediations that trip it.
+    pub max_failures: u32,
+    /// The window they are counted in.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            max_failures: 5,
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
 impl HealerConfig {
     /// Parses a TOML document and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
@@ -219,6 +351,48 @@ impl HealerConfig {
             return Err(Error::invalid(
                 "detection.default_min_occurrences must be at least 1",
             ));
+        }
+        self.safety.validate(self.guards.cooldown)
+    }
+}
+
+impl SafetyConfig {
+    fn validate(&self, cooldown: Duration) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.storm.max_unhealthy_share) {
+            return Err(Error::invalid(format!(
+                "safety.storm.max_unhealthy_share is {}; give a share between 0 and 1 (0.4 is 40 %)",
+                self.storm.max_unhealthy_share
+            )));
+        }
+        if self.backoff.cap < cooldown {
+            return Err(Error::invalid(format!(
+                "safety.backoff.cap ({:?}) is shorter than guards.cooldown ({cooldown:?}); make it at least as long",
+                self.backoff.cap
+            )));
+        }
+        if self.backoff.reset_after <= self.backoff.cap {
+            return Err(Error::invalid(format!(
+                "safety.backoff.reset_after ({:?}) must be longer than safety.backoff.cap ({:?}), \
+                 or a repeat after the longest cooldown would always reset the back-off",
+                self.backoff.reset_after, self.backoff.cap
+            )));
+        }
+        if self.breaker.max_failures == 0 || self.breaker.window.is_zero() {
+            return Err(Error::invalid(
+                "safety.breaker needs max_failures >= 1 and a window > 0",
+            ));
+        }
+        if self.approval_ttl.is_zero() {
+            return Err(Error::invalid(
+                "safety.approval_ttl is 0; give approvers some time (default 30m)",
+            ));
+        }
+        for (target, deps) in &self.dependencies {
+            if deps.iter().any(|d| d == target) {
+                return Err(Error::invalid(format!(
+                    "safety.dependencies: `{target}` depends on itself; remove it from its own list"
+                )));
+            }
         }
         Ok(())
     }

@@ -41,8 +41,32 @@ pub enum Phase {
     Escalated,
     /// An action failed.
     Failed,
-    /// The incident closed without action (alert-only, rejected).
+    /// The incident closed without action (alert-only, rejected, silenced).
     Closed,
+    /// The safety envelope holds the incident: it acts on nothing for now (storm).
+    Held,
+    /// Too many targets unhealthy at once: automatic remediation stopped.
+    StormTripped,
+    /// Health recovered after a storm: automatic remediation re-armed.
+    StormCleared,
+    /// A repeat incident made the cooldown of a (strategy, target) grow.
+    BackedOff,
+    /// Too many failed remediations: the healer stopped acting until re-armed.
+    BreakerTripped,
+    /// An operator re-armed the healer's breaker.
+    BreakerRearmed,
+    /// A silence or maintenance window suppressed signals.
+    Silenced,
+    /// An approval was not answered within its TTL.
+    Expired,
+    /// A dependent's failure was attributed to its unhealthy dependency.
+    Attributed,
+    /// Errors caused by the healer's own action were counted into the incident.
+    SelfCaused,
+    /// A dry run recorded what it would have run instead of running it.
+    DryRun,
+    /// An operator switched dry run on or off.
+    ModeChanged,
 }
 
 /// One event on the stream returned by `Healer::subscribe`.

@@ -439,6 +439,8 @@ pub enum ApprovalState {
     Approved,
     /// Rejected: nothing ran.
     Rejected,
+    /// Nobody answered within the TTL: the incident escalated and nothing ran.
+    Expired,
 }
 
 impl ApprovalState {
@@ -448,6 +450,7 @@ impl ApprovalState {
             ApprovalState::Pending => "pending",
             ApprovalState::Approved => "approved",
             ApprovalState::Rejected => "rejected",
+            ApprovalState::Expired => "expired",
         }
     }
 }

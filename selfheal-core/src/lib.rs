@@ -34,13 +34,15 @@ mod traits;
 
 pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
 pub use config::{
-    DetectionConfig, FeedbackConfig, GuardConfig, HealerConfig, IntakeConfig, PolicyConfig,
-    VerificationConfig,
+    BackoffConfig, BreakerConfig, DetectionConfig, FeedbackConfig, GuardConfig, HealerConfig,
+    IntakeConfig, PolicyConfig, SafetyConfig, StormConfig, VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
-pub use healer::{Healer, HealerBuilder, PatternStats, Running, Stats};
+pub use healer::{
+    Healer, HealerBuilder, PatternStats, Running, Silence, SilenceScope, SilenceStatus, Stats,
+};
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,
     Diagnosis, Health, Incident, IncidentStatus, PatternMatch, PlannedStep, RemediationPlan, Risk,

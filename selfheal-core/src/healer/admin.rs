@@ -158,6 +158,13 @@ impl Healer {
                      if the error recurs a new incident asks again"
                 ),
             )),
+            Some(a) if a.state == ApprovalState::Expired => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "approval {approval} expired unanswered (safety.approval_ttl) and its incident was escalated, \
+                     so it can no longer be approved; if the error recurs a new incident asks again"
+                ),
+            )),
             Some(a) => Err(Error::new(
                 ErrorKind::Conflict,
                 format!(

@@ -14,6 +14,8 @@ use crate::{
 pub(super) enum Approved {
     Yes,
     No(String),
+    /// Nobody answered within the TTL; the reason to escalate with.
+    Expired(String),
     Cancelled,
 }
 
@@ -67,9 +69,15 @@ impl Healer {
             event_type: "self_heal.suggested".into(),
         })
         .await;
+        let ttl = self.inner.config.safety.approval_ttl;
         let answer = tokio::select! {
+            biased;
             a = rx => a.ok(),
             _ = self.inner.cancel.cancelled() => None,
+            _ = tokio::time::sleep(ttl) => {
+                self.inner.pending.remove(&approval.id);
+                return self.expire(incident, approval, ttl).await;
+            }
         };
         self.inner.pending.remove(&approval.id);
         let (result, state, who, event, phase) = match answer {
@@ -105,12 +113,48 @@ impl Healer {
             ..AuditEntry::new(
                 event,
                 match &result {
-                    Approved::No(why) => why.clone(),
+                    Approved::No(why) | Approved::Expired(why) => why.clone(),
                     _ => "approved".to_owned(),
                 },
             )
         })
         .await;
         result
+    }
+
+    /// Nobody answered in time: the approval expires (approving it later is refused)
+    /// and the incident escalates instead of waiting forever.
+    async fn expire(
+        &self,
+        incident: &Incident,
+        mut approval: Approval,
+        ttl: std::time::Duration,
+    ) -> Approved {
+        approval.state = ApprovalState::Expired;
+        if let Err(e) = self.inner.store.save_approval(&approval).await {
+            self.store_failed("save_approval", &e);
+        }
+        let why = format!(
+            "approval {} of `{}` was not answered within {}s (safety.approval_ttl); escalating instead of waiting",
+            approval.id,
+            approval.plan.strategy,
+            ttl.as_secs()
+        );
+        self.emit(
+            Some(incident),
+            &incident.target,
+            Phase::Expired,
+            why.clone(),
+        );
+        self.audit(AuditEntry {
+            incident: Some(incident.id),
+            pattern: incident.pattern.clone(),
+            confidence: Some(approval.confidence),
+            action: Some(approval.plan.strategy.clone()),
+            detail: serde_json::json!({"approval": approval.id.to_string(), "ttl_secs": ttl.as_secs()}),
+            ..AuditEntry::new("self_heal.approval_expired", why.clone())
+        })
+        .await;
+        Approved::Expired(why)
     }
 }

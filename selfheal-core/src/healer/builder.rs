@@ -10,6 +10,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::backoff::Backoff;
+use super::breaker::Breaker;
+use super::dependency::Dependencies;
+use super::dry_run::DryRunSwitch;
+use super::self_caused::Acting;
+use super::silence::Silences;
+use super::storm::Storm;
 use super::{Healer, Inner, detector::Detector, guard::Guards};
 use crate::{
     ActionOutcome, Command, Error, ErrorKind, Executor, Fingerprinter, HealerConfig, LlmAdvisor,
@@ -98,6 +105,22 @@ impl HealerBuilder {
         self
     }
 
+    /// Declares that `target` depends on `dependencies`: while one of them is
+    /// unhealthy, `target`'s failures are attributed to it and only it is remediated.
+    pub fn depends_on<I, S>(mut self, target: impl Into<String>, dependencies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config
+            .safety
+            .dependencies
+            .entry(target.into())
+            .or_default()
+            .extend(dependencies.into_iter().map(Into::into));
+        self
+    }
+
     /// Adds a notifier.
     pub fn notifier(mut self, notifier: impl Notifier) -> Self {
         self.notifiers.push(Arc::new(notifier));
@@ -128,6 +151,12 @@ impl HealerBuilder {
         let (tx, rx) = mpsc::channel(self.config.intake.queue_capacity);
         let (events, _) = broadcast::channel(self.config.intake.event_capacity);
         let guards = Guards::new(&self.config.guards);
+        let safety = &self.config.safety;
+        let storm = Storm::new(safety.storm.clone());
+        let dependencies = Dependencies::new(&safety.dependencies);
+        for target in verifiers.keys().chain(dependencies.targets()) {
+            storm.know(target);
+        }
         Ok(Healer {
             inner: Arc::new(Inner {
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
@@ -153,6 +182,13 @@ impl HealerBuilder {
                 pending: DashMap::new(),
                 audit_head: tokio::sync::Mutex::new(None),
                 store_errors: AtomicU64::new(0),
+                storm,
+                backoff: Backoff::new(self.config.guards.cooldown, safety.backoff.clone()),
+                breaker: Breaker::new(safety.breaker.clone()),
+                silences: Silences::default(),
+                dependencies,
+                dry_run: DryRunSwitch::new(safety),
+                acting: Acting::default(),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 config: self.config,

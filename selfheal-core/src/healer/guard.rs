@@ -154,9 +154,15 @@ impl Guards {
 
     /// Starts the cooldown of `strategy` on `target`.
     pub(crate) fn start_cooldown(&self, strategy: &str, target: &str) {
+        self.start_cooldown_for(strategy, target, self.cooldown);
+    }
+
+    /// Starts a cooldown of `strategy` on `target` lasting `length` (the safety
+    /// envelope's back-off makes it longer than the configured one on repeats).
+    pub(crate) fn start_cooldown_for(&self, strategy: &str, target: &str, length: Duration) {
         self.cooldowns.insert(
             (strategy.to_owned(), target.to_owned()),
-            Instant::now() + self.cooldown,
+            Instant::now() + length,
         );
     }
 

@@ -36,6 +36,9 @@ impl Healer {
             target = %incident.target,
         );
         let id = incident.id;
+        if self.fold_into_dependency(&incident).await {
+            return;
+        }
         self.run_incident(incident, matched).instrument(span).await;
         self.forget(id);
     }
@@ -60,6 +63,9 @@ impl Healer {
             ..AuditEntry::new("self_heal.detected", "incident opened")
         })
         .await;
+        if !self.admit(id).await {
+            return;
+        }
 
         let Some(plan) = self.candidates(&incident, matched).await else {
             return;
@@ -248,6 +254,14 @@ impl Healer {
                 return;
             }
 
+            let repeats =
+                self.inner
+                    .backoff
+                    .repeat(&fix.strategy, &incident.target, &incident.fingerprint);
+            if self.inner.backoff.is_masking(repeats) {
+                self.masking(&incident, &fix.strategy, repeats).await;
+                return;
+            }
             if let Some(until) = self
                 .inner
                 .guards
@@ -292,6 +306,10 @@ impl Healer {
                             .await;
                         return;
                     }
+                    Approved::Expired(why) => {
+                        self.escalate(id, why).await;
+                        return;
+                    }
                     Approved::Cancelled => return,
                 }
             }
@@ -303,16 +321,32 @@ impl Healer {
                 guard = self.inner.guards.lock_target(&incident.target) => guard,
                 _ = self.inner.cancel.cancelled() => return,
             };
+            if !self.clear_to_run(id).await {
+                return;
+            }
             attempts += 1;
+            // A dry run learns nothing and trips nothing: the fix did not run.
+            let dry = self.is_dry_run(incident.pattern.as_deref());
             match self.run_fix(id, &strategy, &remediation).await {
                 Ok(health) => {
+                    if dry {
+                        self.resolve(id, health).await;
+                        return;
+                    }
                     if let Some(p) = &plan.pattern {
                         self.learn(p, &fix.strategy, true).await;
                     }
+                    self.inner.backoff.fixed(
+                        &fix.strategy,
+                        &incident.target,
+                        &incident.fingerprint,
+                    );
                     self.resolve(id, health).await;
                     return;
                 }
+                Err(reason) if dry => last_failure = reason,
                 Err(reason) => {
+                    self.remediation_failed().await;
                     if let Some(p) = &plan.pattern {
                         self.learn(p, &fix.strategy, false).await;
                     }
@@ -398,17 +432,28 @@ impl Healer {
             Phase::Executing,
             plan.preview(),
         );
-        self.inner
-            .guards
-            .start_cooldown(&plan.strategy, &incident.target);
+        self.start_backed_off_cooldown(&incident, &plan.strategy)
+            .await;
 
-        let executor = self.inner.executor.clone();
+        let (executor, dry) = self.executor_for(incident.pattern.as_deref());
+        self.start_acting(id, &incident.target);
         let result = strategy
             .execute(plan, executor.clone())
             .instrument(tracing::info_span!("execute", strategy = %plan.strategy))
             .await;
         let action_end = Instant::now();
         let executed = match result {
+            Ok(outcome) if dry.is_some() => {
+                let would = dry.as_ref().map(|d| d.would_have_run()).unwrap_or_default();
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::DryRun,
+                    format!("would have run: {}", would.join("; ")),
+                );
+                action.outcome = Some(outcome);
+                Ok(())
+            }
             Ok(outcome) => {
                 self.emit(
                     Some(&incident),
@@ -437,12 +482,28 @@ impl Healer {
             }
             Err(e) => Err(format!("`{}` failed to execute: {e}", plan.strategy)),
         };
+        let (event, detail) = match &dry {
+            Some(d) => (
+                "self_heal.dry_run",
+                serde_json::json!({"preview": plan.preview(), "would_have_run": d.would_have_run()}),
+            ),
+            None => (
+                "self_heal.executed",
+                serde_json::json!({"preview": plan.preview(), "exit_code": action.outcome.as_ref().and_then(|o| o.exit_code)}),
+            ),
+        };
         self.audit(AuditEntry {
             incident: Some(id),
             pattern: incident.pattern.clone(),
             action: Some(plan.strategy.clone()),
-            detail: serde_json::json!({"preview": plan.preview(), "exit_code": action.outcome.as_ref().and_then(|o| o.exit_code)}),
-            ..AuditEntry::new("self_heal.executed", match &executed { Ok(()) => "ok".to_owned(), Err(e) => e.clone() })
+            detail,
+            ..AuditEntry::new(
+                event,
+                match &executed {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => e.clone(),
+                },
+            )
         })
         .await;
 
@@ -465,6 +526,7 @@ impl Healer {
             }
             Err(e) => Err((e, None)),
         };
+        self.stop_acting(id, &incident.target).await;
         action.finished_at = Some(Utc::now());
         match verdict {
             Ok(health_after) => {

@@ -10,7 +10,7 @@ use super::Healer;
 use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
 
 /// Sample messages kept per incident.
-const MAX_SAMPLES: usize = 5;
+pub(super) const MAX_SAMPLES: usize = 5;
 
 impl Healer {
     pub(super) async fn run_intake(self, mut rx: mpsc::Receiver<Signal>) {
@@ -46,16 +46,43 @@ impl Healer {
         let fp = self.inner.fingerprinter.fingerprint(&signal);
         let now = Instant::now();
         let detection = &self.inner.config.detection;
+        self.inner.storm.know(&signal.target);
 
         // A repeat of an open incident's fingerprint is counted into it.
         // Counting is per (target, fingerprint): the same error on two targets is two problems.
         let key = super::occurrence_key(&signal.target, &fp.id);
         let open_id = self.inner.by_fingerprint.get(&key).map(|r| *r);
+
+        // A silence in force counts the signal and opens nothing.
+        if self.inner.silences.any_active() {
+            let pattern = match open_id {
+                Some(id) => self.inner.open.get(&id).and_then(|i| i.pattern.clone()),
+                None if self.inner.silences.wants_pattern() => {
+                    self.matcher().best(&signal).map(|m| m.pattern)
+                }
+                None => None,
+            };
+            if self.silenced(&signal.target, pattern.as_deref(), &fp.id) {
+                return;
+            }
+        }
+
         if let Some(id) = open_id {
             self.inner
                 .detector
                 .record(&key, now, detection.default_window);
             self.count_into(id, &signal, &fp);
+            return;
+        }
+
+        // Errors while the healer acts on this target (or what it depends on) are the
+        // action's own; a dependent's errors while its dependency has an incident are
+        // that dependency's.
+        if self.count_self_caused(&signal) {
+            return;
+        }
+        if let Some(id) = self.dependency_incident(&signal.target) {
+            self.count_foreign(id, &signal);
             return;
         }
 
@@ -119,12 +146,21 @@ impl Healer {
     }
 
     fn count_into(&self, id: Uuid, signal: &Signal, fp: &Fingerprint) {
+        if let Some(mut incident) = self.inner.open.get_mut(&id)
+            && incident.fingerprint != fp.id
+            && !incident.related.contains(&fp.id)
+        {
+            incident.related.push(fp.id.clone());
+        }
+        self.count_foreign(id, signal);
+    }
+
+    /// Counts `signal` into incident `id` without making its fingerprint one the
+    /// incident is verified on (errors it caused or a dependent's errors).
+    pub(super) fn count_foreign(&self, id: Uuid, signal: &Signal) {
         if let Some(mut incident) = self.inner.open.get_mut(&id) {
             incident.occurrences += 1;
             incident.last_seen = signal.timestamp;
-            if incident.fingerprint != fp.id && !incident.related.contains(&fp.id) {
-                incident.related.push(fp.id.clone());
-            }
             if incident.samples.len() < MAX_SAMPLES && !incident.samples.contains(&signal.message) {
                 incident.samples.push(signal.message.clone());
             }

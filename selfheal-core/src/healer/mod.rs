@@ -4,12 +4,20 @@
 
 mod admin;
 mod approval;
+mod backoff;
+mod breaker;
 mod builder;
+mod dependency;
 mod detector;
+mod dry_run;
+mod envelope;
 mod guard;
 mod heal;
 mod intake;
 mod lifecycle;
+mod self_caused;
+mod silence;
+mod storm;
 mod verify;
 
 use std::collections::HashMap;
@@ -31,6 +39,7 @@ use crate::{
 
 pub use admin::{PatternStats, Stats};
 pub use builder::HealerBuilder;
+pub use silence::{Silence, SilenceScope, SilenceStatus};
 
 /// The healer. Cheap to clone: every clone is the same healer.
 ///
@@ -82,6 +91,15 @@ struct Inner {
     /// The last audit record, so the next one chains to it.
     audit_head: tokio::sync::Mutex<Option<AuditRecord>>,
     store_errors: AtomicU64,
+
+    /// The safety envelope.
+    storm: storm::Storm,
+    backoff: backoff::Backoff,
+    breaker: breaker::Breaker,
+    silences: silence::Silences,
+    dependencies: dependency::Dependencies,
+    dry_run: dry_run::DryRunSwitch,
+    acting: self_caused::Acting,
 
     cancel: CancellationToken,
     tasks: TaskTracker,

@@ -27,14 +27,8 @@ impl Healer {
             };
             let health = self.health_score(&incident.target).await;
             let now = Instant::now();
-            let last = std::iter::once(&incident.fingerprint)
-                .chain(&incident.related)
-                .filter_map(|fp| {
-                    self.inner
-                        .detector
-                        .last_seen(&super::occurrence_key(&incident.target, fp))
-                })
-                .max()
+            let last = self
+                .last_sighting(&incident)
                 .unwrap_or(action_end)
                 .max(action_end);
             let quiet = now.saturating_duration_since(last) >= cfg.quiet_for;
