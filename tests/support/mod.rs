@@ -167,3 +167,98 @@ pub async fn phases_until(
     .await
     .expect("pipeline reached an end phase")
 }
+
+/// A strategy that restarts its target through the executor it is handed, so a
+/// dry-run executor really keeps it from running.
+#[derive(Debug, Clone)]
+pub struct CommandFix {
+    pub name: String,
+}
+
+impl CommandFix {
+    pub fn new(name: &str) -> Self {
+        CommandFix {
+            name: name.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Strategy for CommandFix {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan> {
+        Ok(
+            RemediationPlan::new(&self.name, &ctx.target).command(selfheal::Command::new(
+                "systemctl",
+                ["restart", ctx.target.as_str()],
+            )),
+        )
+    }
+    async fn execute(
+        &self,
+        plan: &RemediationPlan,
+        executor: Arc<dyn Executor>,
+    ) -> Result<ActionOutcome> {
+        let mut last = ActionOutcome::ok(Duration::ZERO);
+        for command in plan.steps.iter().filter_map(|s| s.command.as_ref()) {
+            last = executor.run(command).await?;
+        }
+        Ok(last)
+    }
+}
+
+/// An executor that runs nothing for real but counts and keeps what reached it.
+#[derive(Debug, Clone, Default)]
+pub struct CountingExecutor(pub Arc<Mutex<Vec<selfheal::Command>>>);
+
+impl CountingExecutor {
+    pub fn ran(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().map(|c| c.preview()).collect()
+    }
+}
+
+#[async_trait]
+impl Executor for CountingExecutor {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    async fn run(&self, command: &selfheal::Command) -> Result<ActionOutcome> {
+        self.0.lock().unwrap().push(command.clone());
+        Ok(ActionOutcome {
+            exit_code: Some(0),
+            ..ActionOutcome::ok(Duration::from_millis(1))
+        })
+    }
+}
+
+/// A spawned healer with its event stream, its inbox and one pattern added.
+pub struct Rig {
+    pub healer: selfheal::Healer,
+    pub rx: broadcast::Receiver<HealingEvent>,
+    pub running: selfheal::Running,
+    pub inbox: Inbox,
+}
+
+/// Builds `builder` with an [`Inbox`], subscribes, spawns and adds `pattern`.
+pub async fn rig(builder: selfheal::HealerBuilder, pattern: selfheal::Pattern) -> Rig {
+    let inbox = Inbox::default();
+    let healer = builder.notifier(inbox.clone()).build().unwrap();
+    let rx = healer.subscribe();
+    let running = healer.spawn();
+    healer.add_pattern(pattern, "test").await.unwrap();
+    Rig {
+        healer,
+        rx,
+        running,
+        inbox,
+    }
+}
+
+/// The audit event types, oldest first, after checking the chain is intact.
+pub async fn audit_types(healer: &selfheal::Healer) -> Vec<String> {
+    let audit = healer.audit_log(10_000).await.unwrap();
+    selfheal::verify_chain(&audit).expect("audit chain intact");
+    audit.into_iter().map(|r| r.event_type).collect()
+}

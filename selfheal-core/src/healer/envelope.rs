@@ -101,13 +101,31 @@ impl Healer {
     /// its errors stopped meanwhile (it closes: nothing ran) or the healer stopped.
     async fn hold_during_storm(&self, id: Uuid) -> bool {
         let recovered_after = self.inner.storm.config().recovered_after;
-        let mut announced = false;
-        while self.storm_check(None).await {
+        let mut held = false;
+        loop {
+            // A held incident whose errors stopped is over, storm or not.
+            if held && let Some(incident) = self.snapshot(id) {
+                let last = self.last_sighting(&incident).unwrap_or_else(Instant::now);
+                let quiet = Instant::now().saturating_duration_since(last);
+                if quiet >= recovered_after {
+                    self.close(
+                        id,
+                        IncidentStatus::Closed,
+                        format!("its errors stopped for {quiet:?} during the storm; nothing ran"),
+                    )
+                    .await;
+                    self.storm_check(Some(id)).await;
+                    return false;
+                }
+            }
+            if !self.storm_check(None).await {
+                return true;
+            }
             let Some(incident) = self.snapshot(id) else {
                 return false;
             };
-            if !announced {
-                announced = true;
+            if !held {
+                held = true;
                 let why = "held: a storm is on, automatic remediation stopped";
                 self.set_status(id, IncidentStatus::Open, Some(why.into()))
                     .await;
@@ -119,24 +137,11 @@ impl Healer {
                 })
                 .await;
             }
-            let last = self.last_sighting(&incident).unwrap_or_else(Instant::now);
-            let quiet = Instant::now().saturating_duration_since(last);
-            if quiet >= recovered_after {
-                self.close(
-                    id,
-                    IncidentStatus::Closed,
-                    format!("its errors stopped for {quiet:?} during the storm; nothing ran"),
-                )
-                .await;
-                self.storm_check(Some(id)).await;
-                return false;
-            }
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.config.verification.interval) => {}
                 _ = self.inner.cancel.cancelled() => return false,
             }
         }
-        true
     }
 
     /// When one of the incident's fingerprints was last seen on its target.
