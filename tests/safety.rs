@@ -503,3 +503,31 @@ async fn operators_switch_a_pattern_or_the_healer_to_dry_run_at_runtime() {
     );
     r.running.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_whose_probe_fails_keeps_its_dependent_from_being_remediated() {
+    let db = Gauge::new(10);
+    let api = Gauge::new(100);
+    let (mut r, fix) = restart_rig(&api, Some(100), 0.9, |b| {
+        b.verifier("db", db.clone()).depends_on("api", ["db"])
+    })
+    .await;
+    let healer = r.healer.clone();
+
+    storm(&healer, "api", 3);
+    let e = next(&mut r.rx, Phase::Escalated).await;
+    assert_eq!(e.target, "api");
+    assert!(
+        e.detail.contains("`db`, whose probe says health 10"),
+        "{}",
+        e.detail
+    );
+    assert_eq!(fix.runs(), 0);
+
+    // Once the dependency is healthy, the dependent's own failure is its own.
+    db.set(100);
+    storm(&healer, "api", 3);
+    next(&mut r.rx, Phase::Resolved).await;
+    assert_eq!(fix.runs(), 1);
+    r.running.shutdown().await;
+}

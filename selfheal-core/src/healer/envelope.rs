@@ -103,11 +103,12 @@ impl Healer {
         let recovered_after = self.inner.storm.config().recovered_after;
         let mut held = false;
         loop {
-            // A held incident whose errors stopped is over, storm or not.
+            // A held incident whose errors stopped (and whose probe, if any, passes)
+            // is over, storm or not.
             if held && let Some(incident) = self.snapshot(id) {
                 let last = self.last_sighting(&incident).unwrap_or_else(Instant::now);
                 let quiet = Instant::now().saturating_duration_since(last);
-                if quiet >= recovered_after {
+                if quiet >= recovered_after && self.probe_passes(&incident.target).await {
                     self.close(
                         id,
                         IncidentStatus::Closed,
@@ -142,6 +143,12 @@ impl Healer {
                 _ = self.inner.cancel.cancelled() => return false,
             }
         }
+    }
+
+    /// Whether `target`'s verifier (if it has one) says it is healthy.
+    async fn probe_passes(&self, target: &str) -> bool {
+        let min = self.inner.config.verification.min_health;
+        self.health_score(target).await.is_none_or(|h| h >= min)
     }
 
     /// When one of the incident's fingerprints was last seen on its target.

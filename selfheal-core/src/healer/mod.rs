@@ -1,6 +1,14 @@
 //! The [`Healer`]: the handle a service embeds. It takes signals, runs the pipeline of
 //! DESIGN.md (detect, match, advise, decide, guard, plan, approve, execute, verify,
 //! learn, audit) and answers the admin questions.
+//!
+//! Around the guards sits the safety envelope (`envelope.rs` wires it in, one module
+//! per piece): a storm short-circuit, cooldowns that back off on repeat incidents and
+//! flag fixes that mask the real issue, a breaker on the healer itself
+//! ([`Healer::rearm`]), approvals that expire into escalations, silences
+//! ([`Healer::add_silence`]), errors the healer's own action causes counted into the
+//! open incident, dependency-aware attribution ([`HealerBuilder::depends_on`]) and a
+//! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]).
 
 mod admin;
 mod approval;
