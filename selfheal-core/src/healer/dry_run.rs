@@ -140,14 +140,10 @@ impl Healer {
         .await;
     }
 
-    /// The executor for an incident of `pattern`: the live one, or a dry-run
-    /// recorder in its place.
-    pub(super) fn executor_for(
-        &self,
-        pattern: Option<&str>,
-    ) -> (Arc<dyn Executor>, Option<Arc<DryRun>>) {
+    /// The live executor, or when `dry` a recorder standing in for it.
+    pub(super) fn executor_for(&self, dry: bool) -> (Arc<dyn Executor>, Option<Arc<DryRun>>) {
         let live = self.inner.executor.clone();
-        if !self.is_dry_run(pattern) {
+        if !dry {
             return (live, None);
         }
         let dry = Arc::new(DryRun::wrapping(live.name()));

@@ -327,7 +327,7 @@ impl Healer {
             attempts += 1;
             // A dry run learns nothing and trips nothing: the fix did not run.
             let dry = self.is_dry_run(incident.pattern.as_deref());
-            match self.run_fix(id, &strategy, &remediation).await {
+            match self.run_fix(id, &strategy, &remediation, dry).await {
                 Ok(health) => {
                     if dry {
                         self.resolve(id, health).await;
@@ -398,12 +398,14 @@ impl Healer {
         }
     }
 
-    /// Runs one fix and verifies it. `Ok(health after)` when verified, else why not.
+    /// Runs one fix (through a dry-run recorder when `dry`) and verifies it.
+    /// `Ok(health after)` when verified, else why not.
     async fn run_fix(
         &self,
         id: Uuid,
         strategy: &Arc<dyn Strategy>,
         plan: &RemediationPlan,
+        dry: bool,
     ) -> Result<Option<u8>, String> {
         let incident = self.set_status(id, IncidentStatus::Remediating, None).await;
         let Some(incident) = incident else {
@@ -435,7 +437,7 @@ impl Healer {
         self.start_backed_off_cooldown(&incident, &plan.strategy)
             .await;
 
-        let (executor, dry) = self.executor_for(incident.pattern.as_deref());
+        let (executor, dry) = self.executor_for(dry);
         self.start_acting(id, &incident.target);
         let result = strategy
             .execute(plan, executor.clone())
