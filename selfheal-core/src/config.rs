@@ -387,13 +387,84 @@ impl SafetyConfig {
                 "safety.approval_ttl is 0; give approvers some time (default 30m)",
             ));
         }
-        for (target, deps) in &self.dependencies {
-            if deps.iter().any(|d| d == target) {
-                return Err(Error::invalid(format!(
-                    "safety.dependencies: `{target}` depends on itself; remove it from its own list"
-                )));
-            }
+        if let Some(cycle) = dependency_cycle(&self.dependencies) {
+            return Err(Error::invalid(format!(
+                "safety.dependencies go round in a circle ({}); a failure could then be \
+                 attributed to itself: remove one of these links",
+                cycle.join(" -> ")
+            )));
         }
         Ok(())
+    }
+}
+
+/// A circle in the dependency graph, as the targets along it, if there is one.
+fn dependency_cycle(on: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        target: &'a str,
+        on: &'a BTreeMap<String, Vec<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|t| *t == target) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|t| (*t).to_owned()).collect();
+            cycle.push(target.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(target) {
+            return None;
+        }
+        path.push(target);
+        for dep in on.get(target).into_iter().flatten() {
+            if let Some(cycle) = visit(dep, on, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    on.keys()
+        .find_map(|t| visit(t, on, &mut Vec::new(), &mut done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(toml: &str) -> String {
+        HealerConfig::from_toml(toml)
+            .unwrap_err()
+            .message()
+            .to_owned()
+    }
+
+    #[test]
+    fn safety_defaults_and_refusals() {
+        let c = HealerConfig::default().safety;
+        assert_eq!(
+            (
+                c.storm.max_unhealthy,
+                c.breaker.max_failures,
+                c.backoff.masking_after
+            ),
+            (3, 5, 3)
+        );
+        assert_eq!(c.approval_ttl, Duration::from_secs(1800));
+        assert_eq!(c.backoff.cap, Duration::from_secs(6 * 3600));
+
+        assert!(invalid("[safety.storm]\nmax_unhealthy_share = 40.0").contains("between 0 and 1"));
+        assert!(invalid("[safety.backoff]\ncap = \"5m\"").contains("shorter than guards.cooldown"));
+        assert!(invalid("[safety.backoff]\nreset_after = \"1h\"").contains("longer than"));
+        assert!(invalid("[safety]\napproval_ttl = \"0s\"").contains("approval_ttl is 0"));
+        let circle =
+            invalid("[safety.dependencies]\napi = [\"db\"]\ndb = [\"disk\"]\ndisk = [\"api\"]");
+        assert!(circle.contains("api -> db -> disk -> api"), "{circle}");
+        assert!(invalid("[safety.dependencies]\napi = [\"api\"]").contains("api -> api"));
+        // A diamond is not a circle.
+        HealerConfig::from_toml(
+            "[safety.dependencies]\napi = [\"db\", \"cache\"]\ncache = [\"db\"]",
+        )
+        .unwrap();
     }
 }
