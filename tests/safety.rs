@@ -67,6 +67,12 @@ async fn a_storm_over_ten_targets_runs_nothing_escalates_once_and_rearms() {
         tripped.detail
     );
     assert!(healer.storm_active());
+    let status = healer.safety();
+    assert!(status.storm && !status.breaker_open);
+    assert_eq!(
+        (status.unhealthy_targets.len(), status.known_targets),
+        (10, 10)
+    );
     // The errors stop: every held incident closes with nothing run, and the storm ends.
     next(&mut r.rx, Phase::StormCleared).await;
     assert!(!healer.storm_active());
@@ -174,7 +180,7 @@ async fn five_failed_fixes_trip_the_breaker_until_an_operator_rearms_it() {
     storm(&healer, "svc-4", 3);
     let phases = phases_until(&mut r.rx, &[Phase::Escalated]).await;
     assert!(phases.contains(&Phase::BreakerTripped), "{phases:?}");
-    assert!(healer.breaker_open());
+    assert!(healer.breaker_open() && healer.safety().breaker_open);
     assert_eq!(fix.runs(), 5);
 
     // Open: a sixth incident runs nothing, whatever time passes.

@@ -41,7 +41,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Healer, HealerBuilder, PatternStats, Running, Silence, SilenceScope, SilenceStatus, Stats,
+    Healer, HealerBuilder, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
+    SilenceStatus, Stats,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

@@ -5,11 +5,29 @@
 
 use std::collections::BTreeSet;
 
+use serde::Serialize;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Healer;
 use crate::{AuditEntry, Error, ErrorKind, Incident, IncidentStatus, Notification, Phase, Result};
+
+/// Where the safety envelope stands (see [`Healer::safety`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SafetyStatus {
+    /// A storm is on: automatic remediation stopped until health recovers.
+    pub storm: bool,
+    /// Targets with an open incident of their own (not attributed to a dependency).
+    pub unhealthy_targets: Vec<String>,
+    /// Targets the healer has heard of (signals, verifiers, dependencies).
+    pub known_targets: usize,
+    /// The breaker tripped: nothing runs until [`Healer::rearm`].
+    pub breaker_open: bool,
+    /// The whole healer runs dry.
+    pub dry_run: bool,
+    /// Silences in force now.
+    pub silences: usize,
+}
 
 impl Healer {
     /// Gate when an incident opens: `false` when it is over (silenced, recovered
@@ -257,6 +275,18 @@ impl Healer {
             event_type: notification_type.to_owned(),
         })
         .await;
+    }
+
+    /// Where the safety envelope stands, for operators and admin endpoints.
+    pub fn safety(&self) -> SafetyStatus {
+        SafetyStatus {
+            storm: self.inner.storm.active(),
+            unhealthy_targets: self.unhealthy_targets(None).into_iter().collect(),
+            known_targets: self.inner.storm.known(),
+            breaker_open: self.inner.breaker.is_open(),
+            dry_run: self.is_dry_run(None),
+            silences: self.silences().iter().filter(|s| s.active).count(),
+        }
     }
 
     /// Whether the healer's breaker is open (it acts on nothing until re-armed).

@@ -47,6 +47,7 @@ use crate::{
 
 pub use admin::{PatternStats, Stats};
 pub use builder::HealerBuilder;
+pub use envelope::SafetyStatus;
 pub use silence::{Silence, SilenceScope, SilenceStatus};
 
 /// The healer. Cheap to clone: every clone is the same healer.
