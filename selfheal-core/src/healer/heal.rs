@@ -127,10 +127,16 @@ impl Healer {
             .await;
             return None;
         };
-        let request = AdviceRequest {
-            incident: incident.clone(),
-            strategies: self.inner.strategies.keys().cloned().collect(),
-        };
+        let mut request = AdviceRequest::new(
+            incident.clone(),
+            self.inner.strategies.keys().cloned().collect(),
+        );
+        request.param_schemas = self
+            .inner
+            .strategies
+            .iter()
+            .map(|(name, s)| (name.clone(), s.param_schema()))
+            .collect();
         let diagnosis = match advisor
             .advise(&request)
             .instrument(tracing::info_span!("advise"))
