@@ -132,4 +132,23 @@ mod tests {
         advisor.advise(&req).await.unwrap();
         advisor.advise(&req).await.unwrap();
     }
+
+    #[tokio::test]
+    async fn failures_are_not_cached() {
+        let store = Arc::new(MemoryStore::new());
+        let mut inner = MockLlmAdvisor::new();
+        inner.expect_name().return_const("mock".to_owned());
+        inner
+            .expect_advise()
+            .times(2)
+            .returning(|_| Err(Error::new(ErrorKind::Unavailable, "429")));
+        let advisor = Cached::new(inner, store.clone(), Duration::from_secs(60));
+        let req = request(&["restart"], "x");
+        assert!(advisor.advise(&req).await.is_err());
+        assert!(advisor.advise(&req).await.is_err(), "asked again");
+        assert_eq!(
+            store.cached_diagnosis("0011223344556677").await.unwrap(),
+            None
+        );
+    }
 }

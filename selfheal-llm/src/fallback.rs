@@ -7,10 +7,13 @@ use async_trait::async_trait;
 use selfheal_core::{AdviceRequest, Diagnosis, Error, ErrorKind, LlmAdvisor, Result};
 use tokio::time::Instant;
 
+use crate::LlmError;
+
 /// Asks its advisors in order until one answers. An advisor that fails with a
 /// retryable error (unreachable, timeout, rate-limited, 5xx, budget spent)
-/// `failure_threshold` times in a row is skipped for `cool_off`; one whose answer is
-/// refused is not tripped, the next one is simply asked.
+/// `failure_threshold` times in a row is skipped for `cool_off`, or for as long as its
+/// `Retry-After` asked if that is longer; one whose answer is refused is not tripped,
+/// the next one is simply asked.
 ///
 /// ```
 /// use std::time::Duration;
@@ -102,12 +105,23 @@ impl Link {
                 b.failures += 1;
                 if b.failures >= threshold {
                     b.failures = 0;
+                    // A provider that asked for a longer pause gets it.
+                    let cool_off = cool_off.max(retry_after(e).unwrap_or_default());
                     b.open_until = Some(Instant::now() + cool_off);
                     tracing::warn!(advisor = self.advisor.name(), ?cool_off, error = %e, "advisor tripped; skipping it for the cool-off");
                 }
             }
             Err(_) => {}
         }
+    }
+}
+
+/// The `Retry-After` of a rate-limited provider, if that is what `e` is.
+fn retry_after(e: &Error) -> Option<Duration> {
+    let source = std::error::Error::source(e)?;
+    match source.downcast_ref::<LlmError>()? {
+        LlmError::RateLimited { retry_after, .. } => *retry_after,
+        _ => None,
     }
 }
 
@@ -233,6 +247,30 @@ mod tests {
         let err = chain.advise(&req).await.unwrap_err();
         assert!(
             err.message().contains("`flaky` is cooling off (30s left)"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_longer_retry_after_extends_the_cool_off() {
+        let asked_to_wait = || {
+            Error::from(LlmError::RateLimited {
+                provider: "primary".into(),
+                code: "rate_limit_exceeded".into(),
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_secs(600)),
+            })
+        };
+        let chain = Fallback::new()
+            .advisor(advisor("primary", vec![Err(asked_to_wait())]))
+            .cool_off(Duration::from_secs(60));
+        let req = request(&[], "x");
+        assert!(chain.advise(&req).await.is_err());
+        tokio::time::advance(Duration::from_secs(120)).await;
+        let err = chain.advise(&req).await.unwrap_err();
+        assert!(
+            err.message()
+                .contains("`primary` is cooling off (480s left)"),
             "{err}"
         );
     }
