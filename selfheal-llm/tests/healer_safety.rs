@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use selfheal_core::PatternStore;
 use selfheal_core::{
     ActionContext, ActionOutcome, Error, Executor, Healer, HealerConfig, Incident, IncidentFilter,
     MemoryStore, Phase, RemediationPlan, Result, Signal, Strategy,
 };
-use selfheal_llm::{OpenAiAdvisor, prompt::SYSTEM_PROMPT};
+use selfheal_llm::{Cached, OpenAiAdvisor, prompt::SYSTEM_PROMPT};
 use serde_json::Value;
 use support::{Reply, Server, answer, completion, fast_http, restart_schema};
 
@@ -66,6 +67,24 @@ struct Outcome {
     request: Value,
 }
 
+/// The next phase among `wanted`, within a deadline (not a sleep: it returns as soon
+/// as the healer gets there).
+async fn next_of(
+    events: &mut tokio::sync::broadcast::Receiver<selfheal_core::HealingEvent>,
+    wanted: &[Phase],
+) -> Phase {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let e = events.recv().await.expect("event stream open");
+            if wanted.contains(&e.phase) {
+                return e.phase;
+            }
+        }
+    })
+    .await
+    .expect("the healer reached a decision")
+}
+
 /// Feeds one injected log line to a healer whose model answers `content`.
 async fn heal_with_model_answer(content: &str) -> Outcome {
     let mut server = Server::start(vec![Reply::json(200, &completion(content, 100))]).await;
@@ -87,20 +106,11 @@ async fn heal_with_model_answer(content: &str) -> Outcome {
     let mut events = healer.subscribe();
     let running = healer.spawn();
     healer.observe(Signal::new("payments", INJECTION));
-    // A deadline, not a sleep: the event arrives as soon as the healer decides.
-    let phase = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = events.recv().await.expect("event stream open");
-            if matches!(
-                e.phase,
-                Phase::Escalated | Phase::AwaitingApproval | Phase::Executing
-            ) {
-                return e.phase;
-            }
-        }
-    })
-    .await
-    .expect("the healer reached a decision");
+    let phase = next_of(
+        &mut events,
+        &[Phase::Escalated, Phase::AwaitingApproval, Phase::Executing],
+    )
+    .await;
     let incident = healer
         .incidents(&IncidentFilter::default())
         .await
@@ -176,4 +186,48 @@ async fn even_a_certain_valid_suggestion_only_waits_for_approval() {
     let out = heal_with_model_answer(&answer(Some("restart"), r#"{"grace_secs": 5}"#, 1.0)).await;
     assert_eq!(out.phase, Phase::AwaitingApproval, "never auto-remediated");
     assert_eq!((out.runs, out.pending_approvals), (0, 1));
+}
+
+#[tokio::test]
+async fn the_model_is_asked_once_per_fingerprint_while_the_cache_holds() {
+    let content = answer(Some("restart"), r#"{"grace_secs": 5}"#, 0.7);
+    let mut server = Server::start(vec![Reply::json(200, &completion(&content, 100))]).await;
+    let advisor = OpenAiAdvisor::builder()
+        .base_url(&server.base)
+        .http(fast_http())
+        .build()
+        .unwrap();
+    let store: Arc<dyn PatternStore> = Arc::new(MemoryStore::new());
+    let mut config = HealerConfig::default();
+    config.detection.default_min_occurrences = 1;
+    let healer = Healer::builder()
+        .config(config)
+        .store_arc(store.clone())
+        .strategy(Restart::default())
+        .advisor(Cached::new(advisor, store, Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    for round in 0..2 {
+        healer.observe(Signal::new("payments", "payment failed: upstream reset"));
+        let phase = next_of(&mut events, &[Phase::AwaitingApproval, Phase::Escalated]).await;
+        assert_eq!(phase, Phase::AwaitingApproval, "round {round}");
+        let approval = healer.pending_approvals().await.unwrap().remove(0);
+        healer.reject(approval.id, "test", "not now").await.unwrap();
+        next_of(&mut events, &[Phase::Rejected]).await;
+        next_of(
+            &mut events,
+            &[Phase::Resolved, Phase::Escalated, Phase::Closed],
+        )
+        .await;
+    }
+    running.shutdown().await;
+    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    assert_eq!(incidents.len(), 2, "two incidents of one fingerprint");
+    assert_eq!(
+        server.received().len(),
+        1,
+        "the second diagnosis came from the cache"
+    );
 }
