@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use selfheal_core::PatternStore;
 use selfheal_core::{
-    ActionContext, ActionOutcome, Error, Executor, Healer, HealerConfig, Incident, IncidentFilter,
-    MemoryStore, Phase, RemediationPlan, Result, Signal, Strategy,
+    ActionContext, ActionOutcome, Error, Executor, Healer, HealerConfig, Health, Incident,
+    IncidentFilter, MemoryStore, PatternStore, Phase, RemediationPlan, Result, Signal, Strategy,
+    Verifier,
 };
 use selfheal_llm::{Cached, OpenAiAdvisor, prompt::SYSTEM_PROMPT};
 use serde_json::Value;
@@ -59,6 +59,20 @@ impl Strategy for Restart {
     }
 }
 
+/// A target whose health is fixed.
+#[derive(Debug)]
+struct Gauge(u8);
+
+#[async_trait]
+impl Verifier for Gauge {
+    fn name(&self) -> &str {
+        "gauge"
+    }
+    async fn check(&self) -> Result<Health> {
+        Ok(Health::new(self.0, "fixed"))
+    }
+}
+
 struct Outcome {
     phase: Phase,
     incident: Incident,
@@ -100,6 +114,7 @@ async fn heal_with_model_answer(content: &str) -> Outcome {
         .config(config)
         .store(MemoryStore::new())
         .strategy(restart.clone())
+        .verifier("payments", Gauge(35))
         .advisor(advisor)
         .build()
         .unwrap();
@@ -147,6 +162,11 @@ async fn an_injected_log_line_reaches_the_model_only_as_redacted_data() {
         "secrets are redacted"
     );
     assert_eq!(data["strategies"][0]["params_schema"], restart_schema());
+    assert_eq!(
+        data["metrics"],
+        serde_json::json!({"health_score": 35}),
+        "the target's health"
+    );
 }
 
 #[tokio::test]

@@ -137,6 +137,9 @@ impl Healer {
             .iter()
             .map(|(name, s)| (name.clone(), s.param_schema()))
             .collect();
+        if let Some(score) = self.health_score(&incident.target).await {
+            request.metrics = serde_json::json!({ "health_score": score });
+        }
         let diagnosis = match advisor
             .advise(&request)
             .instrument(tracing::info_span!("advise"))
