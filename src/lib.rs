@@ -15,8 +15,13 @@ pub mod strategies {
     pub use selfheal_strategies::*;
 }
 
-/// LLM advisors (feature `llm`).
+/// LLM advisors (feature `llm`; the HTTP advisors with `openai` and `ollama`).
 #[cfg(feature = "llm")]
 pub mod llm {
     pub use selfheal_llm::*;
 }
+
+#[cfg(feature = "ollama")]
+pub use selfheal_llm::{OllamaAdvisor, OllamaConfig};
+#[cfg(feature = "openai")]
+pub use selfheal_llm::{OpenAiAdvisor, OpenAiConfig};

@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, Error, ErrorKind, Incident, IncidentFilter,
-    Pattern, PatternStore, Result,
+    ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Incident,
+    IncidentFilter, Pattern, PatternStore, Result,
 };
 
 /// Keeps everything in memory behind one lock. Nothing survives the process.
@@ -24,6 +26,8 @@ struct State {
     actions: Vec<ActionRecord>,
     approvals: Vec<Approval>,
     audit: Vec<AuditRecord>,
+    /// Advisor diagnoses by fingerprint, with when they expire.
+    diagnoses: BTreeMap<String, (Diagnosis, DateTime<Utc>)>,
 }
 
 impl MemoryStore {
@@ -37,6 +41,14 @@ impl MemoryStore {
         // that matters more than losing the store, so recover the guard.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// `now + ttl`, saturating at the latest representable time.
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(ttl)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn upsert<T: Clone>(items: &mut Vec<T>, item: &T, same: impl Fn(&T) -> bool) {
@@ -204,5 +216,34 @@ impl PatternStore for MemoryStore {
         let state = self.state();
         let start = state.audit.len().saturating_sub(limit);
         Ok(state.audit[start..].to_vec())
+    }
+
+    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
+        let mut state = self.state();
+        let now = Utc::now();
+        state.diagnoses.retain(|_, (_, expires)| *expires > now);
+        Ok(state.diagnoses.get(fingerprint).map(|(d, _)| d.clone()))
+    }
+
+    async fn cache_diagnosis(
+        &self,
+        fingerprint: &str,
+        diagnosis: &Diagnosis,
+        ttl: Duration,
+    ) -> Result<()> {
+        let expires = expiry(Utc::now(), ttl);
+        self.state()
+            .diagnoses
+            .insert(fingerprint.to_owned(), (diagnosis.clone(), expires));
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    #[tokio::test]
+    async fn diagnosis_cache_keeps_one_per_fingerprint() {
+        let store = super::MemoryStore::new();
+        crate::testkit::diagnosis_cache_keeps_one_per_fingerprint(&store).await;
     }
 }

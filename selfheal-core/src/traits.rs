@@ -3,8 +3,10 @@
 //!
 //! With the `test-util` feature each trait has a `mockall` mock (`MockStrategy`, …).
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -84,6 +86,22 @@ pub trait PatternStore: Send + Sync + Debug + 'static {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
     /// The last `limit` audit records in chain order (oldest first).
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>>;
+
+    /// The cached advisor diagnosis of `fingerprint`, unless it expired. The default
+    /// is a store without a diagnosis cache: always `None`.
+    async fn cached_diagnosis(&self, _fingerprint: &str) -> Result<Option<Diagnosis>> {
+        Ok(None)
+    }
+    /// Caches `diagnosis` for `fingerprint` for `ttl`, replacing an older one. The
+    /// default is a store without a diagnosis cache: nothing is kept.
+    async fn cache_diagnosis(
+        &self,
+        _fingerprint: &str,
+        _diagnosis: &Diagnosis,
+        _ttl: Duration,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Context handed to a strategy when it plans.
@@ -113,6 +131,12 @@ pub trait Strategy: Send + Sync + Debug + 'static {
     /// Checks parameters before anything is planned.
     fn validate(&self, _params: &serde_json::Value) -> Result<()> {
         Ok(())
+    }
+
+    /// A JSON Schema of the parameters, shown to advisors so they suggest valid ones.
+    /// [`validate`](Strategy::validate) stays the authority. Default: any object.
+    fn param_schema(&self) -> serde_json::Value {
+        serde_json::json!({"type": "object"})
     }
 
     /// What it would do, with risk and a preview of every command. Changes nothing.
@@ -163,13 +187,35 @@ pub trait Verifier: Send + Sync + Debug + 'static {
     async fn check(&self) -> Result<Health>;
 }
 
-/// What an advisor is told about an incident no pattern explained.
+/// What an advisor is told about an incident no pattern explained. The incident
+/// carries the template, the sample messages, the frequency and the target; advisors
+/// redact what they send out of the process.
 #[derive(Debug, Clone)]
 pub struct AdviceRequest {
     /// The incident.
     pub incident: Incident,
     /// The names of the registered strategies it may suggest.
     pub strategies: Vec<String>,
+    /// The JSON Schema of each registered strategy's parameters, by name.
+    pub param_schemas: BTreeMap<String, serde_json::Value>,
+    /// In-app frames of the stack trace, when one is known.
+    pub stack_signature: Option<String>,
+    /// A snapshot of the target's metrics, when the host provides one (`Null` if not).
+    pub metrics: serde_json::Value,
+}
+
+impl AdviceRequest {
+    /// A request about `incident` that may suggest one of `strategies` (no schemas,
+    /// no stack, no metrics).
+    pub fn new(incident: Incident, strategies: Vec<String>) -> Self {
+        AdviceRequest {
+            incident,
+            strategies,
+            param_schemas: BTreeMap::new(),
+            stack_signature: None,
+            metrics: serde_json::Value::Null,
+        }
+    }
 }
 
 /// Suggests a root cause and a registered strategy for unknown incidents. Advice only.

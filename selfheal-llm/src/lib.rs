@@ -1,70 +1,66 @@
-//! LLM advisors for selfheal.
+//! LLM advisors for selfheal: advice only, never execution.
 //!
 //! An advisor reads an incident no known pattern explains and suggests a root cause
-//! and one of the *registered* strategies. Its answer is advice: it can never make an
-//! unknown error auto-healable, and the healer refuses a strategy it invents.
+//! and one of the *registered* strategies. Its answer is advice: the healer always
+//! waits for a human to approve it, never lets it make an unknown error auto-healable,
+//! and escalates an answer that is not valid JSON, names an unregistered strategy,
+//! carries parameters the strategy refuses, or asks for a command.
 //!
-//! This crate holds, for now, [`StaticAdvisor`]: a deterministic advisor for tests
-//! and for wiring checks. The OpenAI-compatible and Ollama advisors, the fallback
-//! chain and redaction arrive with their own issue and implement the same
-//! [`selfheal_core::LlmAdvisor`] trait.
+//! - [`OpenAiAdvisor`] (feature `openai`): any OpenAI-compatible chat-completions
+//!   endpoint, with a strict JSON Schema or a forced tool call.
+//! - [`OllamaAdvisor`] (feature `ollama`): Ollama's `/api/chat` with `format`.
+//! - Wrappers that implement the same trait: [`Fallback`] (a chain with a circuit
+//!   breaker per advisor), [`RateLimited`] (`governor`), [`Cached`] (one diagnosis per
+//!   fingerprint in the store, with a TTL).
+//! - Cost controls inside the HTTP advisors: a shared [`TokenBudget`] per hour read
+//!   from the response `usage`, retries with back-off honouring `Retry-After`, a
+//!   timeout ([`HttpSettings`]), and `max_tokens`.
+//! - [`Redactor`]: secrets and emails are masked before anything leaves the process.
 //!
 //! ```
-//! use selfheal_core::LlmAdvisor;
-//! use selfheal_llm::StaticAdvisor;
-//! let advisor = StaticAdvisor::new("restart_process", 0.6, "the pool leaks connections");
-//! assert_eq!(advisor.name(), "static");
+//! use std::{sync::Arc, time::Duration};
+//! use selfheal_core::{Healer, LlmAdvisor, MemoryStore, PatternStore};
+//! use selfheal_llm::{Cached, Fallback, RateLimited, StaticAdvisor};
+//! # fn main() -> selfheal_core::Result<()> {
+//! let store: Arc<dyn PatternStore> = Arc::new(MemoryStore::new());
+//! let chain = Fallback::new()
+//!     .advisor(StaticAdvisor::new("restart", 0.6, "the pool leaks connections"))
+//!     .cool_off(Duration::from_secs(300));
+//! let advisor = Cached::new(RateLimited::per_minute(chain, 10), store.clone(), Duration::from_secs(3600));
+//! let healer = Healer::builder().store_arc(store).advisor(advisor).build()?;
+//! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
-use async_trait::async_trait;
-use selfheal_core::{AdviceRequest, Diagnosis, LlmAdvisor, Result};
+mod answer;
+mod budget;
+mod cached;
+mod error;
+mod fallback;
+#[cfg(any(feature = "openai", feature = "ollama"))]
+mod http;
+#[cfg(feature = "ollama")]
+mod ollama;
+#[cfg(feature = "openai")]
+mod openai;
+pub mod prompt;
+mod rate;
+mod redact;
+mod static_advisor;
+#[cfg(test)]
+mod testing;
 
-/// Always suggests the same strategy with the same confidence, if it is registered.
-#[derive(Debug, Clone)]
-pub struct StaticAdvisor {
-    strategy: String,
-    confidence: f64,
-    root_cause: String,
-}
-
-impl StaticAdvisor {
-    /// An advisor that suggests `strategy` at `confidence` for `root_cause`.
-    pub fn new(
-        strategy: impl Into<String>,
-        confidence: f64,
-        root_cause: impl Into<String>,
-    ) -> Self {
-        StaticAdvisor {
-            strategy: strategy.into(),
-            confidence: confidence.clamp(0.0, 1.0),
-            root_cause: root_cause.into(),
-        }
-    }
-}
-
-#[async_trait]
-impl LlmAdvisor for StaticAdvisor {
-    fn name(&self) -> &str {
-        "static"
-    }
-
-    async fn advise(&self, request: &AdviceRequest) -> Result<Diagnosis> {
-        let registered = request.strategies.contains(&self.strategy);
-        Ok(Diagnosis {
-            root_cause: self.root_cause.clone(),
-            strategy: registered.then(|| self.strategy.clone()),
-            params: serde_json::Value::Null,
-            confidence: self.confidence,
-            explanation: if registered {
-                format!("suggesting registered strategy `{}`", self.strategy)
-            } else {
-                format!(
-                    "strategy `{}` is not registered; no suggestion",
-                    self.strategy
-                )
-            },
-            advisor: self.name().to_owned(),
-        })
-    }
-}
+pub use answer::parse_answer;
+pub use budget::TokenBudget;
+pub use cached::Cached;
+pub use error::LlmError;
+pub use fallback::Fallback;
+#[cfg(any(feature = "openai", feature = "ollama"))]
+pub use http::{ApiKey, HttpSettings};
+#[cfg(feature = "ollama")]
+pub use ollama::{OllamaAdvisor, OllamaBuilder, OllamaConfig};
+#[cfg(feature = "openai")]
+pub use openai::{AnswerFormat, OpenAiAdvisor, OpenAiBuilder, OpenAiConfig, TOOL_NAME};
+pub use rate::RateLimited;
+pub use redact::Redactor;
+pub use static_advisor::StaticAdvisor;

@@ -22,8 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, Error, ErrorKind, Fingerprint, Incident,
-    IncidentFilter, IncidentStatus, Pattern, PatternStore, Result,
+    ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Fingerprint,
+    Incident, IncidentFilter, IncidentStatus, Pattern, PatternStore, Result,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
@@ -35,7 +35,9 @@ use uuid::Uuid;
 
 use self::rows::{ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, PatternRow};
 use crate::StorageError;
-use crate::codec::{duration_ns, enum_text, json, opt_ts, to_i64, truncate, ts, uuid_text};
+use crate::codec::{
+    duration_ns, enum_text, json, opt_ts, parse_json, to_i64, truncate, ts, uuid_text,
+};
 
 /// The schema, embedded at build time and applied on open.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -459,6 +461,12 @@ const LIST_APPROVALS: &str = "SELECT id, incident, pattern, plan, reason, confid
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, event_type, actor, incident, \
     pattern, confidence, action, result, controls, detail, prev_hash, hash) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const SELECT_DIAGNOSIS: &str =
+    "SELECT diagnosis FROM diagnosis_cache WHERE fingerprint = ?1 AND expires_at > ?2";
+const UPSERT_DIAGNOSIS: &str = "INSERT INTO diagnosis_cache (fingerprint, diagnosis, created_at, \
+    expires_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (fingerprint) DO UPDATE SET \
+    diagnosis = excluded.diagnosis, created_at = excluded.created_at, expires_at = excluded.expires_at";
+const PURGE_DIAGNOSES: &str = "DELETE FROM diagnosis_cache WHERE expires_at <= ?1";
 const LIST_AUDIT: &str = "SELECT seq, at, event_type, actor, incident, pattern, confidence, \
     action, result, controls, detail, prev_hash, hash FROM (\
     SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq ASC";
@@ -771,6 +779,50 @@ impl PatternStore for SqliteStore {
             .map_err(err)?;
         rows::convert(rows).map_err(err)
     }
+
+    #[instrument(skip_all, fields(fingerprint), err)]
+    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
+        let row: Option<(String,)> = sqlx::query_as(SELECT_DIAGNOSIS)
+            .bind(fingerprint)
+            .bind(ts(Utc::now()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(|(text,)| parse_json("diagnosis_cache.diagnosis", &text))
+            .transpose()
+            .map_err(err)
+    }
+
+    #[instrument(skip_all, fields(fingerprint), err)]
+    async fn cache_diagnosis(
+        &self,
+        fingerprint: &str,
+        diagnosis: &Diagnosis,
+        ttl: Duration,
+    ) -> Result<()> {
+        let now = Utc::now();
+        // Capped at the last four-digit year, so that text order stays time order.
+        let latest = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(now);
+        let expires = chrono::TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .map_or(latest, |t| t.min(latest));
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(PURGE_DIAGNOSES)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(UPSERT_DIAGNOSIS)
+            .bind(fingerprint)
+            .bind(json("diagnosis", diagnosis).map_err(err)?)
+            .bind(ts(now))
+            .bind(ts(expires))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
 }
 
 #[cfg(test)]
@@ -794,6 +846,33 @@ mod tests {
             "sqlite:memory.db",
         ] {
             assert!(!is_memory(spec), "{spec}");
+        }
+    }
+
+    #[tokio::test]
+    async fn diagnosis_cache_survives_reopen_and_purges_expired_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        let path = path.to_str().unwrap();
+        let store = SqliteStore::open(path).await.unwrap();
+        selfheal_core::testkit::diagnosis_cache_keeps_one_per_fingerprint(&store).await;
+        store.close().await;
+        let store = SqliteStore::open(path).await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM diagnosis_cache")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            rows, 2,
+            "one row per live fingerprint; the expired one was purged"
+        );
+        // A new write purges nothing live and the survivors are still readable.
+        let all: Vec<(String,)> = sqlx::query_as("SELECT fingerprint FROM diagnosis_cache")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        for (fp,) in all {
+            assert!(store.cached_diagnosis(&fp).await.unwrap().is_some(), "{fp}");
         }
     }
 }

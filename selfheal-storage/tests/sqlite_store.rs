@@ -123,6 +123,7 @@ async fn the_schema_has_every_table_of_the_design() {
             "audit_log",
             "backups",
             "cooldowns",
+            "diagnosis_cache",
             "fingerprints",
             "incidents",
             "leases",

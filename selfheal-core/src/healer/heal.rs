@@ -133,10 +133,19 @@ impl Healer {
             .await;
             return None;
         };
-        let request = AdviceRequest {
-            incident: incident.clone(),
-            strategies: self.inner.strategies.keys().cloned().collect(),
-        };
+        let mut request = AdviceRequest::new(
+            incident.clone(),
+            self.inner.strategies.keys().cloned().collect(),
+        );
+        request.param_schemas = self
+            .inner
+            .strategies
+            .iter()
+            .map(|(name, s)| (name.clone(), s.param_schema()))
+            .collect();
+        if let Some(score) = self.health_score(&incident.target).await {
+            request.metrics = serde_json::json!({ "health_score": score });
+        }
         let diagnosis = match advisor
             .advise(&request)
             .instrument(tracing::info_span!("advise"))

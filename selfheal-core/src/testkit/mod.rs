@@ -16,7 +16,10 @@
 //! # }
 //! ```
 
+mod diagnosis;
 pub mod servers;
+
+pub use diagnosis::diagnosis_cache_keeps_one_per_fingerprint;
 
 use std::time::Duration;
 
