@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod audit;
+pub mod catalog;
 mod config;
 mod error;
 mod event;
