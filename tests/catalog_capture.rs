@@ -406,6 +406,59 @@ async fn connection_refused_dns_and_timeouts() {
 }
 
 #[tokio::test]
+async fn tls_certificate_expired() {
+    use tokio_rustls::rustls;
+
+    // A certificate that expired on 2 January 2020, trusted by the client, so the only
+    // thing wrong with it is its age.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+    let cert = params.self_signed(&key).unwrap();
+
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            // The client refuses the certificate: the handshake fails on this side too.
+            let _ = acceptor.accept(socket).await;
+        }
+    });
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let err = client
+        .get(format!("https://{addr}/"))
+        .send()
+        .await
+        .expect_err("the certificate expired");
+    check(
+        "tls_certificate_expired",
+        "tls_certificate_expired",
+        signal_from("payments-api", &err),
+        "reqwest 0.13 (rustls) to a local tokio-rustls server whose trusted certificate expired on 2020-01-02 (rcgen)",
+    );
+}
+
+#[tokio::test]
 async fn sse_stream_timeout() {
     let base = http_server(Some(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\ndata: {\"delta\":\"hel\"}\n\n",
