@@ -49,7 +49,7 @@ pub fn stock() -> Vec<Pattern> {
             .confidence(0.6)
             .threshold(3, secs(60))
             .fix(FixBinding::new(s::REDIS_RECONNECT).priority(0))
-            .fix(approval(s::RESTART_PROCESS, 1)),
+            .fix(approval(s::REDIS_RESTART, 1)),
         Pattern::new("postgres_connection_pool_exhausted")
             .description("The Postgres connection pool has no free connection")
             .regex(r"pool timed out while waiting for an open connection")
@@ -70,7 +70,7 @@ pub fn stock() -> Vec<Pattern> {
             .mode(PatternMode::Active)
             .confidence(0.7)
             .threshold(3, secs(60))
-            .fix(FixBinding::new(s::CIRCUIT_BREAKER)),
+            .fix(FixBinding::new(s::CIRCUIT_BREAK)),
         Pattern::new("sse_stream_timeout")
             .description("A streaming (SSE) connection hung: no data within the read timeout")
             .regex(r"timed out|timeout|deadline has elapsed")
@@ -80,7 +80,7 @@ pub fn stock() -> Vec<Pattern> {
             .mode(PatternMode::Active)
             .confidence(0.6)
             .threshold(3, secs(60))
-            .fix(FixBinding::new(s::CIRCUIT_BREAKER)),
+            .fix(FixBinding::new(s::CIRCUIT_BREAK)),
         Pattern::new("memory_threshold_exceeded")
             .description("The process or container uses more memory than its threshold")
             .regex(r"memory[^\n]{0,40}\b(exceed\w*|above|over)\b[^\n]{0,20}threshold|memory\.current|memory allocation of \d+ bytes failed|out of memory")
@@ -98,7 +98,7 @@ pub fn stock() -> Vec<Pattern> {
             .mode(PatternMode::Active)
             .confidence(0.6)
             .threshold(1, secs(60))
-            .fix(approval(s::KILL_SESSION, 0)),
+            .fix(approval(s::KILL_RUNAWAY_SESSIONS, 0)),
         // --- Redis and Postgres ---------------------------------------------------
         Pattern::new("redis_oom")
             .description("Redis refuses writes (OOM): the dataset is over its memory limit")
@@ -147,7 +147,7 @@ pub fn stock() -> Vec<Pattern> {
             .mode(PatternMode::Active)
             .confidence(0.6)
             .threshold(5, secs(60))
-            .fix(FixBinding::new(s::CIRCUIT_BREAKER)),
+            .fix(FixBinding::new(s::CIRCUIT_BREAK)),
         Pattern::new("upstream_http_429")
             .description("An upstream HTTP service answers 429 Too Many Requests")
             .regex(r"HTTP status client error \(429|\b429 Too Many Requests\b|\bstatus(?: code)?[ =:]+429\b")
@@ -156,7 +156,7 @@ pub fn stock() -> Vec<Pattern> {
             .mode(PatternMode::Active)
             .confidence(0.6)
             .threshold(5, secs(60))
-            .fix(FixBinding::new(s::CIRCUIT_BREAKER)),
+            .fix(FixBinding::new(s::CIRCUIT_BREAK)),
         // --- generic network and OS failures --------------------------------------
         Pattern::new("connection_refused")
             .description("A connection was refused: nothing listens on that address (the text does not say which server)")

@@ -34,7 +34,8 @@ fn every_stock_pattern_validates_and_ships_safe() {
             strategy::REDIS_FLUSHDB,
             strategy::POSTGRES_TERMINATE_IDLE,
             strategy::RESTART_PROCESS,
-            strategy::KILL_SESSION,
+            strategy::REDIS_RESTART,
+            strategy::KILL_RUNAWAY_SESSIONS,
         ];
         for f in p
             .fixes
