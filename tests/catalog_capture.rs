@@ -565,6 +565,23 @@ fn too_many_open_files() {
 }
 
 #[test]
+fn the_readme_lists_every_stock_pattern() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("## Pattern catalog")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Pattern catalog section");
+    for p in catalog::stock() {
+        assert!(
+            section.contains(&format!("| `{}` |", p.name)),
+            "README's pattern table lacks `{}`",
+            p.name
+        );
+    }
+}
+
+#[test]
 fn the_vectors_file_has_no_capture_this_file_does_not_make() {
     let file: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
     let source = include_str!("catalog_capture.rs");
