@@ -39,7 +39,7 @@ pub use exchange::{
 };
 pub use patterns::{LLM_TARGETS, POSTGRES_TARGETS, REDIS_TARGETS, STREAM_TARGETS, stock};
 
-use crate::{AuditEntry, Pattern, PatternStore, Result};
+use crate::{AuditEntry, ErrorKind, Pattern, PatternStore, Result};
 
 /// The actor seeding writes in the audit trail.
 pub const SEED_ACTOR: &str = "catalog";
@@ -122,11 +122,17 @@ impl Catalog {
         let mut changes = Vec::new();
         for stock in &self.patterns {
             match store.get_pattern(&stock.name).await? {
-                None => {
-                    store.add_pattern(stock).await?;
-                    report.added.push(stock.name.clone());
-                    changes.push(("self_heal.pattern_seeded", stock.clone(), None));
-                }
+                None => match store.add_pattern(stock).await {
+                    Ok(()) => {
+                        report.added.push(stock.name.clone());
+                        changes.push(("self_heal.pattern_seeded", stock.clone(), None));
+                    }
+                    // Another replica seeding the same store added it first.
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        report.current.push(stock.name.clone());
+                    }
+                    Err(e) => return Err(e),
+                },
                 Some(stored) => {
                     let hash = definition_hash(&stored);
                     if hash == definition_hash(stock) {

@@ -279,3 +279,20 @@ async fn export_then_import_round_trips_the_definitions() {
         from.list_patterns().await.unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_seeding_one_store_at_once_all_succeed() {
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { seed(store.as_ref()).await })
+        })
+        .collect();
+    let mut added = 0;
+    for t in tasks {
+        added += t.await.unwrap().unwrap().added.len();
+    }
+    assert_eq!(added, stock().len(), "each pattern added exactly once");
+    assert_eq!(store.list_patterns().await.unwrap().len(), stock().len());
+}
