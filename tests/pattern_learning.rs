@@ -329,3 +329,55 @@ async fn patterns_travel_between_healers_as_json() {
         "self_heal.pattern_promoted"
     );
 }
+
+/// The captured Redis OOM text through a healer with the stock catalog: the stock
+/// pattern only suggests its fix until an operator marks it auto-healable.
+#[tokio::test(start_paused = true)]
+async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
+    const OOM: &str = "\"OOM\": command not allowed when used memory > 'maxmemory'.";
+    let gauge = Gauge::new(10);
+    let evict = FakeFix::new(
+        selfheal::catalog::strategy::REDIS_EVICT_KEYS,
+        &gauge,
+        Some(100),
+    );
+    let healer = Healer::builder()
+        .store(MemoryStore::new())
+        .strategy(evict.clone())
+        .verifier("redis-cache", gauge.clone())
+        .build()
+        .unwrap();
+    let mut rx = healer.subscribe();
+    let running = healer.spawn();
+    healer.seed_catalog().await.unwrap();
+
+    for _ in 0..3 {
+        healer.observe(Signal::new("redis-cache", OOM));
+    }
+    let matched = next(&mut rx, Phase::Matched).await;
+    assert!(matched.detail.contains("`redis_oom`"), "{}", matched.detail);
+    next(&mut rx, Phase::AwaitingApproval).await;
+    let approval = healer.pending_approvals().await.unwrap().remove(0);
+    assert!(
+        approval.reason.contains("not auto-healable"),
+        "{}",
+        approval.reason
+    );
+    healer
+        .reject(approval.id, "alice", "not now")
+        .await
+        .unwrap();
+    next(&mut rx, Phase::Closed).await;
+    assert_eq!(evict.runs(), 0);
+
+    healer
+        .promote_pattern("redis_oom", true, "alice")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        healer.observe(Signal::new("redis-cache", OOM));
+    }
+    next(&mut rx, Phase::Resolved).await;
+    assert_eq!(evict.runs(), 1, "promoted: the eviction ran without asking");
+    running.shutdown().await;
+}
