@@ -233,6 +233,58 @@ async fn postgres_too_many_clients() {
 }
 
 #[tokio::test]
+async fn postgres_reserved_slots_and_refused_connections() {
+    let server = match PrivatePostgres::start(&[
+        ("max_connections", "3"),
+        ("superuser_reserved_connections", "1"),
+    ]) {
+        Ok(s) => s,
+        Err(e) => return unavailable("initdb/pg_ctl", e),
+    };
+    let url = server.url();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE ROLE app LOGIN")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    drop(admin);
+    let app_url = url.replacen("postgres@", "app@", 1);
+    assert_ne!(app_url, url, "the private server's URL names its user");
+    let mut held = Vec::new();
+    let mut failure = None;
+    for _ in 0..6 {
+        match sqlx::PgConnection::connect(&app_url).await {
+            Ok(c) => held.push(c),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let err = failure.expect("an ordinary role cannot take the reserved slot");
+    check(
+        "postgres_reserved_slots",
+        "postgres_too_many_clients",
+        signal_from("orders-postgres", &err),
+        "private Postgres 15 with max_connections 3, superuser_reserved_connections 1; sqlx 0.9 connections as a plain role until refused",
+    );
+    drop(held);
+
+    // A refused connection to Postgres: the text names no server, so no Redis pattern
+    // and no Postgres one takes it; the generic pattern does.
+    let port = free_port().unwrap();
+    let err = sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:{port}/x"))
+        .await
+        .expect_err("nothing listens on a free port");
+    check(
+        "postgres_connection_refused",
+        "connection_refused",
+        signal_from("orders-postgres", &err),
+        "sqlx 0.9 PgConnection::connect to a closed port",
+    );
+}
+
+#[tokio::test]
 async fn postgres_statement_timeout() {
     let Some(url) = env_url("DATABASE_URL") else {
         return;
