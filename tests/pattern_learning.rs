@@ -127,6 +127,17 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
     assert_eq!(r.name, p.name);
     assert!((r.confidence - 0.6).abs() < 1e-9, "{}", r.confidence);
     assert!(!r.auto_healable);
+
+    // The proposal waits for review until an operator promotes it.
+    assert_eq!(
+        healer.proposed_patterns().await.unwrap(),
+        std::slice::from_ref(&r)
+    );
+    healer
+        .promote_pattern(&r.name, false, "alice")
+        .await
+        .unwrap();
+    assert!(healer.proposed_patterns().await.unwrap().is_empty());
     running.shutdown().await;
 }
 

@@ -55,6 +55,19 @@ impl Learned {
 }
 
 impl Healer {
+    /// The patterns learning proposed that are still alert-only: what waits for an
+    /// operator's review ([`Healer::promote_pattern`] or `set_pattern_enabled(.., false, ..)`).
+    pub async fn proposed_patterns(&self) -> Result<Vec<Pattern>> {
+        Ok(self
+            .inner
+            .store
+            .list_patterns()
+            .await?
+            .into_iter()
+            .filter(|p| p.name.starts_with(LEARNED_PREFIX) && p.mode == PatternMode::AlertOnly)
+            .collect())
+    }
+
     /// An operator says `fix` resolved `incident`, an incident the healer escalated or
     /// closed without fixing (a rejected or expired suggestion, an alert-only match).
     /// The incident is marked resolved by `actor` (audited as
@@ -273,7 +286,8 @@ pub fn template_regex(template: &str) -> Result<String> {
                 .join(r"\s+")
         })
         .collect();
-    Ok(parts.join(".*?"))
+    // `(?s)`: a masked part (a quoted value, say) may span lines.
+    Ok(parts.join("(?s:.*?)"))
 }
 
 #[cfg(test)]
@@ -349,6 +363,21 @@ mod tests {
         assert!((p.confidence - 0.75).abs() < 1e-9, "{}", p.confidence);
         assert_eq!(decision(&p), Decision::AutoRemediate);
         assert_eq!((p.fixes[0].successes, p.fixes[0].failures), (10, 5));
+    }
+
+    proptest::proptest! {
+        /// Whatever the message, a regex learned from its template compiles and matches
+        /// the message again (or the template is refused as too generic).
+        #[test]
+        fn a_learned_regex_always_matches_its_own_message(
+            message in "[ \t\na-zA-Z0-9_:;,./'\"=()\\[\\]{}<>|*+?$^-]{0,80}",
+        ) {
+            let template = Normalizer::default().template(&message);
+            if let Ok(re) = template_regex(&template) {
+                let re = regex::Regex::new(&re).unwrap();
+                proptest::prop_assert!(re.is_match(&message), "{re} vs {message:?} ({template:?})");
+            }
+        }
     }
 
     #[test]
