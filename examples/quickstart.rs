@@ -10,9 +10,10 @@
 //! seconds every query fails with sqlx's real error, `pool timed out while waiting for
 //! an open connection`, and `/health` answers 503.
 //!
-//! The healer reads the child's output, opens an incident, matches the seeded pattern
-//! `postgres_connection_pool_exhausted` (sqlx prints the same text for every database),
-//! restarts the process through the process executor (`kill -TERM <pid>`, then the
+//! The healer reads the child's output, opens an incident, matches the pattern this
+//! example adds, `orders_pool_exhausted` (the store also holds the stock catalog, whose
+//! `postgres_connection_pool_exhausted` only takes Postgres targets and whose generic,
+//! alert-only `pool_timeout` ranks below this more severe pattern), restarts the process through the process executor (`kill -TERM <pid>`, then the
 //! supervisor respawns it), verifies with an HTTP health check, and stores everything
 //! in `selfheal.db`. Run it twice: the second run starts from the confidence the first
 //! one learned.
@@ -31,7 +32,7 @@ use selfheal::{
 };
 
 const TARGET: &str = "orders";
-const PATTERN: &str = "postgres_connection_pool_exhausted";
+const PATTERN: &str = "orders_pool_exhausted";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod audit;
+pub mod catalog;
 mod config;
 mod error;
 mod event;
@@ -41,8 +42,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Healer, HealerBuilder, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
-    SilenceStatus, Stats,
+    Healer, HealerBuilder, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence,
+    SilenceScope, SilenceStatus, Stats, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

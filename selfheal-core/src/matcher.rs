@@ -96,7 +96,7 @@ impl Matcher {
         let mut out = Vec::new();
         for e in &self.entries {
             let p = &e.pattern;
-            if p.target.as_ref().is_some_and(|t| *t != signal.target) {
+            if !p.applies_to(signal) {
                 continue;
             }
             if p.error_type
@@ -107,7 +107,7 @@ impl Matcher {
             }
             let mut reasons = Vec::new();
             if let Some(t) = &p.target {
-                reasons.push(format!("target is `{t}`"));
+                reasons.push(format!("target matches `{t}`"));
             }
             let regex_hit = e.regex.as_ref().is_some_and(|re| {
                 re.is_match(&signal.message)
@@ -142,9 +142,13 @@ impl Matcher {
                 reasons,
             });
         }
+        // Regex matches first (keywords are weaker evidence: a keyword-only match of a
+        // severe pattern must not outrank the pattern whose regex matched), then the
+        // highest severity, then confidence.
         out.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
+            by_regex(b)
+                .cmp(&by_regex(a))
+                .then_with(|| b.severity.cmp(&a.severity))
                 .then_with(|| b.confidence.total_cmp(&a.confidence))
         });
         out
@@ -170,6 +174,11 @@ impl Matcher {
             })
             .sum()
     }
+}
+
+/// Whether a match came from the pattern's regex (not from keywords alone).
+fn by_regex(m: &PatternMatch) -> bool {
+    m.reasons.iter().any(|r| r.starts_with("regex"))
 }
 
 /// Lower-case alphanumeric words of two or more characters; `_` and punctuation split.
@@ -231,6 +240,23 @@ mod tests {
             best.confidence
         );
         assert!(m.best(&Signal::new("cache", "user logged in")).is_none());
+    }
+
+    #[test]
+    fn a_regex_match_outranks_a_more_severe_keyword_match() {
+        let patterns = vec![
+            Pattern::new("upstream_5xx")
+                .keywords(["upstream", "http", "server", "error"])
+                .severity(Severity::High),
+            Pattern::new("refused").regex("connection refused"),
+        ];
+        let m = Matcher::new(&patterns);
+        let all = m.matches(&Signal::new(
+            "api",
+            "error sending request: tcp connect error: Connection refused (os error 111); upstream server http error",
+        ));
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].pattern, "refused");
     }
 
     #[test]

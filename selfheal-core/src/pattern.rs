@@ -126,7 +126,10 @@ pub struct Pattern {
     /// Only match signals whose `error.type` field equals this.
     #[serde(default)]
     pub error_type: Option<String>,
-    /// Only match signals for this target.
+    /// Only match signals for this target: a name, or a glob (`*` matches any run of
+    /// characters, `|` separates alternatives, case-insensitive) such as
+    /// `*postgres*|*pg*`. A glob is tried against the signal's target and its
+    /// `db.system`, `db.system.name` and `peer.service` fields.
     #[serde(default)]
     pub target: Option<String>,
     /// How bad it is.
@@ -212,7 +215,8 @@ impl Pattern {
         self.keywords = words.into_iter().map(Into::into).collect();
         self
     }
-    /// Restricts the pattern to one target.
+    /// Restricts the pattern to one target, or to the targets a glob matches
+    /// (see [`Pattern::target`](Pattern#structfield.target)).
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
@@ -278,6 +282,14 @@ impl Pattern {
                 )));
             }
         }
+        if let Some(t) = &self.target
+            && (t.trim().is_empty() || (is_glob(t) && t.split('|').any(|a| a.trim().is_empty())))
+        {
+            return Err(Error::invalid(format!(
+                "pattern `{}` has an empty target or an empty `|` alternative in `{t}`; name the target or remove it",
+                self.name
+            )));
+        }
         if self.regex.is_none() && self.keywords.is_empty() {
             return Err(Error::invalid(format!(
                 "pattern `{}` has neither a regex nor keywords, so it can never match; add one",
@@ -297,6 +309,25 @@ impl Pattern {
             )));
         }
         Ok(())
+    }
+
+    /// Whether the pattern's target restriction lets `signal` through: always without
+    /// one; an exact name must equal the signal's target; a glob (`*`, `|`) may match
+    /// the target or the `db.system`, `db.system.name` or `peer.service` field.
+    pub fn applies_to(&self, signal: &crate::Signal) -> bool {
+        let Some(spec) = self.target.as_deref() else {
+            return true;
+        };
+        if !is_glob(spec) {
+            return spec == signal.target;
+        }
+        std::iter::once(signal.target.as_str())
+            .chain(
+                TARGET_FIELDS
+                    .iter()
+                    .filter_map(|f| signal.fields.get(*f).map(String::as_str)),
+            )
+            .any(|candidate| target_glob_matches(spec, candidate))
     }
 
     /// Compiles the regex (case-insensitive unless the regex says otherwise).
@@ -324,6 +355,41 @@ impl Pattern {
         });
         fixes
     }
+}
+
+/// Signal fields a target glob is also tried against (OpenTelemetry's names).
+const TARGET_FIELDS: [&str; 3] = ["db.system", "db.system.name", "peer.service"];
+
+fn is_glob(spec: &str) -> bool {
+    spec.contains('*') || spec.contains('|')
+}
+
+/// `*` matches any run of characters, `|` separates alternatives; case-insensitive.
+fn target_glob_matches(spec: &str, candidate: &str) -> bool {
+    let candidate = candidate.to_lowercase();
+    spec.split('|')
+        .map(|alt| alt.trim().to_lowercase())
+        .filter(|alt| !alt.is_empty())
+        .any(|alt| wildcard(&alt, &candidate))
+}
+
+fn wildcard(glob: &str, text: &str) -> bool {
+    let parts: Vec<&str> = glob.split('*').collect();
+    if parts.len() == 1 {
+        return glob == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn first_line(s: &str) -> String {
@@ -380,6 +446,33 @@ mod tests {
             .map(|f| f.strategy.as_str())
             .collect();
         assert_eq!(order, ["first", "good", "bad"]);
+    }
+
+    #[test]
+    fn target_globs_match_the_target_or_the_db_system_field() {
+        let p = Pattern::new("p").regex("x").target("*postgres*|*pg*");
+        assert!(p.applies_to(&crate::Signal::new("orders-postgres", "x")));
+        assert!(p.applies_to(&crate::Signal::new("PG-main", "x")));
+        assert!(!p.applies_to(&crate::Signal::new("redis-cache", "x")));
+        let by_field = crate::Signal::new("orders-db", "x").field("db.system", "postgresql");
+        assert!(p.applies_to(&by_field));
+        let exact = Pattern::new("p").regex("x").target("redis");
+        assert!(exact.applies_to(&crate::Signal::new("redis", "x")));
+        assert!(!exact.applies_to(&crate::Signal::new("redis-cache", "x")));
+        assert!(
+            Pattern::new("p")
+                .regex("x")
+                .applies_to(&crate::Signal::new("any", "x"))
+        );
+        assert!(wildcard("a*b*c", "axxbyyc") && !wildcard("a*b*c", "axxc"));
+        assert!(wildcard("*", "") && !wildcard("ab*ba", "aba"));
+        let empty_alt = Pattern::new("p").regex("x").target("*redis*|").validate();
+        assert!(
+            empty_alt
+                .unwrap_err()
+                .message()
+                .contains("empty `|` alternative")
+        );
     }
 
     #[test]

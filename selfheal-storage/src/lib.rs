@@ -12,9 +12,10 @@
 //! use selfheal_core::{Pattern, PatternStore};
 //! use selfheal_storage::SqliteStore;
 //!
+//! // Seeded with the stock pattern catalog on open.
 //! let store = SqliteStore::open("sqlite::memory:").await?; // or "sqlite://selfheal.db"
-//! store.add_pattern(&Pattern::new("disk_full").regex("No space left on device")).await?;
-//! assert_eq!(store.list_patterns().await?.len(), 1);
+//! store.add_pattern(&Pattern::new("uploads_full").regex("No space left on device")).await?;
+//! assert!(store.get_pattern("disk_full").await?.is_some());
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
@@ -29,6 +30,6 @@ mod sqlite;
 
 pub use error::StorageError;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{MAX_SAMPLE_BYTES, SqliteStore};
+pub use sqlite::{MAX_SAMPLE_BYTES, SqliteOptions, SqliteStore};
 /// The sqlx this crate is built on, to build your own pool for `SqliteStore::from_pool`.
 pub use sqlx;

@@ -61,11 +61,66 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// How [`SqliteStore::open_with`] opens a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// Seed the stock pattern catalog on open ([`selfheal_core::catalog::seed`]): add
+    /// the stock patterns the store lacks and upgrade those no operator changed.
+    /// Default: on.
+    pub seed_catalog: bool,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { seed_catalog: true }
+    }
+}
+
+impl SqliteOptions {
+    /// Whether to seed the stock catalog on open.
+    pub fn seed_catalog(mut self, yes: bool) -> Self {
+        self.seed_catalog = yes;
+        self
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating it and its directory if missing) the database at `url_or_path`
-    /// and migrates it: `sqlite://path/to/selfheal.db`, a plain path, or
-    /// `sqlite::memory:` for a private in-memory database.
+    /// Opens (creating it and its directory if missing) the database at `url_or_path`,
+    /// migrates it and seeds the stock pattern catalog: `sqlite://path/to/selfheal.db`,
+    /// a plain path, or `sqlite::memory:` for a private in-memory database. See
+    /// [`SqliteStore::open_with`] to open without seeding.
     pub async fn open(url_or_path: &str) -> Result<Self> {
+        Self::open_with(url_or_path, SqliteOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`] with options, e.g. without seeding the stock catalog:
+    ///
+    /// ```
+    /// use selfheal_core::PatternStore;
+    /// use selfheal_storage::{SqliteOptions, SqliteStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
+    /// let bare = SqliteStore::open_with("sqlite::memory:", SqliteOptions::default().seed_catalog(false)).await?;
+    /// assert!(bare.list_patterns().await?.is_empty());
+    /// let seeded = SqliteStore::open("sqlite::memory:").await?;
+    /// assert!(seeded.get_pattern("redis_oom").await?.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_with(url_or_path: &str, options: SqliteOptions) -> Result<Self> {
+        let store = Self::open_unseeded(url_or_path).await?;
+        if options.seed_catalog {
+            let report = selfheal_core::catalog::seed(&store).await?;
+            tracing::debug!(
+                added = report.added.len(),
+                upgraded = report.upgraded.len(),
+                kept = report.kept.len(),
+                "seeded the stock pattern catalog"
+            );
+        }
+        Ok(store)
+    }
+
+    async fn open_unseeded(url_or_path: &str) -> Result<Self> {
         let spec = url_or_path.trim();
         if spec.is_empty() {
             return Err(Error::invalid(
@@ -114,7 +169,8 @@ impl SqliteStore {
         Self::from_pool(pool).await
     }
 
-    /// A new, empty, private in-memory database. Nothing survives the store.
+    /// A new, empty, private in-memory database (not seeded with the stock catalog).
+    /// Nothing survives the store.
     pub async fn in_memory() -> Result<Self> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(err)?;
         Self::connect_memory(options).await
@@ -135,7 +191,8 @@ impl SqliteStore {
         Self::from_pool(pool).await
     }
 
-    /// Uses an existing pool (for your own options) and migrates its database.
+    /// Uses an existing pool (for your own options) and migrates its database. Nothing
+    /// is seeded: call [`selfheal_core::catalog::seed`] for the stock catalog.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await.map_err(err)?;
         Ok(SqliteStore { pool })

@@ -62,6 +62,11 @@ async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
         .expect("count query")
 }
 
+/// These tests count and name their own patterns: no stock catalog.
+fn unseeded() -> selfheal_storage::SqliteOptions {
+    selfheal_storage::SqliteOptions::default().seed_catalog(false)
+}
+
 #[tokio::test]
 async fn in_memory_store_passes_the_conformance_suite() {
     let store = SqliteStore::in_memory().await.unwrap();
@@ -145,7 +150,7 @@ async fn reopening_a_file_keeps_the_data_and_migrating_again_is_a_no_op() {
     let inc = incident("disk", IncidentStatus::Open, now());
     let record = AuditEntry::new("self_heal.detected", "incident opened").chain(None, now());
     {
-        let store = SqliteStore::open(&url).await.unwrap();
+        let store = SqliteStore::open_with(&url, unseeded()).await.unwrap();
         store.add_pattern(&pattern).await.unwrap();
         store
             .record_outcome("disk_full", "run_command", true, 0.05)
@@ -156,7 +161,7 @@ async fn reopening_a_file_keeps_the_data_and_migrating_again_is_a_no_op() {
         store.close().await;
     }
 
-    let store = SqliteStore::open(&url).await.unwrap();
+    let store = SqliteStore::open_with(&url, unseeded()).await.unwrap();
     let migrations = count(&store, "SELECT COUNT(*) FROM _sqlx_migrations").await;
     let stored = store.get_pattern("disk_full").await.unwrap().unwrap();
     assert_eq!(stored.use_count, 1);
@@ -170,7 +175,9 @@ async fn reopening_a_file_keeps_the_data_and_migrating_again_is_a_no_op() {
 
     // Opening again over the same pool and from a new one applies nothing new.
     let again = SqliteStore::from_pool(store.pool().clone()).await.unwrap();
-    let third = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let third = SqliteStore::open_with(path.to_str().unwrap(), unseeded())
+        .await
+        .unwrap();
     for s in [&store, &again, &third] {
         assert_eq!(
             count(s, "SELECT COUNT(*) FROM _sqlx_migrations").await,
@@ -349,9 +356,10 @@ async fn record_fingerprint_counts_and_keeps_the_latest_sample() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_outcomes_on_a_file_are_all_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("selfheal.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let store =
+        SqliteStore::open_with(dir.path().join("selfheal.db").to_str().unwrap(), unseeded())
+            .await
+            .unwrap();
     let pattern = Pattern::new("pool_timeout")
         .regex("pool timed out")
         .confidence(0.0)

@@ -10,8 +10,19 @@ use uuid::Uuid;
 use super::{Answer, Healer};
 use crate::{
     ActionRecord, Approval, ApprovalState, AuditEntry, AuditRecord, Error, ErrorKind, Health,
-    Incident, IncidentFilter, Pattern, Result,
+    Incident, IncidentFilter, Pattern, PatternMode, Result, catalog,
 };
+
+/// The actor of an operator's change, which must say who.
+pub(super) fn who(actor: &str) -> Result<&str> {
+    let actor = actor.trim();
+    if actor.is_empty() {
+        return Err(Error::invalid(
+            "the actor is empty; say who makes the change (it goes to the audit trail)",
+        ));
+    }
+    Ok(actor)
+}
 
 /// Counters and per-pattern figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,20 +65,77 @@ impl Healer {
     }
 
     /// Adds a pattern after validating it (an invalid regex is refused with a clear
-    /// error); `actor` is recorded in the audit trail.
+    /// error); `actor` (who adds it) and the whole definition go to the audit trail.
     pub async fn add_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
+        let actor = who(actor)?;
         pattern.validate()?;
         self.inner.store.add_pattern(&pattern).await?;
-        self.pattern_changed(&pattern, actor, "self_heal.pattern_added")
+        let detail = serde_json::json!({
+            "definition": catalog::definition_hash(&pattern),
+            "pattern": pattern,
+        });
+        self.pattern_changed(&pattern, actor, "self_heal.pattern_added", detail)
             .await
     }
 
-    /// Replaces a pattern after validating it; `actor` is recorded in the audit trail.
+    /// Replaces a pattern after validating it; `actor` and the fields that changed
+    /// (`{"field": {"from": …, "to": …}}`) go to the audit trail. `NotFound` when there
+    /// is no pattern by that name.
     pub async fn update_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
+        let actor = who(actor)?;
         pattern.validate()?;
+        let before = self.stored_pattern(&pattern.name).await?;
         self.inner.store.update_pattern(&pattern).await?;
-        self.pattern_changed(&pattern, actor, "self_heal.pattern_updated")
+        let detail = serde_json::json!({
+            "definition": catalog::definition_hash(&pattern),
+            "changes": catalog::changed_fields(&before, &pattern),
+        });
+        self.pattern_changed(&pattern, actor, "self_heal.pattern_updated", detail)
             .await
+    }
+
+    /// Enables or disables a pattern (a disabled pattern never matches); audited with
+    /// `actor`. Returns the pattern as stored.
+    pub async fn set_pattern_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        actor: &str,
+    ) -> Result<Pattern> {
+        let event = if enabled {
+            "self_heal.pattern_enabled"
+        } else {
+            "self_heal.pattern_disabled"
+        };
+        self.modify_pattern(name, actor, event, |p| p.enabled = enabled)
+            .await
+    }
+
+    /// Promotes a pattern from alert-only to active, and marks it auto-healable when
+    /// `auto_healable` (fixes may then run without approval at high confidence, except
+    /// fixes and strategies that always require approval). Only an operator does this:
+    /// neither the catalog, nor learning, nor an untrusted import ever marks a pattern
+    /// auto-healable. Audited with `actor` and what changed.
+    pub async fn promote_pattern(
+        &self,
+        name: &str,
+        auto_healable: bool,
+        actor: &str,
+    ) -> Result<Pattern> {
+        self.modify_pattern(name, actor, "self_heal.pattern_promoted", |p| {
+            p.mode = PatternMode::Active;
+            p.auto_healable = auto_healable;
+        })
+        .await
+    }
+
+    /// Puts a pattern back to alert-only and not auto-healable; audited with `actor`.
+    pub async fn demote_pattern(&self, name: &str, actor: &str) -> Result<Pattern> {
+        self.modify_pattern(name, actor, "self_heal.pattern_demoted", |p| {
+            p.mode = PatternMode::AlertOnly;
+            p.auto_healable = false;
+        })
+        .await
     }
 
     /// Adds each pattern that does not exist yet; returns how many were added.
@@ -85,13 +153,105 @@ impl Healer {
         Ok(added)
     }
 
-    async fn pattern_changed(&self, pattern: &Pattern, actor: &str, event: &str) -> Result<()> {
+    /// Seeds the stock catalog into the healer's store ([`catalog::seed`]: adds what is
+    /// missing, upgrades what no operator changed) and reloads the patterns. Stores
+    /// that seed on open (`SqliteStore::open`) have done this already.
+    pub async fn seed_catalog(&self) -> Result<catalog::SeedReport> {
+        // The catalog chains its audit records after the store's last one: keep the
+        // healer's head in step by holding it meanwhile and reloading it after.
+        let mut head = self.inner.audit_head.lock().await;
+        let report = catalog::seed(self.inner.store.as_ref()).await;
+        if let Ok(mut last) = self.inner.store.list_audit(1).await
+            && let Some(record) = last.pop()
+        {
+            *head = Some(record);
+        }
+        drop(head);
+        let report = report?;
+        self.reload_patterns().await?;
+        Ok(report)
+    }
+
+    /// Every pattern as a versioned JSON document ([`catalog::export`]) from `source`
+    /// (your service's name), for [`Healer::import_patterns`] elsewhere.
+    pub async fn export_patterns(&self, source: &str) -> Result<String> {
+        catalog::export(&self.inner.store.list_patterns().await?, source)
+    }
+
+    /// Imports an export document ([`catalog::import`]): every regex is validated and
+    /// each refused pattern reported on its own; unless `options.trust_modes`, imported
+    /// patterns arrive alert-only and not auto-healable. Audited with `actor` and the
+    /// report.
+    pub async fn import_patterns(
+        &self,
+        json: &str,
+        options: &catalog::ImportOptions,
+        actor: &str,
+    ) -> Result<catalog::ImportReport> {
+        let actor = who(actor)?;
+        let report = catalog::import(self.inner.store.as_ref(), json, options).await?;
+        self.reload_patterns().await?;
+        self.audit(AuditEntry {
+            actor: actor.to_owned(),
+            detail: serde_json::to_value(&report).unwrap_or_default(),
+            ..AuditEntry::new(
+                "self_heal.patterns_imported",
+                format!(
+                    "{} added, {} replaced, {} skipped, {} refused",
+                    report.added.len(),
+                    report.replaced.len(),
+                    report.skipped.len(),
+                    report.errors.len()
+                ),
+            )
+        })
+        .await;
+        Ok(report)
+    }
+
+    async fn stored_pattern(&self, name: &str) -> Result<Pattern> {
+        self.inner.store.get_pattern(name).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "no pattern named `{name}`; list them with Healer::patterns"
+            ))
+        })
+    }
+
+    /// Loads `name`, applies `change`, stores it and audits what changed.
+    async fn modify_pattern(
+        &self,
+        name: &str,
+        actor: &str,
+        event: &str,
+        change: impl FnOnce(&mut Pattern),
+    ) -> Result<Pattern> {
+        let actor = who(actor)?;
+        let before = self.stored_pattern(name).await?;
+        let mut after = before.clone();
+        change(&mut after);
+        after.validate()?;
+        self.inner.store.update_pattern(&after).await?;
+        let detail = serde_json::json!({
+            "definition": catalog::definition_hash(&after),
+            "changes": catalog::changed_fields(&before, &after),
+        });
+        self.pattern_changed(&after, actor, event, detail).await?;
+        Ok(after)
+    }
+
+    async fn pattern_changed(
+        &self,
+        pattern: &Pattern,
+        actor: &str,
+        event: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
         self.reload_patterns().await?;
         self.audit(AuditEntry {
             actor: actor.to_owned(),
             pattern: Some(pattern.name.clone()),
             confidence: Some(pattern.confidence),
-            detail: serde_json::to_value(pattern).unwrap_or_default(),
+            detail,
             ..AuditEntry::new(event, "ok")
         })
         .await;

@@ -12,7 +12,8 @@ use crate::{
 
 /// How an approval wait ended.
 pub(super) enum Approved {
-    Yes,
+    /// Approved, by whom.
+    Yes(String),
     No(String),
     /// Nobody answered within the TTL; the reason to escalate with.
     Expired(String),
@@ -82,7 +83,7 @@ impl Healer {
         self.inner.pending.remove(&approval.id);
         let (result, state, who, event, phase) = match answer {
             Some(Answer::Approve(who)) => (
-                Approved::Yes,
+                Approved::Yes(who.clone()),
                 ApprovalState::Approved,
                 who,
                 "self_heal.approved",

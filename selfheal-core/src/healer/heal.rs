@@ -304,12 +304,13 @@ impl Healer {
                 }
             };
 
+            let mut approved_by = None;
             if let Decision::Suggest { reason } = &decision {
                 match self
                     .await_approval(&incident, &remediation, reason, confidence)
                     .await
                 {
-                    Approved::Yes => {}
+                    Approved::Yes(by) => approved_by = Some(by),
                     Approved::No(why) => {
                         self.close(id, IncidentStatus::Closed, format!("fix rejected: {why}"))
                             .await;
@@ -344,6 +345,9 @@ impl Healer {
                     }
                     if let Some(p) = &plan.pattern {
                         self.learn(p, &fix.strategy, true).await;
+                    } else if let Some(by) = &approved_by {
+                        // An advised fix an operator approved, verified: propose a pattern.
+                        self.learn_from_approval(id, fix, by).await;
                     }
                     self.inner.backoff.fixed(
                         &fix.strategy,

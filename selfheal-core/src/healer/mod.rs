@@ -22,6 +22,7 @@ mod envelope;
 mod guard;
 mod heal;
 mod intake;
+mod learning;
 mod lifecycle;
 mod self_caused;
 mod silence;
@@ -48,6 +49,7 @@ use crate::{
 pub use admin::{PatternStats, Stats};
 pub use builder::HealerBuilder;
 pub use envelope::SafetyStatus;
+pub use learning::{LEARNED_PREFIX, Learned, template_regex};
 pub use silence::{Silence, SilenceScope, SilenceStatus};
 
 /// The healer. Cheap to clone: every clone is the same healer.
