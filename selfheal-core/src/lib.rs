@@ -41,7 +41,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Healer, HealerBuilder, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
+    Backup, Healer, HealerBuilder, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
     SilenceStatus, Stats,
 };
 pub use incident::{

@@ -46,12 +46,18 @@
 //! ```
 #![deny(missing_docs)]
 
+mod config_patch;
 mod executor;
+mod notifier;
+mod process;
 mod restart;
 mod supervisor;
 mod verifier;
 
+pub use config_patch::{ConfigFormat, ConfigPatch};
 pub use executor::{DEFAULT_ENV_ALLOW, DryRunExecutor, ProcessExecutor, SENSITIVE_ENV_MARKERS};
+pub use notifier::{NtfyNotifier, WebhookNotifier};
+pub use process::{CommandStrategy, ParamRule};
 pub use restart::RestartProcess;
 pub use supervisor::{ChildSupervisor, ChildSupervisorBuilder};
 pub use verifier::HttpVerifier;

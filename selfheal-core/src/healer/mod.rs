@@ -13,6 +13,7 @@
 mod admin;
 mod approval;
 mod backoff;
+mod backups;
 mod breaker;
 mod builder;
 mod dependency;
@@ -46,6 +47,7 @@ use crate::{
 };
 
 pub use admin::{PatternStats, Stats};
+pub use backups::Backup;
 pub use builder::HealerBuilder;
 pub use envelope::SafetyStatus;
 pub use silence::{Silence, SilenceScope, SilenceStatus};
