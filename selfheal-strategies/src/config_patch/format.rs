@@ -117,7 +117,7 @@ impl ConfigFormat {
     pub(crate) fn set(self, text: &str, key: &str, value: &Value) -> Result<String> {
         self.check(key, value)?;
         match self {
-            ConfigFormat::Toml => toml_set(text, key, value),
+            ConfigFormat::Toml => Ok(same_endings(text, toml_set(text, key, value)?)),
             ConfigFormat::Json | ConfigFormat::Yaml => {
                 let mut tree = self.parse_tree(text)?;
                 set_in_tree(&mut tree, key, value.clone())?;
@@ -130,10 +130,10 @@ impl ConfigFormat {
                         Error::invalid(format!("could not write the YAML back: {e}"))
                     })?
                 };
-                if text.ends_with('\n') && !out.ends_with('\n') {
+                if !out.ends_with('\n') {
                     out.push('\n');
                 }
-                Ok(out)
+                Ok(same_endings(text, out))
             }
             ConfigFormat::Env => Ok(env_set(text, key, value)),
         }
@@ -164,6 +164,25 @@ impl ConfigFormat {
             })
         }
     }
+}
+
+/// `out` with the line endings of `original`: CRLF if it used CRLF, and a final line
+/// break only if it had one.
+fn same_endings(original: &str, out: String) -> String {
+    let mut out = if original.contains("\r\n") {
+        out.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        out
+    };
+    if !original.is_empty() && !original.ends_with('\n') {
+        while out.ends_with('\n') {
+            out.pop();
+            if out.ends_with('\r') {
+                out.pop();
+            }
+        }
+    }
+    out
 }
 
 fn contains_null(value: &Value) -> bool {
