@@ -46,18 +46,24 @@
 //! ```
 #![deny(missing_docs)]
 
+mod alert_only;
+mod breaker;
 mod config_patch;
 mod executor;
 mod notifier;
 mod process;
 mod restart;
+mod session;
 mod supervisor;
 mod verifier;
 
+pub use alert_only::AlertOnly;
+pub use breaker::{BreakerState, CircuitBreaker, OpenCircuit, Route};
 pub use config_patch::{ConfigFormat, ConfigPatch};
 pub use executor::{DEFAULT_ENV_ALLOW, DryRunExecutor, ProcessExecutor, SENSITIVE_ENV_MARKERS};
 pub use notifier::{NtfyNotifier, WebhookNotifier};
 pub use process::{CommandStrategy, ParamRule};
 pub use restart::RestartProcess;
+pub use session::{KillRunawaySessions, SessionControl, SessionInfo};
 pub use supervisor::{ChildSupervisor, ChildSupervisorBuilder};
 pub use verifier::HttpVerifier;
