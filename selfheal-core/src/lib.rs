@@ -42,7 +42,7 @@ pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
     Backup, Healer, HealerBuilder, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
-    SilenceStatus, Stats,
+    SilenceStatus, Stats, WeakHealer,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

@@ -66,4 +66,4 @@ pub use process::{CommandStrategy, ParamRule};
 pub use restart::RestartProcess;
 pub use session::{KillRunawaySessions, SessionControl, SessionInfo};
 pub use supervisor::{ChildSupervisor, ChildSupervisorBuilder};
-pub use verifier::HttpVerifier;
+pub use verifier::{Combine, CompositeVerifier, HttpVerifier, QuietVerifier, TcpVerifier};

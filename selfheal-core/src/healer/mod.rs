@@ -25,6 +25,7 @@ mod heal;
 mod intake;
 mod lifecycle;
 mod self_caused;
+mod sightings;
 mod silence;
 mod storm;
 mod verify;
@@ -50,6 +51,7 @@ pub use admin::{PatternStats, Stats};
 pub use backups::Backup;
 pub use builder::HealerBuilder;
 pub use envelope::SafetyStatus;
+pub use sightings::WeakHealer;
 pub use silence::{Silence, SilenceScope, SilenceStatus};
 
 /// The healer. Cheap to clone: every clone is the same healer.
