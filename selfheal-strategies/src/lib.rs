@@ -9,7 +9,19 @@
 //! - [`RestartProcess`] (`restart_process`) is the strategy that restarts a supervised
 //!   process through the healer's executor, so the restart is a real `kill -TERM <pid>`
 //!   command in the plan's preview and the audit trail.
-//! - [`HttpVerifier`] scores a target's health from an HTTP GET.
+//! - [`HttpVerifier`] scores a target's health from an HTTP GET; [`TcpVerifier`] from a
+//!   TCP connect; [`QuietVerifier`] from the healer's own sightings of the target's
+//!   errors; [`CompositeVerifier`] combines several (all/any).
+//! - [`CommandStrategy`] runs argument-vector templates with validated parameters:
+//!   systemd, Docker, `kubectl rollout restart` / `scale` / `rollout undo`, your own.
+//! - [`ConfigPatch`] (`patch_config`) changes one key in a TOML/JSON/YAML/.env file with
+//!   a backup, an atomic write and a byte-exact rollback.
+//! - [`CircuitBreaker`] is a handle your code consults; [`OpenCircuit`]
+//!   (`circuit_break`) opens it. [`KillRunawaySessions`] ends sessions over limits
+//!   through your [`SessionControl`]. [`AlertOnly`] only tells people.
+//! - [`HealthMonitor`] polls verifiers and a [`MetricsProbe`] (CPU, memory, disk, cgroup
+//!   memory) and turns bad readings into signals.
+//! - [`NtfyNotifier`] and [`WebhookNotifier`] tell humans.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,
 //! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`.
