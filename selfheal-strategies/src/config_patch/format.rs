@@ -11,7 +11,8 @@ use serde_json::Value;
 pub enum ConfigFormat {
     /// TOML, edited in place with `toml_edit`: comments, order and formatting are kept.
     Toml,
-    /// JSON: parsed and written back pretty-printed (2 spaces; keys come out sorted).
+    /// JSON: only the value's bytes change (or one member is inserted in the object's
+    /// style); everything else stays as it was.
     Json,
     /// YAML: parsed and written back with `serde-saphyr` (comments are not kept).
     Yaml,
@@ -118,18 +119,16 @@ impl ConfigFormat {
         self.check(key, value)?;
         match self {
             ConfigFormat::Toml => Ok(same_endings(text, toml_set(text, key, value)?)),
-            ConfigFormat::Json | ConfigFormat::Yaml => {
+            ConfigFormat::Json => {
+                // Parsed in full first, so a broken file gets serde_json's error.
+                self.parse_tree(text)?;
+                super::json_span::set(text, key, value)
+            }
+            ConfigFormat::Yaml => {
                 let mut tree = self.parse_tree(text)?;
                 set_in_tree(&mut tree, key, value.clone())?;
-                let mut out = if self == ConfigFormat::Json {
-                    serde_json::to_string_pretty(&tree).map_err(|e| {
-                        Error::invalid(format!("could not write the JSON back: {e}"))
-                    })?
-                } else {
-                    serde_saphyr::to_string(&tree).map_err(|e| {
-                        Error::invalid(format!("could not write the YAML back: {e}"))
-                    })?
-                };
+                let mut out = serde_saphyr::to_string(&tree)
+                    .map_err(|e| Error::invalid(format!("could not write the YAML back: {e}")))?;
                 if !out.ends_with('\n') {
                     out.push('\n');
                 }

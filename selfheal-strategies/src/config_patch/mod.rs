@@ -2,6 +2,7 @@
 //! atomic write, and a rollback from the backup.
 
 mod format;
+mod json_span;
 
 pub use format::ConfigFormat;
 
@@ -42,9 +43,9 @@ use tracing::{info, instrument};
 ///   write. The backups are listed and restorable through the healer
 ///   (`Healer::backups`, `Healer::restore_backup`).
 ///
-/// TOML files keep their comments and layout (`toml_edit`); `.env` files change only the
-/// key's line; JSON is written back pretty-printed with sorted keys and YAML without its
-/// comments (the backup holds the original either way).
+/// TOML files keep their comments and layout (`toml_edit`); in JSON only the value's
+/// bytes change; `.env` files change only the key's line; YAML is written back without
+/// its comments (the backup holds the original either way).
 ///
 /// ```
 /// use selfheal_core::Strategy;
