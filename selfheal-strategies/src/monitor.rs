@@ -328,6 +328,36 @@ mod tests {
         assert_eq!(healer.observed(), 2);
     }
 
+    #[tokio::test]
+    async fn with_a_probe_its_breaches_are_signals_and_its_reading_is_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.current"), "950\n").unwrap();
+        std::fs::write(dir.path().join("memory.max"), "1000\n").unwrap();
+        let probe = MetricsProbe::new("api")
+            .cgroup_dir(dir.path())
+            .thresholds(crate::Thresholds {
+                cpu: 101.0,
+                memory: 101.0,
+                disk: 101.0,
+                cgroup_memory: 90.0,
+            });
+        let healer = Healer::builder().build().unwrap();
+        let gauge = Arc::new(Gauge::default()); // scores 0
+        let monitor = HealthMonitor::new(&healer)
+            .verifier_arc("api", gauge)
+            .metrics(probe);
+
+        let signals = monitor.round().await;
+
+        assert_eq!(signals.len(), 2, "{signals:?}");
+        assert_eq!(signals[0].source, SignalSource::Metric);
+        assert_eq!(signals[0].fields["metric"], "cgroup_memory");
+        assert_eq!(signals[1].source, SignalSource::Probe);
+        let attached: crate::Metrics = serde_json::from_str(&signals[1].fields["metrics"]).unwrap();
+        assert_eq!(attached.cgroup_memory_percent, Some(95.0));
+        assert_eq!(healer.observed(), 2);
+    }
+
     async fn wait_until(mut done: impl FnMut() -> bool) {
         for _ in 0..10_000 {
             if done() {
