@@ -40,8 +40,11 @@ use tracing::{info, instrument};
 ///   never half of one. The new text is parsed back and must hold the new value before
 ///   it is written. With a dry-run executor nothing is written.
 /// - **Rollback**: puts the backup's bytes back, byte for byte, by the same atomic
-///   write. The backups are listed and restorable through the healer
-///   (`Healer::backups`, `Healer::restore_backup`).
+///   write, unless the file changed since the patch wrote it (then `Conflict`: a
+///   human's edit is never overwritten automatically). The backups are listed and
+///   restorable through the healer (`Healer::backups`, `Healer::restore_backup`, which
+///   restores whatever the file holds now); the newest
+///   [`keep`](ConfigPatch::keep) (50) are kept.
 ///
 /// TOML files keep their comments and layout (`toml_edit`); in JSON only the value's
 /// bytes change; `.env` files change only the key's line; YAML is written back without
@@ -62,6 +65,7 @@ use tracing::{info, instrument};
 pub struct ConfigPatch {
     files: BTreeMap<String, (PathBuf, ConfigFormat)>,
     backup_dir: PathBuf,
+    keep: usize,
     /// One change at a time, so a backup always holds what the previous write left.
     lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -73,6 +77,25 @@ impl fmt::Debug for ConfigPatch {
             .field("backup_dir", &self.backup_dir)
             .finish_non_exhaustive()
     }
+}
+
+/// A backup's record on disk: the backup, and a hash of what the patch wrote so an
+/// automatic rollback can tell whether someone changed the file since.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    backup: Backup,
+    /// sha256 (hex) of the bytes the patch wrote.
+    #[serde(default)]
+    written: Option<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What a plan says to do, read back from its parameters.
@@ -87,6 +110,8 @@ struct Change {
 impl ConfigPatch {
     /// The strategy's name, which patterns bind fixes to.
     pub const NAME: &'static str = "patch_config";
+    /// Backups kept by default; older ones are deleted when a new one is taken.
+    pub const DEFAULT_KEEP: usize = 50;
 
     /// A strategy keeping its backups in `backup_dir` (created on first use), with no
     /// files yet.
@@ -94,6 +119,7 @@ impl ConfigPatch {
         ConfigPatch {
             files: BTreeMap::new(),
             backup_dir: backup_dir.into(),
+            keep: Self::DEFAULT_KEEP,
             lock: Arc::default(),
         }
     }
@@ -121,6 +147,13 @@ impl ConfigPatch {
         format: ConfigFormat,
     ) -> Self {
         self.files.insert(alias.into(), (path.into(), format));
+        self
+    }
+
+    /// Keeps the newest `keep` backups (default 50, at least 1); older ones are deleted
+    /// when a new one is taken.
+    pub fn keep(mut self, keep: usize) -> Self {
+        self.keep = keep.max(1);
         self
     }
 
@@ -193,7 +226,14 @@ impl ConfigPatch {
     }
 
     /// Copies `bytes` of `change`'s file into backup `id`.
-    fn take_backup(&self, id: Uuid, target: &str, path: &Path, bytes: &[u8]) -> Result<Backup> {
+    fn take_backup(
+        &self,
+        id: Uuid,
+        target: &str,
+        path: &Path,
+        bytes: &[u8],
+        written: &[u8],
+    ) -> Result<Backup> {
         std::fs::create_dir_all(&self.backup_dir).map_err(|e| {
             io_error(
                 format!(
@@ -214,18 +254,38 @@ impl ConfigPatch {
         };
         let (data, meta) = self.backup_paths(id);
         write_atomic(&data, bytes, None)?;
-        write_meta(&meta, &backup)?;
+        write_meta(
+            &meta,
+            &Record {
+                backup: backup.clone(),
+                written: Some(sha256_hex(written)),
+            },
+        )?;
+        self.prune();
         Ok(backup)
     }
 
-    fn read_backup(&self, id: Uuid) -> Result<Option<(Backup, Vec<u8>)>> {
+    /// Deletes the backups beyond the newest `keep`.
+    fn prune(&self) {
+        let Ok(all) = self.list() else { return };
+        for old in all.iter().skip(self.keep) {
+            let (data, meta) = self.backup_paths(old.id);
+            // The record last, so a half-deleted backup is never listed.
+            let _ = std::fs::remove_file(&data);
+            if let Err(e) = std::fs::remove_file(&meta) {
+                tracing::warn!(backup = %old.id, error = %e, "could not delete an old backup");
+            }
+        }
+    }
+
+    fn read_backup(&self, id: Uuid) -> Result<Option<(Record, Vec<u8>)>> {
         let (data, meta) = self.backup_paths(id);
         let text = match std::fs::read(&meta) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(format!("could not read {}", meta.display()), e)),
         };
-        let backup: Backup = serde_json::from_slice(&text).map_err(|e| {
+        let record: Record = serde_json::from_slice(&text).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
                 format!("backup record {} is damaged: {e}", meta.display()),
@@ -233,32 +293,47 @@ impl ConfigPatch {
         })?;
         let bytes = std::fs::read(&data)
             .map_err(|e| io_error(format!("could not read backup {}", data.display()), e))?;
-        if bytes.len() as u64 != backup.size {
+        if bytes.len() as u64 != record.backup.size {
             return Err(Error::new(
                 ErrorKind::Internal,
                 format!(
                     "backup {} holds {} bytes, its record says {}: it was changed; restore by hand",
                     data.display(),
                     bytes.len(),
-                    backup.size
+                    record.backup.size
                 ),
             ));
         }
-        Ok(Some((backup, bytes)))
+        Ok(Some((record, bytes)))
     }
 
-    /// Writes backup `id` back to where it came from.
-    fn restore(&self, id: Uuid) -> Result<Option<Backup>> {
-        let Some((mut backup, bytes)) = self.read_backup(id)? else {
+    /// Writes backup `id` back to where it came from. With `only_if_unchanged` (an
+    /// automatic rollback) it refuses when the file no longer holds what the patch
+    /// wrote: someone changed it since, and their change is not overwritten.
+    fn restore(&self, id: Uuid, only_if_unchanged: bool) -> Result<Option<Backup>> {
+        let Some((mut record, bytes)) = self.read_backup(id)? else {
             return Ok(None);
         };
-        let location = PathBuf::from(&backup.location);
+        let location = PathBuf::from(&record.backup.location);
+        if only_if_unchanged && let Some(written) = &record.written {
+            let now = std::fs::read(&location).map(|b| sha256_hex(&b)).ok();
+            if now.as_ref() != Some(written) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} changed since selfheal patched it, so the rollback does not overwrite it; \
+                         restore backup {id} by hand with Healer::restore_backup if that is what you want",
+                        location.display()
+                    ),
+                ));
+            }
+        }
         let mode = std::fs::metadata(&location).ok().map(|m| m.permissions());
         write_atomic(&location, &bytes, mode)?;
-        backup.restored_at = Some(Utc::now());
-        write_meta(&self.backup_paths(id).1, &backup)?;
-        info!(backup = %id, location = %backup.location, "config file restored from backup");
-        Ok(Some(backup))
+        record.backup.restored_at = Some(Utc::now());
+        write_meta(&self.backup_paths(id).1, &record)?;
+        info!(backup = %id, location = %record.backup.location, "config file restored from backup");
+        Ok(Some(record.backup))
     }
 
     fn list(&self) -> Result<Vec<Backup>> {
@@ -281,8 +356,8 @@ impl ConfigPatch {
             let Ok(text) = std::fs::read(&path) else {
                 continue;
             };
-            match serde_json::from_slice::<Backup>(&text) {
-                Ok(b) if b.strategy == Self::NAME => backups.push(b),
+            match serde_json::from_slice::<Record>(&text) {
+                Ok(r) if r.backup.strategy == Self::NAME => backups.push(r.backup),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(file = %path.display(), error = %e, "skipping a damaged backup record")
@@ -303,8 +378,8 @@ fn io_error(what: String, e: std::io::Error) -> Error {
     Error::new(kind, format!("{what}: {e}")).with_source(e)
 }
 
-fn write_meta(path: &Path, backup: &Backup) -> Result<()> {
-    let meta = serde_json::to_vec_pretty(backup).map_err(|e| {
+fn write_meta(path: &Path, record: &Record) -> Result<()> {
+    let meta = serde_json::to_vec_pretty(record).map_err(|e| {
         Error::new(
             ErrorKind::Internal,
             format!("could not encode a backup record: {e}"),
@@ -463,7 +538,8 @@ impl Strategy for ConfigPatch {
                     format!("the edited {} does not read back `{}` = {}; nothing was written", change.path.display(), change.key, change.value),
                 ));
             }
-            let backup = this.take_backup(id, &target, &change.path, &bytes)?;
+            let backup =
+                this.take_backup(id, &target, &change.path, &bytes, new_text.as_bytes())?;
             let mode = std::fs::metadata(&change.path).ok().map(|m| m.permissions());
             write_atomic(&change.path, new_text.as_bytes(), mode)?;
             info!(file = %change.path.display(), key = %change.key, backup = %backup.id, "config patched");
@@ -499,7 +575,7 @@ impl Strategy for ConfigPatch {
         }
         let _one_at_a_time = self.lock.lock().await;
         let this = self.clone();
-        let restored = tokio::task::spawn_blocking(move || this.restore(id))
+        let restored = tokio::task::spawn_blocking(move || this.restore(id, true))
             .await
             .map_err(|e| {
                 Error::new(ErrorKind::Internal, format!("the restore task failed: {e}"))
@@ -524,7 +600,7 @@ impl Strategy for ConfigPatch {
     async fn restore_backup(&self, id: Uuid) -> Result<Option<Backup>> {
         let _one_at_a_time = self.lock.lock().await;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.restore(id))
+        tokio::task::spawn_blocking(move || this.restore(id, false))
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, format!("the restore task failed: {e}")))?
     }

@@ -213,3 +213,52 @@ fn parameters_name_registered_files_only() {
     assert!(f.patch.validate(&json!({"key": "a", "value": 1})).is_ok());
     assert!(ConfigPatch::new("/tmp").file("x", "/etc/app.ini").is_err());
 }
+
+#[tokio::test]
+async fn a_rollback_never_overwrites_a_later_human_edit_but_a_manual_restore_does() {
+    let f = fixture();
+    let plan = f
+        .patch
+        .plan(&ctx(json!({"key": "database.max_size", "value": 50})))
+        .await
+        .unwrap();
+    f.patch.execute(&plan, executor()).await.unwrap();
+    let edited = std::fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("ttl = 60", "ttl = 90");
+    std::fs::write(&f.config, &edited).unwrap();
+
+    let err = f.patch.rollback(&plan, executor()).await.unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.message().contains("restore_backup"), "{err}");
+    assert_eq!(std::fs::read_to_string(&f.config).unwrap(), edited);
+    let id = f.patch.backups().await.unwrap()[0].id;
+    f.patch.restore_backup(id).await.unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(&f.config).unwrap(), ORIGINAL);
+}
+
+#[tokio::test]
+async fn only_the_newest_backups_are_kept() {
+    let f = fixture();
+    let patch = f.patch.clone().keep(2);
+    let mut ids = Vec::new();
+    for value in [11, 12, 13] {
+        let plan = patch
+            .plan(&ctx(json!({"key": "database.max_size", "value": value})))
+            .await
+            .unwrap();
+        patch.execute(&plan, executor()).await.unwrap();
+        ids.push(plan.params["backup"].as_str().unwrap().to_owned());
+    }
+    let kept: Vec<String> = patch
+        .backups()
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.id.to_string())
+        .collect();
+    assert_eq!(kept, [ids[2].clone(), ids[1].clone()]);
+    let files = std::fs::read_dir(patch.backup_dir()).unwrap().count();
+    assert_eq!(files, 4, "two .bak and two .json");
+}
