@@ -14,7 +14,8 @@ pub enum ConfigFormat {
     /// JSON: only the value's bytes change (or one member is inserted in the object's
     /// style); everything else stays as it was.
     Json,
-    /// YAML: parsed and written back with `serde-saphyr` (comments are not kept).
+    /// YAML: a plain scalar in block style changes in place (comments and layout
+    /// kept); anything else is rewritten with `serde-saphyr`, without comments.
     Yaml,
     /// `KEY=value` lines: only the key's line changes (or one is appended).
     Env,
@@ -127,6 +128,13 @@ impl ConfigFormat {
             ConfigFormat::Yaml => {
                 let mut tree = self.parse_tree(text)?;
                 set_in_tree(&mut tree, key, value.clone())?;
+                // Change only the value's text when the result parses to exactly the
+                // document a full rewrite would hold.
+                if let Some(edited) = super::yaml_line::set(text, key, value)
+                    && self.parse_tree(&edited).is_ok_and(|t| t == tree)
+                {
+                    return Ok(edited);
+                }
                 let mut out = serde_saphyr::to_string(&tree)
                     .map_err(|e| Error::invalid(format!("could not write the YAML back: {e}")))?;
                 if !out.ends_with('\n') {
@@ -488,6 +496,25 @@ mod tests {
             Some(json!("api"))
         );
         assert!(ConfigFormat::Json.set("{", "a", &json!(1)).is_err());
+        // A plain scalar changes in place, comments kept; a new key rewrites the file.
+        let commented = "# pool\npool:\n  max: 10 # per replica\n";
+        assert_eq!(
+            ConfigFormat::Yaml
+                .set(commented, "pool.max", &json!(25))
+                .unwrap(),
+            "# pool\npool:\n  max: 25 # per replica\n"
+        );
+        let added = ConfigFormat::Yaml
+            .set(commented, "pool.min", &json!(1))
+            .unwrap();
+        assert_eq!(
+            ConfigFormat::Yaml.get(&added, "pool.min").unwrap(),
+            Some(json!(1))
+        );
+        assert_eq!(
+            ConfigFormat::Yaml.get(&added, "pool.max").unwrap(),
+            Some(json!(10))
+        );
     }
 
     #[test]

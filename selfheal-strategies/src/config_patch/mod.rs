@@ -3,6 +3,7 @@
 
 mod format;
 mod json_span;
+mod yaml_line;
 
 pub use format::ConfigFormat;
 
@@ -47,8 +48,9 @@ use tracing::{info, instrument};
 ///   [`keep`](ConfigPatch::keep) (50) are kept.
 ///
 /// TOML files keep their comments and layout (`toml_edit`); in JSON only the value's
-/// bytes change; `.env` files change only the key's line; YAML is written back without
-/// its comments (the backup holds the original either way).
+/// bytes change; `.env` files change only the key's line; in YAML a plain scalar changes
+/// in place, anything else is rewritten without comments (the backup holds the
+/// original either way).
 ///
 /// ```
 /// use selfheal_core::Strategy;
