@@ -236,7 +236,12 @@ impl ConfigPatch {
         bytes: &[u8],
         written: &[u8],
     ) -> Result<Backup> {
-        std::fs::create_dir_all(&self.backup_dir).map_err(|e| {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        // Backups may hold secrets: only the service's user may list them.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+        dir.create(&self.backup_dir).map_err(|e| {
             io_error(
                 format!(
                     "could not create the backup directory {}",

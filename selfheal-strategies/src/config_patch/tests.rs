@@ -118,6 +118,12 @@ async fn execute_backs_up_then_writes_atomically_and_rollback_is_byte_identical(
     assert_eq!(std::fs::read(&bak).unwrap(), ORIGINAL.as_bytes());
     let bak_mode = std::fs::metadata(&bak).unwrap().permissions().mode() & 0o777;
     assert_eq!(bak_mode, 0o600, "backups may hold secrets");
+    let dir_mode = std::fs::metadata(f.patch.backup_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
 
     let rolled = f.patch.rollback(&plan, executor()).await.unwrap();
     assert!(rolled.is_some_and(|o| o.success));
