@@ -80,6 +80,8 @@ pub use monitor::{HealthMonitor, MonitorHandle};
 pub use notifier::{NtfyNotifier, WebhookNotifier};
 pub use process::{CommandStrategy, ParamRule};
 pub use restart::RestartProcess;
+#[cfg(any(test, feature = "test-util"))]
+pub use session::MockSessionControl;
 pub use session::{KillRunawaySessions, SessionControl, SessionInfo};
 pub use supervisor::{ChildSupervisor, ChildSupervisorBuilder};
 pub use verifier::{Combine, CompositeVerifier, HttpVerifier, QuietVerifier, TcpVerifier};

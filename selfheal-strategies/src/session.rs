@@ -30,6 +30,9 @@ pub struct SessionInfo {
 }
 
 /// The host's sessions: list them, end one. Implement it over whatever holds them.
+///
+/// With the `test-util` feature it has a `mockall` mock, `MockSessionControl`.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait SessionControl: Send + Sync + fmt::Debug + 'static {
     /// The live sessions.
@@ -443,6 +446,36 @@ mod tests {
                 .validate(&Value::Null)
                 .is_err(),
             "no limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kill_that_fails_fails_the_action_with_the_reason() {
+        let mut control = MockSessionControl::new();
+        control.expect_sessions().returning(|| {
+            Ok(vec![SessionInfo {
+                id: "s1".into(),
+                started_at: Utc::now() - chrono::Duration::hours(2),
+                cost: 0.0,
+                owner: Some("bob".into()),
+            }])
+        });
+        control
+            .expect_kill()
+            .withf(|id, reason| id == "s1" && reason.contains("over the session limits"))
+            .times(1)
+            .returning(|_, _| Err(Error::new(ErrorKind::Unavailable, "session store down")));
+        let strategy = KillRunawaySessions::new(Arc::new(control)).max_age(Duration::from_secs(60));
+        let plan = strategy.plan(&ctx(Value::Null)).await.unwrap();
+        let outcome = strategy
+            .execute(&plan, Arc::new(ProcessExecutor::new()))
+            .await
+            .unwrap();
+        assert!(!outcome.success);
+        assert!(
+            outcome.stderr.contains("session store down"),
+            "{}",
+            outcome.stderr
         );
     }
 
