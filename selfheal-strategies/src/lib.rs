@@ -77,7 +77,7 @@ pub use config_patch::{ConfigFormat, ConfigPatch};
 pub use executor::{DEFAULT_ENV_ALLOW, DryRunExecutor, ProcessExecutor, SENSITIVE_ENV_MARKERS};
 pub use metrics::{Metrics, MetricsProbe, Thresholds};
 pub use monitor::{HealthMonitor, MonitorHandle};
-pub use notifier::{NtfyNotifier, WebhookNotifier};
+pub use notifier::{NtfyNotifier, SIGNATURE_HEADER, WebhookNotifier};
 pub use process::{CommandStrategy, ParamRule};
 pub use restart::RestartProcess;
 #[cfg(any(test, feature = "test-util"))]

@@ -5,7 +5,7 @@ mod ntfy;
 mod webhook;
 
 pub use ntfy::NtfyNotifier;
-pub use webhook::WebhookNotifier;
+pub use webhook::{SIGNATURE_HEADER, WebhookNotifier};
 
 use std::time::Duration;
 

@@ -18,9 +18,12 @@ use super::{DEFAULT_TIMEOUT, client, parse_http_url, redacted, send};
 ///  "title": "…", "body": "…", "incident": "<uuid or null>", "sent_at": "<RFC 3339>"}
 /// ```
 ///
-/// Extra headers (an API key, a signature your receiver expects) are set with
+/// Extra headers (an API key your receiver expects) are set with
 /// [`header`](WebhookNotifier::header) or [`bearer`](WebhookNotifier::bearer); their
-/// values never show in `Debug` or in errors. Errors are classified like
+/// values never show in `Debug` or in errors. With a
+/// [`signing_secret`](WebhookNotifier::signing_secret) every request carries
+/// `X-Selfheal-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact body, so the
+/// receiver can check it came from you and was not changed. Errors are classified like
 /// [`NtfyNotifier`](crate::NtfyNotifier)'s: 5xx, 429, timeouts and unreachable
 /// servers are retryable.
 ///
@@ -40,8 +43,24 @@ pub struct WebhookNotifier {
     url: reqwest::Url,
     service: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    secret: Option<Vec<u8>>,
     timeout: Duration,
     client: reqwest::Client,
+}
+
+/// The header carrying the body's HMAC-SHA256 when a signing secret is set.
+pub const SIGNATURE_HEADER: &str = "x-selfheal-signature";
+
+/// `sha256=<hex>`: the HMAC-SHA256 of `body` under `secret`.
+fn signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
+        .expect("HMAC accepts any key length");
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
 }
 
 impl WebhookNotifier {
@@ -51,6 +70,7 @@ impl WebhookNotifier {
             url: parse_http_url(url.as_ref(), "webhook")?,
             service: String::new(),
             headers: Vec::new(),
+            secret: None,
             timeout: DEFAULT_TIMEOUT,
             client: client()?,
         })
@@ -87,6 +107,12 @@ impl WebhookNotifier {
         self.header("authorization", format!("Bearer {}", token.as_ref()))
     }
 
+    /// Signs every body: `X-Selfheal-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
+    pub fn signing_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
     /// How long one request may take (default 10 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -120,6 +146,7 @@ impl fmt::Debug for WebhookNotifier {
                     .map(|(n, _)| format!("{n}: <redacted>"))
                     .collect::<Vec<_>>(),
             )
+            .field("signed", &self.secret.is_some())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -135,12 +162,16 @@ impl Notifier for WebhookNotifier {
     async fn notify(&self, notification: &Notification) -> Result<()> {
         let body = serde_json::to_vec(&self.payload(notification))
             .map_err(|e| Error::invalid(format!("could not encode the notification: {e}")))?;
+        let signed = self.secret.as_deref().map(|s| signature(s, &body));
         let mut request = self
             .client
             .post(self.url.clone())
             .timeout(self.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
+        if let Some(signed) = signed {
+            request = request.header(SIGNATURE_HEADER, signed);
+        }
         for (name, value) in &self.headers {
             request = request.header(name.clone(), value.clone());
         }
@@ -203,6 +234,34 @@ mod tests {
                 "sent_at": null,
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_carries_the_hmac_of_the_exact_body() {
+        use hmac::{KeyInit, Mac};
+        let (addr, mut requests) = serve(200, "").await;
+        let hook = WebhookNotifier::new(format!("http://{addr}/in"))
+            .unwrap()
+            .signing_secret("whsec-test");
+        assert!(!format!("{hook:?}").contains("whsec-test"));
+
+        hook.notify(&notification()).await.unwrap();
+
+        let request = requests.recv().await.unwrap();
+        let header = &request.headers[SIGNATURE_HEADER];
+        let hex = header.strip_prefix("sha256=").expect("sha256= prefix");
+        let tag: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        // What a receiver does: recompute over the body it got, compare in constant time.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"whsec-test").unwrap();
+        mac.update(&request.body);
+        mac.verify_slice(&tag)
+            .expect("the signature matches the body");
+        let mut other = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"wrong").unwrap();
+        other.update(&request.body);
+        assert!(other.verify_slice(&tag).is_err());
     }
 
     #[tokio::test]
