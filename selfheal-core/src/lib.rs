@@ -42,8 +42,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Healer, HealerBuilder, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence,
-    SilenceScope, SilenceStatus, Stats, template_regex,
+    Backup, Healer, HealerBuilder, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus,
+    Silence, SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::{
-    ActionOutcome, ActionRecord, Approval, AuditRecord, Command, Diagnosis, Fingerprint, Health,
-    Incident, Pattern, RemediationPlan, Result, Signal, incident::IncidentStatus,
+    ActionOutcome, ActionRecord, Approval, AuditRecord, Backup, Command, Diagnosis, Fingerprint,
+    Health, Incident, Pattern, RemediationPlan, Result, Signal, incident::IncidentStatus,
 };
 
 /// Turns a signal into a stable fingerprint. Synchronous: called once per signal.
@@ -156,6 +156,18 @@ pub trait Strategy: Send + Sync + Debug + 'static {
         _plan: &RemediationPlan,
         _executor: Arc<dyn Executor>,
     ) -> Result<Option<ActionOutcome>> {
+        Ok(None)
+    }
+
+    /// The backups it took before changing something, newest first (listed by
+    /// `Healer::backups`). Default: a strategy that takes none.
+    async fn backups(&self) -> Result<Vec<Backup>> {
+        Ok(Vec::new())
+    }
+
+    /// Puts backup `id` back in place and returns it, updated; `Ok(None)` when the
+    /// backup is not one of this strategy's. Default: a strategy that takes none.
+    async fn restore_backup(&self, _id: Uuid) -> Result<Option<Backup>> {
         Ok(None)
     }
 }

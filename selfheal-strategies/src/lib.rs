@@ -9,7 +9,19 @@
 //! - [`RestartProcess`] (`restart_process`) is the strategy that restarts a supervised
 //!   process through the healer's executor, so the restart is a real `kill -TERM <pid>`
 //!   command in the plan's preview and the audit trail.
-//! - [`HttpVerifier`] scores a target's health from an HTTP GET.
+//! - [`HttpVerifier`] scores a target's health from an HTTP GET; [`TcpVerifier`] from a
+//!   TCP connect; [`QuietVerifier`] from the healer's own sightings of the target's
+//!   errors; [`CompositeVerifier`] combines several (all/any).
+//! - [`CommandStrategy`] runs argument-vector templates with validated parameters:
+//!   systemd, Docker, `kubectl rollout restart` / `scale` / `rollout undo`, your own.
+//! - [`ConfigPatch`] (`patch_config`) changes one key in a TOML/JSON/YAML/.env file with
+//!   a backup, an atomic write and a byte-exact rollback.
+//! - [`CircuitBreaker`] is a handle your code consults; [`OpenCircuit`]
+//!   (`circuit_break`) opens it. [`KillRunawaySessions`] ends sessions over limits
+//!   through your [`SessionControl`]. [`AlertOnly`] only tells people.
+//! - [`HealthMonitor`] polls verifiers and a [`MetricsProbe`] (CPU, memory, disk, cgroup
+//!   memory) and turns bad readings into signals.
+//! - [`NtfyNotifier`] and [`WebhookNotifier`] tell humans.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,
 //! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`.
@@ -46,12 +58,30 @@
 //! ```
 #![deny(missing_docs)]
 
+mod alert_only;
+mod breaker;
+mod config_patch;
 mod executor;
+mod metrics;
+mod monitor;
+mod notifier;
+mod process;
 mod restart;
+mod session;
 mod supervisor;
 mod verifier;
 
+pub use alert_only::AlertOnly;
+pub use breaker::{BreakerState, CircuitBreaker, OpenCircuit, Route};
+pub use config_patch::{ConfigFormat, ConfigPatch};
 pub use executor::{DEFAULT_ENV_ALLOW, DryRunExecutor, ProcessExecutor, SENSITIVE_ENV_MARKERS};
+pub use metrics::{Metrics, MetricsProbe, Thresholds};
+pub use monitor::{HealthMonitor, MonitorHandle};
+pub use notifier::{NtfyNotifier, SIGNATURE_HEADER, WebhookNotifier};
+pub use process::{CommandStrategy, ParamRule};
 pub use restart::RestartProcess;
+#[cfg(any(test, feature = "test-util"))]
+pub use session::MockSessionControl;
+pub use session::{KillRunawaySessions, SessionControl, SessionInfo};
 pub use supervisor::{ChildSupervisor, ChildSupervisorBuilder};
-pub use verifier::HttpVerifier;
+pub use verifier::{Combine, CompositeVerifier, HttpVerifier, QuietVerifier, TcpVerifier};

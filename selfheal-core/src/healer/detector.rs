@@ -83,6 +83,16 @@ impl Detector {
         self.windows.get(fingerprint).map(|w| w.last)
     }
 
+    /// The last sighting of any key starting with `prefix` (all of one target's
+    /// fingerprints). Scans every tracked key: for occasional probes, not the hot path.
+    pub(crate) fn last_seen_prefixed(&self, prefix: &str) -> Option<Instant> {
+        self.windows
+            .iter()
+            .filter(|e| e.key().starts_with(prefix))
+            .map(|e| e.value().last)
+            .max()
+    }
+
     /// Empties the window of `fingerprint` (its incident closed): a new incident needs
     /// a new run of occurrences. The last sighting is kept.
     pub(crate) fn reset(&self, fingerprint: &str) {

@@ -13,6 +13,7 @@
 mod admin;
 mod approval;
 mod backoff;
+mod backups;
 mod breaker;
 mod builder;
 mod dependency;
@@ -25,6 +26,7 @@ mod intake;
 mod learning;
 mod lifecycle;
 mod self_caused;
+mod sightings;
 mod silence;
 mod storm;
 mod verify;
@@ -47,9 +49,11 @@ use crate::{
 };
 
 pub use admin::{PatternStats, Stats};
+pub use backups::Backup;
 pub use builder::HealerBuilder;
 pub use envelope::SafetyStatus;
 pub use learning::{LEARNED_PREFIX, Learned, template_regex};
+pub use sightings::WeakHealer;
 pub use silence::{Silence, SilenceScope, SilenceStatus};
 
 /// The healer. Cheap to clone: every clone is the same healer.

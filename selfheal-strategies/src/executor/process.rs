@@ -30,8 +30,9 @@ const DRAIN_WINDOW: Duration = Duration::from_millis(500);
 ///   outcome with `success: false`, no exit code, the output captured so far, and
 ///   stderr ending in a `[selfheal: killed after … timeout]` note. It is an outcome, not
 ///   an `Err`, because the command did run and its partial output belongs in the audit
-///   trail. Only the process itself is killed: descendants it started in their own
-///   process group may survive.
+///   trail. On Unix the command runs in a process group of its own and the whole group
+///   is killed, so what it started (`sh -c 'worker &'`) dies with it; a descendant
+///   that moved to another group or session (a daemon) is out of reach.
 /// - **Output**: stdout and stderr are captured separately, each capped (64 KiB by
 ///   default). The head is kept, the rest is read and discarded (so the process never
 ///   blocks on a full pipe) and a `[selfheal: output truncated: N more bytes]` note is
@@ -184,6 +185,9 @@ impl Executor for ProcessExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Its own process group, so a timeout can kill what it started too.
+        #[cfg(unix)]
+        process.process_group(0);
 
         let started = Instant::now();
         let mut child = process
@@ -224,6 +228,7 @@ impl Executor for ProcessExecutor {
             })?;
             if let Ending::TimedOut = ending {
                 warn!(?timeout, "command timed out; killing it");
+                kill_group(&child);
                 if let Err(e) = child.start_kill() {
                     warn!(error = %e, "could not kill the timed-out command");
                 }
@@ -277,6 +282,24 @@ impl Executor for ProcessExecutor {
         Ok(outcome)
     }
 }
+
+/// SIGKILLs the process group `child` leads (it was spawned with `process_group(0)`).
+#[cfg(unix)]
+fn kill_group(child: &tokio::process::Child) {
+    let Some(pgid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return; // already reaped: nothing left to kill in its name
+    };
+    if let Err(e) = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL) {
+        debug!(error = %e, "could not kill the command's process group");
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_child: &tokio::process::Child) {}
 
 /// The error for a program that could not be started, saying what to check.
 pub(crate) fn spawn_error(program: &str, e: std::io::Error) -> Error {
@@ -483,6 +506,40 @@ mod tests {
             !Path::new(&format!("/proc/{pid}")).exists(),
             "pid {pid} still exists"
         );
+    }
+
+    /// Whether `pid` is gone or a zombie (killed, waiting for its new parent to reap it).
+    fn dead(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_what_the_command_started_too() {
+        // The shell starts a background sleep and waits for it: the sleep is a child
+        // of the shell, in the command's process group.
+        let command =
+            cmd("sh", &["-c", "sleep 30 & echo $!; wait"]).timeout(Duration::from_millis(300));
+        let outcome = ProcessExecutor::new().run(&command).await.unwrap();
+        assert!(
+            outcome.stderr.contains("killed after 300ms timeout"),
+            "{}",
+            outcome.stderr
+        );
+        let pid: u32 = outcome.stdout.trim().parse().expect("the background pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !dead(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "background pid {pid} survived the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
