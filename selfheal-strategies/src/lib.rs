@@ -47,11 +47,22 @@
 #![deny(missing_docs)]
 
 mod executor;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod restart;
 mod supervisor;
 mod verifier;
 
 pub use executor::{DEFAULT_ENV_ALLOW, DryRunExecutor, ProcessExecutor, SENSITIVE_ENV_MARKERS};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgPoolHandle, PostgresVerifier, ResetPgPool, TerminateIdleConnections};
+#[cfg(feature = "redis")]
+pub use redis::{
+    EvictKeys, FlushDb, RaiseMaxmemory, ReconnectRedis, RedisHandle, RedisVerifier, RestartRedis,
+    SetEvictionPolicy,
+};
 pub use restart::RestartProcess;
 pub use supervisor::{ChildSupervisor, ChildSupervisorBuilder};
 pub use verifier::HttpVerifier;
