@@ -62,6 +62,11 @@ impl PgPoolHandle {
     /// Errors: [`ErrorKind::InvalidInput`](selfheal_core::ErrorKind::InvalidInput) for a
     /// URL that does not parse.
     pub fn from_url(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::invalid(
+                "a Postgres URL starts with postgres:// or postgresql://; give one like postgres://user@127.0.0.1:5432/db",
+            ));
+        }
         let connect = PgConnectOptions::from_str(url).map_err(|e| {
             Error::invalid(format!(
                 "invalid Postgres URL: {e}; give one like postgres://user@127.0.0.1:5432/db"
@@ -234,6 +239,7 @@ mod tests {
         assert!(debug.contains("127.0.0.1:5999/orders"), "{debug}");
         assert_eq!(handle.generation(), 1);
         assert!(PgPoolHandle::from_url("mysql://x").is_err());
+        assert!(PgPoolHandle::from_url("postgres://[::1").is_err());
     }
 
     #[tokio::test]

@@ -31,6 +31,8 @@
 //! ```
 
 mod handle;
+#[cfg(test)]
+mod real_tests;
 mod terminate;
 mod verifier;
 
@@ -128,7 +130,6 @@ pub(crate) fn describe(options: &sqlx::postgres::PgConnectOptions) -> String {
 
 /// An action context for unit tests.
 #[cfg(test)]
-#[allow(dead_code)] // used by the real-server tests
 pub(crate) fn test_ctx(target: &str, params: Value) -> selfheal_core::ActionContext {
     let now = chrono::Utc::now();
     selfheal_core::ActionContext {
