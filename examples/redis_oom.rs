@@ -183,7 +183,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 action.status.as_str()
             );
             if let Some(outcome) = &action.outcome {
-                println!("  result                          {}", outcome.stdout.trim());
+                println!(
+                    "  result                          {}",
+                    outcome.stdout.trim()
+                );
             }
             println!(
                 "  health                          {} → {}",

@@ -52,8 +52,9 @@ const FILTERS: &str = "a.backend_type = 'client backend' \
 ///   reconnect). Refuses ([`ErrorKind::Conflict`]) when none qualifies, so the healer goes
 ///   on to the next fix.
 /// - **Execute**: terminates the planned sessions that still match every filter (and
-///   began before the plan: a reused pid is spared), waiting up to 5 s for each to end
-///   (`pg_terminate_backend(pid, 5000)`, Postgres 14+). The outcome says how many ended.
+///   began before the plan: a reused pid is spared), then waits until they are gone
+///   (at most [`exit_timeout`](Self::exit_timeout), 5 s). The outcome says how many
+///   were terminated.
 /// - **Rollback**: none.
 ///
 /// The pool's role needs `pg_signal_backend` (or superuser) to end other roles' sessions.
@@ -62,6 +63,7 @@ pub struct TerminateIdleConnections {
     pool: PgPool,
     protected: Vec<String>,
     allow_superusers: bool,
+    exit_timeout: Duration,
 }
 
 /// One session a plan would end: pid, user, application, database, state, idle seconds.
@@ -97,6 +99,7 @@ impl TerminateIdleConnections {
             pool,
             protected,
             allow_superusers: false,
+            exit_timeout: Duration::from_secs(5),
         }
     }
 
@@ -116,6 +119,12 @@ impl TerminateIdleConnections {
     /// host's configuration decides this, never a fix's parameters.
     pub fn allow_superusers(mut self, allow: bool) -> Self {
         self.allow_superusers = allow;
+        self
+    }
+
+    /// How long to wait for terminated sessions to exit before reporting (default 5 s).
+    pub fn exit_timeout(mut self, timeout: Duration) -> Self {
+        self.exit_timeout = timeout;
         self
     }
 
@@ -331,10 +340,10 @@ impl Strategy for TerminateIdleConnections {
             });
         }
         let sql = format!(
-            "SELECT a.pid, pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a \
+            "SELECT a.pid, pg_terminate_backend(a.pid) FROM pg_stat_activity a \
              WHERE {FILTERS} AND a.pid = ANY($7) AND a.backend_start <= to_timestamp($8)"
         );
-        let ended: Vec<(i32, bool)> = self
+        let signalled: Vec<(i32, bool)> = self
             // Built from constants only; every value is a bind parameter.
             .bind_filters(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &p)
             .bind(pids.clone())
@@ -342,15 +351,30 @@ impl Strategy for TerminateIdleConnections {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| pg_error("pg_terminate_backend failed", e))?;
-        let terminated: Vec<i32> = ended
+        let terminated: Vec<i32> = signalled
             .iter()
             .filter(|(_, ok)| *ok)
             .map(|(pid, _)| *pid)
             .collect();
-        let spared = pids.len() - ended.len();
+        let spared = pids.len() - signalled.len();
+        // The sessions end (and free their slots) a moment after the signal: wait until
+        // they are gone, polling, for at most `exit_timeout`.
+        let deadline = Instant::now() + self.exit_timeout;
+        let lingering = loop {
+            let (left,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&terminated)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| pg_error("checking the terminated sessions failed", e))?;
+            if left == 0 || Instant::now() >= deadline {
+                break left;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         info!(
             terminated = terminated.len(),
-            spared, "terminated idle postgres sessions"
+            spared, lingering, "terminated idle postgres sessions"
         );
         let mut outcome = ActionOutcome::ok(started.elapsed());
         outcome.stdout = format!(
@@ -366,7 +390,14 @@ impl Strategy for TerminateIdleConnections {
         );
         if terminated.is_empty() {
             outcome.success = false;
-            outcome.stderr = "no planned session was terminated: they became active, ended or did not stop within 5s".into();
+            outcome.stderr =
+                "no planned session was terminated: they became active or ended since the plan"
+                    .into();
+        } else if lingering > 0 {
+            outcome.stderr = format!(
+                "{lingering} terminated session(s) had not exited after {:?}",
+                self.exit_timeout
+            );
         }
         Ok(outcome)
     }
