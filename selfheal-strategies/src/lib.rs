@@ -10,6 +10,13 @@
 //!   process through the healer's executor, so the restart is a real `kill -TERM <pid>`
 //!   command in the plan's preview and the audit trail.
 //! - [`HttpVerifier`] scores a target's health from an HTTP GET.
+//! - Feature `redis`: `RedisHandle` (the host's client, shared), `RedisVerifier` (PING,
+//!   memory health) and the strategies `redis_evict_keys`, `redis_flushdb`,
+//!   `redis_raise_maxmemory`, `redis_eviction_policy`, `redis_reconnect`,
+//!   `redis_restart`.
+//! - Feature `postgres`: `PgPoolHandle` (the host's sqlx pool, shared),
+//!   `PostgresVerifier` (a query, connection usage) and the strategies
+//!   `postgres_terminate_idle` and `postgres_reset_pool`.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,
 //! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`.
