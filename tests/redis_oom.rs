@@ -157,3 +157,158 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
     verify_chain(&healer.audit_log(1000).await.unwrap()).expect("audit chain intact");
     running.shutdown().await;
 }
+
+/// Writes 8 KiB values until Redis refuses; returns the refusal's text.
+async fn fill(handle: &RedisHandle) -> String {
+    let value = vec![b'x'; 8 * 1024];
+    for i in 0..10_000 {
+        if let Err(e) = write(handle, format!("cache:{i}"), &value).await {
+            return e;
+        }
+    }
+    panic!("10 000 writes of 8 KiB fit in a 2 MB Redis");
+}
+
+/// The phases up to the first of `until`, with a deadline.
+async fn phases_until(
+    events: &mut tokio::sync::broadcast::Receiver<selfheal::HealingEvent>,
+    until: &[Phase],
+) -> Vec<Phase> {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut phases = Vec::new();
+        loop {
+            let event = events.recv().await.unwrap();
+            phases.push(event.phase);
+            if until.contains(&event.phase) {
+                return phases;
+            }
+        }
+    })
+    .await
+    .expect("the phase came within 60 s")
+}
+
+async fn config_get(handle: &RedisHandle, name: &str) -> String {
+    let mut conn = handle.connection().await.unwrap();
+    let (_, value): (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raise_that_does_not_verify_is_rolled_back_to_the_old_maxmemory() {
+    let redis =
+        match PrivateRedis::start(&[("maxmemory", "2mb"), ("maxmemory-policy", "noeviction")]) {
+            Ok(redis) => redis,
+            Err(e) => return unavailable("redis-server", e),
+        };
+    let handle = Arc::new(RedisHandle::open(&redis.url()).unwrap());
+    let mut config = HealerConfig::default();
+    config.verification.window = Duration::from_secs(2);
+    config.verification.interval = Duration::from_millis(200);
+    config.verification.quiet_for = Duration::from_millis(500);
+    let healer = Healer::builder()
+        .config(config)
+        .strategy(RaiseMaxmemory::new(handle.clone(), 32 * 1024 * 1024))
+        .verifier(TARGET, RedisVerifier::for_handle(&handle))
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    // 3 MiB: writes work again, but 2 MiB used of 3 is a memory health near 33.
+    let mut pattern = oom_pattern();
+    pattern.fixes.clear();
+    healer
+        .seed_patterns([pattern.fix(
+            FixBinding::new("redis_raise_maxmemory").params(serde_json::json!({"to": "3mb"})),
+        )])
+        .await
+        .unwrap();
+
+    let refusal = fill(&handle).await;
+    for _ in 0..3 {
+        healer.observe(Signal::new(TARGET, refusal.clone()).level(Level::Error));
+    }
+    let phases = phases_until(&mut events, &[Phase::Escalated, Phase::Resolved]).await;
+    assert!(phases.contains(&Phase::RolledBack), "{phases:?}");
+    assert_eq!(phases.last(), Some(&Phase::Escalated), "{phases:?}");
+    assert_eq!(
+        config_get(&handle, "maxmemory").await,
+        "2097152",
+        "the old value is back"
+    );
+    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
+    let action = &healer.actions(Some(incident.id)).await.unwrap()[0];
+    assert_eq!(action.status, ActionStatus::RolledBack);
+    assert!(action.health_after.unwrap() < 80, "{action:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushdb_waits_for_approval_and_then_empties_the_database() {
+    let redis =
+        match PrivateRedis::start(&[("maxmemory", "2mb"), ("maxmemory-policy", "noeviction")]) {
+            Ok(redis) => redis,
+            Err(e) => return unavailable("redis-server", e),
+        };
+    let handle = Arc::new(RedisHandle::open(&redis.url()).unwrap());
+    let mut config = HealerConfig::default();
+    config.verification.interval = Duration::from_millis(200);
+    config.verification.quiet_for = Duration::from_millis(500);
+    // No verifier for this target: verification is the error staying quiet (memory
+    // health cannot pass 80 on a 2 MB server whose empty footprint is ~0.9 MB).
+    let healer = Healer::builder()
+        .config(config)
+        .strategy(selfheal::strategies::FlushDb::new(handle.clone()))
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    let mut pattern = oom_pattern();
+    pattern.fixes.clear();
+    healer
+        .seed_patterns([pattern.fix(FixBinding::new("redis_flushdb"))])
+        .await
+        .unwrap();
+
+    let refusal = fill(&handle).await;
+    for _ in 0..3 {
+        healer.observe(Signal::new(TARGET, refusal.clone()).level(Level::Error));
+    }
+    phases_until(&mut events, &[Phase::AwaitingApproval]).await;
+    let mut conn = handle.connection().await.unwrap();
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert!(
+        keys > 100,
+        "nothing is flushed before approval: {keys} keys"
+    );
+    let pending = healer.pending_approvals().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(
+        pending[0].reason.contains("destructive"),
+        "{}",
+        pending[0].reason
+    );
+    assert!(
+        pending[0]
+            .plan
+            .preview()
+            .contains(&format!("FLUSHDB ASYNC (deletes all {keys} keys)")),
+        "{}",
+        pending[0].plan.preview()
+    );
+
+    healer.approve(pending[0].id, "alice").await.unwrap();
+    let phases = phases_until(&mut events, &[Phase::Resolved, Phase::Escalated]).await;
+    assert_eq!(phases.last(), Some(&Phase::Resolved), "{phases:?}");
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, 0);
+    write(&handle, "after".into(), b"v")
+        .await
+        .expect("writes succeed");
+    running.shutdown().await;
+}
