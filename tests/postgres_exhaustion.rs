@@ -219,3 +219,96 @@ async fn exhausted_slots_are_freed_and_the_healers_own_connections_survive() {
     verify_chain(&healer.audit_log(1000).await.unwrap()).expect("audit chain intact");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_service_pool_is_reset_through_the_healer() {
+    use selfheal::strategies::{PgPoolHandle, ResetPgPool};
+    use std::sync::Arc;
+
+    let pg = match PrivatePostgres::start(&[("max_connections", "20")]) {
+        Ok(pg) => pg,
+        Err(e) => return unavailable("initdb/pg_ctl", e),
+    };
+    // The service's pool, shared with the healer.
+    let handle = Arc::new(PgPoolHandle::new(
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_millis(200)),
+        options(&pg, "postgres", "orders"),
+    ));
+    let mut config = HealerConfig::default();
+    config.verification.interval = Duration::from_millis(200);
+    config.verification.quiet_for = Duration::from_millis(600);
+    let healer = Healer::builder()
+        .config(config)
+        .strategy(ResetPgPool::new(handle.clone()))
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    healer
+        .seed_patterns([Pattern::new("pool_exhausted")
+            .regex("pool timed out while waiting for an open connection")
+            .severity(Severity::High)
+            .mode(PatternMode::Active)
+            .auto_healable(true)
+            .confidence(0.9)
+            .threshold(3, Duration::from_secs(60))
+            .fix(FixBinding::new("postgres_reset_pool"))])
+        .await
+        .unwrap();
+
+    // A stuck task takes every connection of the pool and never gives them back.
+    let wedged = handle.pool();
+    let _leaked = (
+        wedged.acquire().await.unwrap(),
+        wedged.acquire().await.unwrap(),
+    );
+    // The service queries through the handle every 50 ms and reports failures.
+    let (stop, stopped) = watch::channel(false);
+    let (ok_tx, mut ok_rx) = watch::channel(0u32);
+    let service = {
+        let (handle, healer) = (handle.clone(), healer.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            while !*stopped.borrow() {
+                tick.tick().await;
+                match sqlx::query("SELECT 1").execute(&handle.pool()).await {
+                    Ok(_) => ok_tx.send_modify(|n| *n += 1),
+                    Err(e) => {
+                        healer.observe(Signal::new(TARGET, e.to_string()).level(Level::Error))
+                    }
+                }
+            }
+        })
+    };
+
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if matches!(
+                event.phase,
+                Phase::Resolved | Phase::Escalated | Phase::Closed
+            ) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the healer finished within 60 s");
+    assert_eq!(ended.phase, Phase::Resolved, "{}", ended.detail);
+    ok_rx
+        .wait_for(|n| *n > 0)
+        .await
+        .expect("the service queries again");
+    stop.send(true).unwrap();
+    service.await.unwrap();
+    assert_eq!(handle.generation(), 2);
+    assert!(wedged.is_closed(), "the wedged pool was retired");
+    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
+    assert!(
+        incident.samples[0].contains("pool timed out"),
+        "{incident:?}"
+    );
+    running.shutdown().await;
+}

@@ -312,3 +312,83 @@ async fn flushdb_waits_for_approval_and_then_empties_the_database() {
         .expect("writes succeed");
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_left_broken_by_a_redis_restart_is_reconnected_through_the_healer() {
+    use selfheal::strategies::ReconnectRedis;
+
+    let mut redis = match PrivateRedis::start(&[]) {
+        Ok(redis) => redis,
+        Err(e) => return unavailable("redis-server", e),
+    };
+    let handle = Arc::new(RedisHandle::open(&redis.url()).unwrap());
+    write(&handle, "before".into(), b"v").await.unwrap();
+
+    let mut config = HealerConfig::default();
+    config.verification.interval = Duration::from_millis(200);
+    config.verification.quiet_for = Duration::from_millis(600);
+    let healer = Healer::builder()
+        .config(config)
+        .strategy(ReconnectRedis::new(handle.clone()))
+        .verifier(TARGET, RedisVerifier::for_handle(&handle))
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    healer
+        .seed_patterns([Pattern::new("redis_connection_broken")
+            .regex(r"(?i)broken pipe|connection (reset|refused|closed|dropped)")
+            .severity(Severity::High)
+            .mode(PatternMode::Active)
+            .auto_healable(true)
+            .confidence(0.9)
+            .threshold(3, Duration::from_secs(60))
+            .fix(FixBinding::new("redis_reconnect"))])
+        .await
+        .unwrap();
+
+    // Redis crashes and its supervisor brings it back; the service's connection died
+    // with the old process and every command on it fails.
+    redis.stop();
+    redis.start_again().unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let (ok_tx, mut ok_rx) = watch::channel(0u32);
+    let service = {
+        let (handle, healer) = (handle.clone(), healer.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            while !*stopped.borrow() {
+                tick.tick().await;
+                match write(&handle, "k".into(), b"v").await {
+                    Ok(()) => ok_tx.send_modify(|n| *n += 1),
+                    Err(e) => healer.observe(Signal::new(TARGET, e).level(Level::Error)),
+                }
+            }
+        })
+    };
+    let phases = phases_until(
+        &mut events,
+        &[Phase::Resolved, Phase::Escalated, Phase::Closed],
+    )
+    .await;
+    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    assert_eq!(
+        phases.last(),
+        Some(&Phase::Resolved),
+        "{phases:?} {incidents:?}"
+    );
+    ok_rx
+        .wait_for(|n| *n > 0)
+        .await
+        .expect("the service writes again");
+    stop.send(true).unwrap();
+    service.await.unwrap();
+    assert_eq!(handle.generation(), 2, "one reconnect");
+    assert_eq!(
+        incidents[0].pattern.as_deref(),
+        Some("redis_connection_broken")
+    );
+    // What redis-rs reports for a connection whose server went away.
+    assert_eq!(incidents[0].samples[0], "broken pipe");
+    running.shutdown().await;
+}
