@@ -22,6 +22,13 @@
 //! - [`HealthMonitor`] polls verifiers and a [`MetricsProbe`] (CPU, memory, disk, cgroup
 //!   memory) and turns bad readings into signals.
 //! - [`NtfyNotifier`] and [`WebhookNotifier`] tell humans.
+//! - Feature `redis`: `RedisHandle` (the host's client, shared), `RedisVerifier` (PING,
+//!   memory health) and the strategies `redis_evict_keys`, `redis_flushdb`,
+//!   `redis_raise_maxmemory`, `redis_eviction_policy`, `redis_reconnect`,
+//!   `redis_restart`.
+//! - Feature `postgres`: `PgPoolHandle` (the host's sqlx pool, shared),
+//!   `PostgresVerifier` (a query, connection usage) and the strategies
+//!   `postgres_terminate_idle` and `postgres_reset_pool`.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,
 //! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`.
@@ -65,7 +72,11 @@ mod executor;
 mod metrics;
 mod monitor;
 mod notifier;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod process;
+#[cfg(feature = "redis")]
+mod redis;
 mod restart;
 mod session;
 mod supervisor;
@@ -78,7 +89,14 @@ pub use executor::{DEFAULT_ENV_ALLOW, DryRunExecutor, ProcessExecutor, SENSITIVE
 pub use metrics::{Metrics, MetricsProbe, Thresholds};
 pub use monitor::{HealthMonitor, MonitorHandle};
 pub use notifier::{NtfyNotifier, SIGNATURE_HEADER, WebhookNotifier};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgPoolHandle, PostgresVerifier, ResetPgPool, TerminateIdleConnections};
 pub use process::{CommandStrategy, ParamRule};
+#[cfg(feature = "redis")]
+pub use redis::{
+    EvictKeys, FlushDb, RaiseMaxmemory, ReconnectRedis, RedisHandle, RedisVerifier, RestartRedis,
+    SetEvictionPolicy,
+};
 pub use restart::RestartProcess;
 #[cfg(any(test, feature = "test-util"))]
 pub use session::MockSessionControl;

@@ -1,0 +1,263 @@
+//! The Postgres strategies and verifier against private clusters (`initdb` + `pg_ctl`)
+//! whose connection slots are taken for real.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use selfheal_core::testkit::servers::{PrivatePostgres, unavailable};
+use selfheal_core::{ErrorKind, Executor, Strategy, Verifier};
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection, PgPool};
+
+use super::*;
+use crate::{DryRunExecutor, ProcessExecutor};
+
+fn start() -> Option<PrivatePostgres> {
+    PrivatePostgres::start(&[
+        ("max_connections", "20"),
+        ("superuser_reserved_connections", "0"),
+    ])
+    .map_err(|e| unavailable("initdb/pg_ctl", e))
+    .ok()
+}
+
+fn options(pg: &PrivatePostgres, user: &str, application: &str) -> PgConnectOptions {
+    PgConnectOptions::from_str(&pg.url())
+        .unwrap()
+        .username(user)
+        .application_name(application)
+}
+
+/// The healer's own pool: superuser `postgres`, application `selfheal`, opened up front.
+async fn admin(pg: &PrivatePostgres) -> PgPool {
+    let pool = PgPoolOptions::new()
+        .min_connections(2)
+        .max_connections(2)
+        .connect_with(options(pg, "postgres", "selfheal"))
+        .await
+        .unwrap();
+    sqlx::query("CREATE ROLE app LOGIN")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+async fn connect(pg: &PrivatePostgres, user: &str, application: &str) -> PgConnection {
+    PgConnection::connect_with(&options(pg, user, application))
+        .await
+        .unwrap()
+}
+
+async fn alive(conn: &mut PgConnection) -> bool {
+    sqlx::query("SELECT 1").execute(conn).await.is_ok()
+}
+
+/// The backend pids of every connection `pool` holds (it holds `n`).
+async fn pool_pids(pool: &PgPool, n: usize) -> Vec<i32> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let mut pids = Vec::new();
+    for conn in &mut held {
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        pids.push(pid);
+    }
+    pids.sort();
+    pids
+}
+
+fn real() -> Arc<dyn Executor> {
+    Arc::new(ProcessExecutor::new())
+}
+
+#[tokio::test]
+async fn idle_sessions_are_terminated_but_never_the_healers_or_a_superusers() {
+    let Some(pg) = start() else { return };
+    let pool = admin(&pg).await;
+    let own_before = pool_pids(&pool, 2).await;
+    let mut apps = Vec::new();
+    for _ in 0..5 {
+        apps.push(connect(&pg, "app", "orders").await);
+    }
+    let mut dba = connect(&pg, "postgres", "psql").await;
+
+    let terminate = TerminateIdleConnections::new(pool.clone());
+    let plan = terminate
+        .plan(&test_ctx("postgres", json!({"idle_for": "0s"})))
+        .await
+        .unwrap();
+    let preview = plan.preview();
+    assert_eq!(
+        preview.matches("user app application 'orders'").count(),
+        5,
+        "{preview}"
+    );
+    assert!(
+        !preview.contains("psql") && !preview.contains("selfheal"),
+        "{preview}"
+    );
+
+    // A dry run ends nothing.
+    terminate
+        .execute(&plan, Arc::new(DryRunExecutor::new()))
+        .await
+        .unwrap();
+    assert!(alive(&mut apps[0]).await);
+
+    let outcome = terminate.execute(&plan, real()).await.unwrap();
+    assert!(outcome.success, "{outcome:?}");
+    assert!(
+        outcome.stdout.starts_with("terminated 5 of 5 planned"),
+        "{}",
+        outcome.stdout
+    );
+    for conn in &mut apps {
+        assert!(!alive(conn).await, "an idle app session was terminated");
+    }
+    assert!(
+        alive(&mut dba).await,
+        "superusers are spared unless allowed"
+    );
+    assert_eq!(
+        pool_pids(&pool, 2).await,
+        own_before,
+        "the healer's own sessions survive"
+    );
+
+    // Nothing left that qualifies: the plan says so and the healer moves on.
+    let none = terminate
+        .plan(&test_ctx("postgres", json!({"idle_for": "0s"})))
+        .await
+        .unwrap_err();
+    assert_eq!(none.kind(), ErrorKind::Conflict);
+    assert!(none.message().contains("superusers excluded"), "{none}");
+
+    // Allowed superusers: the DBA's session goes too; the healer's still do not.
+    let everyone = TerminateIdleConnections::new(pool.clone()).allow_superusers(true);
+    let plan = everyone
+        .plan(&test_ctx("postgres", json!({"idle_for": 0})))
+        .await
+        .unwrap();
+    everyone.execute(&plan, real()).await.unwrap();
+    assert!(!alive(&mut dba).await);
+    assert_eq!(pool_pids(&pool, 2).await, own_before);
+}
+
+#[tokio::test]
+async fn sessions_that_turned_active_or_are_younger_than_the_threshold_are_spared() {
+    let Some(pg) = start() else { return };
+    let pool = admin(&pg).await;
+    let app = connect(&pg, "app", "orders").await;
+    let terminate = TerminateIdleConnections::new(pool.clone());
+
+    let young = terminate
+        .plan(&test_ctx("postgres", json!({"idle_for": "1h"})))
+        .await
+        .unwrap_err();
+    assert_eq!(young.kind(), ErrorKind::Conflict);
+
+    let plan = terminate
+        .plan(&test_ctx(
+            "postgres",
+            json!({"idle_for": "0s", "user": "app"}),
+        ))
+        .await
+        .unwrap();
+    // Between plan and execute the session ends and a new one (perhaps with the same
+    // pid) arrives: the new one started after the plan, so it is not touched.
+    app.close().await.unwrap();
+    let mut newcomer = connect(&pg, "app", "orders").await;
+    let outcome = terminate.execute(&plan, real()).await.unwrap();
+    assert!(!outcome.success, "{outcome:?}");
+    assert!(
+        outcome.stdout.contains("(1 no longer idle or gone)"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(alive(&mut newcomer).await);
+}
+
+#[tokio::test]
+async fn connection_usage_is_the_health_score() {
+    let Some(pg) = start() else { return };
+    let pool = admin(&pg).await;
+    let verifier = PostgresVerifier::new(pool.clone());
+    let calm = verifier.check().await.unwrap();
+    assert!(calm.score >= 80, "{calm:?}");
+    assert!(
+        calm.detail.starts_with("`SELECT 1` ok; "),
+        "{}",
+        calm.detail
+    );
+    assert!(
+        calm.detail.ends_with(" of 20 connections in use"),
+        "{}",
+        calm.detail
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(connect(&pg, "app", "orders").await);
+    }
+    let busy = verifier.check().await.unwrap();
+    assert!(busy.score <= 10, "18 of 20 slots taken: {busy:?}");
+
+    let failing = PostgresVerifier::new(pool)
+        .query("SELECT * FROM no_such_table")
+        .check()
+        .await
+        .unwrap();
+    assert_eq!(failing.score, 0);
+    assert!(
+        failing.detail.contains("no_such_table"),
+        "{}",
+        failing.detail
+    );
+}
+
+#[tokio::test]
+async fn a_wedged_pool_is_replaced_by_a_working_one() {
+    let Some(pg) = start() else { return };
+    let _admin = admin(&pg).await;
+    let handle = Arc::new(PgPoolHandle::new(
+        PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_millis(300)),
+        options(&pg, "app", "orders"),
+    ));
+    // A stuck task holds every connection of the pool and never gives them back.
+    let old = handle.pool();
+    let leaked = vec![old.acquire().await.unwrap(), old.acquire().await.unwrap()];
+    let err = sqlx::query("SELECT 1")
+        .execute(&handle.pool())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+    assert_eq!(pg_error("query failed", err).kind(), ErrorKind::Unavailable);
+
+    let reset = ResetPgPool::new(handle.clone());
+    let plan = reset
+        .plan(&test_ctx("postgres", json!(null)))
+        .await
+        .unwrap();
+    assert!(
+        plan.preview().contains("(generation 1 → 2)"),
+        "{}",
+        plan.preview()
+    );
+    let outcome = reset.execute(&plan, real()).await.unwrap();
+    assert_eq!(outcome.stdout, "pool reset: generation 2");
+    sqlx::query("SELECT 1")
+        .execute(&handle.pool())
+        .await
+        .expect("the new pool answers");
+    assert!(old.is_closed(), "the old pool is closed");
+    drop(leaked);
+}
