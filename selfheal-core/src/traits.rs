@@ -205,14 +205,14 @@ pub struct AdviceRequest {
 }
 
 impl AdviceRequest {
-    /// A request about `incident` that may suggest one of `strategies` (no schemas,
-    /// no stack, no metrics).
+    /// A request about `incident` that may suggest one of `strategies`, with the
+    /// incident's stack signature (no schemas, no metrics).
     pub fn new(incident: Incident, strategies: Vec<String>) -> Self {
         AdviceRequest {
+            stack_signature: incident.stack.clone(),
             incident,
             strategies,
             param_schemas: BTreeMap::new(),
-            stack_signature: None,
             metrics: serde_json::Value::Null,
         }
     }

@@ -413,20 +413,20 @@ fn validate(p: &Pattern) -> Result<PatternValues> {
 
 const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, target, fingerprint, template, \
     related, pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, \
-    reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    reason, stack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
     ON CONFLICT (id) DO UPDATE SET target = excluded.target, \
-    fingerprint = excluded.fingerprint, template = excluded.template, \
+    fingerprint = excluded.fingerprint, template = excluded.template, stack = excluded.stack, \
     related = excluded.related, pattern = excluded.pattern, status = excluded.status, \
     severity = excluded.severity, occurrences = excluded.occurrences, \
     samples = excluded.samples, opened_at = excluded.opened_at, \
     last_seen = excluded.last_seen, closed_at = excluded.closed_at, reason = excluded.reason";
 const SELECT_INCIDENT: &str = "SELECT id, target, fingerprint, template, related, \
-    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason \
-    FROM incidents WHERE id = ?1";
+    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason, \
+    stack FROM incidents WHERE id = ?1";
 // Ties in time keep insertion order (an upsert keeps its rowid), as in MemoryStore.
 const LIST_INCIDENTS: &str = "SELECT id, target, fingerprint, template, related, \
-    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason \
-    FROM incidents \
+    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason, \
+    stack FROM incidents \
     WHERE (?1 IS NULL OR target = ?1) \
       AND (?2 IS NULL OR status IN (SELECT value FROM json_each(?2))) \
     ORDER BY opened_at DESC, rowid ASC LIMIT ?3";
@@ -630,6 +630,7 @@ impl PatternStore for SqliteStore {
             .bind(ts(incident.last_seen))
             .bind(opt_ts(incident.closed_at))
             .bind(&incident.reason)
+            .bind(incident.stack.as_deref())
             .execute(&self.pool)
             .await
             .map_err(err)?;

@@ -22,6 +22,7 @@ fn incident(target: &str, status: IncidentStatus, opened_at: DateTime<Utc>) -> I
         target: target.into(),
         fingerprint: "00112233aabbccdd".into(),
         template: "disk full on <*>".into(),
+        stack: None,
         related: Vec::new(),
         pattern: None,
         status,

@@ -123,6 +123,7 @@ impl Healer {
             target: signal.target.clone(),
             fingerprint: fp.id.clone(),
             template: fp.template.clone(),
+            stack: fp.stack.clone(),
             related: Vec::new(),
             pattern: best.as_ref().map(|m| m.pattern.clone()),
             status: IncidentStatus::Open,

@@ -371,6 +371,7 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
     middle.closed_at = Some(base - TimeDelta::seconds(90));
     middle.pattern = Some(unique("pattern"));
     middle.related = vec!["0123456789abcdef".into(), "fedcba9876543210".into()];
+    middle.stack = Some("myapp::db::connect\nmyapp::api::checkout".into());
     let newest = incident(
         &target,
         base - TimeDelta::minutes(1),
@@ -859,6 +860,7 @@ fn incident(target: &str, opened_at: DateTime<Utc>, status: IncidentStatus) -> I
         target: target.to_owned(),
         fingerprint: "a1b2c3d4e5f60718".into(),
         template: "connection refused to <*>:<*>".into(),
+        stack: None,
         related: Vec::new(),
         pattern: None,
         status,

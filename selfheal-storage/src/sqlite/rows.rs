@@ -104,6 +104,7 @@ pub(super) struct IncidentRow {
     target: String,
     fingerprint: String,
     template: String,
+    stack: Option<String>,
     related: String,
     pattern: Option<String>,
     status: String,
@@ -133,6 +134,7 @@ impl TryFrom<IncidentRow> for Incident {
             target: r.target,
             fingerprint: r.fingerprint,
             template: r.template,
+            stack: r.stack,
             pattern: r.pattern,
             reason: r.reason,
         })

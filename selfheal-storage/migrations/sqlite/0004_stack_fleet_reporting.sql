@@ -1,0 +1,2 @@
+-- Placeholder, filled below.
+ALTER TABLE incidents ADD COLUMN stack TEXT;

@@ -1,0 +1,93 @@
+//! `PostgresStore` against the conformance suite on a real PostgreSQL (`DATABASE_URL`),
+//! each test in a schema of its own that it drops at the end, plus what only this
+//! database does: schemas, migrations, the append-only trigger.
+#![cfg(feature = "postgres")]
+
+use selfheal_core::testkit::{self, servers::env_url};
+use selfheal_core::{AuditEntry, ErrorKind, PatternStore};
+use selfheal_storage::PostgresStore;
+use uuid::Uuid;
+
+/// A store in a fresh schema of the `DATABASE_URL` database, or `None` (skipped).
+async fn store() -> Option<PostgresStore> {
+    let url = env_url("DATABASE_URL")?;
+    let schema = format!("selfheal_test_{}", Uuid::new_v4().simple());
+    let store = PostgresStore::builder(url)
+        .schema(schema)
+        .max_connections(4)
+        .connect()
+        .await
+        .expect("connect to DATABASE_URL and migrate a fresh schema");
+    Some(store)
+}
+
+#[tokio::test]
+async fn postgres_store_passes_the_conformance_suite() {
+    let Some(store) = store().await else { return };
+    testkit::run_all(&store).await;
+    // A second run against the same data: the checks do not trip over each other.
+    testkit::run_all(&store).await;
+    testkit::diagnosis_cache_keeps_one_per_fingerprint(&store).await;
+    store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn migrating_again_is_a_no_op_and_the_audit_log_is_append_only() {
+    let Some(store) = store().await else { return };
+    let schema = store.schema().unwrap().to_owned();
+    let record =
+        AuditEntry::new("self_heal.detected", "incident opened").chain(None, chrono::Utc::now());
+    store.append_audit(&record).await.unwrap();
+
+    let url = env_url("DATABASE_URL").unwrap();
+    let again = PostgresStore::builder(url)
+        .schema(&schema)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(again.list_audit(10).await.unwrap(), [record]);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(again.pool())
+            .await
+            .unwrap();
+    assert!(versions.len() >= 2, "{versions:?}");
+
+    for sql in [
+        "UPDATE audit_log SET result = 'forged'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let e = sqlx::query(sql).execute(again.pool()).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    again.close().await;
+    store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_urls_and_schema_names_are_refused_with_a_fix() {
+    let e = PostgresStore::connect("mysql://x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("postgres://"), "{e}");
+    let e = PostgresStore::builder("postgres://u:secret@127.0.0.1:1/x")
+        .schema("bad-name")
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(!e.message().contains("secret"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_not_a_panic() {
+    let port = testkit::servers::free_port().unwrap();
+    let e = PostgresStore::builder(format!("postgres://u:secret@127.0.0.1:{port}/x"))
+        .acquire_timeout(std::time::Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable());
+    assert!(!e.message().contains("secret"), "{e}");
+}
