@@ -28,6 +28,7 @@ mod memory;
 mod pattern;
 mod policy;
 mod signal;
+pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 mod traits;
@@ -54,6 +55,8 @@ pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
 pub use signal::{Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
+pub use store::fleet::{LeaseGrant, SharedCooldown};
+pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
 pub use traits::{
     ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor,
     Notification, Notifier, PatternStore, Strategy, Verifier,

@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::{
     ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Fingerprint,
-    Incident, IncidentFilter, Pattern, PatternStore, Result,
+    Incident, IncidentFilter, IncidentStatus, LeaseGrant, OverviewRow, Pattern, PatternReport,
+    PatternStore, Result, SharedCooldown,
 };
 use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
@@ -31,7 +32,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tracing::instrument;
 use uuid::Uuid;
 
-use self::rows::{ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, PatternRow};
+use self::rows::{
+    ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, OverviewDbRow, PatternRow,
+};
 use crate::StorageError;
 use crate::codec::{duration_ns, enum_text, json, parse_json, to_i64, truncate};
 
@@ -888,6 +891,259 @@ impl PatternStore for PostgresStore {
         .await
         .map_err(err)?;
         tx.commit().await.map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
+    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let terminal: Vec<String> = [
+            IncidentStatus::Open,
+            IncidentStatus::AwaitingApproval,
+            IncidentStatus::Queued,
+            IncidentStatus::Remediating,
+            IncidentStatus::Resolved,
+            IncidentStatus::Escalated,
+            IncidentStatus::Closed,
+        ]
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| enum_text(&s))
+        .collect();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let gone: Vec<Uuid> = sqlx::query_scalar(
+            "DELETE FROM incidents WHERE status = ANY($1) \
+             AND COALESCE(closed_at, last_seen) < $2 RETURNING id",
+        )
+        .bind(&terminal)
+        .bind(older_than)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let actions = sqlx::query("DELETE FROM actions WHERE incident = ANY($1)")
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        let approvals = sqlx::query("DELETE FROM approvals WHERE incident = ANY($1)")
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        tx.commit().await.map_err(err)?;
+        let incidents = gone.len() as u64;
+        tracing::info!(incidents, actions, approvals, cutoff = %older_than, "retention cleanup");
+        Ok(incidents)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
+        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows: Vec<OverviewDbRow> = sqlx::query_as(
+            "SELECT incident, target, pattern, fingerprint, status, opened_at, closed_at, \
+             last_action, last_strategy, last_action_status, last_action_at \
+             FROM healing_overview ORDER BY opened_at DESC, seq ASC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
+             controls::text AS controls, detail::text AS detail, prev_hash, hash \
+             FROM audit_log WHERE at >= $1 ORDER BY seq ASC",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn pattern_report(&self, since: DateTime<Utc>) -> Result<Vec<PatternReport>> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let hourly: Vec<(String, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+            "SELECT pattern, date_trunc('hour', opened_at, 'UTC') AS hour, COUNT(*), \
+             SUM(occurrences)::bigint FROM incidents \
+             WHERE pattern IS NOT NULL AND opened_at >= $1 GROUP BY pattern, hour",
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let strategies: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT pattern, strategy, COUNT(*) FILTER (WHERE status = 'succeeded'), \
+             COUNT(*) FILTER (WHERE status IN ('failed', 'rolled_back')) FROM actions \
+             WHERE pattern IS NOT NULL AND started_at >= $1 GROUP BY pattern, strategy",
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let mttr: Vec<(String, i64, Option<f64>)> = sqlx::query_as(
+            "SELECT pattern, COUNT(*), \
+             (AVG(EXTRACT(EPOCH FROM (closed_at - opened_at))) * 1000)::double precision \
+             FROM incidents WHERE pattern IS NOT NULL AND status = 'resolved' \
+               AND closed_at IS NOT NULL AND opened_at >= $1 GROUP BY pattern",
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let outcomes: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT pattern, status, COUNT(*) FROM actions \
+             WHERE pattern IS NOT NULL AND started_at >= $1 GROUP BY pattern, status",
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        rows::report(hourly, strategies, mttr, outcomes).map_err(err)
+    }
+
+    /// A row lock with an expiry time: the upsert locks the target's lease row, so
+    /// concurrent callers queue on it and see each other's result; the database's clock
+    /// decides expiry, so replicas' clocks do not matter.
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
+        // A refused upsert returns nothing; the holder is read in a statement of its
+        // own (a new snapshot, which sees a lease committed while we waited on it). If
+        // the lease vanished in between, try again.
+        for _ in 0..3 {
+            let won: Option<(DateTime<Utc>,)> = sqlx::query_as(
+                "INSERT INTO leases (target, holder, acquired_at, expires_at) \
+                 VALUES ($1, $2, clock_timestamp(), clock_timestamp() + make_interval(secs => $3)) \
+                 ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, \
+                   acquired_at = CASE WHEN leases.holder = excluded.holder \
+                     THEN leases.acquired_at ELSE excluded.acquired_at END, \
+                   expires_at = excluded.expires_at \
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= clock_timestamp() \
+                 RETURNING expires_at",
+            )
+            .bind(nul_free(target))
+            .bind(nul_free(holder))
+            .bind(ttl.as_secs_f64().min(1e9))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            if let Some((expires_at,)) = won {
+                return Ok(LeaseGrant::Acquired { expires_at });
+            }
+            let held: Option<(String, DateTime<Utc>)> =
+                sqlx::query_as("SELECT holder, expires_at FROM leases WHERE target = $1")
+                    .bind(nul_free(target))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+            if let Some((holder, expires_at)) = held {
+                return Ok(LeaseGrant::Held { holder, expires_at });
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("the lease on `{target}` changed hands three times while asking for it; retry"),
+        ))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM leases WHERE target = $1 AND holder = $2")
+            .bind(nul_free(target))
+            .bind(nul_free(holder))
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(strategy = strategy, target = target))]
+    async fn shared_cooldown(
+        &self,
+        strategy: &str,
+        target: &str,
+    ) -> Result<Option<SharedCooldown>> {
+        let row: Option<(DateTime<Utc>, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+            "SELECT expires_at, updated_at, holder FROM cooldowns \
+             WHERE strategy = $1 AND target = $2 AND expires_at > clock_timestamp()",
+        )
+        .bind(nul_free(strategy))
+        .bind(nul_free(target))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.map(|(until, started_at, holder)| SharedCooldown {
+            until,
+            started_at,
+            holder: holder.unwrap_or_default(),
+        }))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(strategy = strategy, target = target))]
+    async fn start_shared_cooldown(
+        &self,
+        strategy: &str,
+        target: &str,
+        holder: &str,
+        length: Duration,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO cooldowns (strategy, target, expires_at, strikes, updated_at, holder) \
+             VALUES ($1, $2, LEAST(clock_timestamp() + make_interval(secs => $3), \
+               '9999-12-31 23:59:59+00'::timestamptz), 0, clock_timestamp(), $4) \
+             ON CONFLICT (strategy, target) DO UPDATE SET \
+             expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+             holder = excluded.holder",
+        )
+        .bind(nul_free(strategy))
+        .bind(nul_free(target))
+        .bind(length.as_secs_f64().min(1e11))
+        .bind(nul_free(holder))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// An advisory lock (per schema) serialises the count and the grant across replicas.
+    #[instrument(level = "debug", skip_all, fields(holder = holder))]
+    async fn take_rate_permit(&self, holder: &str, per_hour: u32) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.selfheal_rate_limit')::bigint)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "DELETE FROM rate_permits WHERE granted_at <= clock_timestamp() - interval '1 hour'",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let granted = sqlx::query(
+            "INSERT INTO rate_permits (granted_at, holder) SELECT clock_timestamp(), $1 \
+             WHERE (SELECT COUNT(*) FROM rate_permits \
+                    WHERE granted_at > clock_timestamp() - interval '1 hour') < $2",
+        )
+        .bind(nul_free(holder))
+        .bind(i64::from(per_hour))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(granted == 1)
     }
 }
 

@@ -52,6 +52,35 @@ async fn migrating_again_is_a_no_op_and_the_audit_log_is_append_only() {
             .await
             .unwrap();
     assert!(versions.len() >= 2, "{versions:?}");
+    let views: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.views \
+         WHERE table_schema = current_schema() ORDER BY table_name",
+    )
+    .fetch_all(again.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        views,
+        [
+            "actions_by_outcome",
+            "healing_overview",
+            "pattern_hourly",
+            "pattern_mttr",
+            "recent_activity",
+            "strategy_success"
+        ]
+    );
+    for view in &views {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {view}")))
+            .fetch_all(again.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{view}: {e}"));
+    }
+    let recent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recent_activity")
+        .fetch_one(again.pool())
+        .await
+        .unwrap();
+    assert_eq!(recent, 1, "the record just written is recent activity");
 
     for sql in [
         "UPDATE audit_log SET result = 'forged'",

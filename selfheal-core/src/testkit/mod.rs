@@ -17,9 +17,17 @@
 //! ```
 
 mod diagnosis;
+mod fleet;
+mod report;
 pub mod servers;
 
 pub use diagnosis::diagnosis_cache_keeps_one_per_fingerprint;
+pub use fleet::{
+    cooldowns_are_shared, leases_are_exclusive_and_expire, rate_permits_are_counted_fleet_wide,
+};
+pub use report::{
+    reports_answer_the_operators_questions, retention_deletes_only_old_terminal_incidents,
+};
 
 use std::time::Duration;
 
@@ -43,7 +51,15 @@ pub async fn run_all(store: &dyn PatternStore) {
     actions_by_incident(store).await;
     approvals_pending_only(store).await;
     audit_is_append_only_and_chained(store).await;
+    reports_answer_the_operators_questions(store).await;
+    retention_deletes_only_old_terminal_incidents(store).await;
+    leases_are_exclusive_and_expire(store).await;
+    cooldowns_are_shared(store).await;
+    rate_permits_are_counted_fleet_wide(store).await;
 }
+
+/// The number of checks [`run_all`] runs.
+pub const CHECKS: usize = 13;
 
 /// Patterns come back exactly as they were added and updated (every field, fixes in
 /// order), `list_patterns` is sorted by name, and a missing pattern is `None`.
@@ -809,6 +825,12 @@ fn unique(what: &str) -> String {
 
 fn ok<T>(store: &str, what: &str, result: Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("[{store}] {what} failed: {e} ({e:?})"))
+}
+
+fn expect_none<T: std::fmt::Debug>(store: &str, what: &str, result: Result<Option<T>>) {
+    if let Some(v) = ok(store, what, result) {
+        panic!("[{store}] {what} must be gone, but is {v:?}");
+    }
 }
 
 fn expect_err<T: std::fmt::Debug>(store: &str, what: &str, result: Result<T>) -> crate::Error {
