@@ -35,8 +35,8 @@ mod traits;
 
 pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
 pub use config::{
-    BackoffConfig, BreakerConfig, DetectionConfig, FeedbackConfig, GuardConfig, HealerConfig,
-    IntakeConfig, PolicyConfig, SafetyConfig, StormConfig, VerificationConfig,
+    BackoffConfig, BreakerConfig, DetectionConfig, FeedbackConfig, FleetConfig, GuardConfig,
+    HealerConfig, IntakeConfig, PolicyConfig, SafetyConfig, StormConfig, VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
