@@ -1,8 +1,11 @@
-//! What stores share beyond the trait: reporting types ([`report`]) and the fleet
-//! coordination types ([`fleet`]).
+//! What stores share beyond the trait: reporting types ([`report`]), the fleet
+//! coordination types ([`fleet`]) and [`BufferedStore`], which rides out outages.
 
+mod buffered;
 pub mod fleet;
 pub mod report;
+
+pub use buffered::{BufferedStore, DEFAULT_CAPACITY};
 
 use std::time::Duration;
 
