@@ -102,8 +102,11 @@ impl Drop for DropSchema {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(store) = PostgresStore::builder(url).schema(schema).connect().await {
-                    let _ = store.drop_schema().await;
+                use selfheal::storage::sqlx;
+                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                    let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+                    pool.close().await;
                 }
             });
         })

@@ -8,22 +8,50 @@ use selfheal_core::{AuditEntry, ErrorKind, PatternStore};
 use selfheal_storage::PostgresStore;
 use uuid::Uuid;
 
-/// A store in a fresh schema of the `DATABASE_URL` database, or `None` (skipped).
-async fn store() -> Option<PostgresStore> {
+/// Drops the test's schema when the test ends, passed or not.
+struct DropSchema(String, String);
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.0.clone(), self.1.clone());
+        // A runtime of its own: the test's may be gone or busy.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+                    let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A store in a fresh schema of the `DATABASE_URL` database (dropped with the guard),
+/// or `None` (skipped).
+async fn store() -> Option<(PostgresStore, DropSchema)> {
     let url = env_url("DATABASE_URL")?;
     let schema = format!("selfheal_test_{}", Uuid::new_v4().simple());
+    let guard = DropSchema(url.clone(), schema.clone());
     let store = PostgresStore::builder(url)
         .schema(schema)
         .max_connections(4)
         .connect()
         .await
         .expect("connect to DATABASE_URL and migrate a fresh schema");
-    Some(store)
+    Some((store, guard))
 }
 
 #[tokio::test]
 async fn postgres_store_passes_the_conformance_suite() {
-    let Some(store) = store().await else { return };
+    let Some((store, _cleanup)) = store().await else {
+        return;
+    };
     testkit::run_all(&store).await;
     // A second run against the same data: the checks do not trip over each other.
     testkit::run_all(&store).await;
@@ -33,7 +61,9 @@ async fn postgres_store_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn migrating_again_is_a_no_op_and_the_audit_log_is_append_only() {
-    let Some(store) = store().await else { return };
+    let Some((store, _cleanup)) = store().await else {
+        return;
+    };
     let schema = store.schema().unwrap().to_owned();
     let record =
         AuditEntry::new("self_heal.detected", "incident opened").chain(None, chrono::Utc::now());
