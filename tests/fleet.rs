@@ -74,7 +74,7 @@ struct Replica {
     running: Option<Running>,
 }
 
-fn config(replica: usize, lease_ttl: Duration) -> HealerConfig {
+fn config(replica: usize, lease_ttl: Duration, max_attempts: u32) -> HealerConfig {
     let mut c = HealerConfig {
         service: "orders".into(),
         ..HealerConfig::default()
@@ -82,6 +82,7 @@ fn config(replica: usize, lease_ttl: Duration) -> HealerConfig {
     c.guards.fleet.enabled = true;
     c.guards.fleet.replica = format!("replica-{replica}");
     c.guards.fleet.lease_ttl = lease_ttl;
+    c.guards.max_attempts = max_attempts;
     c.guards.fleet.poll = Duration::from_millis(50);
     c.verification.interval = Duration::from_millis(50);
     c.verification.quiet_for = Duration::from_millis(300);
@@ -144,6 +145,7 @@ fn start_replicas(
     schema: &str,
     ledger: &Arc<Ledger>,
     lease_ttl: Duration,
+    max_attempts: u32,
 ) -> Vec<Replica> {
     (0..REPLICAS)
         .map(|i| {
@@ -161,7 +163,7 @@ fn start_replicas(
                 )
                 .unwrap();
             let healer = Healer::builder()
-                .config(config(i, lease_ttl))
+                .config(config(i, lease_ttl, max_attempts))
                 .store(store)
                 .strategy(ResetPool {
                     replica: i,
@@ -228,7 +230,7 @@ async fn eight_replicas_one_storm_one_remediation() {
     let _cleanup = DropSchema(url.clone(), schema.clone());
     let ledger = Arc::new(Ledger::default());
     let replicas = tokio::task::block_in_place(|| {
-        start_replicas(&url, &schema, &ledger, Duration::from_secs(5))
+        start_replicas(&url, &schema, &ledger, Duration::from_secs(5), 3)
     });
     // Every replica has loaded the pattern once its intake runs; give the storm to all.
     let first_error = storm(&replicas);
@@ -306,7 +308,7 @@ async fn a_replica_killed_mid_action_is_taken_over_after_its_lease_lapses() {
         ..Ledger::default()
     });
     let mut replicas =
-        tokio::task::block_in_place(|| start_replicas(&url, &schema, &ledger, lease_ttl));
+        tokio::task::block_in_place(|| start_replicas(&url, &schema, &ledger, lease_ttl, 3));
     storm(&replicas);
 
     let dying = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(30)))
@@ -372,6 +374,62 @@ async fn a_replica_killed_mid_action_is_taken_over_after_its_lease_lapses() {
     assert!(statuses.contains(&ActionStatus::Succeeded));
     assert!(statuses.contains(&ActionStatus::Running));
 
+    tokio::task::block_in_place(|| shut_down(replicas));
+    control.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_are_counted_fleet_wide_so_a_take_over_respects_max_attempts() {
+    let Some((url, schema, control)) = schema().await else {
+        return;
+    };
+    let _cleanup = DropSchema(url.clone(), schema.clone());
+    let (tx, rx) = mpsc::channel();
+    let ledger = Arc::new(Ledger {
+        hang_first: true,
+        started: Mutex::new(Some(tx)),
+        ..Ledger::default()
+    });
+    let lease_ttl = Duration::from_millis(600);
+    let mut replicas =
+        tokio::task::block_in_place(|| start_replicas(&url, &schema, &ledger, lease_ttl, 1));
+    storm(&replicas);
+    let dying = tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(30)))
+        .expect("one replica starts the remediation");
+    let dead = replicas.remove(dying);
+    tokio::task::block_in_place(move || {
+        let Replica {
+            rt,
+            healer,
+            running,
+        } = dead;
+        std::mem::forget(running);
+        drop(healer);
+        rt.shutdown_background();
+    });
+
+    // max_attempts = 1 for the fleet: the dead replica's attempt counts, so the others
+    // escalate instead of trying again.
+    wait_for(&control, "the survivors to escalate", |all| {
+        all.iter().filter(|i| i.status.is_terminal()).count() == REPLICAS - 1
+    })
+    .await;
+    let incidents = control
+        .list_incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
+    let escalated: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.status == IncidentStatus::Escalated)
+        .collect();
+    assert!(!escalated.is_empty(), "{incidents:#?}");
+    assert!(
+        escalated
+            .iter()
+            .all(|i| i.reason.contains("the fleet has used its 1 attempt")),
+        "{escalated:#?}"
+    );
+    assert_eq!(ledger.total.load(Ordering::SeqCst), 1, "nobody tried again");
     tokio::task::block_in_place(|| shut_down(replicas));
     control.close().await;
 }

@@ -35,6 +35,8 @@ struct State {
     cooldowns: BTreeMap<(String, String), SharedCooldown>,
     /// When each rate-limit permit of the last hour was granted.
     permits: Vec<DateTime<Utc>>,
+    /// Attempts per (target, fingerprint) episode, with the time of the last one.
+    attempts: BTreeMap<(String, String), (u32, DateTime<Utc>)>,
 }
 
 impl MemoryStore {
@@ -278,6 +280,18 @@ impl PatternStore for MemoryStore {
         Ok(LeaseGrant::Acquired { expires_at })
     }
 
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = Utc::now();
+        let mut state = self.state();
+        match state.leases.get_mut(target) {
+            Some((h, expires)) if h == holder => {
+                *expires = fleet_expiry(now, ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
         let mut state = self.state();
         let mine = state.leases.get(target).is_some_and(|(h, _)| h == holder);
@@ -317,6 +331,33 @@ impl PatternStore for MemoryStore {
                 holder: holder.to_owned(),
             },
         );
+        Ok(())
+    }
+
+    async fn count_attempt(
+        &self,
+        target: &str,
+        fingerprint: &str,
+        window: Duration,
+    ) -> Result<u32> {
+        let now = Utc::now();
+        let mut state = self.state();
+        let slot = state
+            .attempts
+            .entry((target.to_owned(), fingerprint.to_owned()))
+            .or_insert((0, now));
+        if expiry(slot.1, window) <= now {
+            slot.0 = 0;
+        }
+        slot.0 = slot.0.saturating_add(1);
+        slot.1 = now;
+        Ok(slot.0)
+    }
+
+    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
+        self.state()
+            .attempts
+            .remove(&(target.to_owned(), fingerprint.to_owned()));
         Ok(())
     }
 

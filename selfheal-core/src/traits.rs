@@ -166,6 +166,13 @@ pub trait PatternStore: Send + Sync + Debug + 'static {
         })
     }
 
+    /// Extends the lease `holder` has on `target` by `ttl` from now; `false` (and no
+    /// lease created) if it does not hold it any more. Unlike `acquire_lease`, a renewal
+    /// that arrives after a release does not take the lease back.
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.acquire_lease(target, holder, ttl).await?.acquired())
+    }
+
     /// Gives up the lease on `target` if `holder` has it; `false` if it did not.
     async fn release_lease(&self, _target: &str, _holder: &str) -> Result<bool> {
         Ok(true)
@@ -189,6 +196,24 @@ pub trait PatternStore: Send + Sync + Debug + 'static {
         _holder: &str,
         _length: Duration,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Counts one attempt at the episode of `fingerprint` on `target` and returns how
+    /// many there have been, this one included. An episode whose last attempt is older
+    /// than `window` starts over. The default, for a store that shares nothing, says 1.
+    async fn count_attempt(
+        &self,
+        _target: &str,
+        _fingerprint: &str,
+        _window: Duration,
+    ) -> Result<u32> {
+        Ok(1)
+    }
+
+    /// Ends the episode of `fingerprint` on `target` (it was fixed): the next attempt
+    /// counts from 1.
+    async fn clear_attempts(&self, _target: &str, _fingerprint: &str) -> Result<()> {
         Ok(())
     }
 

@@ -1057,6 +1057,21 @@ impl PatternStore for PostgresStore {
     }
 
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE leases SET expires_at = clock_timestamp() + make_interval(secs => $3) \
+             WHERE target = $1 AND holder = $2",
+        )
+        .bind(nul_free(target))
+        .bind(nul_free(holder))
+        .bind(ttl.as_secs_f64().min(1e9))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM leases WHERE target = $1 AND holder = $2")
             .bind(nul_free(target))
@@ -1112,6 +1127,42 @@ impl PatternStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
+    async fn count_attempt(
+        &self,
+        target: &str,
+        fingerprint: &str,
+        window: Duration,
+    ) -> Result<u32> {
+        // One upsert: the row lock makes concurrent counts add up.
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO fleet_attempts (target, fingerprint, attempts, updated_at) \
+             VALUES ($1, $2, 1, clock_timestamp()) ON CONFLICT (target, fingerprint) DO UPDATE SET \
+             attempts = CASE WHEN fleet_attempts.updated_at \
+                 <= clock_timestamp() - make_interval(secs => $3) THEN 1 \
+               ELSE fleet_attempts.attempts + 1 END, \
+             updated_at = excluded.updated_at RETURNING attempts",
+        )
+        .bind(nul_free(target))
+        .bind(nul_free(fingerprint))
+        .bind(window.as_secs_f64().min(1e9))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        crate::codec::to_u32("fleet_attempts.attempts", n).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
+    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
+        sqlx::query("DELETE FROM fleet_attempts WHERE target = $1 AND fingerprint = $2")
+            .bind(nul_free(target))
+            .bind(nul_free(fingerprint))
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 

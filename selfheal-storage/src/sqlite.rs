@@ -936,6 +936,19 @@ impl PatternStore for SqliteStore {
     }
 
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE leases SET expires_at = ?3 WHERE target = ?1 AND holder = ?2")
+                .bind(target)
+                .bind(holder)
+                .bind(ts(fleet_expiry(Utc::now(), ttl)))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM leases WHERE target = ?1 AND holder = ?2")
             .bind(target)
@@ -996,6 +1009,43 @@ impl PatternStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
+    async fn count_attempt(
+        &self,
+        target: &str,
+        fingerprint: &str,
+        window: Duration,
+    ) -> Result<u32> {
+        let now = Utc::now();
+        let stale = now - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO fleet_attempts (target, fingerprint, attempts, updated_at) \
+             VALUES (?1, ?2, 1, ?3) ON CONFLICT (target, fingerprint) DO UPDATE SET \
+             attempts = CASE WHEN fleet_attempts.updated_at <= ?4 THEN 1 \
+               ELSE fleet_attempts.attempts + 1 END, \
+             updated_at = excluded.updated_at RETURNING attempts",
+        )
+        .bind(target)
+        .bind(fingerprint)
+        .bind(ts(now))
+        .bind(ts(stale))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        crate::codec::to_u32("fleet_attempts.attempts", n).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
+    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
+        sqlx::query("DELETE FROM fleet_attempts WHERE target = ?1 AND fingerprint = ?2")
+            .bind(target)
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 

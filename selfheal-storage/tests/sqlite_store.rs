@@ -126,6 +126,7 @@ async fn the_schema_has_every_table_of_the_design() {
             "cooldowns",
             "diagnosis_cache",
             "fingerprints",
+            "fleet_attempts",
             "incidents",
             "leases",
             "pattern_fixes",

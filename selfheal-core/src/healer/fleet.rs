@@ -23,6 +23,7 @@ pub(super) enum Turn {
 /// A lease this replica holds, renewed in the background until it is handed back.
 pub(super) struct LeaseHold {
     target: String,
+    fingerprint: String,
     renew: JoinHandle<()>,
 }
 
@@ -98,7 +99,7 @@ impl Healer {
                 _ = self.inner.cancel.cancelled() => return Turn::Stop,
             }
         }
-        let hold = self.hold_lease(target);
+        let hold = self.hold_lease(target, &incident.fingerprint);
 
         // Another replica may have fixed this episode while we waited.
         match store.shared_cooldown(strategy, target).await {
@@ -135,6 +136,27 @@ impl Healer {
             Err(e) => self.store_failed("shared_cooldown", &e),
         }
 
+        // Attempts at this episode, whichever replica made them.
+        let max = self.inner.config.guards.max_attempts;
+        match store
+            .count_attempt(target, &incident.fingerprint, fleet.lease_wait)
+            .await
+        {
+            Ok(n) if n > max => {
+                self.fleet_release(hold).await;
+                self.escalate(
+                    id,
+                    format!(
+                        "the fleet has used its {max} attempt(s) at this error on `{target}` \
+                     (max_attempts = {max}); a human should look"
+                    ),
+                )
+                .await;
+                return Turn::Stop;
+            }
+            Ok(_) => {}
+            Err(e) => self.store_failed("count_attempt", &e),
+        }
         // The fleet-wide rate limit.
         let per_hour = self.inner.config.guards.max_actions_per_hour;
         loop {
@@ -176,7 +198,7 @@ impl Healer {
     }
 
     /// Starts renewing the lease on `target` every third of its TTL.
-    fn hold_lease(&self, target: &str) -> LeaseHold {
+    fn hold_lease(&self, target: &str, fingerprint: &str) -> LeaseHold {
         let store = self.inner.store.clone();
         let me = self.inner.replica.clone();
         let ttl = self.inner.config.guards.fleet.lease_ttl;
@@ -185,10 +207,10 @@ impl Healer {
             let every = (ttl / 3).max(Duration::from_millis(10));
             loop {
                 tokio::time::sleep(every).await;
-                match store.acquire_lease(&owned, &me, ttl).await {
-                    Ok(LeaseGrant::Acquired { .. }) => {}
-                    Ok(other) => {
-                        tracing::warn!(target_system = %owned, ?other, "lost the lease while acting")
+                match store.renew_lease(&owned, &me, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(target_system = %owned, "lost the lease while acting")
                     }
                     Err(e) => {
                         tracing::warn!(target_system = %owned, error = %e, "could not renew the lease")
@@ -198,14 +220,25 @@ impl Healer {
         });
         LeaseHold {
             target: target.to_owned(),
+            fingerprint: fingerprint.to_owned(),
             renew,
         }
     }
 
-    /// Hands the lease back after acting, starting the fleet's cooldown of `strategy`.
-    pub(super) async fn fleet_done(&self, hold: Option<LeaseHold>, strategy: &str) {
+    /// Hands the lease back after acting, starting the fleet's cooldown of `strategy`;
+    /// a verified fix (`fixed`) ends the episode's attempt count.
+    pub(super) async fn fleet_done(&self, hold: Option<LeaseHold>, strategy: &str, fixed: bool) {
         let Some(hold) = hold else { return };
         hold.renew.abort();
+        if fixed
+            && let Err(e) = self
+                .inner
+                .store
+                .clear_attempts(&hold.target, &hold.fingerprint)
+                .await
+        {
+            self.store_failed("clear_attempts", &e);
+        }
         let length = self
             .inner
             .backoff

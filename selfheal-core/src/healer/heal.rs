@@ -345,7 +345,8 @@ impl Healer {
             // A dry run learns nothing and trips nothing: the fix did not run.
             let dry = self.is_dry_run(incident.pattern.as_deref());
             let result = self.run_fix(id, &strategy, &remediation, dry).await;
-            self.fleet_done(hold, &fix.strategy).await;
+            self.fleet_done(hold, &fix.strategy, result.is_ok() && !dry)
+                .await;
             match result {
                 Ok(health) => {
                     if dry {

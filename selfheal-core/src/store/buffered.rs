@@ -486,6 +486,10 @@ impl PatternStore for BufferedStore {
         self.inner.acquire_lease(target, holder, ttl).await
     }
 
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.inner.renew_lease(target, holder, ttl).await
+    }
+
     async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
         self.inner.release_lease(target, holder).await
     }
@@ -508,6 +512,19 @@ impl PatternStore for BufferedStore {
         self.inner
             .start_shared_cooldown(strategy, target, holder, length)
             .await
+    }
+
+    async fn count_attempt(
+        &self,
+        target: &str,
+        fingerprint: &str,
+        window: Duration,
+    ) -> Result<u32> {
+        self.inner.count_attempt(target, fingerprint, window).await
+    }
+
+    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
+        self.inner.clear_attempts(target, fingerprint).await
     }
 
     async fn take_rate_permit(&self, holder: &str, per_hour: u32) -> Result<bool> {

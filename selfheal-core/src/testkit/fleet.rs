@@ -51,6 +51,22 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         other => panic!("[{s}] the holder renews its own lease, got {other:?}"),
     }
     assert!(
+        ok(
+            s,
+            "renew_lease",
+            store.renew_lease(&target, "replica-a", minute).await
+        ),
+        "[{s}] the holder renews"
+    );
+    assert!(
+        !ok(
+            s,
+            "renew_lease",
+            store.renew_lease(&target, "replica-b", minute).await
+        ),
+        "[{s}] another holder cannot renew it"
+    );
+    assert!(
         !ok(
             s,
             "release_lease",
@@ -72,6 +88,14 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         "release_lease",
         store.release_lease(&target, "replica-a").await
     ));
+    assert!(
+        !ok(
+            s,
+            "renew_lease",
+            store.renew_lease(&target, "replica-a", minute).await
+        ),
+        "[{s}] a renewal after the release does not take the lease back"
+    );
     assert!(
         ok(
             s,
@@ -277,5 +301,64 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
         "[{s}] {} permits granted, limit {} must grant one",
         count + 1,
         count + 2
+    );
+}
+
+/// Attempts at an episode (a fingerprint on a target) are counted across holders, per
+/// episode; a cleared episode, or one idle for longer than the window, starts over.
+pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
+    let s = store.name();
+    let target = unique("attempts_target");
+    let hour = Duration::from_secs(3600);
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(ok(
+            s,
+            "count_attempt",
+            store.count_attempt(&target, "fp-a", hour).await,
+        ));
+    }
+    assert_eq!(counts, [1, 2, 3], "[{s}] attempts add up");
+    assert_eq!(
+        ok(
+            s,
+            "count_attempt",
+            store.count_attempt(&target, "fp-b", hour).await
+        ),
+        1,
+        "[{s}] per fingerprint"
+    );
+    let other = unique("attempts_other");
+    assert_eq!(
+        ok(
+            s,
+            "count_attempt",
+            store.count_attempt(&other, "fp-a", hour).await
+        ),
+        1,
+        "[{s}] per target"
+    );
+    ok(
+        s,
+        "clear_attempts",
+        store.clear_attempts(&target, "fp-a").await,
+    );
+    assert_eq!(
+        ok(
+            s,
+            "count_attempt",
+            store.count_attempt(&target, "fp-a", hour).await
+        ),
+        1,
+        "[{s}] a cleared episode starts over"
+    );
+    assert_eq!(
+        ok(
+            s,
+            "count_attempt",
+            store.count_attempt(&target, "fp-b", Duration::ZERO).await
+        ),
+        1,
+        "[{s}] an episode idle for longer than the window starts over"
     );
 }

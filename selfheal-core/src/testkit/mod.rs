@@ -23,7 +23,8 @@ pub mod servers;
 
 pub use diagnosis::diagnosis_cache_keeps_one_per_fingerprint;
 pub use fleet::{
-    cooldowns_are_shared, leases_are_exclusive_and_expire, rate_permits_are_counted_fleet_wide,
+    attempts_are_counted_per_episode, cooldowns_are_shared, leases_are_exclusive_and_expire,
+    rate_permits_are_counted_fleet_wide,
 };
 pub use report::{
     reports_answer_the_operators_questions, retention_deletes_only_old_terminal_incidents,
@@ -56,10 +57,11 @@ pub async fn run_all(store: &dyn PatternStore) {
     leases_are_exclusive_and_expire(store).await;
     cooldowns_are_shared(store).await;
     rate_permits_are_counted_fleet_wide(store).await;
+    attempts_are_counted_per_episode(store).await;
 }
 
 /// The number of checks [`run_all`] runs.
-pub const CHECKS: usize = 13;
+pub const CHECKS: usize = 14;
 
 /// Patterns come back exactly as they were added and updated (every field, fixes in
 /// order), `list_patterns` is sorted by name, and a missing pattern is `None`.
