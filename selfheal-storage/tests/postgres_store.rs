@@ -150,3 +150,44 @@ async fn an_unreachable_server_is_unavailable_not_a_panic() {
     assert!(e.is_retryable());
     assert!(!e.message().contains("secret"), "{e}");
 }
+
+#[tokio::test]
+async fn replicas_sharing_the_database_add_up_their_outcomes() {
+    let Some((store, _cleanup)) = store().await else {
+        return;
+    };
+    let other = PostgresStore::builder(env_url("DATABASE_URL").unwrap())
+        .schema(store.schema().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    store
+        .add_pattern(
+            &selfheal_core::Pattern::new("shared")
+                .regex("boom")
+                .confidence(0.0)
+                .fix(selfheal_core::FixBinding::new("restart")),
+        )
+        .await
+        .unwrap();
+    // Twenty outcomes at once from two "replicas": none is lost to a race.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            s.record_outcome("shared", "restart", true, 0.01).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let p = store.get_pattern("shared").await.unwrap().unwrap();
+    assert_eq!((p.use_count, p.fixes[0].successes), (20, 20));
+    assert!((p.confidence - 0.2).abs() < 1e-9, "{}", p.confidence);
+    other.close().await;
+    store.close().await;
+}
