@@ -24,6 +24,7 @@ mod guard;
 mod heal;
 mod intake;
 mod lifecycle;
+mod report;
 mod self_caused;
 mod silence;
 mod storm;
