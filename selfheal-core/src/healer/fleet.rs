@@ -280,3 +280,43 @@ impl Healer {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Healer, HealerConfig};
+
+    #[test]
+    fn fleet_mode_loads_from_toml_and_bad_values_are_refused() {
+        let config: HealerConfig = toml::from_str(
+            r#"
+            [guards.fleet]
+            enabled = true
+            replica = "api-7"
+            lease_ttl = "30s"
+            lease_wait = "10m"
+            poll = "500ms"
+            "#,
+        )
+        .unwrap();
+        let fleet = &config.guards.fleet;
+        assert!(fleet.enabled);
+        assert_eq!(fleet.lease_ttl, Duration::from_secs(30));
+        assert_eq!(fleet.lease_wait, Duration::from_secs(600));
+        let healer = Healer::builder().config(config.clone()).build().unwrap();
+        assert_eq!(healer.replica(), "api-7");
+
+        let mut unnamed = config.clone();
+        unnamed.guards.fleet.replica.clear();
+        let a = Healer::builder().config(unnamed.clone()).build().unwrap();
+        let b = Healer::builder().config(unnamed).build().unwrap();
+        assert_ne!(a.replica(), b.replica(), "every replica gets its own name");
+        assert!(a.replica().contains(&std::process::id().to_string()));
+
+        let mut bad = config;
+        bad.guards.fleet.poll = Duration::ZERO;
+        let e = Healer::builder().config(bad).build().unwrap_err();
+        assert!(e.message().contains("guards.fleet"), "{e}");
+    }
+}
