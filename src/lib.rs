@@ -3,8 +3,9 @@
 
 pub use selfheal_core::*;
 
-/// Stores: the embedded SQLite default (feature `sqlite`).
-#[cfg(feature = "sqlite")]
+/// Stores: the embedded SQLite default (feature `sqlite`) and PostgreSQL (feature
+/// `postgres`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod storage {
     pub use selfheal_storage::*;
 }

@@ -125,6 +125,8 @@ pub struct GuardConfig {
     pub cooldown: Duration,
     /// Attempts per pattern per incident before escalating.
     pub max_attempts: u32,
+    /// Fleet mode: the same guards held across replicas through the store.
+    pub fleet: FleetConfig,
 }
 
 impl Default for GuardConfig {
@@ -133,6 +135,44 @@ impl Default for GuardConfig {
             max_actions_per_hour: 5,
             cooldown: Duration::from_secs(600),
             max_attempts: 3,
+            fleet: FleetConfig::default(),
+        }
+    }
+}
+
+/// Fleet mode: replicas that share a store act as one. Before an action a replica takes
+/// the target's lease (one replica at a time acts on a target; renewed while it acts,
+/// so a replica that dies mid-action loses it after `lease_ttl`), checks the shared
+/// cooldown (another replica's fix of the same episode closes this incident instead of
+/// running it twice) and takes a permit of the fleet-wide rate limit
+/// (`max_actions_per_hour` for the whole fleet).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetConfig {
+    /// On: coordinate through the store. Off (the default): each replica guards alone.
+    pub enabled: bool,
+    /// This replica's name in leases and cooldowns; empty: `<hostname>-<pid>-<random>`.
+    pub replica: String,
+    /// How long a lease lasts unless renewed (it is renewed every third of it).
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How long an incident waits for another replica's lease (or the fleet's rate
+    /// limit) before it escalates.
+    #[serde(with = "humantime_serde")]
+    pub lease_wait: Duration,
+    /// How often a waiting replica asks again.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            enabled: false,
+            replica: String::new(),
+            lease_ttl: Duration::from_secs(30),
+            lease_wait: Duration::from_secs(600),
+            poll: Duration::from_millis(500),
         }
     }
 }
@@ -346,6 +386,12 @@ impl HealerConfig {
         }
         if self.verification.interval.is_zero() {
             return Err(Error::invalid("verification.interval must be more than 0"));
+        }
+        let fleet = &self.guards.fleet;
+        if fleet.lease_ttl < Duration::from_millis(30) || fleet.poll.is_zero() {
+            return Err(Error::invalid(
+                "guards.fleet needs lease_ttl >= 30ms and poll > 0; use seconds (lease_ttl = \"30s\")",
+            ));
         }
         if self.detection.default_min_occurrences == 0 {
             return Err(Error::invalid(

@@ -63,6 +63,10 @@ pub struct Incident {
     pub fingerprint: String,
     /// Its template.
     pub template: String,
+    /// The stack signature of its fingerprint (in-app frames, no line numbers), when
+    /// the signal that opened it carried a stack trace.
+    #[serde(default)]
+    pub stack: Option<String>,
     /// Other fingerprints on the same target grouped under it.
     pub related: Vec<String>,
     /// The matched pattern, once matched.

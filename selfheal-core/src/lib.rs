@@ -29,14 +29,15 @@ mod memory;
 mod pattern;
 mod policy;
 mod signal;
+pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 mod traits;
 
 pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
 pub use config::{
-    BackoffConfig, BreakerConfig, DetectionConfig, FeedbackConfig, GuardConfig, HealerConfig,
-    IntakeConfig, PolicyConfig, SafetyConfig, StormConfig, VerificationConfig,
+    BackoffConfig, BreakerConfig, DetectionConfig, FeedbackConfig, FleetConfig, GuardConfig,
+    HealerConfig, IntakeConfig, PolicyConfig, SafetyConfig, StormConfig, VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
@@ -55,6 +56,8 @@ pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
 pub use signal::{Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
+pub use store::fleet::{LeaseGrant, SharedCooldown};
+pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
 pub use traits::{
     ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor,
     Notification, Notifier, PatternStore, Strategy, Verifier,

@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::store::fleet_expiry;
 use crate::{
     ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Incident,
-    IncidentFilter, Pattern, PatternStore, Result,
+    IncidentFilter, LeaseGrant, Pattern, PatternStore, Result, SharedCooldown,
 };
 
 /// Keeps everything in memory behind one lock. Nothing survives the process.
@@ -28,6 +29,14 @@ struct State {
     audit: Vec<AuditRecord>,
     /// Advisor diagnoses by fingerprint, with when they expire.
     diagnoses: BTreeMap<String, (Diagnosis, DateTime<Utc>)>,
+    /// Leases by target: holder and expiry.
+    leases: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// Cooldowns by (strategy, target).
+    cooldowns: BTreeMap<(String, String), SharedCooldown>,
+    /// When each rate-limit permit of the last hour was granted.
+    permits: Vec<DateTime<Utc>>,
+    /// Attempts per (target, fingerprint) episode, with the time of the last one.
+    attempts: BTreeMap<(String, String), (u32, DateTime<Utc>)>,
 }
 
 impl MemoryStore {
@@ -237,10 +246,143 @@ impl PatternStore for MemoryStore {
             .insert(fingerprint.to_owned(), (diagnosis.clone(), expires));
         Ok(())
     }
+
+    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let mut state = self.state();
+        let gone: Vec<uuid::Uuid> = state
+            .incidents
+            .iter()
+            .filter(|i| i.status.is_terminal() && i.closed_at.unwrap_or(i.last_seen) < older_than)
+            .map(|i| i.id)
+            .collect();
+        state.incidents.retain(|i| !gone.contains(&i.id));
+        state.actions.retain(|a| !gone.contains(&a.incident));
+        state.approvals.retain(|a| !gone.contains(&a.incident));
+        Ok(gone.len() as u64)
+    }
+
+    async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
+        let now = Utc::now();
+        let mut state = self.state();
+        if let Some((other, expires)) = state.leases.get(target)
+            && other != holder
+            && *expires > now
+        {
+            return Ok(LeaseGrant::Held {
+                holder: other.clone(),
+                expires_at: *expires,
+            });
+        }
+        let expires_at = fleet_expiry(now, ttl);
+        state
+            .leases
+            .insert(target.to_owned(), (holder.to_owned(), expires_at));
+        Ok(LeaseGrant::Acquired { expires_at })
+    }
+
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = Utc::now();
+        let mut state = self.state();
+        match state.leases.get_mut(target) {
+            Some((h, expires)) if h == holder => {
+                *expires = fleet_expiry(now, ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
+        let mut state = self.state();
+        let mine = state.leases.get(target).is_some_and(|(h, _)| h == holder);
+        if mine {
+            state.leases.remove(target);
+        }
+        Ok(mine)
+    }
+
+    async fn shared_cooldown(
+        &self,
+        strategy: &str,
+        target: &str,
+    ) -> Result<Option<SharedCooldown>> {
+        let now = Utc::now();
+        Ok(self
+            .state()
+            .cooldowns
+            .get(&(strategy.to_owned(), target.to_owned()))
+            .filter(|c| c.until > now)
+            .cloned())
+    }
+
+    async fn start_shared_cooldown(
+        &self,
+        strategy: &str,
+        target: &str,
+        holder: &str,
+        length: Duration,
+    ) -> Result<()> {
+        let now = Utc::now();
+        self.state().cooldowns.insert(
+            (strategy.to_owned(), target.to_owned()),
+            SharedCooldown {
+                until: fleet_expiry(now, length),
+                started_at: now,
+                holder: holder.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn count_attempt(
+        &self,
+        target: &str,
+        fingerprint: &str,
+        window: Duration,
+    ) -> Result<u32> {
+        let now = Utc::now();
+        let mut state = self.state();
+        let slot = state
+            .attempts
+            .entry((target.to_owned(), fingerprint.to_owned()))
+            .or_insert((0, now));
+        if expiry(slot.1, window) <= now {
+            slot.0 = 0;
+        }
+        slot.0 = slot.0.saturating_add(1);
+        slot.1 = now;
+        Ok(slot.0)
+    }
+
+    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
+        self.state()
+            .attempts
+            .remove(&(target.to_owned(), fingerprint.to_owned()));
+        Ok(())
+    }
+
+    async fn take_rate_permit(&self, _holder: &str, per_hour: u32) -> Result<bool> {
+        let now = Utc::now();
+        let hour_ago = now - chrono::TimeDelta::hours(1);
+        let mut state = self.state();
+        state.permits.retain(|t| *t > hour_ago);
+        if state.permits.len() >= per_hour as usize {
+            return Ok(false);
+        }
+        state.permits.push(now);
+        Ok(true)
+    }
 }
 
 #[cfg(all(test, feature = "test-util"))]
 mod tests {
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        let store = super::MemoryStore::new();
+        crate::testkit::run_all(&store).await;
+        crate::testkit::run_all(&store).await;
+    }
+
     #[tokio::test]
     async fn diagnosis_cache_keeps_one_per_fingerprint() {
         let store = super::MemoryStore::new();

@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+use crate::store::fleet::{LeaseGrant, SharedCooldown};
+use crate::store::report::{OverviewRow, PatternReport, compute_overview, compute_report};
 
 use crate::{
     ActionOutcome, ActionRecord, Approval, AuditRecord, Backup, Command, Diagnosis, Fingerprint,
@@ -101,6 +105,122 @@ pub trait PatternStore: Send + Sync + Debug + 'static {
         _ttl: Duration,
     ) -> Result<()> {
         Ok(())
+    }
+
+    // ---- reporting ------------------------------------------------------------------
+
+    /// The healing overview: incidents newest first (at most `limit`), each with its
+    /// pattern, fingerprint, status and last action. SQL stores read the
+    /// `healing_overview` view; the default builds it from the listing methods.
+    async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
+        let incidents = self
+            .list_incidents(&IncidentFilter {
+                limit,
+                ..IncidentFilter::default()
+            })
+            .await?;
+        let actions = self.list_actions(None).await?;
+        Ok(compute_overview(&incidents, &actions))
+    }
+
+    /// Audit records at or after `since`, oldest first (the `recent_activity` view is
+    /// the last 24 hours).
+    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        let mut all = self.list_audit(usize::MAX).await?;
+        all.retain(|r| r.at >= since);
+        Ok(all)
+    }
+
+    /// Per-pattern stats over incidents opened and actions started at or after `since`:
+    /// incidents and occurrences per hour, results per strategy, MTTR, actions by
+    /// outcome. Sorted by pattern name; see [`compute_report`] for the exact rules.
+    async fn pattern_report(&self, since: DateTime<Utc>) -> Result<Vec<PatternReport>> {
+        let incidents = self.list_incidents(&IncidentFilter::default()).await?;
+        let actions = self.list_actions(None).await?;
+        Ok(compute_report(&incidents, &actions, since))
+    }
+
+    /// Retention: deletes terminal (resolved, escalated, closed) incidents that closed
+    /// before `older_than` (or were last seen before it, without a close time), with
+    /// their actions and approvals. The audit log is never deleted. Returns how many
+    /// incidents were deleted. The default, for a store that keeps no history, deletes
+    /// nothing.
+    async fn retention_cleanup(&self, _older_than: DateTime<Utc>) -> Result<u64> {
+        Ok(0)
+    }
+
+    // ---- fleet coordination ----------------------------------------------------------
+
+    /// Takes (or renews, for the same `holder`) the lease on `target` for `ttl`, unless
+    /// another holder has an unexpired one. At most one holder per target at a time,
+    /// across every replica that shares the store. The default, for a store that
+    /// shares nothing, always grants it.
+    async fn acquire_lease(
+        &self,
+        _target: &str,
+        _holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaseGrant> {
+        Ok(LeaseGrant::Acquired {
+            expires_at: crate::store::fleet_expiry(Utc::now(), ttl),
+        })
+    }
+
+    /// Extends the lease `holder` has on `target` by `ttl` from now; `false` (and no
+    /// lease created) if it does not hold it any more. Unlike `acquire_lease`, a renewal
+    /// that arrives after a release does not take the lease back.
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.acquire_lease(target, holder, ttl).await?.acquired())
+    }
+
+    /// Gives up the lease on `target` if `holder` has it; `false` if it did not.
+    async fn release_lease(&self, _target: &str, _holder: &str) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// The running cooldown of `strategy` on `target`, if any replica started one.
+    async fn shared_cooldown(
+        &self,
+        _strategy: &str,
+        _target: &str,
+    ) -> Result<Option<SharedCooldown>> {
+        Ok(None)
+    }
+
+    /// Starts (or replaces) the cooldown of `strategy` on `target` for `length`, on
+    /// behalf of `holder`.
+    async fn start_shared_cooldown(
+        &self,
+        _strategy: &str,
+        _target: &str,
+        _holder: &str,
+        _length: Duration,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Counts one attempt at the episode of `fingerprint` on `target` and returns how
+    /// many there have been, this one included. An episode whose last attempt is older
+    /// than `window` starts over. The default, for a store that shares nothing, says 1.
+    async fn count_attempt(
+        &self,
+        _target: &str,
+        _fingerprint: &str,
+        _window: Duration,
+    ) -> Result<u32> {
+        Ok(1)
+    }
+
+    /// Ends the episode of `fingerprint` on `target` (it was fixed): the next attempt
+    /// counts from 1.
+    async fn clear_attempts(&self, _target: &str, _fingerprint: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Takes one permit of the fleet-wide rate limit of `per_hour` actions in any
+    /// rolling hour; `false` when the limit is reached. The default grants every one.
+    async fn take_rate_permit(&self, _holder: &str, _per_hour: u32) -> Result<bool> {
+        Ok(true)
     }
 }
 
@@ -217,14 +337,14 @@ pub struct AdviceRequest {
 }
 
 impl AdviceRequest {
-    /// A request about `incident` that may suggest one of `strategies` (no schemas,
-    /// no stack, no metrics).
+    /// A request about `incident` that may suggest one of `strategies`, with the
+    /// incident's stack signature (no schemas, no metrics).
     pub fn new(incident: Incident, strategies: Vec<String>) -> Self {
         AdviceRequest {
+            stack_signature: incident.stack.clone(),
             incident,
             strategies,
             param_schemas: BTreeMap::new(),
-            stack_signature: None,
             metrics: serde_json::Value::Null,
         }
     }

@@ -13,6 +13,7 @@ pub(crate) fn request(strategies: &[&str], sample: &str) -> AdviceRequest {
         target: "orders-db".into(),
         fingerprint: "0011223344556677".into(),
         template: "query failed: <*>".into(),
+        stack: None,
         related: Vec::new(),
         pattern: None,
         status: IncidentStatus::Open,

@@ -81,7 +81,29 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> ErrorKind {
         let code: i32 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
         return classify_sqlite(code);
     }
+    #[cfg(feature = "postgres")]
+    if let Some(code) = db.code() {
+        return classify_postgres(&code);
+    }
     ErrorKind::Internal
+}
+
+/// PostgreSQL SQLSTATE codes: <https://www.postgresql.org/docs/current/errcodes-appendix.html>.
+#[cfg(feature = "postgres")]
+fn classify_postgres(sqlstate: &str) -> ErrorKind {
+    match sqlstate {
+        // integrity_constraint_violation (the append-only audit trigger), foreign key.
+        "23000" | "23503" => ErrorKind::Conflict,
+        // serialization failure and deadlock: the transaction may be retried.
+        "40001" | "40P01" => ErrorKind::Unavailable,
+        // lock not available, query canceled (statement timeout).
+        "55P03" | "57014" => ErrorKind::Unavailable,
+        // admin shutdown, crash shutdown, cannot connect now (starting up).
+        "57P01" | "57P02" | "57P03" => ErrorKind::Unavailable,
+        // connection exceptions, insufficient resources (too many connections, disk full).
+        s if s.starts_with("08") || s.starts_with("53") => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    }
 }
 
 /// SQLite result codes: <https://www.sqlite.org/rescode.html>.
@@ -126,8 +148,9 @@ impl From<StorageError> for selfheal_core::Error {
             ErrorKind::InvalidInput => match &e {
                 StorageError::Unrepresentable(_) => format!("{e}; store a smaller value"),
                 _ => format!(
-                    "invalid store configuration ({e}); use a path, `sqlite://path` \
-                     or `sqlite::memory:`"
+                    "invalid store configuration ({e}); for SQLite use a path, \
+                     `sqlite://path` or `sqlite::memory:`, for PostgreSQL \
+                     `postgres://user@host:port/database`"
                 ),
             },
             _ => match &e {
@@ -191,5 +214,16 @@ mod tests {
         assert_eq!(classify_sqlite(14), ErrorKind::Unavailable); // SQLITE_CANTOPEN
         assert_eq!(classify_sqlite(1811), ErrorKind::Conflict); // SQLITE_CONSTRAINT_TRIGGER
         assert_eq!(classify_sqlite(1299), ErrorKind::Internal); // SQLITE_CONSTRAINT_NOTNULL
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_codes_are_classified() {
+        assert_eq!(classify_postgres("53300"), ErrorKind::Unavailable); // too_many_connections
+        assert_eq!(classify_postgres("08006"), ErrorKind::Unavailable); // connection_failure
+        assert_eq!(classify_postgres("57P01"), ErrorKind::Unavailable); // admin_shutdown
+        assert_eq!(classify_postgres("40P01"), ErrorKind::Unavailable); // deadlock_detected
+        assert_eq!(classify_postgres("23000"), ErrorKind::Conflict); // the audit trigger
+        assert_eq!(classify_postgres("42P01"), ErrorKind::Internal); // undefined_table
     }
 }

@@ -1,5 +1,5 @@
 //! Durable stores for [selfheal](https://docs.rs/selfheal): the embedded SQLite store
-//! (feature `sqlite`, the default) and, later, PostgreSQL (feature `postgres`).
+//! (feature `sqlite`, the default) and PostgreSQL (feature `postgres`).
 //!
 //! Every store implements [`selfheal_core::PatternStore`], passes the conformance suite
 //! in `selfheal_core::testkit`, and migrates its schema on open (`migrations/sqlite/`,
@@ -21,15 +21,20 @@
 //! ```
 #![deny(missing_docs)]
 
-// Shared by the dialects that store values as text; the Postgres store will use it too.
-#[cfg(feature = "sqlite")]
+// How values are written to columns and read back, shared by both dialects.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use error::StorageError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PG_MAX_SAMPLE_BYTES, PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{MAX_SAMPLE_BYTES, SqliteOptions, SqliteStore};
-/// The sqlx this crate is built on, to build your own pool for `SqliteStore::from_pool`.
+/// The sqlx this crate is built on, to build your own pool for `SqliteStore::from_pool`
+/// or `PostgresStore::from_pool`.
 pub use sqlx;

@@ -21,9 +21,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use selfheal_core::store::fleet_expiry;
 use selfheal_core::{
     ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Fingerprint,
-    Incident, IncidentFilter, IncidentStatus, Pattern, PatternStore, Result,
+    Incident, IncidentFilter, IncidentStatus, LeaseGrant, OverviewRow, Pattern, PatternReport,
+    PatternStore, Result, SharedCooldown,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
@@ -33,10 +35,12 @@ use sqlx::sqlite::{
 use tracing::instrument;
 use uuid::Uuid;
 
-use self::rows::{ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, PatternRow};
+use self::rows::{
+    ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, OverviewDbRow, PatternRow,
+};
 use crate::StorageError;
 use crate::codec::{
-    duration_ns, enum_text, json, opt_ts, parse_json, to_i64, truncate, ts, uuid_text,
+    duration_ns, enum_text, json, opt_ts, parse_json, parse_ts, to_i64, truncate, ts, uuid_text,
 };
 
 /// The schema, embedded at build time and applied on open.
@@ -243,60 +247,6 @@ impl SqliteStore {
             .map_err(err)?;
         crate::codec::to_u64("fingerprints.count", count).map_err(err)
     }
-
-    /// Deletes terminal (resolved, escalated, closed) incidents that closed before
-    /// `older_than` (or were last seen before it, when they have no close time),
-    /// together with their actions and approvals, in one transaction. Audit records
-    /// are never deleted. Returns the number of incidents deleted.
-    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
-    pub async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
-            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
-              AND COALESCE(closed_at, last_seen) < ?2)";
-        const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
-            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
-              AND COALESCE(closed_at, last_seen) < ?2)";
-        const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
-            WHERE status IN (SELECT value FROM json_each(?1)) \
-              AND COALESCE(closed_at, last_seen) < ?2";
-
-        let terminal: Vec<String> = [
-            IncidentStatus::Open,
-            IncidentStatus::AwaitingApproval,
-            IncidentStatus::Queued,
-            IncidentStatus::Remediating,
-            IncidentStatus::Resolved,
-            IncidentStatus::Escalated,
-            IncidentStatus::Closed,
-        ]
-        .into_iter()
-        .filter(|s| s.is_terminal())
-        .map(|s| enum_text(&s))
-        .collect();
-        let terminal = json("terminal statuses", &terminal).map_err(err)?;
-        let cutoff = ts(older_than);
-
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        // Children first: actions and approvals, then their incidents.
-        let mut deleted = [0u64; 3];
-        for (count, sql) in
-            deleted
-                .iter_mut()
-                .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
-        {
-            *count = sqlx::query(sql)
-                .bind(&terminal)
-                .bind(&cutoff)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?
-                .rows_affected();
-        }
-        let [actions, approvals, incidents] = deleted;
-        tx.commit().await.map_err(err)?;
-        tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
-        Ok(incidents)
-    }
 }
 
 /// Whether `spec` names an in-memory database.
@@ -470,20 +420,20 @@ fn validate(p: &Pattern) -> Result<PatternValues> {
 
 const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, target, fingerprint, template, \
     related, pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, \
-    reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    reason, stack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
     ON CONFLICT (id) DO UPDATE SET target = excluded.target, \
-    fingerprint = excluded.fingerprint, template = excluded.template, \
+    fingerprint = excluded.fingerprint, template = excluded.template, stack = excluded.stack, \
     related = excluded.related, pattern = excluded.pattern, status = excluded.status, \
     severity = excluded.severity, occurrences = excluded.occurrences, \
     samples = excluded.samples, opened_at = excluded.opened_at, \
     last_seen = excluded.last_seen, closed_at = excluded.closed_at, reason = excluded.reason";
 const SELECT_INCIDENT: &str = "SELECT id, target, fingerprint, template, related, \
-    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason \
-    FROM incidents WHERE id = ?1";
+    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason, \
+    stack FROM incidents WHERE id = ?1";
 // Ties in time keep insertion order (an upsert keeps its rowid), as in MemoryStore.
 const LIST_INCIDENTS: &str = "SELECT id, target, fingerprint, template, related, \
-    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason \
-    FROM incidents \
+    pattern, status, severity, occurrences, samples, opened_at, last_seen, closed_at, reason, \
+    stack FROM incidents \
     WHERE (?1 IS NULL OR target = ?1) \
       AND (?2 IS NULL OR status IN (SELECT value FROM json_each(?2))) \
     ORDER BY opened_at DESC, rowid ASC LIMIT ?3";
@@ -687,6 +637,7 @@ impl PatternStore for SqliteStore {
             .bind(ts(incident.last_seen))
             .bind(opt_ts(incident.closed_at))
             .bind(&incident.reason)
+            .bind(incident.stack.as_deref())
             .execute(&self.pool)
             .await
             .map_err(err)?;
@@ -879,6 +830,306 @@ impl PatternStore for SqliteStore {
             .await
             .map_err(err)?;
         tx.commit().await.map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
+    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
+            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+              AND COALESCE(closed_at, last_seen) < ?2)";
+        const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
+            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+              AND COALESCE(closed_at, last_seen) < ?2)";
+        const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
+            WHERE status IN (SELECT value FROM json_each(?1)) \
+              AND COALESCE(closed_at, last_seen) < ?2";
+
+        let terminal: Vec<String> = [
+            IncidentStatus::Open,
+            IncidentStatus::AwaitingApproval,
+            IncidentStatus::Queued,
+            IncidentStatus::Remediating,
+            IncidentStatus::Resolved,
+            IncidentStatus::Escalated,
+            IncidentStatus::Closed,
+        ]
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| enum_text(&s))
+        .collect();
+        let terminal = json("terminal statuses", &terminal).map_err(err)?;
+        let cutoff = ts(older_than);
+
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // Children first: actions and approvals, then their incidents.
+        let mut deleted = [0u64; 3];
+        for (count, sql) in
+            deleted
+                .iter_mut()
+                .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
+        {
+            *count = sqlx::query(sql)
+                .bind(&terminal)
+                .bind(&cutoff)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+        }
+        let [actions, approvals, incidents] = deleted;
+        tx.commit().await.map_err(err)?;
+        tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
+        Ok(incidents)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows: Vec<OverviewDbRow> = sqlx::query_as(
+            "SELECT incident, target, pattern, fingerprint, status, opened_at, closed_at, \
+             last_action, last_strategy, last_action_status, last_action_at \
+             FROM healing_overview ORDER BY opened_at DESC, seq ASC LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
+             controls, detail, prev_hash, hash FROM audit_log WHERE at >= ?1 ORDER BY seq ASC",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn pattern_report(&self, since: DateTime<Utc>) -> Result<Vec<PatternReport>> {
+        let since = ts(since);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let hourly: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT pattern, substr(opened_at, 1, 13) || ':00:00.000000Z' AS hour, COUNT(*), \
+             SUM(occurrences) FROM incidents WHERE pattern IS NOT NULL AND opened_at >= ?1 \
+             GROUP BY pattern, hour",
+        )
+        .bind(&since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let strategies: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT pattern, strategy, SUM(status = 'succeeded'), \
+             SUM(status IN ('failed', 'rolled_back')) FROM actions \
+             WHERE pattern IS NOT NULL AND started_at >= ?1 GROUP BY pattern, strategy",
+        )
+        .bind(&since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let mttr: Vec<(String, i64, Option<f64>)> = sqlx::query_as(
+            "SELECT pattern, COUNT(*), \
+             AVG((julianday(closed_at) - julianday(opened_at)) * 86400000.0) FROM incidents \
+             WHERE pattern IS NOT NULL AND status = 'resolved' AND closed_at IS NOT NULL \
+               AND opened_at >= ?1 GROUP BY pattern",
+        )
+        .bind(&since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let outcomes: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT pattern, status, COUNT(*) FROM actions \
+             WHERE pattern IS NOT NULL AND started_at >= ?1 GROUP BY pattern, status",
+        )
+        .bind(&since)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        rows::report(hourly, strategies, mttr, outcomes).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
+        let now = Utc::now();
+        let expires = fleet_expiry(now, ttl);
+        // One statement: SQLite serialises writers, so two callers cannot both win.
+        let won: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO leases (target, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, \
+               acquired_at = CASE WHEN leases.holder = excluded.holder \
+                 THEN leases.acquired_at ELSE excluded.acquired_at END, \
+               expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at \
+             RETURNING holder",
+        )
+        .bind(target)
+        .bind(holder)
+        .bind(ts(now))
+        .bind(ts(expires))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        if won.is_some() {
+            return Ok(LeaseGrant::Acquired {
+                expires_at: expires,
+            });
+        }
+        let (other, until): (String, String) =
+            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE target = ?1")
+                .bind(target)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(LeaseGrant::Held {
+            holder: other,
+            expires_at: parse_ts("leases.expires_at", &until).map_err(err)?,
+        })
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE leases SET expires_at = ?3 WHERE target = ?1 AND holder = ?2")
+                .bind(target)
+                .bind(holder)
+                .bind(ts(fleet_expiry(Utc::now(), ttl)))
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
+    async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM leases WHERE target = ?1 AND holder = ?2")
+            .bind(target)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(strategy = strategy, target = target))]
+    async fn shared_cooldown(
+        &self,
+        strategy: &str,
+        target: &str,
+    ) -> Result<Option<SharedCooldown>> {
+        let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT expires_at, updated_at, holder FROM cooldowns \
+             WHERE strategy = ?1 AND target = ?2 AND expires_at > ?3",
+        )
+        .bind(strategy)
+        .bind(target)
+        .bind(ts(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(|(until, started, holder)| {
+            Ok::<_, StorageError>(SharedCooldown {
+                until: parse_ts("cooldowns.expires_at", &until)?,
+                started_at: parse_ts("cooldowns.updated_at", &started)?,
+                holder: holder.unwrap_or_default(),
+            })
+        })
+        .transpose()
+        .map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(strategy = strategy, target = target))]
+    async fn start_shared_cooldown(
+        &self,
+        strategy: &str,
+        target: &str,
+        holder: &str,
+        length: Duration,
+    ) -> Result<()> {
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO cooldowns (strategy, target, expires_at, strikes, updated_at, holder) \
+             VALUES (?1, ?2, ?3, 0, ?4, ?5) ON CONFLICT (strategy, target) DO UPDATE SET \
+             expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+             holder = excluded.holder",
+        )
+        .bind(strategy)
+        .bind(target)
+        .bind(ts(fleet_expiry(now, length)))
+        .bind(ts(now))
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
+    async fn count_attempt(
+        &self,
+        target: &str,
+        fingerprint: &str,
+        window: Duration,
+    ) -> Result<u32> {
+        let now = Utc::now();
+        let stale = now - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO fleet_attempts (target, fingerprint, attempts, updated_at) \
+             VALUES (?1, ?2, 1, ?3) ON CONFLICT (target, fingerprint) DO UPDATE SET \
+             attempts = CASE WHEN fleet_attempts.updated_at <= ?4 THEN 1 \
+               ELSE fleet_attempts.attempts + 1 END, \
+             updated_at = excluded.updated_at RETURNING attempts",
+        )
+        .bind(target)
+        .bind(fingerprint)
+        .bind(ts(now))
+        .bind(ts(stale))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        crate::codec::to_u32("fleet_attempts.attempts", n).map_err(err)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
+    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
+        sqlx::query("DELETE FROM fleet_attempts WHERE target = ?1 AND fingerprint = ?2")
+            .bind(target)
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(holder = holder))]
+    async fn take_rate_permit(&self, holder: &str, per_hour: u32) -> Result<bool> {
+        let now = Utc::now();
+        let hour_ago = ts(now - chrono::TimeDelta::hours(1));
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM rate_permits WHERE granted_at <= ?1")
+            .bind(&hour_ago)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let granted = sqlx::query(
+            "INSERT INTO rate_permits (granted_at, holder) SELECT ?1, ?2 \
+             WHERE (SELECT COUNT(*) FROM rate_permits WHERE granted_at > ?3) < ?4",
+        )
+        .bind(ts(now))
+        .bind(holder)
+        .bind(&hour_ago)
+        .bind(i64::from(per_hour))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(granted == 1)
     }
 }
 

@@ -22,6 +22,7 @@ fn incident(target: &str, status: IncidentStatus, opened_at: DateTime<Utc>) -> I
         target: target.into(),
         fingerprint: "00112233aabbccdd".into(),
         template: "disk full on <*>".into(),
+        stack: None,
         related: Vec::new(),
         pattern: None,
         status,
@@ -130,12 +131,37 @@ async fn the_schema_has_every_table_of_the_design() {
             "cooldowns",
             "diagnosis_cache",
             "fingerprints",
+            "fleet_attempts",
             "incidents",
             "leases",
             "pattern_fixes",
-            "patterns"
+            "patterns",
+            "rate_permits"
         ]
     );
+    let views: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        views,
+        [
+            "actions_by_outcome",
+            "healing_overview",
+            "pattern_hourly",
+            "pattern_mttr",
+            "recent_activity",
+            "strategy_success"
+        ]
+    );
+    // Every view answers.
+    for view in &views {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {view}")))
+            .fetch_all(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{view}: {e}"));
+    }
 }
 
 #[tokio::test]

@@ -173,6 +173,7 @@ mod tests {
         let id = Uuid::new_v4();
         let ctx = ActionContext {
             incident: Incident {
+                stack: None,
                 id,
                 target: "disk".into(),
                 fingerprint: "0123456789abcdef".into(),

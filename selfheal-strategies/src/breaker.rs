@@ -337,6 +337,7 @@ mod tests {
     fn ctx(params: Value) -> ActionContext {
         ActionContext {
             incident: Incident {
+                stack: None,
                 id: Uuid::new_v4(),
                 target: "openai".into(),
                 fingerprint: "0123456789abcdef".into(),

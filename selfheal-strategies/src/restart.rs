@@ -226,6 +226,7 @@ mod tests {
                 target: "worker".into(),
                 fingerprint: "0123456789abcdef".into(),
                 template: "worker stalled for <NUM>s".into(),
+                stack: None,
                 related: Vec::new(),
                 pattern: Some("worker_stalled".into()),
                 status: IncidentStatus::Open,

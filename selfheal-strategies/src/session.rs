@@ -367,6 +367,7 @@ mod tests {
     fn ctx(params: Value) -> ActionContext {
         ActionContext {
             incident: Incident {
+                stack: None,
                 id: Uuid::new_v4(),
                 target: "chat".into(),
                 fingerprint: "0123456789abcdef".into(),

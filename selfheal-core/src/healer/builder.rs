@@ -182,6 +182,11 @@ impl HealerBuilder {
                 pending: DashMap::new(),
                 audit_head: tokio::sync::Mutex::new(None),
                 store_errors: AtomicU64::new(0),
+                replica: if self.config.guards.fleet.replica.is_empty() {
+                    super::fleet::default_replica_name()
+                } else {
+                    self.config.guards.fleet.replica.clone()
+                },
                 storm,
                 backoff: Backoff::new(self.config.guards.cooldown, safety.backoff.clone()),
                 breaker: Breaker::new(safety.breaker.clone()),

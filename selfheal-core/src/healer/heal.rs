@@ -10,6 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::approval::Approved;
+use super::fleet::Turn;
 use super::guard::Admission;
 use super::{Healer, fmt_health};
 use crate::{
@@ -331,13 +332,23 @@ impl Healer {
                 guard = self.inner.guards.lock_target(&incident.target) => guard,
                 _ = self.inner.cancel.cancelled() => return,
             };
+            // Fleet mode: this replica's turn on the target (lease, shared cooldown,
+            // fleet-wide rate limit).
+            let hold = match self.fleet_turn(id, &fix.strategy).await {
+                Turn::Go(hold) => hold,
+                Turn::Stop => return,
+            };
             if !self.clear_to_run(id).await {
+                self.fleet_release(hold).await;
                 return;
             }
             attempts += 1;
             // A dry run learns nothing and trips nothing: the fix did not run.
             let dry = self.is_dry_run(incident.pattern.as_deref());
-            match self.run_fix(id, &strategy, &remediation, dry).await {
+            let result = self.run_fix(id, &strategy, &remediation, dry).await;
+            self.fleet_done(hold, &fix.strategy, result.is_ok() && !dry)
+                .await;
+            match result {
                 Ok(health) => {
                     if dry {
                         self.resolve(id, health).await;

@@ -123,6 +123,7 @@ impl Healer {
             target: signal.target.clone(),
             fingerprint: fp.id.clone(),
             template: fp.template.clone(),
+            stack: fp.stack.clone(),
             related: Vec::new(),
             pattern: best.as_ref().map(|m| m.pattern.clone()),
             status: IncidentStatus::Open,
@@ -165,5 +166,78 @@ impl Healer {
                 incident.samples.push(signal.message.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use crate::{
+        AdviceRequest, Diagnosis, Healer, HealerConfig, LlmAdvisor, MemoryStore, PatternStore,
+        Result, Signal,
+    };
+
+    #[derive(Debug)]
+    struct Recorder(mpsc::UnboundedSender<AdviceRequest>);
+
+    #[async_trait]
+    impl LlmAdvisor for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        async fn advise(&self, request: &AdviceRequest) -> Result<Diagnosis> {
+            let _ = self.0.send(request.clone());
+            Err(crate::Error::new(
+                crate::ErrorKind::Unavailable,
+                "recording only",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_incident_keeps_its_stack_signature_and_the_advisor_gets_it() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let store = Arc::new(MemoryStore::new());
+        let mut config = HealerConfig::default();
+        config.detection.default_min_occurrences = 2;
+        let healer = Healer::builder()
+            .config(config)
+            .store_arc(store.clone())
+            .advisor(Recorder(tx))
+            .build()
+            .unwrap();
+        let running = healer.spawn();
+        let trace = "   0: std::panicking::begin_panic\n   1: myapp::db::connect::h0123456789abcdef\n             at ./src/db.rs:42:9\n   2: tokio::runtime::task::raw::poll\n";
+        for _ in 0..2 {
+            healer.observe(Signal::new("db", "query failed: deadlock detected").stack(trace));
+        }
+        let request = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the advisor is asked")
+            .unwrap();
+        assert_eq!(
+            request.stack_signature.as_deref(),
+            Some("myapp::db::connect")
+        );
+        assert_eq!(
+            request.incident.stack.as_deref(),
+            Some("myapp::db::connect")
+        );
+        running.shutdown().await;
+        let stored = store
+            .get_incident(request.incident.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.stack.as_deref(),
+            Some("myapp::db::connect"),
+            "stored with it"
+        );
     }
 }

@@ -20,11 +20,13 @@ mod dependency;
 mod detector;
 mod dry_run;
 mod envelope;
+mod fleet;
 mod guard;
 mod heal;
 mod intake;
 mod learning;
 mod lifecycle;
+mod report;
 mod self_caused;
 mod sightings;
 mod silence;
@@ -106,6 +108,8 @@ struct Inner {
     /// The last audit record, so the next one chains to it.
     audit_head: tokio::sync::Mutex<Option<AuditRecord>>,
     store_errors: AtomicU64,
+    /// This replica's name in fleet leases and cooldowns.
+    replica: String,
 
     /// The safety envelope.
     storm: storm::Storm,
@@ -242,14 +246,35 @@ impl Healer {
     }
 
     /// Appends to the audit chain. A failed write is logged and counted; the chain
-    /// then continues from the last record that was written.
+    /// then continues from the last record that was written. When replicas share the
+    /// store, another one may have taken the next position (`Conflict`): the record is
+    /// chained again after the store's newest one, so the fleet keeps one chain.
     async fn audit(&self, entry: AuditEntry) {
         let mut head = self.inner.audit_head.lock().await;
-        let record = entry.chain(head.as_ref(), Utc::now());
-        match self.inner.store.append_audit(&record).await {
-            Ok(()) => *head = Some(record),
-            Err(e) => self.store_failed("append_audit", &e),
+        let mut record = entry.clone().chain(head.as_ref(), Utc::now());
+        for _ in 0..16 {
+            match self.inner.store.append_audit(&record).await {
+                Ok(()) => {
+                    *head = Some(record);
+                    return;
+                }
+                Err(e) if e.kind() == crate::ErrorKind::Conflict => {
+                    match self.inner.store.list_audit(1).await {
+                        Ok(mut last) => *head = last.pop(),
+                        Err(e) => return self.store_failed("list_audit", &e),
+                    }
+                    record = entry.clone().chain(head.as_ref(), Utc::now());
+                }
+                Err(e) => return self.store_failed("append_audit", &e),
+            }
         }
+        self.store_failed(
+            "append_audit",
+            &crate::Error::new(
+                crate::ErrorKind::Conflict,
+                "the audit chain's head kept moving; another writer appends too fast",
+            ),
+        );
     }
 
     async fn notify(&self, notification: Notification) {

@@ -17,9 +17,18 @@
 //! ```
 
 mod diagnosis;
+mod fleet;
+mod report;
 pub mod servers;
 
 pub use diagnosis::diagnosis_cache_keeps_one_per_fingerprint;
+pub use fleet::{
+    attempts_are_counted_per_episode, cooldowns_are_shared, leases_are_exclusive_and_expire,
+    rate_permits_are_counted_fleet_wide,
+};
+pub use report::{
+    reports_answer_the_operators_questions, retention_deletes_only_old_terminal_incidents,
+};
 
 use std::time::Duration;
 
@@ -43,7 +52,16 @@ pub async fn run_all(store: &dyn PatternStore) {
     actions_by_incident(store).await;
     approvals_pending_only(store).await;
     audit_is_append_only_and_chained(store).await;
+    reports_answer_the_operators_questions(store).await;
+    retention_deletes_only_old_terminal_incidents(store).await;
+    leases_are_exclusive_and_expire(store).await;
+    cooldowns_are_shared(store).await;
+    rate_permits_are_counted_fleet_wide(store).await;
+    attempts_are_counted_per_episode(store).await;
 }
+
+/// The number of checks [`run_all`] runs.
+pub const CHECKS: usize = 14;
 
 /// Patterns come back exactly as they were added and updated (every field, fixes in
 /// order), `list_patterns` is sorted by name, and a missing pattern is `None`.
@@ -371,6 +389,7 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
     middle.closed_at = Some(base - TimeDelta::seconds(90));
     middle.pattern = Some(unique("pattern"));
     middle.related = vec!["0123456789abcdef".into(), "fedcba9876543210".into()];
+    middle.stack = Some("myapp::db::connect\nmyapp::api::checkout".into());
     let newest = incident(
         &target,
         base - TimeDelta::minutes(1),
@@ -810,6 +829,12 @@ fn ok<T>(store: &str, what: &str, result: Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("[{store}] {what} failed: {e} ({e:?})"))
 }
 
+fn expect_none<T: std::fmt::Debug>(store: &str, what: &str, result: Result<Option<T>>) {
+    if let Some(v) = ok(store, what, result) {
+        panic!("[{store}] {what} must be gone, but is {v:?}");
+    }
+}
+
 fn expect_err<T: std::fmt::Debug>(store: &str, what: &str, result: Result<T>) -> crate::Error {
     match result {
         Ok(v) => panic!("[{store}] {what} must fail, but returned {v:?}"),
@@ -859,6 +884,7 @@ fn incident(target: &str, opened_at: DateTime<Utc>, status: IncidentStatus) -> I
         target: target.to_owned(),
         fingerprint: "a1b2c3d4e5f60718".into(),
         template: "connection refused to <*>:<*>".into(),
+        stack: None,
         related: Vec::new(),
         pattern: None,
         status,

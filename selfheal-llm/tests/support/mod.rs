@@ -259,6 +259,7 @@ pub fn request(sample: &str) -> AdviceRequest {
         target: "orders-db".into(),
         fingerprint: format!("{:016x}", rand_u64()),
         template: "query failed: <*>".into(),
+        stack: None,
         related: Vec::new(),
         pattern: None,
         status: IncidentStatus::Open,

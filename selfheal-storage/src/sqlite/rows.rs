@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
+use selfheal_core::store::report::assemble_report;
 use selfheal_core::{
-    ActionOutcome, ActionRecord, Approval, AuditRecord, FixBinding, Incident, Pattern,
+    ActionOutcome, ActionRecord, Approval, AuditRecord, FixBinding, Incident, LastAction,
+    OverviewRow, Pattern, PatternReport,
 };
 
 use crate::StorageError;
@@ -104,6 +106,7 @@ pub(super) struct IncidentRow {
     target: String,
     fingerprint: String,
     template: String,
+    stack: Option<String>,
     related: String,
     pattern: Option<String>,
     status: String,
@@ -133,6 +136,7 @@ impl TryFrom<IncidentRow> for Incident {
             target: r.target,
             fingerprint: r.fingerprint,
             template: r.template,
+            stack: r.stack,
             pattern: r.pattern,
             reason: r.reason,
         })
@@ -282,4 +286,90 @@ where
     T: TryFrom<R, Error = StorageError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct OverviewDbRow {
+    incident: String,
+    target: String,
+    pattern: Option<String>,
+    fingerprint: String,
+    status: String,
+    opened_at: String,
+    closed_at: Option<String>,
+    last_action: Option<String>,
+    last_strategy: Option<String>,
+    last_action_status: Option<String>,
+    last_action_at: Option<String>,
+}
+
+impl TryFrom<OverviewDbRow> for OverviewRow {
+    type Error = StorageError;
+
+    fn try_from(r: OverviewDbRow) -> Result<Self> {
+        let last_action = match (
+            r.last_action,
+            r.last_strategy,
+            r.last_action_status,
+            r.last_action_at,
+        ) {
+            (Some(id), Some(strategy), Some(status), Some(at)) => Some(LastAction::new(
+                parse_uuid("actions.id", &id)?,
+                strategy,
+                parse_enum("actions.status", &status)?,
+                parse_ts("actions.started_at", &at)?,
+            )),
+            _ => None,
+        };
+        Ok(OverviewRow::new(
+            parse_uuid("incidents.id", &r.incident)?,
+            r.target,
+            r.pattern,
+            r.fingerprint,
+            parse_enum("incidents.status", &r.status)?,
+            parse_ts("incidents.opened_at", &r.opened_at)?,
+            parse_opt_ts("incidents.closed_at", r.closed_at.as_deref())?,
+            last_action,
+        ))
+    }
+}
+
+/// The per-pattern report from its aggregate rows.
+pub(super) fn report(
+    hourly: Vec<(String, String, i64, i64)>,
+    strategies: Vec<(String, String, i64, i64)>,
+    mttr: Vec<(String, i64, Option<f64>)>,
+    outcomes: Vec<(String, String, i64)>,
+) -> Result<Vec<PatternReport>> {
+    let hourly = hourly
+        .into_iter()
+        .map(|(p, hour, n, occ)| {
+            Ok((
+                p,
+                parse_ts("pattern_hourly.hour", &hour)?,
+                to_u64("pattern_hourly.incidents", n)?,
+                to_u64("pattern_hourly.occurrences", occ)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let strategies = strategies
+        .into_iter()
+        .map(|(p, s, ok, failed)| {
+            Ok((
+                p,
+                s,
+                to_u64("strategy_success.successes", ok)?,
+                to_u64("strategy_success.failures", failed)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mttr = mttr
+        .into_iter()
+        .map(|(p, n, ms)| Ok((p, to_u64("pattern_mttr.resolved", n)?, ms)))
+        .collect::<Result<Vec<_>>>()?;
+    let outcomes = outcomes
+        .into_iter()
+        .map(|(p, s, n)| Ok((p, s, to_u64("actions_by_outcome.actions", n)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(assemble_report(hourly, strategies, mttr, outcomes))
 }

@@ -11,6 +11,7 @@ const ORIGINAL: &str = "# api settings\n[database]\nurl = \"postgres://db/app\" 
 fn ctx(params: Value) -> ActionContext {
     ActionContext {
         incident: Incident {
+            stack: None,
             id: Uuid::new_v4(),
             target: "api".into(),
             fingerprint: "0123456789abcdef".into(),

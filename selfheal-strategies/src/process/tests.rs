@@ -7,6 +7,7 @@ use crate::DryRunExecutor;
 fn ctx(params: Value) -> ActionContext {
     ActionContext {
         incident: Incident {
+            stack: None,
             id: Uuid::new_v4(),
             target: "api".into(),
             fingerprint: "0123456789abcdef".into(),

@@ -187,6 +187,7 @@ pub(crate) fn test_ctx(target: &str, params: Value) -> selfheal_core::ActionCont
     let now = chrono::Utc::now();
     selfheal_core::ActionContext {
         incident: selfheal_core::Incident {
+            stack: None,
             id: uuid::Uuid::new_v4(),
             target: target.into(),
             fingerprint: "0123456789abcdef".into(),
