@@ -3,14 +3,17 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "sqlite")]
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Serialize, de::DeserializeOwned};
+#[cfg(feature = "sqlite")]
 use uuid::Uuid;
 
 use crate::StorageError;
 
 type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+#[cfg(feature = "sqlite")]
 /// A UTC timestamp as RFC 3339 text with exactly six fractional digits, so that
 /// text order is time order: `2025-11-25T09:21:00.123456Z`.
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
@@ -19,16 +22,19 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(ts)
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) fn parse_ts(what: &str, s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StorageError::corrupt(what, format!("`{s}` is not an RFC 3339 time: {e}")))
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) fn parse_opt_ts(what: &str, s: Option<&str>) -> Result<Option<DateTime<Utc>>> {
     s.map(|s| parse_ts(what, s)).transpose()
 }
@@ -58,10 +64,12 @@ pub(crate) fn parse_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T> 
     serde_json::from_str(s).map_err(|e| StorageError::corrupt(what, e))
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) fn uuid_text(id: Uuid) -> String {
     id.hyphenated().to_string()
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) fn parse_uuid(what: &str, s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| StorageError::corrupt(what, format!("`{s}`: {e}")))
 }

@@ -25,6 +25,9 @@
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod codec;
 mod error;
+// Pattern and fix rows, the same in both dialects.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod pattern_rows;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
