@@ -8,6 +8,8 @@
 //! without them, a failure under `CI=true`.
 #![cfg(feature = "postgres")]
 
+mod support;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -145,19 +147,7 @@ async fn exhausted_slots_are_freed_and_the_healers_own_connections_survive() {
         })
     };
 
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if matches!(
-                event.phase,
-                Phase::Resolved | Phase::Escalated | Phase::Closed
-            ) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the healer finished within 60 s");
+    let ended = support::finished(&mut events, Duration::from_secs(60)).await;
     assert_eq!(ended.phase, Phase::Resolved, "{}", ended.detail);
 
     // New connections succeed (the service's own, and one more here).
@@ -283,19 +273,7 @@ async fn a_wedged_service_pool_is_reset_through_the_healer() {
         })
     };
 
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if matches!(
-                event.phase,
-                Phase::Resolved | Phase::Escalated | Phase::Closed
-            ) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the healer finished within 60 s");
+    let ended = support::finished(&mut events, Duration::from_secs(60)).await;
     assert_eq!(ended.phase, Phase::Resolved, "{}", ended.detail);
     ok_rx
         .wait_for(|n| *n > 0)

@@ -7,6 +7,8 @@
 //! Needs `redis-server` on PATH (skipped without it; a failure under `CI=true`).
 #![cfg(feature = "redis")]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,19 +104,7 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
     };
 
     // Wait for the healer to finish, on its event stream (with a deadline).
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if matches!(
-                event.phase,
-                Phase::Resolved | Phase::Escalated | Phase::Closed
-            ) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the healer finished within 60 s");
+    let ended = support::finished(&mut events, Duration::from_secs(60)).await;
     stop.send(true).unwrap();
     service.await.unwrap();
     assert_eq!(ended.phase, Phase::Resolved, "{}", ended.detail);

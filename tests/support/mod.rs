@@ -149,6 +149,24 @@ pub async fn next(rx: &mut broadcast::Receiver<HealingEvent>, phase: Phase) -> H
     .unwrap_or_else(|_| panic!("no {phase:?} event"))
 }
 
+/// Waits for the incident to end (resolved, escalated or closed) and returns that
+/// event; fails the test when it has not ended `within` (real or paused time).
+pub async fn finished(
+    rx: &mut broadcast::Receiver<HealingEvent>,
+    within: Duration,
+) -> HealingEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            let e = rx.recv().await.expect("event stream open");
+            if matches!(e.phase, Phase::Resolved | Phase::Escalated | Phase::Closed) {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the healer did not finish within {within:?}"))
+}
+
 /// Collects phases until one of `until` arrives (inclusive).
 pub async fn phases_until(
     rx: &mut broadcast::Receiver<HealingEvent>,
