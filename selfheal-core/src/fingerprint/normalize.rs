@@ -1,10 +1,36 @@
-//! The stateless normalizing fingerprinter: one pass over the message, masking what varies.
+//! The stateless normalizing fingerprinter: one pass over the message bytes, masking what varies.
+//!
+//! The scan walks the bytes once. A line is cut into *words* at whitespace and the
+//! delimiters `, ; ( ) [ ] { } < > = : |`; a word is masked as `<*>` when it varies:
+//!
+//! | what | how it is recognised |
+//! |---|---|
+//! | integers, floats, hex, UUIDs, IPv4/IPv6 and ports, MAC addresses, timestamps, durations and sizes (`30ms`, `12MB`), block and request ids (`blk_-42`, `req-9bc3…`) | the word holds a digit |
+//! | long hex without digits (`deadbeef`) | 8 or more hex digits |
+//! | paths and URLs (`/etc/x`, `C:\x`, `https://h/p`) | the word starts with `/` or `\` |
+//! | emails | `@` and `.` in the word |
+//! | quoted values (`"…"`, `'…'`, `` `…` ``) | from the opening quote to its closing quote, spaces included |
+//! | `key=value` values | the word right after `=` |
+//!
+//! Masks separated only by whitespace or `:` collapse into one (`10.0.0.7:5432`, `12:30:01`), so variable-length lists
+//! (`@0x7fe… @0x7fe… @0xff…`) give one template. Whitespace collapses to one space.
+//! Invalid UTF-8 is replaced (U+FFFD), never a panic; only the first
+//! [`MAX_MESSAGE_BYTES`](crate::MAX_MESSAGE_BYTES) bytes of a line are read, without copying it.
 
 use super::{Fingerprint, stack_signature};
-use crate::{Fingerprinter, Signal};
+use crate::{Fingerprinter, MAX_MESSAGE_BYTES, Signal};
 
-/// Masks numbers, hex, UUIDs, IPs, paths, URLs, quoted values, timestamps, durations
-/// and `key=value` values, then hashes the template.
+/// Masks numbers, hex, UUIDs, IPs, paths, URLs, emails, quoted values, timestamps,
+/// durations, sizes and `key=value` values, then hashes the template.
+///
+/// ```
+/// use selfheal_core::Normalizer;
+/// let n = Normalizer::default();
+/// assert_eq!(
+///     n.template("Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106"),
+///     "Receiving block <*> src: <*>"
+/// );
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Normalizer {
     _private: (),
@@ -13,101 +39,209 @@ pub struct Normalizer {
 /// The mask that replaces every variable part.
 pub const MASK: &str = "<*>";
 
+/// Byte classes of the scanner, one table lookup per byte.
+const WS: u8 = 1;
+const DELIM: u8 = 2;
+const QUOTE: u8 = 4;
+const DIGIT: u8 = 8;
+const HEX: u8 = 16;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let ws = b" \t\r\n\x0b\x0c";
+    let mut i = 0;
+    while i < ws.len() {
+        t[ws[i] as usize] = WS;
+        i += 1;
+    }
+    let delims = b",;()[]{}<>=:|";
+    let mut i = 0;
+    while i < delims.len() {
+        t[delims[i] as usize] = DELIM;
+        i += 1;
+    }
+    t[b'"' as usize] = QUOTE;
+    t[b'\'' as usize] = QUOTE;
+    t[b'`' as usize] = QUOTE;
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = DIGIT | HEX;
+        c += 1;
+    }
+    let mut c = b'a';
+    while c <= b'f' {
+        t[c as usize] = HEX;
+        t[(c - 32) as usize] = HEX;
+        c += 1;
+    }
+    t
+};
+
 impl Normalizer {
     /// Masks the variable parts of `message`.
     pub fn template(&self, message: &str) -> String {
         let mut out = String::with_capacity(message.len().min(4096));
-        let bytes = message.as_bytes();
+        self.template_into(message.as_bytes(), &mut out);
+        out
+    }
+
+    /// Masks the variable parts of `message` (any bytes: invalid UTF-8 is replaced) into
+    /// `out`, which is cleared first. Reusing `out` makes the scan allocation-free.
+    /// Only the first [`MAX_MESSAGE_BYTES`] bytes are read.
+    pub fn template_into(&self, message: &[u8], out: &mut String) {
+        out.clear();
+        let bytes = &message[..message.len().min(MAX_MESSAGE_BYTES)];
+        let n = bytes.len();
         let mut i = 0;
+        // The previous delimiter was `=`: the next word is a value.
         let mut after_eq = false;
-        while i < bytes.len() {
+        // Whitespace was skipped since the last output.
+        let mut pending_space = false;
+        // Quote kinds with no closing quote left in the line (keeps the scan linear).
+        let mut unclosed = [false; 3];
+        while i < n {
             let c = bytes[i];
-            if c == b'"' || c == b'\'' || c == b'`' {
-                // A quoted value: mask through the closing quote (or end of line).
-                let end = bytes[i + 1..]
-                    .iter()
-                    .position(|&b| b == c)
-                    .map_or(bytes.len(), |p| i + 1 + p + 1);
-                push_mask(&mut out);
-                i = end;
+            let class = CLASS[c as usize];
+            if class & WS != 0 {
+                pending_space = !out.is_empty();
                 after_eq = false;
+                i += 1;
                 continue;
             }
-            if is_delim(c) {
-                if c.is_ascii_whitespace() {
-                    if !out.ends_with(' ') && !out.is_empty() {
-                        out.push(' ');
-                    }
+            if c == b'<' && bytes[i..].starts_with(MASK.as_bytes()) {
+                // An already masked value (a template replayed): stays one mask.
+                push_mask(out, pending_space);
+                pending_space = false;
+                after_eq = false;
+                i += MASK.len();
+                continue;
+            }
+            if class & QUOTE != 0 {
+                // A quote opens a value at the start, after whitespace or after a
+                // delimiter (not after a masked word, so replaying a template is stable).
+                let opens = pending_space
+                    || out.is_empty()
+                    || (!out.ends_with(MASK)
+                        && out
+                            .as_bytes()
+                            .last()
+                            .is_some_and(|&b| CLASS[b as usize] & DELIM != 0));
+                let kind = match c {
+                    b'"' => 0,
+                    b'\'' => 1,
+                    _ => 2,
+                };
+                let end = if opens && !unclosed[kind] {
+                    closing_quote(bytes, i)
                 } else {
-                    out.push(c as char);
+                    None
+                };
+                unclosed[kind] |= opens && end.is_none();
+                if let Some(end) = end {
+                    push_mask(out, pending_space);
+                    pending_space = false;
+                    after_eq = false;
+                    i = end + 1;
+                    continue;
                 }
+                // An apostrophe or an unclosed quote: part of the word.
+            } else if class & DELIM != 0 {
+                if pending_space {
+                    out.push(' ');
+                    pending_space = false;
+                }
+                out.push(c as char);
                 after_eq = c == b'=';
                 i += 1;
                 continue;
             }
-            // A word: up to the next delimiter.
+            // A word: up to the next whitespace or delimiter.
             let start = i;
-            while i < bytes.len() && !is_delim(bytes[i]) && bytes[i] != b'"' && bytes[i] != b'\'' {
+            let mut seen = 0u8;
+            let mut all_hex = true;
+            let mut special = false;
+            while i < n {
+                let k = CLASS[bytes[i] as usize];
+                if k & (WS | DELIM) != 0 || (k & QUOTE != 0 && i > start) {
+                    break;
+                }
+                seen |= k;
+                all_hex &= k & HEX != 0;
+                special |= bytes[i] == b'@';
                 i += 1;
             }
-            let word = &message[start..i];
-            if after_eq || is_variable(word) {
-                push_mask(&mut out);
+            let word = &bytes[start..i];
+            let variable = after_eq
+                || seen & DIGIT != 0
+                || (all_hex && word.len() >= 8)
+                || matches!(word[0], b'/' | b'\\') && word.len() > 1
+                || (special && word.contains(&b'.'));
+            if variable {
+                push_mask(out, pending_space);
             } else {
-                out.push_str(word);
+                if pending_space {
+                    out.push(' ');
+                }
+                push_bytes(out, word);
             }
+            pending_space = false;
             after_eq = false;
         }
-        while out.ends_with(' ') {
-            out.pop();
+    }
+}
+
+/// The index of the quote closing the one at `open`: the next same quote that ends a word
+/// (followed by the end, whitespace, a delimiter or `.`).
+fn closing_quote(bytes: &[u8], open: usize) -> Option<usize> {
+    let q = bytes[open];
+    let mut j = open + 1;
+    while j < bytes.len() {
+        if bytes[j] == q {
+            let next = bytes.get(j + 1).copied();
+            match next {
+                None => return Some(j),
+                Some(b) if CLASS[b as usize] & (WS | DELIM) != 0 || b == b'.' => return Some(j),
+                _ => {}
+            }
         }
-        out
+        j += 1;
+    }
+    None
+}
+
+fn push_mask(out: &mut String, space: bool) {
+    // Masks next to each other, or apart only by whitespace, collapse into one.
+    if out.ends_with(MASK) {
+        return;
+    }
+    if !space {
+        // `<*>:<*>` (address and port, a time, a MAC or IPv6 address) is one value.
+        let joined = out.trim_end_matches(':');
+        if joined.len() < out.len() && joined.ends_with(MASK) {
+            out.truncate(joined.len());
+            return;
+        }
+    }
+    if space {
+        out.push(' ');
+    }
+    out.push_str(MASK);
+}
+
+fn push_bytes(out: &mut String, word: &[u8]) {
+    match std::str::from_utf8(word) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(word)),
     }
 }
 
-fn push_mask(out: &mut String) {
-    // Adjacent masks ("<*>.<*>" stays, "<*><*>" collapses).
-    if !out.ends_with(MASK) {
-        out.push_str(MASK);
+impl Normalizer {
+    /// The fingerprint of a raw line for `service`: any bytes, any length.
+    pub fn fingerprint_bytes(&self, service: &str, line: &[u8]) -> Fingerprint {
+        let mut template = String::with_capacity(line.len().min(4096));
+        self.template_into(line, &mut template);
+        Fingerprint::new(service, template, None)
     }
-}
-
-fn is_delim(c: u8) -> bool {
-    c.is_ascii_whitespace()
-        || matches!(
-            c,
-            b',' | b';'
-                | b'('
-                | b')'
-                | b'['
-                | b']'
-                | b'{'
-                | b'}'
-                | b'<'
-                | b'>'
-                | b'='
-                | b':'
-                | b'|'
-        )
-}
-
-/// A word is variable when it holds a digit, is a path or URL, or is long hex.
-fn is_variable(word: &str) -> bool {
-    let b = word.as_bytes();
-    if b.iter().any(u8::is_ascii_digit) {
-        return true;
-    }
-    if b.first() == Some(&b'/') && b.len() > 1 || word.starts_with("//") {
-        return true;
-    }
-    if b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit) {
-        return true;
-    }
-    // emails
-    if b.contains(&b'@') && b.contains(&b'.') {
-        return true;
-    }
-    false
 }
 
 impl Fingerprinter for Normalizer {
@@ -152,9 +286,67 @@ mod tests {
         );
         assert_eq!(
             t("connect https://example.com:443/x refused"),
-            "connect https:<*>:<*> refused"
+            "connect https:<*> refused"
         );
         assert_eq!(t("  spaces   collapse  "), "spaces collapse");
+    }
+
+    #[test]
+    fn masks_each_kind_the_issue_names() {
+        let cases = [
+            ("took 1.5s", "took <*>"),
+            ("ptr 0x7fed806eb5d", "ptr <*>"),
+            ("digest deadbeefcafe", "digest <*>"),
+            ("from 10.0.0.7:5432", "from <*>"),
+            ("from [fe80::1ff:fe23:4567:890a]:443", "from [<*>]:<*>"),
+            ("mac 00:1a:2b:3c:4d:5e up", "mac <*> up"),
+            ("open /var/lib/x.db", "open <*>"),
+            ("open C:\\Windows\\x.dll", "open C:<*>"),
+            ("mail bob@example.com", "mail <*>"),
+            ("at 2024-01-02T03:04:05Z", "at <*>"),
+            ("used 12MB of 4GiB", "used <*> of <*>"),
+            ("user=alice role=admin", "user=<*> role=<*>"),
+            ("tag=\"View Lock\", name=x", "tag=<*>, name=<*>"),
+            ("block blk_-42 and req-9bc3", "block <*> and <*>"),
+            ("stack @0x7fe @0x7ff @0xff8", "stack <*>"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(t(input), want, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn apostrophes_are_not_quotes() {
+        assert_eq!(t("don't retry, it's over"), "don't retry, it's over");
+        assert_eq!(t("can't open 'a b' now"), "can't open <*> now");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_a_panic() {
+        let n = Normalizer::default();
+        let mut out = String::new();
+        n.template_into(b"bad \xff\xfe byte 7", &mut out);
+        assert_eq!(out, "bad \u{fffd}\u{fffd} byte <*>");
+        // A multi-byte char cut by the length limit is replaced too.
+        let mut long = vec![b'a'; MAX_MESSAGE_BYTES - 1];
+        long.extend_from_slice("é tail".as_bytes());
+        n.template_into(&long, &mut out);
+        assert!(out.ends_with('\u{fffd}'), "{}", &out[out.len() - 8..]);
+    }
+
+    #[test]
+    fn ten_megabyte_line_reads_only_the_limit() {
+        let n = Normalizer::default();
+        let mut line = b"boom ".repeat(2 * 1024 * 1024);
+        line.extend_from_slice(b"tail-marker");
+        assert!(line.len() >= 10 * 1024 * 1024);
+        let f = n.fingerprint_bytes("svc", &line);
+        assert!(f.template.len() <= MAX_MESSAGE_BYTES);
+        assert!(!f.template.contains("tail-marker"));
+        assert_eq!(
+            f.id,
+            n.fingerprint_bytes("svc", &line[..MAX_MESSAGE_BYTES]).id
+        );
     }
 
     #[test]
@@ -165,5 +357,34 @@ mod tests {
         let c = f.fingerprint(&Signal::new("t", "timeout after 2500ms").service("other"));
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_no_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let n = Normalizer::default();
+                let mut out = String::new();
+                n.template_into(&bytes, &mut out);
+                // Normalizing twice changes nothing: masks and text are stable.
+                let mut again = String::new();
+                n.template_into(out.as_bytes(), &mut again);
+                prop_assert_eq!(&again, &out);
+                prop_assert!(!out.starts_with(' ') && !out.ends_with(' '));
+                let f = n.fingerprint_bytes("s", &bytes);
+                prop_assert_eq!(f.id.len(), 16);
+            }
+
+            #[test]
+            fn numbers_never_change_the_id(a in 0u64.., b in 0u64.., word in "[a-z]{1,12}") {
+                let n = Normalizer::default();
+                let x = n.fingerprint_bytes("s", format!("{word} failed after {a}ms on port {b}").as_bytes());
+                let y = n.fingerprint_bytes("s", format!("{word} failed after {b}ms on port {a}").as_bytes());
+                prop_assert_eq!(x.id, y.id);
+            }
+        }
     }
 }
