@@ -9,14 +9,16 @@
 //! assert_eq!(a.template, "connect to <*> failed after <*>");
 //! ```
 
+mod miner;
 mod normalize;
 mod stack;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use normalize::Normalizer;
-pub use stack::stack_signature;
+pub use miner::{ClusterId, MinerConfig, MinerSnapshot, SavedCluster, TemplateMiner};
+pub use normalize::{MASK, Normalizer};
+pub use stack::{MAX_FRAMES, stack_signature};
 
 /// Version of the fingerprint contract. Ids from different versions are not comparable;
 /// any change that alters ids for the same input bumps it.
