@@ -77,7 +77,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         &std::fs::read_to_string(root.join("settings.json"))
             .map_err(|e| format!("{}: {e}; fix: pass the loghub-2k directory", root.display()))?,
     )?;
-    let config = MinerConfig::default();
+    let mut config = MinerConfig::default();
+    // For exploring: one value, still applied to all systems alike.
+    if let Ok(s) = std::env::var("MINER_SIMILARITY") {
+        config.similarity = s.parse()?;
+    }
+    if let Ok(s) = std::env::var("MINER_MAX_VARIANTS") {
+        config.max_variants = s.parse()?;
+    }
     println!(
         "Loghub-2k, {} systems; miner config: {config:?}",
         SYSTEMS.len()
@@ -117,12 +124,14 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .iter()
                 .map(|c| miner.add(c.as_bytes()))
                 .collect();
+            // Each line's group is the cluster that answers for it at the end (variants
+            // merged since answer with their cluster's id), as Drain is scored.
             let mut ids = HashMap::new();
             clusters
                 .iter()
                 .map(|c| {
                     let next = ids.len() as u32;
-                    *ids.entry(*c).or_insert(next)
+                    *ids.entry(miner.resolve(*c)).or_insert(next)
                 })
                 .collect()
         };

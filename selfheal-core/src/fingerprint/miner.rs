@@ -3,31 +3,42 @@
 //! Each line is first normalized ([`Normalizer`]: numbers, addresses, paths, quoted and
 //! `key=value` values masked). A template already seen is found with one hash lookup
 //! under a read lock: that is the hot path, and threads share it. A new template is
-//! compared, Drain-style, with the clusters of the same token count: when enough tokens
-//! agree it joins the most similar cluster (the positions that differ become `<*>`),
-//! otherwise it starts a cluster of its own.
+//! compared, Drain-style, with the clusters of the same token count. When enough tokens
+//! agree ([`MinerConfig::similarity`]), the words that differ are counted as *variants*
+//! of that cluster: a line whose words were seen there before joins that variant; a
+//! set of positions that shows more than [`MinerConfig::max_variants`] distinct words
+//! becomes `<*>` and its variants merge into the cluster. So `VM Started` and
+//! `VM Paused` stay two events while the sixth user name in `Invalid user admin` makes
+//! `Invalid user <*>`.
 //!
 //! What it learns from Drain's known weaknesses:
 //! - masked tokens are values, never words: replaying a learned template (or a line
 //!   that already holds `<*>`) lands in the same cluster instead of a new one;
-//! - short messages (three tokens or fewer) join a cluster only when their words agree
-//!   exactly, so `session opened` and `session closed` stay apart;
+//! - short messages group by their words: `session opened` and `session closed` are two
+//!   variants, never one cluster unless that position keeps changing;
 //! - the first word is the event's verb or subject more often than not: two lines
 //!   whose first words differ (and are words, not values) are never merged.
 //!
 //! Memory is bounded: at most [`MinerConfig::max_clusters`] clusters (the least recently
-//! seen one is evicted) and [`MinerConfig::max_exact`] remembered templates. A
-//! cluster's id is derived from the first template it saw and never changes as the
-//! cluster generalizes; [`TemplateMiner::snapshot`] and [`TemplateMiner::restore`]
-//! carry clusters and ids across restarts.
+//! seen one is evicted, with its variants) and [`MinerConfig::max_exact`] remembered
+//! templates. A cluster's id is derived from the first template it saw and never changes
+//! as the cluster generalizes; a variant merged into its cluster answers with the
+//! cluster's id from then on ([`TemplateMiner::resolve`] maps older ids).
+//! [`TemplateMiner::snapshot`] and [`TemplateMiner::restore`] carry clusters, variants and
+//! ids across restarts.
 //!
 //! ```
 //! use selfheal_core::fingerprint::{MinerConfig, TemplateMiner};
 //! let miner = TemplateMiner::new(MinerConfig::default());
-//! let a = miner.add(b"Invalid user admin from 10.0.0.7 port 51234");
-//! let b = miner.add(b"Invalid user oracle from 10.0.0.9 port 40022");
-//! assert_eq!(a, b);
-//! assert_eq!(miner.template(a).unwrap(), "Invalid user <*> from <*> port <*>");
+//! let started = miner.add(b"VM Started (Lifecycle Event) 42");
+//! let paused = miner.add(b"VM Paused (Lifecycle Event) 43");
+//! assert_ne!(started, paused);
+//! let users: Vec<_> = ["admin", "oracle", "test", "guest", "pi", "ubuntu"]
+//!     .iter()
+//!     .map(|u| miner.add(format!("Invalid user {u} from 10.0.0.7 port 51234").as_bytes()))
+//!     .collect();
+//! assert!(users.iter().all(|id| miner.resolve(*id) == users[0]));
+//! assert_eq!(miner.template(users[0]).unwrap(), "Invalid user <*> from <*> port <*>");
 //! ```
 
 use std::cell::RefCell;
@@ -49,6 +60,9 @@ pub struct MinerConfig {
     /// The share of a line's tokens that must agree with a cluster's template for the
     /// line to join it (0.0–1.0).
     pub similarity: f64,
+    /// A set of word positions (in lines that otherwise agree) that shows more than this
+    /// many distinct words becomes a value (`<*>`); up to it, each word is its own event.
+    pub max_variants: usize,
     /// At most this many clusters; the least recently seen one is evicted for a new one.
     pub max_clusters: usize,
     /// At most this many distinct normalized lines are remembered for the one-lookup
@@ -60,6 +74,7 @@ impl Default for MinerConfig {
     fn default() -> Self {
         MinerConfig {
             similarity: 0.5,
+            max_variants: 4,
             max_clusters: 10_000,
             max_exact: 100_000,
         }
@@ -106,6 +121,15 @@ pub struct SavedCluster {
     pub template: String,
     /// How many lines joined it.
     pub count: u64,
+    /// For a variant: the id of the cluster it is a variant of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For a variant: the token positions where it differs from its cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<usize>,
+    /// For a variant merged into its cluster: that cluster's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 /// A Drain-style template miner, shared safely across threads (`&self` everywhere).
@@ -138,6 +162,19 @@ struct Cluster {
     generation: u32,
     count: AtomicU64,
     last_seen: AtomicU64,
+    /// A variant: its cluster's slot and the positions where it differs.
+    parent: Option<(u32, Vec<usize>)>,
+    /// A variant merged into its cluster: the cluster's slot.
+    merged: Option<u32>,
+    /// A cluster: the variants seen per set of differing positions.
+    variants: Vec<Variant>,
+}
+
+#[derive(Debug)]
+struct Variant {
+    positions: Vec<usize>,
+    /// The words at `positions` (joined with U+001F) and the slot of the variant holding them.
+    values: Vec<(String, u32)>,
 }
 
 thread_local! {
@@ -162,25 +199,16 @@ impl TemplateMiner {
 
     /// Learns from `line` (any bytes) and returns the id of the cluster it belongs to.
     pub fn add(&self, line: &[u8]) -> ClusterId {
+        self.add_with(line, |c| c.id)
+    }
+
+    /// Learns from `line` and runs `f` on its cluster, under the lock.
+    fn add_with<R>(&self, line: &[u8], f: impl FnOnce(&Cluster) -> R) -> R {
         LINE.with(|buf| {
             let mut buf = buf.borrow_mut();
             self.normalizer.template_into(line, &mut buf);
-            self.add_normalized(&buf)
+            self.add_normalized(&buf, f)
         })
-    }
-
-    /// Learns from `line` and returns its cluster's id, stable key and current template.
-    fn add_full(&self, line: &[u8]) -> (ClusterId, String, String) {
-        let id = self.add(line);
-        let inner = self.read();
-        match inner.find(id) {
-            Some(c) => (id, c.key.clone(), c.template.clone()),
-            // Evicted in between by another thread: the line's own template.
-            None => {
-                let t = self.normalizer.template(&String::from_utf8_lossy(line));
-                (id, t.clone(), t)
-            }
-        }
     }
 
     /// The current template of cluster `id`, if it is still held.
@@ -212,57 +240,78 @@ impl TemplateMiner {
         self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn add_normalized(&self, line: &str) -> ClusterId {
+    fn add_normalized<R>(&self, line: &str, f: impl FnOnce(&Cluster) -> R) -> R {
         let now = self.tick();
         {
             let inner = self.read();
             if let Some(c) = inner.exact_hit(line) {
                 c.touch(now);
-                return c.id;
+                return f(c);
             }
         }
         let mut inner = self.write();
         if let Some(c) = inner.exact_hit(line) {
             c.touch(now);
-            return c.id;
+            return f(c);
         }
         let tokens: Vec<&str> = if line.is_empty() {
             Vec::new()
         } else {
             line.split(' ').collect()
         };
-        let slot = match inner.best_match(&tokens, self.config.similarity) {
-            Some(slot) => {
-                inner.merge(slot, &tokens, self.config.max_exact);
-                slot
-            }
-            None => inner.create(line, &tokens, &self.config),
-        };
+        let slot = inner.place(line, &tokens, &self.config);
         inner.remember(line, slot, self.config.max_exact);
+        let slot = inner.resolve_slot(slot);
         let c = inner.slots[slot as usize].as_ref().expect("live slot");
         c.touch(now);
-        c.id
+        f(c)
     }
 
-    /// The clusters, for persisting.
+    /// The id that now answers for `id`: the cluster a merged variant joined, or `id`.
+    pub fn resolve(&self, id: ClusterId) -> ClusterId {
+        let inner = self.read();
+        match inner.slot_of(id) {
+            Some(slot) => {
+                let slot = inner.resolve_slot(slot);
+                inner.slots[slot as usize].as_ref().map_or(id, |c| c.id)
+            }
+            None => id,
+        }
+    }
+
+    /// The clusters and variants, for persisting.
     pub fn snapshot(&self) -> MinerSnapshot {
         let inner = self.read();
-        let mut clusters: Vec<(u64, SavedCluster)> = inner
+        let id_of = |slot: u32| {
+            inner.slots[slot as usize]
+                .as_ref()
+                .map(|c| c.id.to_string())
+                .unwrap_or_default()
+        };
+        let mut clusters: Vec<(u32, SavedCluster)> = inner
             .slots
             .iter()
             .flatten()
             .map(|c| {
                 (
-                    c.generation as u64,
+                    c.generation,
                     SavedCluster {
                         id: c.id.to_string(),
                         key: c.key.clone(),
                         template: c.template.clone(),
                         count: c.count.load(Ordering::Relaxed),
+                        parent: c.parent.as_ref().map(|(p, _)| id_of(*p)),
+                        positions: c
+                            .parent
+                            .as_ref()
+                            .map(|(_, p)| p.clone())
+                            .unwrap_or_default(),
+                        merged_into: c.merged.map(id_of),
                     },
                 )
             })
             .collect();
+        // Oldest first: a cluster always comes before its variants.
         clusters.sort_by_key(|(g, _)| *g);
         MinerSnapshot {
             version: FINGERPRINT_VERSION,
@@ -272,8 +321,8 @@ impl TemplateMiner {
 
     /// A miner holding the clusters of `snapshot`, with the same ids.
     ///
-    /// Refuses a snapshot of another fingerprint version or with an id that does not
-    /// match its key.
+    /// Refuses a snapshot of another fingerprint version, with an id that does not match
+    /// its key, or with a variant whose cluster is missing.
     pub fn restore(config: MinerConfig, snapshot: MinerSnapshot) -> Result<Self> {
         if snapshot.version != FINGERPRINT_VERSION {
             return Err(Error::invalid(format!(
@@ -285,6 +334,7 @@ impl TemplateMiner {
         let miner = TemplateMiner::new(config);
         {
             let mut inner = miner.write();
+            let mut slots: std::collections::HashMap<String, u32> = Default::default();
             for saved in snapshot.clusters {
                 let id = ClusterId::of(&saved.key);
                 if id.to_string() != saved.id {
@@ -299,12 +349,33 @@ impl TemplateMiner {
                 } else {
                     saved.template.split(' ').collect()
                 };
-                let slot = inner.create(&saved.key, &tokens, &miner.config);
+                let parent = match &saved.parent {
+                    None => None,
+                    Some(p) => Some(*slots.get(p).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "miner snapshot variant {} names cluster {p}, which comes nowhere \
+                             before it; fix: restore an unedited snapshot",
+                            saved.id
+                        ))
+                    })?),
+                };
+                let slot = inner.create(&saved.key, &tokens, &miner.config, parent.is_none());
+                if let Some(root) = parent {
+                    let value = join_at(&tokens, &saved.positions);
+                    inner.link_variant(root, slot, saved.positions.clone(), value);
+                    if let Some(c) = inner.slots[slot as usize]
+                        .as_mut()
+                        .filter(|_| saved.merged_into.is_some())
+                    {
+                        c.merged = Some(root);
+                    }
+                }
                 if let Some(c) = inner.slots[slot as usize].as_mut() {
                     *c.count.get_mut() = saved.count;
                 }
                 inner.remember(&saved.key, slot, miner.config.max_exact);
                 inner.remember(&saved.template, slot, miner.config.max_exact);
+                slots.insert(saved.id, slot);
             }
         }
         Ok(miner)
@@ -313,11 +384,20 @@ impl TemplateMiner {
     /// The fingerprint of a raw line for `service`: the id is made of the cluster's
     /// stable key, so it does not change as the cluster's template generalizes.
     pub fn fingerprint_bytes(&self, service: &str, line: &[u8]) -> Fingerprint {
-        let (_, key, template) = self.add_full(line);
+        self.fingerprint_with(service, line, None)
+    }
+
+    fn fingerprint_with(&self, service: &str, line: &[u8], stack: Option<String>) -> Fingerprint {
+        let (id, template) = self.add_with(line, |c| {
+            (
+                fingerprint_id(service, &c.key, stack.as_deref()),
+                c.template.clone(),
+            )
+        });
         Fingerprint {
-            id: fingerprint_id(service, &key, None),
+            id,
             template,
-            stack: None,
+            stack,
             version: FINGERPRINT_VERSION,
         }
     }
@@ -333,15 +413,38 @@ impl Cluster {
 impl Inner {
     fn exact_hit(&self, line: &str) -> Option<&Cluster> {
         let &(slot, generation) = self.exact.get(line)?;
+        let c = self.slots.get(slot as usize)?.as_ref()?;
+        if c.generation != generation {
+            return None;
+        }
+        match c.merged {
+            Some(root) => self.slots[root as usize].as_ref(),
+            None => Some(c),
+        }
+    }
+
+    fn slot_of(&self, id: ClusterId) -> Option<u32> {
+        // Rare (reporting, fingerprints): a scan is fine next to the hot path's lookup.
         self.slots
-            .get(slot as usize)?
-            .as_ref()
-            .filter(|c| c.generation == generation)
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+            .map(|p| p as u32)
     }
 
     fn find(&self, id: ClusterId) -> Option<&Cluster> {
-        // Rare (reporting, fingerprints): a scan is fine next to the hot path's lookup.
-        self.slots.iter().flatten().find(|c| c.id == id)
+        let slot = self.resolve_slot(self.slot_of(id)?);
+        self.slots[slot as usize].as_ref()
+    }
+
+    fn resolve_slot(&self, mut slot: u32) -> u32 {
+        // One level in practice (variants merge into clusters, clusters never merge).
+        for _ in 0..4 {
+            match self.slots[slot as usize].as_ref().and_then(|c| c.merged) {
+                Some(root) => slot = root,
+                None => break,
+            }
+        }
+        slot
     }
 
     fn remember(&mut self, line: &str, slot: u32, max_exact: usize) {
@@ -354,8 +457,96 @@ impl Inner {
         self.exact.insert(line.into(), (slot, generation));
     }
 
-    /// The most similar cluster of the same token count that `tokens` may join.
-    fn best_match(&self, tokens: &[&str], similarity: f64) -> Option<u32> {
+    /// Where a new template goes: an existing cluster or variant, a new variant, or a new
+    /// cluster. Returns its slot.
+    fn place(&mut self, line: &str, tokens: &[&str], config: &MinerConfig) -> u32 {
+        let Some((root, differ)) = self.best_root(tokens, config.similarity) else {
+            return self.create(line, tokens, config, true);
+        };
+        if differ.is_empty() {
+            // Differs only where the cluster already has values.
+            return root;
+        }
+        let value = join_at(tokens, &differ);
+        let c = self.slots[root as usize].as_ref().expect("live root");
+        let known = c
+            .variants
+            .iter()
+            .find(|v| v.positions == differ)
+            .and_then(|v| v.values.iter().find(|(w, _)| *w == value))
+            .map(|(_, slot)| *slot);
+        if let Some(slot) = known {
+            return slot;
+        }
+        let seen = c
+            .variants
+            .iter()
+            .find(|v| v.positions == differ)
+            .map_or(0, |v| v.values.len());
+        // The cluster's own words, the variants seen, and this one.
+        if seen + 2 > config.max_variants {
+            self.generalize(root, &differ, config.max_exact);
+            return root;
+        }
+        let slot = self.create(line, tokens, config, false);
+        self.link_variant(root, slot, differ, value);
+        slot
+    }
+
+    fn link_variant(&mut self, root: u32, slot: u32, positions: Vec<usize>, value: String) {
+        if let Some(v) = self.slots[slot as usize].as_mut() {
+            v.parent = Some((root, positions.clone()));
+        }
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
+        match c.variants.iter_mut().find(|v| v.positions == positions) {
+            Some(v) => v.values.push((value, slot)),
+            None => c.variants.push(Variant {
+                positions,
+                values: vec![(value, slot)],
+            }),
+        }
+    }
+
+    /// `positions` of cluster `root` become values; the variants there merge into it.
+    fn generalize(&mut self, root: u32, positions: &[usize], max_exact: usize) {
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
+        for &p in positions {
+            if let Some(t) = c.tokens.get_mut(p) {
+                *t = MASK.to_owned();
+            }
+        }
+        c.template = c.tokens.join(" ");
+        let template = c.template.clone();
+        let merged: Vec<u32> = match c.variants.iter().position(|v| v.positions == positions) {
+            Some(i) => c
+                .variants
+                .remove(i)
+                .values
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut moved = 0;
+        for slot in merged {
+            if let Some(v) = self.slots[slot as usize].as_mut() {
+                v.merged = Some(root);
+                moved += v.count.swap(0, Ordering::Relaxed);
+            }
+        }
+        if let Some(c) = self.slots[root as usize].as_ref() {
+            c.count.fetch_add(moved, Ordering::Relaxed);
+        }
+        self.remember(&template, root, max_exact);
+    }
+
+    /// The most similar cluster (not variant) of the same token count that `tokens` may
+    /// join, and the positions where its words differ.
+    fn best_root(&self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
         let candidates = self.by_len.get(&tokens.len())?;
         let mut best: Option<(u32, usize, usize)> = None;
         for &slot in candidates {
@@ -373,36 +564,23 @@ impl Inner {
                 best = Some((slot, same, wild));
             }
         }
-        let (slot, same, wild) = best?;
-        let n = tokens.len();
-        let mismatched = n - same - wild;
-        let ok = if n <= 3 {
-            mismatched == 0
-        } else {
-            same as f64 >= similarity * n as f64
-        };
-        ok.then_some(slot)
+        let (slot, same, _) = best?;
+        if (same as f64) < similarity * tokens.len() as f64 {
+            return None;
+        }
+        let c = self.slots[slot as usize].as_ref()?;
+        let differ = c
+            .tokens
+            .iter()
+            .zip(tokens)
+            .enumerate()
+            .filter(|(_, (t, new))| t != *new && *t != MASK)
+            .map(|(i, _)| i)
+            .collect();
+        Some((slot, differ))
     }
 
-    fn merge(&mut self, slot: u32, tokens: &[&str], max_exact: usize) {
-        let Some(c) = self.slots[slot as usize].as_mut() else {
-            return;
-        };
-        let mut changed = false;
-        for (t, new) in c.tokens.iter_mut().zip(tokens) {
-            if t != new && t != MASK {
-                *t = MASK.to_owned();
-                changed = true;
-            }
-        }
-        if changed {
-            c.template = c.tokens.join(" ");
-            let template = c.template.clone();
-            self.remember(&template, slot, max_exact);
-        }
-    }
-
-    fn create(&mut self, key: &str, tokens: &[&str], config: &MinerConfig) -> u32 {
+    fn create(&mut self, key: &str, tokens: &[&str], config: &MinerConfig, root: bool) -> u32 {
         if self.live >= config.max_clusters.max(1) {
             self.evict_oldest();
         }
@@ -415,6 +593,9 @@ impl Inner {
             generation: self.generation,
             count: AtomicU64::new(0),
             last_seen: AtomicU64::new(0),
+            parent: None,
+            merged: None,
+            variants: Vec::new(),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -426,25 +607,48 @@ impl Inner {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_len.entry(tokens.len()).or_default().push(slot);
+        if root {
+            self.by_len.entry(tokens.len()).or_default().push(slot);
+        }
         self.live += 1;
         slot
     }
 
+    /// Evicts the least recently seen cluster with its variants.
     fn evict_oldest(&mut self) {
         let Some((slot, len)) = self
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+            .filter_map(|(i, c)| c.as_ref().filter(|c| c.parent.is_none()).map(|c| (i, c)))
             .min_by_key(|(_, c)| c.last_seen.load(Ordering::Relaxed))
             .map(|(i, c)| (i as u32, c.tokens.len()))
         else {
             return;
         };
-        self.slots[slot as usize] = None;
-        self.free.push(slot);
-        self.live -= 1;
+        let Some(c) = self.slots[slot as usize].take() else {
+            return;
+        };
+        let mut freed = vec![slot];
+        freed.extend(
+            c.variants
+                .iter()
+                .flat_map(|v| v.values.iter().map(|(_, s)| *s)),
+        );
+        // Variants already merged point at the cluster too.
+        for (i, other) in self.slots.iter().enumerate() {
+            if other.as_ref().is_some_and(|o| o.merged == Some(slot)) {
+                freed.push(i as u32);
+            }
+        }
+        freed.sort_unstable();
+        freed.dedup();
+        for s in freed {
+            if s == slot || self.slots[s as usize].take().is_some() {
+                self.free.push(s);
+                self.live -= 1;
+            }
+        }
         if let Some(list) = self.by_len.get_mut(&len) {
             list.retain(|&s| s != slot);
         }
@@ -453,6 +657,18 @@ impl Inner {
             "template miner evicted its least recently seen cluster"
         );
     }
+}
+
+/// The words of `tokens` at `positions`, joined with U+001F.
+fn join_at(tokens: &[&str], positions: &[usize]) -> String {
+    let mut out = String::new();
+    for (i, &p) in positions.iter().enumerate() {
+        if i > 0 {
+            out.push('\u{1f}');
+        }
+        out.push_str(tokens.get(p).copied().unwrap_or(""));
+    }
+    out
 }
 
 /// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
@@ -479,18 +695,12 @@ impl Fingerprinter for TemplateMiner {
     }
 
     fn fingerprint(&self, signal: &Signal) -> Fingerprint {
-        let (_, key, template) = self.add_full(signal.message.as_bytes());
         let stack = signal
             .stack
             .as_deref()
             .map(stack_signature)
             .filter(|s| !s.is_empty());
-        Fingerprint {
-            id: fingerprint_id(&signal.service, &key, stack.as_deref()),
-            template,
-            stack,
-            version: FINGERPRINT_VERSION,
-        }
+        self.fingerprint_with(&signal.service, signal.message.as_bytes(), stack)
     }
 }
 
@@ -499,22 +709,53 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    const USERS: [&str; 7] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+
     fn miner() -> TemplateMiner {
         TemplateMiner::new(MinerConfig::default())
     }
 
     #[test]
-    fn groups_values_that_are_words() {
+    fn a_position_with_many_words_becomes_a_value() {
         let m = miner();
-        let a = m.add(b"Accepted password for alice from 10.0.0.1 port 22 ssh2");
-        let b = m.add(b"Accepted password for bob from 10.0.0.2 port 22 ssh2");
-        let c = m.add(b"Failed password for bob from 10.0.0.2 port 22 ssh2");
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+        let ids: Vec<ClusterId> = USERS
+            .iter()
+            .map(|u| {
+                m.add(format!("Accepted password for {u} from 10.0.0.1 port 22 ssh2").as_bytes())
+            })
+            .collect();
+        let failed = m.add(b"Failed password for bob from 10.0.0.2 port 22 ssh2");
+        // The first four users were variants; the fifth made the position a value.
+        assert_eq!(ids[4], ids[0]);
+        assert_eq!(ids[6], ids[0]);
+        assert!(ids.iter().all(|id| m.resolve(*id) == ids[0]));
+        assert_ne!(m.resolve(failed), ids[0]);
         assert_eq!(
-            m.template(a).unwrap(),
+            m.template(ids[0]).unwrap(),
             "Accepted password for <*> from <*> port <*>"
         );
+        assert_eq!(
+            m.snapshot().clusters.iter().map(|c| c.count).sum::<u64>(),
+            8
+        );
+    }
+
+    #[test]
+    fn a_few_alternatives_stay_events_of_their_own() {
+        let m = miner();
+        let events = ["Started", "Paused", "Resumed", "Stopped"];
+        let first: Vec<ClusterId> = events
+            .iter()
+            .map(|e| m.add(format!("[instance: 42] VM {e} (Lifecycle Event)").as_bytes()))
+            .collect();
+        let again: Vec<ClusterId> = events
+            .iter()
+            .map(|e| m.add(format!("[instance: 7] VM {e} (Lifecycle Event)").as_bytes()))
+            .collect();
+        assert_eq!(first, again);
+        let distinct: std::collections::HashSet<_> =
+            first.iter().map(|id| m.resolve(*id)).collect();
+        assert_eq!(distinct.len(), 4);
     }
 
     #[test]
@@ -534,19 +775,16 @@ mod tests {
     #[test]
     fn replaying_templates_does_not_multiply_clusters() {
         let m = miner();
-        let lines = [
-            "Invalid user admin from 10.0.0.7",
-            "Invalid user oracle from 10.0.0.9",
-            "Connection closed by 10.0.0.9 [preauth]",
-            "user=alice action=\"delete all\" ok",
-        ];
-        for l in lines {
-            m.add(l.as_bytes());
+        for u in USERS {
+            m.add(format!("Invalid user {u} from 10.0.0.7").as_bytes());
         }
+        m.add(b"Connection closed by 10.0.0.9 [preauth]");
+        m.add(b"user=alice action=\"delete all\" ok");
         let before = m.snapshot();
         for c in &before.clusters {
             let id = m.add(c.template.as_bytes());
-            assert_eq!(id.to_string(), c.id, "replaying {:?}", c.template);
+            let want = c.merged_into.as_ref().unwrap_or(&c.id);
+            assert_eq!(&id.to_string(), want, "replaying {:?}", c.template);
         }
         // Lines that already hold masks join the same clusters too.
         m.add(b"Invalid user <*> from <*>");
@@ -554,16 +792,27 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_round_trip_keeps_ids() {
+    fn snapshot_round_trip_keeps_ids_and_variants() {
         let m = miner();
         let a = m.add(b"Invalid user admin from 10.0.0.7");
-        m.add(b"Invalid user oracle from 10.0.0.9");
+        for u in USERS {
+            m.add(format!("Invalid user {u} from 10.0.0.7").as_bytes());
+        }
+        let started = m.add(b"VM Started 1");
+        let paused = m.add(b"VM Paused 2");
         let json = serde_json::to_string(&m.snapshot()).unwrap();
         let restored =
             TemplateMiner::restore(MinerConfig::default(), serde_json::from_str(&json).unwrap())
                 .unwrap();
         assert_eq!(restored.add(b"Invalid user guest from 10.9.9.9"), a);
-        assert_eq!(restored.len(), 1);
+        assert_eq!(restored.resolve(a), a);
+        assert_eq!(restored.add(b"VM Started 9"), started);
+        assert_eq!(restored.add(b"VM Paused 9"), paused);
+        assert_eq!(restored.len(), m.len());
+        assert_eq!(
+            restored.snapshot(),
+            m.snapshot().clone_with_counts(&restored.snapshot())
+        );
 
         let mut bad: MinerSnapshot = serde_json::from_str(&json).unwrap();
         bad.clusters[0].key.push('x');
@@ -572,6 +821,17 @@ mod tests {
         let mut old: MinerSnapshot = serde_json::from_str(&json).unwrap();
         old.version = 1;
         assert!(TemplateMiner::restore(MinerConfig::default(), old).is_err());
+    }
+
+    impl MinerSnapshot {
+        /// This snapshot with the counts of `other` (restoring then adding changes counts).
+        fn clone_with_counts(&self, other: &MinerSnapshot) -> MinerSnapshot {
+            let mut out = self.clone();
+            for (c, o) in out.clusters.iter_mut().zip(&other.clusters) {
+                c.count = o.count;
+            }
+            out
+        }
     }
 
     #[test]
@@ -588,23 +848,27 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert_eq!(m.add(b"alpha event happened here"), keep);
         assert_eq!(m.template(keep).unwrap(), "alpha event happened here");
-        // The oldest of the others is gone; the newest is held.
         let echo = m.add(b"echo thing went sideways");
         assert!(m.template(echo).is_some());
+        // bravo was the least recently seen: it is gone, and comes back as new.
+        assert_eq!(m.len(), 3);
+        let bravo = m.add(b"bravo thing went sideways");
+        assert_eq!(m.template(bravo).unwrap(), "bravo thing went sideways");
         assert_eq!(m.len(), 3);
     }
 
     #[test]
     fn shared_across_threads() {
         let m = Arc::new(miner());
-        let handles: Vec<_> = (0..4)
+        let handles: Vec<_> = (0..USERS.len())
             .map(|t| {
                 let m = Arc::clone(&m);
                 std::thread::spawn(move || {
-                    let name = ["ann", "bob", "cid", "dan"][t];
-                    (0..500)
+                    (0..300)
                         .map(|i| {
-                            m.add(format!("worker {name} finished job {i} in {i}ms").as_bytes())
+                            m.add(
+                                format!("worker {} finished job {i} in {i}ms", USERS[t]).as_bytes(),
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
@@ -614,20 +878,31 @@ mod tests {
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect();
-        assert!(ids.iter().all(|id| *id == ids[0]));
-        assert_eq!(m.len(), 1);
-        assert_eq!(m.snapshot().clusters[0].count, 2000);
+        let root = m.resolve(ids[0]);
+        assert!(ids.iter().all(|id| m.resolve(*id) == root));
+        assert_eq!(
+            m.template(root).unwrap(),
+            "worker <*> finished job <*> in <*>"
+        );
+        let total: u64 = m.snapshot().clusters.iter().map(|c| c.count).sum();
+        assert_eq!(total, 300 * USERS.len() as u64);
     }
 
     #[test]
     fn fingerprint_id_is_stable_as_the_template_generalizes() {
         let m = miner();
-        let a = m.fingerprint(&Signal::new("t", "cache miss for key users alice now"));
-        let b = m.fingerprint(&Signal::new("t", "cache miss for key users bob now"));
-        assert_eq!(a.id, b.id);
-        assert_eq!(a.template, "cache miss for key users alice now");
-        assert_eq!(b.template, "cache miss for key users <*> now");
-        let c = m.fingerprint(&Signal::new("t", "cache miss for key users carol now"));
-        assert_eq!(c.id, a.id);
+        let first = m.fingerprint(&Signal::new("t", "cache miss for key users alice now"));
+        let mut last = first.clone();
+        for u in USERS {
+            last = m.fingerprint(&Signal::new(
+                "t",
+                format!("cache miss for key users {u} now"),
+            ));
+        }
+        assert_eq!(first.template, "cache miss for key users alice now");
+        assert_eq!(last.template, "cache miss for key users <*> now");
+        assert_eq!(last.id, first.id);
+        let again = m.fingerprint(&Signal::new("t", "cache miss for key users zoe now"));
+        assert_eq!(again.id, first.id);
     }
 }

@@ -45,6 +45,8 @@ const DELIM: u8 = 2;
 const QUOTE: u8 = 4;
 const DIGIT: u8 = 8;
 const HEX: u8 = 16;
+const DOT: u8 = 32;
+const NAME: u8 = 64;
 
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -69,13 +71,34 @@ const CLASS: [u8; 256] = {
         c += 1;
     }
     let mut c = b'a';
-    while c <= b'f' {
-        t[c as usize] = HEX;
-        t[(c - 32) as usize] = HEX;
+    while c <= b'z' {
+        t[c as usize] = NAME;
+        t[(c - 32) as usize] = NAME;
         c += 1;
     }
+    let mut c = b'a';
+    while c <= b'f' {
+        t[c as usize] |= HEX;
+        t[(c - 32) as usize] |= HEX;
+        c += 1;
+    }
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] |= NAME;
+        c += 1;
+    }
+    t[b'.' as usize] = DOT | NAME;
+    t[b'-' as usize] = NAME;
+    t[b'_' as usize] = NAME;
     t
 };
+
+/// Units that belong to the number before them (`30 ms`, `12 MB`, `1 sec`).
+const UNITS: &[&[u8]] = &[
+    b"b", b"B", b"byte", b"bytes", b"kB", b"KB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB",
+    b"TiB", b"ms", b"us", b"ns", b"s", b"sec", b"secs", b"second", b"seconds", b"min", b"mins",
+    b"minute", b"minutes", b"h", b"hr", b"hrs", b"hour", b"hours", b"day", b"days",
+];
 
 impl Normalizer {
     /// Masks the variable parts of `message`.
@@ -99,12 +122,19 @@ impl Normalizer {
         let mut pending_space = false;
         // Quote kinds with no closing quote left in the line (keeps the scan linear).
         let mut unclosed = [false; 3];
+        // The last output is a number's mask and only whitespace followed: a unit joins it.
+        let mut after_number = false;
         while i < n {
             let c = bytes[i];
             let class = CLASS[c as usize];
             if class & WS != 0 {
                 pending_space = !out.is_empty();
                 after_eq = false;
+                i += 1;
+                continue;
+            }
+            if matches!(c, b'<' | b'>' | b'~') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                // `<1 sec`, `>5`: the comparison belongs to the value.
                 i += 1;
                 continue;
             }
@@ -146,6 +176,21 @@ impl Normalizer {
                 }
                 // An apostrophe or an unclosed quote: part of the word.
             } else if class & DELIM != 0 {
+                after_number = false;
+                if c == b'(' && pending_space && bytes.get(i + 1) == Some(&b')') {
+                    // ` ()`: an empty value.
+                    push_mask(out, true);
+                    pending_space = false;
+                    i += 2;
+                    continue;
+                }
+                if c == b')' && out.ends_with(" (<*>") && out[..out.len() - 5].ends_with(MASK) {
+                    // `451 bytes (0.44 KB)`: a value and its other form are one value.
+                    out.truncate(out.len() - 5);
+                    pending_space = false;
+                    i += 1;
+                    continue;
+                }
                 if pending_space {
                     out.push(' ');
                     pending_space = false;
@@ -160,6 +205,8 @@ impl Normalizer {
             let mut seen = 0u8;
             let mut all_hex = true;
             let mut special = false;
+            let mut all_name = true;
+            let mut dots = 0u32;
             while i < n {
                 let k = CLASS[bytes[i] as usize];
                 if k & (WS | DELIM) != 0 || (k & QUOTE != 0 && i > start) {
@@ -167,6 +214,8 @@ impl Normalizer {
                 }
                 seen |= k;
                 all_hex &= k & HEX != 0;
+                all_name &= k & NAME != 0;
+                dots += u32::from(k & DOT != 0);
                 special |= bytes[i] == b'@';
                 i += 1;
             }
@@ -175,14 +224,22 @@ impl Normalizer {
                 || seen & DIGIT != 0
                 || (all_hex && word.len() >= 8)
                 || matches!(word[0], b'/' | b'\\') && word.len() > 1
-                || (special && word.contains(&b'.'));
+                || (special && dots > 0)
+                // A host name: `proxy.example.com` (two dots or more, a lowercase top label).
+                || (all_name && dots >= 2 && word[0] != b'.' && host_like(word))
+                || is_calendar_word(word);
             if variable {
                 push_mask(out, pending_space);
+                after_number = seen & DIGIT != 0;
+            } else if after_number && pending_space && UNITS.contains(&word) {
+                // The unit of the number just masked.
+                after_number = false;
             } else {
                 if pending_space {
                     out.push(' ');
                 }
                 push_bytes(out, word);
+                after_number = false;
             }
             pending_space = false;
             after_eq = false;
@@ -209,17 +266,81 @@ fn closing_quote(bytes: &[u8], open: usize) -> Option<usize> {
     None
 }
 
+/// The last label of a dotted name is 2 to 6 lowercase letters (`com`, `hk`, `local`).
+fn host_like(word: &[u8]) -> bool {
+    let top = word.rsplit(|&b| b == b'.').next().unwrap_or(word);
+    (2..=6).contains(&top.len()) && top.iter().all(u8::is_ascii_lowercase)
+}
+
+/// Day and month names, which only ever say when.
+fn is_calendar_word(word: &[u8]) -> bool {
+    const NAMES: &[&[u8]] = &[
+        b"Mon",
+        b"Tue",
+        b"Wed",
+        b"Thu",
+        b"Fri",
+        b"Sat",
+        b"Sun",
+        b"Jan",
+        b"Feb",
+        b"Mar",
+        b"Apr",
+        b"Jun",
+        b"Jul",
+        b"Aug",
+        b"Sep",
+        b"Oct",
+        b"Nov",
+        b"Dec",
+        b"Monday",
+        b"Tuesday",
+        b"Wednesday",
+        b"Thursday",
+        b"Friday",
+        b"Saturday",
+        b"Sunday",
+        b"January",
+        b"February",
+        b"March",
+        b"April",
+        b"June",
+        b"July",
+        b"August",
+        b"September",
+        b"October",
+        b"November",
+        b"December",
+    ];
+    (3..=9).contains(&word.len()) && word[0].is_ascii_uppercase() && NAMES.contains(&word)
+}
+
 fn push_mask(out: &mut String, space: bool) {
     // Masks next to each other, or apart only by whitespace, collapse into one.
     if out.ends_with(MASK) {
         return;
     }
     if !space {
-        // `<*>:<*>` (address and port, a time, a MAC or IPv6 address) is one value.
+        // `<*>:<*>` (address and port, a time, a MAC or IPv6 address) is one value,
+        // and so is `host.name:<*>`.
         let joined = out.trim_end_matches(':');
-        if joined.len() < out.len() && joined.ends_with(MASK) {
-            out.truncate(joined.len());
-            return;
+        if joined.len() < out.len() {
+            if joined.ends_with(MASK) {
+                out.truncate(joined.len());
+                return;
+            }
+            let start = joined
+                .rfind(|c: char| c == ' ' || (c.is_ascii() && CLASS[c as usize] & DELIM != 0))
+                .map_or(0, |p| p + 1);
+            if joined[start..].contains('.') {
+                out.truncate(start);
+                if out.ends_with(MASK) || out.ends_with("<*> ") {
+                    out.truncate(out.trim_end().len());
+                    return;
+                }
+                out.push_str(MASK);
+                return;
+            }
         }
     }
     if space {
