@@ -353,7 +353,9 @@ fn explain_errors(system: &System, pred: &[u32], templates: &[String]) {
         system.name
     );
     let mut shown = 0;
-    for lines in groups.values() {
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    for lines in &groups {
         let t = system.truth[lines[0]];
         let mixed: std::collections::BTreeSet<u32> =
             lines.iter().map(|&i| system.truth[i]).collect();

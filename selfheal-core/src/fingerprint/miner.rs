@@ -478,13 +478,24 @@ impl Inner {
         if let Some(slot) = known {
             return slot;
         }
-        let seen = c
-            .variants
-            .iter()
-            .find(|v| v.positions == differ)
-            .map_or(0, |v| v.values.len());
-        // The cluster's own words, the variants seen, and this one.
-        if seen + 2 > config.max_variants {
+        // Each differing position must show more than `max_variants` distinct words
+        // (the cluster's own, the variants', this one) before it becomes a value.
+        let generalize = match c.variants.iter().find(|v| v.positions == differ) {
+            None => config.max_variants < 2,
+            Some(v) => (0..differ.len()).all(|k| {
+                let mut words: Vec<&str> = v
+                    .values
+                    .iter()
+                    .filter_map(|(w, _)| w.split('\u{1f}').nth(k))
+                    .collect();
+                words.push(c.tokens[differ[k]].as_str());
+                words.push(tokens[differ[k]]);
+                words.sort_unstable();
+                words.dedup();
+                words.len() > config.max_variants
+            }),
+        };
+        if generalize {
             self.generalize(root, &differ, config.max_exact);
             return root;
         }
@@ -671,9 +682,12 @@ fn join_at(tokens: &[&str], positions: &[usize]) -> String {
     out
 }
 
+/// Messages of at most this many tokens never merge over a different first word.
+const SHORT: usize = 4;
+
 /// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
 /// included) and template wildcards over a word — or `None` when they may not be merged
-/// (their first words differ, or a template word meets a value).
+/// (a short message whose first words differ).
 fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
     let mut same = 0;
     let mut wild = 0;
@@ -682,7 +696,7 @@ fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
             same += 1;
         } else if t == MASK {
             wild += 1;
-        } else if i == 0 {
+        } else if i == 0 && template.len() <= SHORT {
             return None;
         }
     }

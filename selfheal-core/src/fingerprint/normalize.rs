@@ -124,7 +124,14 @@ impl Normalizer {
         let mut unclosed = [false; 3];
         // The last output is a number's mask and only whitespace followed: a unit joins it.
         let mut after_number = false;
+        // An open quoted phrase: its closing quote's index, and the output length and
+        // pending space where it began.
+        let mut phrase: Option<(usize, usize, bool)> = None;
         while i < n {
+            if let Some((_, mark, space)) = phrase.filter(|p| i > p.0) {
+                close_phrase(out, mark, space);
+                phrase = None;
+            }
             let c = bytes[i];
             let class = CLASS[c as usize];
             if class & WS != 0 {
@@ -168,11 +175,19 @@ impl Normalizer {
                 };
                 unclosed[kind] |= opens && end.is_none();
                 if let Some(end) = end {
-                    push_mask(out, pending_space);
-                    pending_space = false;
-                    after_eq = false;
-                    i = end + 1;
-                    continue;
+                    let spaced = bytes[i + 1..end]
+                        .iter()
+                        .any(|&b| CLASS[b as usize] & WS != 0);
+                    if after_eq || !spaced {
+                        push_mask(out, pending_space);
+                        pending_space = false;
+                        after_eq = false;
+                        i = end + 1;
+                        continue;
+                    }
+                    // A quoted phrase (`"GET /v2/x HTTP/1.1"`) keeps its words; if none
+                    // stays apart once masked, it is one value after all.
+                    phrase = Some((end, out.len(), pending_space));
                 }
                 // An apostrophe or an unclosed quote: part of the word.
             } else if class & DELIM != 0 {
@@ -219,6 +234,13 @@ impl Normalizer {
                 special |= bytes[i] == b'@';
                 i += 1;
             }
+            if bytes[start] == b'/' {
+                // A path or the rest of a URL runs to the next whitespace or quote,
+                // query string and all.
+                while i < n && CLASS[bytes[i] as usize] & (WS | QUOTE) == 0 {
+                    i += 1;
+                }
+            }
             let word = &bytes[start..i];
             let variable = after_eq
                 || seen & DIGIT != 0
@@ -244,6 +266,17 @@ impl Normalizer {
             pending_space = false;
             after_eq = false;
         }
+        if let Some((_, mark, space)) = phrase {
+            close_phrase(out, mark, space);
+        }
+    }
+}
+
+/// A quoted phrase whose words all merged into one value becomes one mask.
+fn close_phrase(out: &mut String, mark: usize, space: bool) {
+    if out.len() > mark && !out[mark..].trim_start().contains(' ') {
+        out.truncate(mark);
+        push_mask(out, space);
     }
 }
 
@@ -439,7 +472,13 @@ mod tests {
     #[test]
     fn apostrophes_are_not_quotes() {
         assert_eq!(t("don't retry, it's over"), "don't retry, it's over");
-        assert_eq!(t("can't open 'a b' now"), "can't open <*> now");
+        assert_eq!(t("can't open 'ab' now"), "can't open <*> now");
+        assert_eq!(t("can't open 'a b' now"), "can't open 'a b' now");
+        assert_eq!(
+            t(r#"10.0.0.1 "GET /v2/servers?all=True HTTP/1.1" status: 200"#),
+            r#"<*> "GET <*>" status: <*>"#
+        );
+        assert_eq!(t("said '5 ms' then"), "said <*> then");
     }
 
     #[test]
