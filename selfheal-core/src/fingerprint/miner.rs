@@ -236,12 +236,14 @@ impl TemplateMiner {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
+    /// The recency clock: read on the hot path, advanced on the slow one (each new
+    /// template), which is all least-recently-seen eviction needs.
+    fn now(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
     }
 
     fn add_normalized<R>(&self, line: &str, f: impl FnOnce(&Cluster) -> R) -> R {
-        let now = self.tick();
+        let now = self.now();
         {
             let inner = self.read();
             if let Some(c) = inner.exact_hit(line) {
@@ -250,6 +252,7 @@ impl TemplateMiner {
             }
         }
         let mut inner = self.write();
+        let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(c) = inner.exact_hit(line) {
             c.touch(now);
             return f(c);
@@ -406,7 +409,9 @@ impl TemplateMiner {
 impl Cluster {
     fn touch(&self, now: u64) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.last_seen.fetch_max(now, Ordering::Relaxed);
+        if self.last_seen.load(Ordering::Relaxed) < now {
+            self.last_seen.store(now, Ordering::Relaxed);
+        }
     }
 }
 

@@ -59,7 +59,13 @@ pub fn fingerprint_id(service: &str, template: &str, stack: Option<&str>) -> Str
     hasher.update(b":");
     hasher.update(stack.unwrap_or("").as_bytes());
     let digest = hasher.finalize();
-    crate::audit::hex(&digest[..8])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(16);
+    for b in &digest[..8] {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
+    }
+    id
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ const DIGIT: u8 = 8;
 const HEX: u8 = 16;
 const DOT: u8 = 32;
 const NAME: u8 = 64;
+const AT: u8 = 128;
 
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -90,6 +91,7 @@ const CLASS: [u8; 256] = {
     t[b'.' as usize] = DOT | NAME;
     t[b'-' as usize] = NAME;
     t[b'_' as usize] = NAME;
+    t[b'@' as usize] = AT;
     t
 };
 
@@ -115,6 +117,8 @@ impl Normalizer {
         out.clear();
         let bytes = &message[..message.len().min(MAX_MESSAGE_BYTES)];
         let n = bytes.len();
+        // Checked once: words of valid UTF-8 are copied without checking each again.
+        let text = std::str::from_utf8(bytes).ok();
         let mut i = 0;
         // The previous delimiter was `=`: the next word is a value.
         let mut after_eq = false;
@@ -217,10 +221,9 @@ impl Normalizer {
             }
             // A word: up to the next whitespace or delimiter.
             let start = i;
+            // Classes seen in the word, classes of every byte, and its dots.
             let mut seen = 0u8;
-            let mut all_hex = true;
-            let mut special = false;
-            let mut all_name = true;
+            let mut all = u8::MAX;
             let mut dots = 0u32;
             while i < n {
                 let k = CLASS[bytes[i] as usize];
@@ -228,16 +231,25 @@ impl Normalizer {
                     break;
                 }
                 seen |= k;
-                all_hex &= k & HEX != 0;
-                all_name &= k & NAME != 0;
+                all &= k;
                 dots += u32::from(k & DOT != 0);
-                special |= bytes[i] == b'@';
                 i += 1;
             }
+            let all_hex = all & HEX != 0;
+            let all_name = all & NAME != 0;
+            let special = seen & AT != 0;
             if bytes[start] == b'/' {
                 // A path or the rest of a URL runs to the next whitespace or quote,
                 // query string and all.
                 while i < n && CLASS[bytes[i] as usize] & (WS | QUOTE) == 0 {
+                    // ... but not its trailing `:`, `,`, `;` or closing bracket.
+                    if matches!(bytes[i], b':' | b',' | b';' | b')' | b']')
+                        && bytes
+                            .get(i + 1)
+                            .is_none_or(|&b| CLASS[b as usize] & WS != 0)
+                    {
+                        break;
+                    }
                     i += 1;
                 }
             }
@@ -260,7 +272,10 @@ impl Normalizer {
                 if pending_space {
                     out.push(' ');
                 }
-                push_bytes(out, word);
+                match text.and_then(|t| t.get(start..i)) {
+                    Some(w) => out.push_str(w),
+                    None => push_bytes(out, word),
+                }
                 after_number = false;
             }
             pending_space = false;
@@ -307,45 +322,48 @@ fn host_like(word: &[u8]) -> bool {
 
 /// Day and month names, which only ever say when.
 fn is_calendar_word(word: &[u8]) -> bool {
-    const NAMES: &[&[u8]] = &[
-        b"Mon",
-        b"Tue",
-        b"Wed",
-        b"Thu",
-        b"Fri",
-        b"Sat",
-        b"Sun",
-        b"Jan",
-        b"Feb",
-        b"Mar",
-        b"Apr",
-        b"Jun",
-        b"Jul",
-        b"Aug",
-        b"Sep",
-        b"Oct",
-        b"Nov",
-        b"Dec",
-        b"Monday",
-        b"Tuesday",
-        b"Wednesday",
-        b"Thursday",
-        b"Friday",
-        b"Saturday",
-        b"Sunday",
-        b"January",
-        b"February",
-        b"March",
-        b"April",
-        b"June",
-        b"July",
-        b"August",
-        b"September",
-        b"October",
-        b"November",
-        b"December",
-    ];
-    (3..=9).contains(&word.len()) && word[0].is_ascii_uppercase() && NAMES.contains(&word)
+    if !(3..=9).contains(&word.len()) || !word[0].is_ascii_uppercase() {
+        return false;
+    }
+    matches!(
+        word,
+        b"Mon"
+            | b"Tue"
+            | b"Wed"
+            | b"Thu"
+            | b"Fri"
+            | b"Sat"
+            | b"Sun"
+            | b"Jan"
+            | b"Feb"
+            | b"Mar"
+            | b"Apr"
+            | b"Jun"
+            | b"Jul"
+            | b"Aug"
+            | b"Sep"
+            | b"Oct"
+            | b"Nov"
+            | b"Dec"
+            | b"Monday"
+            | b"Tuesday"
+            | b"Wednesday"
+            | b"Thursday"
+            | b"Friday"
+            | b"Saturday"
+            | b"Sunday"
+            | b"January"
+            | b"February"
+            | b"March"
+            | b"April"
+            | b"June"
+            | b"July"
+            | b"August"
+            | b"September"
+            | b"October"
+            | b"November"
+            | b"December"
+    )
 }
 
 fn push_mask(out: &mut String, space: bool) {
