@@ -13,7 +13,7 @@
 //!
 //! - GA, grouping accuracy (Zhu et al., ICSE-SEIP 2019): the share of lines whose
 //!   predicted group holds exactly the lines of their true template;
-//! - FGA (Jiang et al., ICSE 2024): the F1 of predicted groups that are exactly a true one.
+//! - FGA (Jiang et al., ISSTA 2024): the F1 of predicted groups that are exactly a true one.
 //!
 //! Throughput is single-threaded over the contents already in memory: each line becomes a
 //! full `Fingerprint` (template, 16-hex sha256 id), and the miner learns as it goes (a
