@@ -43,8 +43,8 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -168,6 +168,27 @@ struct Cluster {
     merged: Option<u32>,
     /// A cluster: the variants seen per set of differing positions.
     variants: Vec<Variant>,
+    /// The fingerprint id for the first service that asked (without a stack): a
+    /// service asks again and again, and the id of (service, key) never changes.
+    service_id: OnceLock<(Box<str>, String)>,
+}
+
+impl Cluster {
+    /// The fingerprint id of a line of this cluster for `service` with `stack`.
+    fn fingerprint_id(&self, service: &str, stack: Option<&str>) -> String {
+        if stack.is_some() {
+            return fingerprint_id(service, &self.key, stack);
+        }
+        if let Some((s, id)) = self.service_id.get()
+            && **s == *service
+        {
+            return id.clone();
+        }
+        let id = fingerprint_id(service, &self.key, None);
+        // The first service keeps the slot; others compute theirs.
+        let _ = self.service_id.set((service.into(), id.clone()));
+        id
+    }
 }
 
 #[derive(Debug)]
@@ -393,7 +414,7 @@ impl TemplateMiner {
     fn fingerprint_with(&self, service: &str, line: &[u8], stack: Option<String>) -> Fingerprint {
         let (id, template) = self.add_with(line, |c| {
             (
-                fingerprint_id(service, &c.key, stack.as_deref()),
+                c.fingerprint_id(service, stack.as_deref()),
                 c.template.clone(),
             )
         });
@@ -612,6 +633,7 @@ impl Inner {
             parent: None,
             merged: None,
             variants: Vec::new(),
+            service_id: OnceLock::new(),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -923,5 +945,18 @@ mod tests {
         assert_eq!(last.id, first.id);
         let again = m.fingerprint(&Signal::new("t", "cache miss for key users zoe now"));
         assert_eq!(again.id, first.id);
+        // The id is sha256 over service:key:stack, whichever service asks first.
+        let other =
+            m.fingerprint(&Signal::new("t", "cache miss for key users zoe now").service("b"));
+        assert_eq!(other.id, fingerprint_id("b", &first.template, None));
+        assert_eq!(first.id, fingerprint_id("", &first.template, None));
+        let with_stack = m.fingerprint(
+            &Signal::new("t", "cache miss for key users zoe now")
+                .stack("Traceback (most recent call last):\n  File \"/app/c.py\", line 3, in get\nKeyError: 'x'"),
+        );
+        assert_eq!(
+            with_stack.id,
+            fingerprint_id("", &first.template, Some("KeyError|c.get"))
+        );
     }
 }
