@@ -99,6 +99,18 @@ fn golden_ids_change_only_with_a_version_bump() {
 }
 
 #[test]
+fn templates_of_real_messages_are_fixed_points() {
+    // Replaying a template (the miner does) must not change it.
+    let text = std::fs::read_to_string(PATH).expect("read fingerprint_golden.json");
+    let golden: Golden = serde_json::from_str(&text).expect("parse fingerprint_golden.json");
+    let n = Normalizer::default();
+    for v in &golden.vectors {
+        let once = n.template(&v.message);
+        assert_eq!(n.template(&once), once, "message {:?}", v.message);
+    }
+}
+
+#[test]
 fn ids_are_sixteen_hex_digits_and_differ_by_service() {
     let n = Normalizer::default();
     let a = n.fingerprint(&Signal::new("t", "disk full on /dev/sda1").service("a"));
