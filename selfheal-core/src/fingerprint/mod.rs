@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 pub use miner::{ClusterId, MinerConfig, MinerSnapshot, SavedCluster, TemplateMiner};
 pub use normalize::{MASK, Normalizer};
-pub use stack::{MAX_FRAMES, stack_signature};
+pub use stack::{MAX_FRAMES, MAX_STACK_BYTES, stack_signature};
 
 /// Version of the fingerprint contract. Ids from different versions are not comparable;
 /// any change that alters ids for the same input bumps it.

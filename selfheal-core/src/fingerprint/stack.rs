@@ -18,6 +18,9 @@
 /// At most this many frames per exception are kept (the innermost ones).
 pub const MAX_FRAMES: usize = 8;
 
+/// Only the first this many bytes of a trace are read.
+pub const MAX_STACK_BYTES: usize = 256 * 1024;
+
 /// Rust frames from these crates are the runtime's, not the application's.
 const RUST_RUNTIME: &[&str] = &[
     "std::",
@@ -73,6 +76,12 @@ const JVM_RUNTIME: &[&str] = &[
 /// The in-app frames of `stack` (any of the understood languages), joined with `|`;
 /// empty when no frame is in-app.
 pub fn stack_signature(stack: &str) -> String {
+    // The crash site is at the top; a runaway trace is read no further than this.
+    let mut end = stack.len().min(MAX_STACK_BYTES);
+    while !stack.is_char_boundary(end) {
+        end -= 1;
+    }
+    let stack = &stack[..end];
     let mut parts: Vec<String> = Vec::new();
     if stack.contains("Traceback (most recent call last)") || stack.contains("  File \"") {
         python(stack, &mut parts);
@@ -168,6 +177,10 @@ fn python(stack: &str, parts: &mut Vec<String>) {
             }
             let module = file.rsplit(['/', '\\']).next().unwrap_or(file);
             let module = module.strip_suffix(".py").unwrap_or(module);
+            if frames.len() == 4 * MAX_FRAMES {
+                // Only the innermost frames are kept: drop the outer ones as we go.
+                frames.drain(..3 * MAX_FRAMES);
+            }
             frames.push(format!("{module}.{func}"));
             continue;
         }
@@ -481,6 +494,22 @@ exit status 2";
         assert_eq!(stack_signature(a), "TypeError|getUser|index.js");
         let b = a.replace("'id'", "'email'").replace("12:15", "14:3");
         assert_eq!(stack_signature(&b), stack_signature(a));
+    }
+
+    #[test]
+    fn a_runaway_trace_is_read_only_so_far() {
+        let mut tb = String::from("Traceback (most recent call last):\n");
+        for i in 0..300_000 {
+            tb.push_str(&format!("  File \"/app/m{i}.py\", line 1, in f\n    x()\n"));
+        }
+        tb.push_str("RecursionError: maximum recursion depth exceeded\n");
+        assert!(tb.len() > 10 * 1024 * 1024);
+        let sig = stack_signature(&tb);
+        // No exception line within the limit: the innermost frames read, at most eight.
+        assert_eq!(sig.split('|').count(), MAX_FRAMES);
+        assert!(sig.starts_with("m"), "{sig}");
+        let rust = "   0: app::recurse\n".repeat(1_000_000);
+        assert_eq!(stack_signature(&rust).split('|').count(), MAX_FRAMES);
     }
 
     #[test]
