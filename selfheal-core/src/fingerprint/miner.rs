@@ -490,7 +490,21 @@ impl Inner {
             return self.create(line, tokens, config, true);
         };
         if differ.is_empty() {
-            // Differs only where the cluster already has values.
+            // Differs only where the cluster already has values (maybe other shapes of
+            // values: those positions become plain masks).
+            let c = self.slots[root as usize].as_mut().expect("live root");
+            let mut changed = false;
+            for (t, new) in c.tokens.iter_mut().zip(tokens) {
+                if t != new && t != MASK {
+                    *t = MASK.to_owned();
+                    changed = true;
+                }
+            }
+            if changed {
+                c.template = c.tokens.join(" ");
+                let template = c.template.clone();
+                self.remember(&template, root, config.max_exact);
+            }
             return root;
         }
         let value = join_at(tokens, &differ);
@@ -611,7 +625,7 @@ impl Inner {
             .iter()
             .zip(tokens)
             .enumerate()
-            .filter(|(_, (t, new))| t != *new && *t != MASK)
+            .filter(|(_, (t, new))| t != *new && *t != MASK && !both_values(t, new))
             .map(|(i, _)| i)
             .collect();
         Some((slot, differ))
@@ -712,6 +726,13 @@ fn join_at(tokens: &[&str], positions: &[usize]) -> String {
 /// Messages of at most this many tokens never merge over a different first word.
 const SHORT: usize = 4;
 
+/// Two differently shaped values: both tokens hold a mask and one has no letter besides
+/// it (`<*>,` and `LOCAL(<*>),`; `(<*>):` and `(<*>:`), unlike `uid=<*>` and `pid=<*>`.
+fn both_values(t: &str, new: &str) -> bool {
+    let bare = |s: &str| !s.replace(MASK, "").bytes().any(|b| b.is_ascii_alphabetic());
+    t.contains(MASK) && new.contains(MASK) && (bare(t) || bare(new))
+}
+
 /// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
 /// included) and template wildcards over a word — or `None` when they may not be merged
 /// (a short message whose first words differ).
@@ -721,7 +742,7 @@ fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
     for (i, (t, new)) in template.iter().zip(tokens).enumerate() {
         if t == new {
             same += 1;
-        } else if t == MASK {
+        } else if t == MASK || both_values(t, new) {
             wild += 1;
         } else if i == 0 && template.len() <= SHORT {
             return None;
@@ -797,6 +818,19 @@ mod tests {
         let distinct: std::collections::HashSet<_> =
             first.iter().map(|id| m.resolve(*id)).collect();
         assert_eq!(distinct.len(), 4);
+    }
+
+    #[test]
+    fn values_of_another_shape_are_still_values() {
+        let m = miner();
+        let ip = m.add(b"synchronized to 10.100.20.250, stratum 3");
+        let local = m.add(b"synchronized to LOCAL(0), stratum 10");
+        assert_eq!(local, ip);
+        assert_eq!(m.template(ip).unwrap(), "synchronized to <*> stratum <*>");
+        // Named values are not one value: `uid=` and `pid=` stay apart.
+        let uid = m.add(b"lookup failed for uid=42 in table users");
+        let pid = m.add(b"lookup failed for pid=42 in table users");
+        assert_ne!(m.resolve(uid), m.resolve(pid));
     }
 
     #[test]
