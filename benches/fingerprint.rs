@@ -1,38 +1,212 @@
-//! Fingerprinting throughput, beside the sha256-per-line floor.
+//! Fingerprinting throughput on real Loghub lines and real-shaped stack traces, beside
+//! the sha256-per-line floor.
 //!
-//! `cargo bench --bench fingerprint`. The Loghub-2k accuracy and speed figures come
-//! from `examples/loghub_eval.rs` (issue "Fingerprinting"); this bench keeps a quick,
-//! always-available view of the hot path.
+//! ```sh
+//! LOGHUB_DIR=/path/to/loghub-2k cargo bench --bench fingerprint
+//! ```
+//!
+//! With `LOGHUB_DIR` the `fingerprint` group runs over the `Content` column of all 16
+//! systems' `*_structured_corrected.csv` (32,000 lines); without it, over a few built-in
+//! lines (and says so). One element is one line: criterion's `thrpt` is lines/s.
+//! Accuracy and per-system figures come from `examples/loghub_eval.rs`.
+#![allow(clippy::print_stderr)] // says which lines it measures
+
+use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use selfheal::fingerprint::{MinerConfig, TemplateMiner, stack_signature};
 use selfheal::{Fingerprinter, Normalizer, Signal};
 use sha2::{Digest, Sha256};
-use std::hint::black_box;
 
-const LINES: &[&str] = &[
+const SYSTEMS: [&str; 16] = [
+    "HDFS",
+    "Hadoop",
+    "Spark",
+    "Zookeeper",
+    "BGL",
+    "HPC",
+    "Thunderbird",
+    "Windows",
+    "Linux",
+    "Android",
+    "HealthApp",
+    "Apache",
+    "Proxifier",
+    "OpenSSH",
+    "OpenStack",
+    "Mac",
+];
+
+const FALLBACK: &[&str] = &[
     "pool timed out while waiting for an open connection",
     "error communicating with database: Connection refused (os error 111)",
-    "Receiving block blk_-1608999687919862906 src: /10.250.19.102:54106 dest: /10.250.19.102:50010",
-    "PacketResponder 1 for block blk_38865049064139660 terminating",
     "GET /api/v1/orders/550e8400-e29b-41d4-a716-446655440000 returned 503 in 1532ms",
     "OOM command not allowed when used memory > 'maxmemory'.",
     "FATAL:  sorry, too many clients already",
     "connection to 10.0.0.7:5432 failed: timeout after 30s, retry=3",
 ];
 
+const STACKS: &[&str] = &[
+    "thread 'tokio-runtime-worker' panicked at src/db/pool.rs:88:14:
+called `Result::unwrap()` on an `Err` value: PoolTimedOut
+stack backtrace:
+   0: rust_begin_unwind
+             at /rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/std/src/panicking.rs:665:5
+   1: core::panicking::panic_fmt
+             at /rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/core/src/panicking.rs:74:14
+   2: core::result::unwrap_failed
+             at /rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/core/src/result.rs:1700:5
+   3: checkout::db::pool::Pool::get::{{closure}}
+             at ./src/db/pool.rs:88:14
+   4: checkout::api::orders::create::{{closure}}
+             at ./src/api/orders.rs:41:22
+   5: tokio::runtime::task::core::Core<T,S>::poll::{{closure}}
+             at /home/dev/.cargo/registry/src/index.crates.io-6f17d22bba15001f/tokio-1.41.0/src/runtime/task/core.rs:331:17
+note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.",
+    r#"Traceback (most recent call last):
+  File "/srv/app/billing/api.py", line 88, in charge
+    with db.connect() as conn:
+  File "/srv/app/billing/db.py", line 41, in connect
+    conn = psycopg2.connect(dsn)
+  File "/usr/local/lib/python3.12/site-packages/psycopg2/__init__.py", line 122, in connect
+    conn = _connect(dsn, connection_factory=connection_factory, **kwasync)
+psycopg2.OperationalError: connection to server at "10.0.0.5", port 5432 failed: Connection refused"#,
+    "org.springframework.dao.DataAccessResourceFailureException: Unable to acquire JDBC Connection
+\tat org.springframework.orm.jpa.vendor.HibernateJpaDialect.convertHibernateAccessException(HibernateJpaDialect.java:275)
+\tat com.acme.orders.OrderService.lambda$load$0(OrderService.java:57)
+\tat java.base/java.util.concurrent.FutureTask.run(FutureTask.java:264)
+\tat java.base/java.lang.Thread.run(Thread.java:833)
+Caused by: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.
+\tat com.zaxxer.hikari.pool.HikariPool.createTimeoutException(HikariPool.java:696)
+\tat app//com.acme.orders.Db.open(Db.java:31)
+\t... 12 more",
+    "panic: runtime error: invalid memory address or nil pointer dereference
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x6b4f3a]
+
+goroutine 42 [running]:
+github.com/acme/ledger/store.(*Pool).Get(0x0, {0x8a1f60, 0xc0001a2000})
+\t/home/ci/src/ledger/store/pool.go:77 +0x3a
+github.com/acme/ledger/api.(*Server).handleTransfer(0xc000128000, {0x8a5e40, 0xc0002b6000}, 0xc0002c4000)
+\t/home/ci/src/ledger/api/transfer.go:31 +0x8c
+net/http.HandlerFunc.ServeHTTP(0xc0001b4000?, {0x8a5e40?, 0xc0002b6000?}, 0xc0002c4000?)
+\t/usr/local/go/src/net/http/server.go:2171 +0x29
+exit status 2",
+    "TypeError: Cannot read properties of undefined (reading 'id')
+    at getUser (/app/src/users.js:12:15)
+    at Layer.handle [as handle_request] (/app/node_modules/express/lib/router/layer.js:95:5)
+    at async Promise.all (index 0)
+    at /app/src/index.js:30:7
+    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)",
+];
+
+fn loghub_lines() -> Vec<String> {
+    let Some(dir) = std::env::var_os("LOGHUB_DIR") else {
+        eprintln!(
+            "LOGHUB_DIR not set: measuring {} built-in lines",
+            FALLBACK.len()
+        );
+        return FALLBACK.iter().map(|l| (*l).to_owned()).collect();
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut lines = Vec::new();
+    for system in SYSTEMS {
+        let path = dir
+            .join(system)
+            .join(format!("{system}_2k.log_structured_corrected.csv"));
+        let mut csv = csv::Reader::from_path(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; fix: LOGHUB_DIR must be the loghub-2k directory",
+                path.display()
+            )
+        });
+        let col = csv
+            .headers()
+            .expect("csv header")
+            .iter()
+            .position(|h| h == "Content")
+            .expect("a Content column");
+        for record in csv.records() {
+            lines.push(record.expect("csv record")[col].to_owned());
+        }
+    }
+    eprintln!("measuring {} Loghub lines", lines.len());
+    lines
+}
+
 fn bench(c: &mut Criterion) {
-    let signals: Vec<Signal> = LINES.iter().map(|l| Signal::new("svc", *l)).collect();
+    let lines = loghub_lines();
     let normalizer = Normalizer::default();
+    let miner = TemplateMiner::new(MinerConfig::default());
+    for l in &lines {
+        miner.add(l.as_bytes());
+    }
+
     let mut group = c.benchmark_group("fingerprint");
-    group.throughput(Throughput::Elements(signals.len() as u64));
+    group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("sha256 per line", |b| {
         b.iter(|| {
-            for s in &signals {
-                black_box(Sha256::digest(s.message.as_bytes()));
+            for l in &lines {
+                black_box(Sha256::digest(l.as_bytes()));
             }
         })
     });
     group.bench_function("normalizer", |b| {
+        b.iter(|| {
+            for l in &lines {
+                black_box(normalizer.fingerprint_bytes("svc", l.as_bytes()));
+            }
+        })
+    });
+    group.bench_function("normalizer template only", |b| {
+        let mut buf = String::new();
+        b.iter(|| {
+            for l in &lines {
+                normalizer.template_into(l.as_bytes(), &mut buf);
+                black_box(&buf);
+            }
+        })
+    });
+    group.bench_function("miner", |b| {
+        b.iter(|| {
+            for l in &lines {
+                black_box(miner.fingerprint_bytes("svc", l.as_bytes()));
+            }
+        })
+    });
+    group.bench_function("miner cluster id only", |b| {
+        b.iter(|| {
+            for l in &lines {
+                black_box(miner.add(l.as_bytes()));
+            }
+        })
+    });
+    group.finish();
+
+    let signals: Vec<Signal> = STACKS
+        .iter()
+        .map(|s| {
+            let message = s.lines().next().unwrap_or_default();
+            Signal::new("svc", message).stack(*s)
+        })
+        .collect();
+    let mut group = c.benchmark_group("stack");
+    group.throughput(Throughput::Elements(STACKS.len() as u64));
+    group.bench_function("sha256 per trace", |b| {
+        b.iter(|| {
+            for s in STACKS {
+                black_box(Sha256::digest(s.as_bytes()));
+            }
+        })
+    });
+    group.bench_function("stack signature", |b| {
+        b.iter(|| {
+            for s in STACKS {
+                black_box(stack_signature(s));
+            }
+        })
+    });
+    group.bench_function("normalizer with stack", |b| {
         b.iter(|| {
             for s in &signals {
                 black_box(normalizer.fingerprint(s));
@@ -42,5 +216,11 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = bench
+}
 criterion_main!(benches);

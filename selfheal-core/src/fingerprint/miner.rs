@@ -1,0 +1,996 @@
+//! The template miner: learns the templates of logs whose shape nobody described.
+//!
+//! Each line is first normalized ([`Normalizer`]: numbers, addresses, paths, quoted and
+//! `key=value` values masked). A template already seen is found with one hash lookup
+//! under a read lock: that is the hot path, and threads share it. A new template is
+//! compared, Drain-style, with the clusters of the same token count. When enough tokens
+//! agree ([`MinerConfig::similarity`]), the words that differ are counted as *variants*
+//! of that cluster: a line whose words were seen there before joins that variant; a
+//! set of positions that shows more than [`MinerConfig::max_variants`] distinct words
+//! becomes `<*>` and its variants merge into the cluster. So `VM Started` and
+//! `VM Paused` stay two events while the sixth user name in `Invalid user admin` makes
+//! `Invalid user <*>`.
+//!
+//! What it learns from Drain's known weaknesses:
+//! - masked tokens are values, never words: replaying a learned template (or a line
+//!   that already holds `<*>`) lands in the same cluster instead of a new one;
+//! - short messages group by their words: `session opened` and `session closed` are two
+//!   variants, never one cluster unless that position keeps changing;
+//! - the first word is the event's verb or subject more often than not: two lines
+//!   whose first words differ (and are words, not values) are never merged.
+//!
+//! Memory is bounded: at most [`MinerConfig::max_clusters`] clusters (the least recently
+//! seen one is evicted, with its variants) and [`MinerConfig::max_exact`] remembered
+//! templates. A cluster's id is derived from the first template it saw and never changes
+//! as the cluster generalizes; a variant merged into its cluster answers with the
+//! cluster's id from then on ([`TemplateMiner::resolve`] maps older ids).
+//! [`TemplateMiner::snapshot`] and [`TemplateMiner::restore`] carry clusters, variants and
+//! ids across restarts.
+//!
+//! ```
+//! use selfheal_core::fingerprint::{MinerConfig, TemplateMiner};
+//! let miner = TemplateMiner::new(MinerConfig::default());
+//! let started = miner.add(b"VM Started (Lifecycle Event) 42");
+//! let paused = miner.add(b"VM Paused (Lifecycle Event) 43");
+//! assert_ne!(started, paused);
+//! let users: Vec<_> = ["admin", "oracle", "test", "guest", "pi", "ubuntu"]
+//!     .iter()
+//!     .map(|u| miner.add(format!("Invalid user {u} from 10.0.0.7 port 51234").as_bytes()))
+//!     .collect();
+//! assert!(users.iter().all(|id| miner.resolve(*id) == users[0]));
+//! assert_eq!(miner.template(users[0]).unwrap(), "Invalid user <*> from <*> port <*>");
+//! ```
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::normalize::MASK;
+use super::{FINGERPRINT_VERSION, Fingerprint, Normalizer, fingerprint_id, stack_signature};
+use crate::{Error, Fingerprinter, Result, Signal};
+
+/// How the miner groups lines. One configuration serves every kind of log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MinerConfig {
+    /// The share of a line's tokens that must agree with a cluster's template for the
+    /// line to join it (0.0–1.0).
+    pub similarity: f64,
+    /// A set of word positions (in lines that otherwise agree) that shows more than this
+    /// many distinct words becomes a value (`<*>`); up to it, each word is its own event.
+    pub max_variants: usize,
+    /// At most this many clusters; the least recently seen one is evicted for a new one.
+    pub max_clusters: usize,
+    /// At most this many distinct normalized lines are remembered for the one-lookup
+    /// hot path (the cache is cleared when it fills up).
+    pub max_exact: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        MinerConfig {
+            similarity: 0.5,
+            max_variants: 4,
+            max_clusters: 10_000,
+            max_exact: 100_000,
+        }
+    }
+}
+
+/// The stable id of a learned cluster: the first 16 hex digits of sha256 over the first
+/// template the cluster saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterId(pub u64);
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl ClusterId {
+    fn of(key: &str) -> Self {
+        let digest = Sha256::digest(key.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&digest[..8]);
+        ClusterId(u64::from_be_bytes(b))
+    }
+}
+
+/// The persisted form of a miner's clusters (serde: JSON, TOML, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinerSnapshot {
+    /// [`FINGERPRINT_VERSION`] of the miner that wrote it.
+    pub version: u32,
+    /// The clusters, oldest first.
+    pub clusters: Vec<SavedCluster>,
+}
+
+/// One persisted cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedCluster {
+    /// Its id (16 hex digits), derived from `key`.
+    pub id: String,
+    /// The first template the cluster saw: what its id is made of.
+    pub key: String,
+    /// The template as learned so far.
+    pub template: String,
+    /// How many lines joined it.
+    pub count: u64,
+    /// For a variant: the id of the cluster it is a variant of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For a variant: the token positions where it differs from its cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<usize>,
+    /// For a variant merged into its cluster: that cluster's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+}
+
+/// A Drain-style template miner, shared safely across threads (`&self` everywhere).
+#[derive(Debug)]
+pub struct TemplateMiner {
+    config: MinerConfig,
+    normalizer: Normalizer,
+    inner: RwLock<Inner>,
+    clock: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    slots: Vec<Option<Cluster>>,
+    free: Vec<u32>,
+    live: usize,
+    /// Normalized line -> (slot, generation of the cluster in it).
+    exact: foldhash::HashMap<Box<str>, (u32, u32)>,
+    /// Token count -> slots.
+    by_len: foldhash::HashMap<usize, Vec<u32>>,
+    generation: u32,
+}
+
+#[derive(Debug)]
+struct Cluster {
+    id: ClusterId,
+    key: String,
+    tokens: Vec<String>,
+    template: String,
+    generation: u32,
+    count: AtomicU64,
+    last_seen: AtomicU64,
+    /// A variant: its cluster's slot and the positions where it differs.
+    parent: Option<(u32, Vec<usize>)>,
+    /// A variant merged into its cluster: the cluster's slot.
+    merged: Option<u32>,
+    /// A cluster: the variants seen per set of differing positions.
+    variants: Vec<Variant>,
+    /// The fingerprint id for the first service that asked (without a stack): a
+    /// service asks again and again, and the id of (service, key) never changes.
+    service_id: OnceLock<(Box<str>, String)>,
+}
+
+impl Cluster {
+    /// The fingerprint id of a line of this cluster for `service` with `stack`.
+    fn fingerprint_id(&self, service: &str, stack: Option<&str>) -> String {
+        if stack.is_some() {
+            return fingerprint_id(service, &self.key, stack);
+        }
+        if let Some((s, id)) = self.service_id.get()
+            && **s == *service
+        {
+            return id.clone();
+        }
+        let id = fingerprint_id(service, &self.key, None);
+        // The first service keeps the slot; others compute theirs.
+        let _ = self.service_id.set((service.into(), id.clone()));
+        id
+    }
+}
+
+#[derive(Debug)]
+struct Variant {
+    positions: Vec<usize>,
+    /// The words at `positions` (joined with U+001F) and the slot of the variant holding them.
+    values: Vec<(String, u32)>,
+}
+
+thread_local! {
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+impl TemplateMiner {
+    /// An empty miner.
+    pub fn new(config: MinerConfig) -> Self {
+        TemplateMiner {
+            config,
+            normalizer: Normalizer::default(),
+            inner: RwLock::new(Inner::default()),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MinerConfig {
+        &self.config
+    }
+
+    /// Learns from `line` (any bytes) and returns the id of the cluster it belongs to.
+    pub fn add(&self, line: &[u8]) -> ClusterId {
+        self.add_with(line, |c| c.id)
+    }
+
+    /// Learns from `line` and runs `f` on its cluster, under the lock.
+    fn add_with<R>(&self, line: &[u8], f: impl FnOnce(&Cluster) -> R) -> R {
+        LINE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            self.normalizer.template_into(line, &mut buf);
+            self.add_normalized(&buf, f)
+        })
+    }
+
+    /// The current template of cluster `id`, if it is still held.
+    pub fn template(&self, id: ClusterId) -> Option<String> {
+        self.read().find(id).map(|c| c.template.clone())
+    }
+
+    /// How many clusters are held.
+    pub fn len(&self) -> usize {
+        self.read().live
+    }
+
+    /// No cluster learned yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave Inner half-updated in a way that
+        // breaks lookups, so a poisoned lock is still usable.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The recency clock: read on the hot path, advanced on the slow one (each new
+    /// template), which is all least-recently-seen eviction needs.
+    fn now(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    fn add_normalized<R>(&self, line: &str, f: impl FnOnce(&Cluster) -> R) -> R {
+        let now = self.now();
+        {
+            let inner = self.read();
+            if let Some(c) = inner.exact_hit(line) {
+                c.touch(now);
+                return f(c);
+            }
+        }
+        let mut inner = self.write();
+        let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(c) = inner.exact_hit(line) {
+            c.touch(now);
+            return f(c);
+        }
+        let tokens: Vec<&str> = if line.is_empty() {
+            Vec::new()
+        } else {
+            line.split(' ').collect()
+        };
+        let slot = inner.place(line, &tokens, &self.config);
+        inner.remember(line, slot, self.config.max_exact);
+        let slot = inner.resolve_slot(slot);
+        let c = inner.slots[slot as usize].as_ref().expect("live slot");
+        c.touch(now);
+        f(c)
+    }
+
+    /// The id that now answers for `id`: the cluster a merged variant joined, or `id`.
+    pub fn resolve(&self, id: ClusterId) -> ClusterId {
+        let inner = self.read();
+        match inner.slot_of(id) {
+            Some(slot) => {
+                let slot = inner.resolve_slot(slot);
+                inner.slots[slot as usize].as_ref().map_or(id, |c| c.id)
+            }
+            None => id,
+        }
+    }
+
+    /// The clusters and variants, for persisting.
+    pub fn snapshot(&self) -> MinerSnapshot {
+        let inner = self.read();
+        let id_of = |slot: u32| {
+            inner.slots[slot as usize]
+                .as_ref()
+                .map(|c| c.id.to_string())
+                .unwrap_or_default()
+        };
+        let mut clusters: Vec<(u32, SavedCluster)> = inner
+            .slots
+            .iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c.generation,
+                    SavedCluster {
+                        id: c.id.to_string(),
+                        key: c.key.clone(),
+                        template: c.template.clone(),
+                        count: c.count.load(Ordering::Relaxed),
+                        parent: c.parent.as_ref().map(|(p, _)| id_of(*p)),
+                        positions: c
+                            .parent
+                            .as_ref()
+                            .map(|(_, p)| p.clone())
+                            .unwrap_or_default(),
+                        merged_into: c.merged.map(id_of),
+                    },
+                )
+            })
+            .collect();
+        // Oldest first: a cluster always comes before its variants.
+        clusters.sort_by_key(|(g, _)| *g);
+        MinerSnapshot {
+            version: FINGERPRINT_VERSION,
+            clusters: clusters.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+
+    /// A miner holding the clusters of `snapshot`, with the same ids.
+    ///
+    /// Refuses a snapshot of another fingerprint version, with an id that does not match
+    /// its key, or with a variant whose cluster is missing.
+    pub fn restore(config: MinerConfig, snapshot: MinerSnapshot) -> Result<Self> {
+        if snapshot.version != FINGERPRINT_VERSION {
+            return Err(Error::invalid(format!(
+                "miner snapshot is for fingerprint version {}, this is version {}; \
+                 fix: start from an empty miner (ids of another version are not comparable)",
+                snapshot.version, FINGERPRINT_VERSION
+            )));
+        }
+        let miner = TemplateMiner::new(config);
+        {
+            let mut inner = miner.write();
+            let mut slots: std::collections::HashMap<String, u32> = Default::default();
+            for saved in snapshot.clusters {
+                let id = ClusterId::of(&saved.key);
+                if id.to_string() != saved.id {
+                    return Err(Error::invalid(format!(
+                        "miner snapshot cluster {} does not match its key {:?}; \
+                         fix: restore an unedited snapshot",
+                        saved.id, saved.key
+                    )));
+                }
+                let tokens: Vec<&str> = if saved.template.is_empty() {
+                    Vec::new()
+                } else {
+                    saved.template.split(' ').collect()
+                };
+                let parent = match &saved.parent {
+                    None => None,
+                    Some(p) => Some(*slots.get(p).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "miner snapshot variant {} names cluster {p}, which comes nowhere \
+                             before it; fix: restore an unedited snapshot",
+                            saved.id
+                        ))
+                    })?),
+                };
+                let slot = inner.create(&saved.key, &tokens, &miner.config, parent.is_none());
+                if let Some(root) = parent {
+                    let value = join_at(&tokens, &saved.positions);
+                    inner.link_variant(root, slot, saved.positions.clone(), value);
+                    if let Some(c) = inner.slots[slot as usize]
+                        .as_mut()
+                        .filter(|_| saved.merged_into.is_some())
+                    {
+                        c.merged = Some(root);
+                    }
+                }
+                if let Some(c) = inner.slots[slot as usize].as_mut() {
+                    *c.count.get_mut() = saved.count;
+                }
+                inner.remember(&saved.key, slot, miner.config.max_exact);
+                inner.remember(&saved.template, slot, miner.config.max_exact);
+                slots.insert(saved.id, slot);
+            }
+        }
+        Ok(miner)
+    }
+
+    /// The fingerprint of a raw line for `service`: the id is made of the cluster's
+    /// stable key, so it does not change as the cluster's template generalizes.
+    pub fn fingerprint_bytes(&self, service: &str, line: &[u8]) -> Fingerprint {
+        self.fingerprint_with(service, line, None)
+    }
+
+    fn fingerprint_with(&self, service: &str, line: &[u8], stack: Option<String>) -> Fingerprint {
+        let (id, template) = self.add_with(line, |c| {
+            (
+                c.fingerprint_id(service, stack.as_deref()),
+                c.template.clone(),
+            )
+        });
+        Fingerprint {
+            id,
+            template,
+            stack,
+            version: FINGERPRINT_VERSION,
+        }
+    }
+}
+
+impl Cluster {
+    fn touch(&self, now: u64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if self.last_seen.load(Ordering::Relaxed) < now {
+            self.last_seen.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Inner {
+    fn exact_hit(&self, line: &str) -> Option<&Cluster> {
+        let &(slot, generation) = self.exact.get(line)?;
+        let c = self.slots.get(slot as usize)?.as_ref()?;
+        if c.generation != generation {
+            return None;
+        }
+        match c.merged {
+            Some(root) => self.slots[root as usize].as_ref(),
+            None => Some(c),
+        }
+    }
+
+    fn slot_of(&self, id: ClusterId) -> Option<u32> {
+        // Rare (reporting, fingerprints): a scan is fine next to the hot path's lookup.
+        self.slots
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
+            .map(|p| p as u32)
+    }
+
+    fn find(&self, id: ClusterId) -> Option<&Cluster> {
+        let slot = self.resolve_slot(self.slot_of(id)?);
+        self.slots[slot as usize].as_ref()
+    }
+
+    fn resolve_slot(&self, mut slot: u32) -> u32 {
+        // One level in practice (variants merge into clusters, clusters never merge).
+        for _ in 0..4 {
+            match self.slots[slot as usize].as_ref().and_then(|c| c.merged) {
+                Some(root) => slot = root,
+                None => break,
+            }
+        }
+        slot
+    }
+
+    fn remember(&mut self, line: &str, slot: u32, max_exact: usize) {
+        if self.exact.len() >= max_exact {
+            self.exact.clear();
+        }
+        let generation = self.slots[slot as usize]
+            .as_ref()
+            .map_or(0, |c| c.generation);
+        self.exact.insert(line.into(), (slot, generation));
+    }
+
+    /// Where a new template goes: an existing cluster or variant, a new variant, or a new
+    /// cluster. Returns its slot.
+    fn place(&mut self, line: &str, tokens: &[&str], config: &MinerConfig) -> u32 {
+        let Some((root, differ)) = self.best_root(tokens, config.similarity) else {
+            return self.create(line, tokens, config, true);
+        };
+        if differ.is_empty() {
+            // Differs only where the cluster already has values (maybe other shapes of
+            // values: those positions become plain masks).
+            let c = self.slots[root as usize].as_mut().expect("live root");
+            let mut changed = false;
+            for (t, new) in c.tokens.iter_mut().zip(tokens) {
+                if t != new && t != MASK {
+                    *t = MASK.to_owned();
+                    changed = true;
+                }
+            }
+            if changed {
+                c.template = c.tokens.join(" ");
+                let template = c.template.clone();
+                self.remember(&template, root, config.max_exact);
+            }
+            return root;
+        }
+        let value = join_at(tokens, &differ);
+        let c = self.slots[root as usize].as_ref().expect("live root");
+        let known = c
+            .variants
+            .iter()
+            .find(|v| v.positions == differ)
+            .and_then(|v| v.values.iter().find(|(w, _)| *w == value))
+            .map(|(_, slot)| *slot);
+        if let Some(slot) = known {
+            return slot;
+        }
+        // Each differing position must show more than `max_variants` distinct words
+        // (the cluster's own, the variants', this one) before it becomes a value.
+        let generalize = match c.variants.iter().find(|v| v.positions == differ) {
+            None => config.max_variants < 2,
+            Some(v) => (0..differ.len()).all(|k| {
+                let mut words: Vec<&str> = v
+                    .values
+                    .iter()
+                    .filter_map(|(w, _)| w.split('\u{1f}').nth(k))
+                    .collect();
+                words.push(c.tokens[differ[k]].as_str());
+                words.push(tokens[differ[k]]);
+                words.sort_unstable();
+                words.dedup();
+                words.len() > config.max_variants
+            }),
+        };
+        if generalize {
+            self.generalize(root, &differ, config.max_exact);
+            return root;
+        }
+        let slot = self.create(line, tokens, config, false);
+        self.link_variant(root, slot, differ, value);
+        slot
+    }
+
+    fn link_variant(&mut self, root: u32, slot: u32, positions: Vec<usize>, value: String) {
+        if let Some(v) = self.slots[slot as usize].as_mut() {
+            v.parent = Some((root, positions.clone()));
+        }
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
+        match c.variants.iter_mut().find(|v| v.positions == positions) {
+            Some(v) => v.values.push((value, slot)),
+            None => c.variants.push(Variant {
+                positions,
+                values: vec![(value, slot)],
+            }),
+        }
+    }
+
+    /// `positions` of cluster `root` become values; the variants there merge into it.
+    fn generalize(&mut self, root: u32, positions: &[usize], max_exact: usize) {
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
+        for &p in positions {
+            if let Some(t) = c.tokens.get_mut(p) {
+                *t = MASK.to_owned();
+            }
+        }
+        c.template = c.tokens.join(" ");
+        let template = c.template.clone();
+        let merged: Vec<u32> = match c.variants.iter().position(|v| v.positions == positions) {
+            Some(i) => c
+                .variants
+                .remove(i)
+                .values
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut moved = 0;
+        for slot in merged {
+            if let Some(v) = self.slots[slot as usize].as_mut() {
+                v.merged = Some(root);
+                moved += v.count.swap(0, Ordering::Relaxed);
+            }
+        }
+        if let Some(c) = self.slots[root as usize].as_ref() {
+            c.count.fetch_add(moved, Ordering::Relaxed);
+        }
+        self.remember(&template, root, max_exact);
+    }
+
+    /// The most similar cluster (not variant) of the same token count that `tokens` may
+    /// join, and the positions where its words differ.
+    fn best_root(&self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
+        let candidates = self.by_len.get(&tokens.len())?;
+        let mut best: Option<(u32, usize, usize)> = None;
+        for &slot in candidates {
+            let Some(c) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            let Some((same, wild)) = agreement(&c.tokens, tokens) else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((_, s, w)) => same > s || (same == s && wild < w),
+            };
+            if better {
+                best = Some((slot, same, wild));
+            }
+        }
+        let (slot, same, _) = best?;
+        if (same as f64) < similarity * tokens.len() as f64 {
+            return None;
+        }
+        let c = self.slots[slot as usize].as_ref()?;
+        let differ = c
+            .tokens
+            .iter()
+            .zip(tokens)
+            .enumerate()
+            .filter(|(_, (t, new))| t != *new && *t != MASK && !both_values(t, new))
+            .map(|(i, _)| i)
+            .collect();
+        Some((slot, differ))
+    }
+
+    fn create(&mut self, key: &str, tokens: &[&str], config: &MinerConfig, root: bool) -> u32 {
+        if self.live >= config.max_clusters.max(1) {
+            self.evict_oldest();
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let cluster = Cluster {
+            id: ClusterId::of(key),
+            key: key.to_owned(),
+            tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+            template: tokens.join(" "),
+            generation: self.generation,
+            count: AtomicU64::new(0),
+            last_seen: AtomicU64::new(0),
+            parent: None,
+            merged: None,
+            variants: Vec::new(),
+            service_id: OnceLock::new(),
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(cluster);
+                slot
+            }
+            None => {
+                self.slots.push(Some(cluster));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if root {
+            self.by_len.entry(tokens.len()).or_default().push(slot);
+        }
+        self.live += 1;
+        slot
+    }
+
+    /// Evicts the least recently seen cluster with its variants.
+    fn evict_oldest(&mut self) {
+        let Some((slot, len)) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().filter(|c| c.parent.is_none()).map(|c| (i, c)))
+            .min_by_key(|(_, c)| c.last_seen.load(Ordering::Relaxed))
+            .map(|(i, c)| (i as u32, c.tokens.len()))
+        else {
+            return;
+        };
+        let Some(c) = self.slots[slot as usize].take() else {
+            return;
+        };
+        let mut freed = vec![slot];
+        freed.extend(
+            c.variants
+                .iter()
+                .flat_map(|v| v.values.iter().map(|(_, s)| *s)),
+        );
+        // Variants already merged point at the cluster too.
+        for (i, other) in self.slots.iter().enumerate() {
+            if other.as_ref().is_some_and(|o| o.merged == Some(slot)) {
+                freed.push(i as u32);
+            }
+        }
+        freed.sort_unstable();
+        freed.dedup();
+        for s in freed {
+            if s == slot || self.slots[s as usize].take().is_some() {
+                self.free.push(s);
+                self.live -= 1;
+            }
+        }
+        if let Some(list) = self.by_len.get_mut(&len) {
+            list.retain(|&s| s != slot);
+        }
+        tracing::debug!(
+            slot,
+            "template miner evicted its least recently seen cluster"
+        );
+    }
+}
+
+/// The words of `tokens` at `positions`, joined with U+001F.
+fn join_at(tokens: &[&str], positions: &[usize]) -> String {
+    let mut out = String::new();
+    for (i, &p) in positions.iter().enumerate() {
+        if i > 0 {
+            out.push('\u{1f}');
+        }
+        out.push_str(tokens.get(p).copied().unwrap_or(""));
+    }
+    out
+}
+
+/// Messages of at most this many tokens never merge over a different first word.
+const SHORT: usize = 4;
+
+/// Two differently shaped values: both tokens hold a mask and one has no letter besides
+/// it (`<*>,` and `LOCAL(<*>),`; `(<*>):` and `(<*>:`), unlike `uid=<*>` and `pid=<*>`.
+fn both_values(t: &str, new: &str) -> bool {
+    let bare = |s: &str| !s.replace(MASK, "").bytes().any(|b| b.is_ascii_alphabetic());
+    t.contains(MASK) && new.contains(MASK) && (bare(t) || bare(new))
+}
+
+/// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
+/// included) and template wildcards over a word — or `None` when they may not be merged
+/// (a short message whose first words differ).
+fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
+    let mut same = 0;
+    let mut wild = 0;
+    for (i, (t, new)) in template.iter().zip(tokens).enumerate() {
+        if t == new {
+            same += 1;
+        } else if t == MASK || both_values(t, new) {
+            wild += 1;
+        } else if i == 0 && template.len() <= SHORT {
+            return None;
+        }
+    }
+    Some((same, wild))
+}
+
+impl Fingerprinter for TemplateMiner {
+    fn name(&self) -> &str {
+        "template-miner"
+    }
+
+    fn fingerprint(&self, signal: &Signal) -> Fingerprint {
+        let stack = signal
+            .stack
+            .as_deref()
+            .map(stack_signature)
+            .filter(|s| !s.is_empty());
+        self.fingerprint_with(&signal.service, signal.message.as_bytes(), stack)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const USERS: [&str; 7] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+
+    fn miner() -> TemplateMiner {
+        TemplateMiner::new(MinerConfig::default())
+    }
+
+    #[test]
+    fn a_position_with_many_words_becomes_a_value() {
+        let m = miner();
+        let ids: Vec<ClusterId> = USERS
+            .iter()
+            .map(|u| {
+                m.add(format!("Accepted password for {u} from 10.0.0.1 port 22 ssh2").as_bytes())
+            })
+            .collect();
+        let failed = m.add(b"Failed password for bob from 10.0.0.2 port 22 ssh2");
+        // The first four users were variants; the fifth made the position a value.
+        assert_eq!(ids[4], ids[0]);
+        assert_eq!(ids[6], ids[0]);
+        assert!(ids.iter().all(|id| m.resolve(*id) == ids[0]));
+        assert_ne!(m.resolve(failed), ids[0]);
+        assert_eq!(
+            m.template(ids[0]).unwrap(),
+            "Accepted password for <*> from <*> port <*>"
+        );
+        assert_eq!(
+            m.snapshot().clusters.iter().map(|c| c.count).sum::<u64>(),
+            8
+        );
+    }
+
+    #[test]
+    fn a_few_alternatives_stay_events_of_their_own() {
+        let m = miner();
+        let events = ["Started", "Paused", "Resumed", "Stopped"];
+        let first: Vec<ClusterId> = events
+            .iter()
+            .map(|e| m.add(format!("[instance: 42] VM {e} (Lifecycle Event)").as_bytes()))
+            .collect();
+        let again: Vec<ClusterId> = events
+            .iter()
+            .map(|e| m.add(format!("[instance: 7] VM {e} (Lifecycle Event)").as_bytes()))
+            .collect();
+        assert_eq!(first, again);
+        let distinct: std::collections::HashSet<_> =
+            first.iter().map(|id| m.resolve(*id)).collect();
+        assert_eq!(distinct.len(), 4);
+    }
+
+    #[test]
+    fn values_of_another_shape_are_still_values() {
+        let m = miner();
+        let ip = m.add(b"synchronized to 10.100.20.250, stratum 3");
+        let local = m.add(b"synchronized to LOCAL(0), stratum 10");
+        assert_eq!(local, ip);
+        assert_eq!(m.template(ip).unwrap(), "synchronized to <*> stratum <*>");
+        // Named values are not one value: `uid=` and `pid=` stay apart.
+        let uid = m.add(b"lookup failed for uid=42 in table users");
+        let pid = m.add(b"lookup failed for pid=42 in table users");
+        assert_ne!(m.resolve(uid), m.resolve(pid));
+    }
+
+    #[test]
+    fn short_messages_group_only_when_their_words_agree() {
+        let m = miner();
+        let opened = m.add(b"session opened");
+        let closed = m.add(b"session closed");
+        let again = m.add(b"session opened");
+        let numbered = m.add(b"retry 3");
+        let numbered2 = m.add(b"retry 17");
+        assert_ne!(opened, closed);
+        assert_eq!(opened, again);
+        assert_eq!(numbered, numbered2);
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn replaying_templates_does_not_multiply_clusters() {
+        let m = miner();
+        for u in USERS {
+            m.add(format!("Invalid user {u} from 10.0.0.7").as_bytes());
+        }
+        m.add(b"Connection closed by 10.0.0.9 [preauth]");
+        m.add(b"user=alice action=\"delete all\" ok");
+        let before = m.snapshot();
+        for c in &before.clusters {
+            let id = m.add(c.template.as_bytes());
+            let want = c.merged_into.as_ref().unwrap_or(&c.id);
+            assert_eq!(&id.to_string(), want, "replaying {:?}", c.template);
+        }
+        // Lines that already hold masks join the same clusters too.
+        m.add(b"Invalid user <*> from <*>");
+        assert_eq!(m.len(), before.clusters.len());
+    }
+
+    #[test]
+    fn snapshot_round_trip_keeps_ids_and_variants() {
+        let m = miner();
+        let a = m.add(b"Invalid user admin from 10.0.0.7");
+        for u in USERS {
+            m.add(format!("Invalid user {u} from 10.0.0.7").as_bytes());
+        }
+        let started = m.add(b"VM Started 1");
+        let paused = m.add(b"VM Paused 2");
+        let json = serde_json::to_string(&m.snapshot()).unwrap();
+        let restored =
+            TemplateMiner::restore(MinerConfig::default(), serde_json::from_str(&json).unwrap())
+                .unwrap();
+        assert_eq!(restored.add(b"Invalid user guest from 10.9.9.9"), a);
+        assert_eq!(restored.resolve(a), a);
+        assert_eq!(restored.add(b"VM Started 9"), started);
+        assert_eq!(restored.add(b"VM Paused 9"), paused);
+        assert_eq!(restored.len(), m.len());
+        assert_eq!(
+            restored.snapshot(),
+            m.snapshot().clone_with_counts(&restored.snapshot())
+        );
+
+        let mut bad: MinerSnapshot = serde_json::from_str(&json).unwrap();
+        bad.clusters[0].key.push('x');
+        let err = TemplateMiner::restore(MinerConfig::default(), bad).unwrap_err();
+        assert!(err.to_string().contains("fix:"), "{err}");
+        let mut old: MinerSnapshot = serde_json::from_str(&json).unwrap();
+        old.version = 1;
+        assert!(TemplateMiner::restore(MinerConfig::default(), old).is_err());
+    }
+
+    impl MinerSnapshot {
+        /// This snapshot with the counts of `other` (restoring then adding changes counts).
+        fn clone_with_counts(&self, other: &MinerSnapshot) -> MinerSnapshot {
+            let mut out = self.clone();
+            for (c, o) in out.clusters.iter_mut().zip(&other.clusters) {
+                c.count = o.count;
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn cluster_cap_evicts_the_least_recently_seen() {
+        let m = TemplateMiner::new(MinerConfig {
+            max_clusters: 3,
+            ..MinerConfig::default()
+        });
+        let keep = m.add(b"alpha event happened here");
+        for word in ["bravo", "charlie", "delta", "echo"] {
+            m.add(format!("{word} thing went sideways").as_bytes());
+            m.add(b"alpha event happened here");
+        }
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.add(b"alpha event happened here"), keep);
+        assert_eq!(m.template(keep).unwrap(), "alpha event happened here");
+        let echo = m.add(b"echo thing went sideways");
+        assert!(m.template(echo).is_some());
+        // bravo was the least recently seen: it is gone, and comes back as new.
+        assert_eq!(m.len(), 3);
+        let bravo = m.add(b"bravo thing went sideways");
+        assert_eq!(m.template(bravo).unwrap(), "bravo thing went sideways");
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn shared_across_threads() {
+        let m = Arc::new(miner());
+        let handles: Vec<_> = (0..USERS.len())
+            .map(|t| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    (0..300)
+                        .map(|i| {
+                            m.add(
+                                format!("worker {} finished job {i} in {i}ms", USERS[t]).as_bytes(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let ids: Vec<ClusterId> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let root = m.resolve(ids[0]);
+        assert!(ids.iter().all(|id| m.resolve(*id) == root));
+        assert_eq!(
+            m.template(root).unwrap(),
+            "worker <*> finished job <*> in <*>"
+        );
+        let total: u64 = m.snapshot().clusters.iter().map(|c| c.count).sum();
+        assert_eq!(total, 300 * USERS.len() as u64);
+    }
+
+    #[test]
+    fn fingerprint_id_is_stable_as_the_template_generalizes() {
+        let m = miner();
+        let first = m.fingerprint(&Signal::new("t", "cache miss for key users alice now"));
+        let mut last = first.clone();
+        for u in USERS {
+            last = m.fingerprint(&Signal::new(
+                "t",
+                format!("cache miss for key users {u} now"),
+            ));
+        }
+        assert_eq!(first.template, "cache miss for key users alice now");
+        assert_eq!(last.template, "cache miss for key users <*> now");
+        assert_eq!(last.id, first.id);
+        let again = m.fingerprint(&Signal::new("t", "cache miss for key users zoe now"));
+        assert_eq!(again.id, first.id);
+        // The id is sha256 over service:key:stack, whichever service asks first.
+        let other =
+            m.fingerprint(&Signal::new("t", "cache miss for key users zoe now").service("b"));
+        assert_eq!(other.id, fingerprint_id("b", &first.template, None));
+        assert_eq!(first.id, fingerprint_id("", &first.template, None));
+        let with_stack = m.fingerprint(
+            &Signal::new("t", "cache miss for key users zoe now")
+                .stack("Traceback (most recent call last):\n  File \"/app/c.py\", line 3, in get\nKeyError: 'x'"),
+        );
+        assert_eq!(
+            with_stack.id,
+            fingerprint_id("", &first.template, Some("KeyError|c.get"))
+        );
+    }
+}
