@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use selfheal::fingerprint::{MinerConfig, TemplateMiner, stack_signature};
+use selfheal::fingerprint::{MinerConfig, TemplateMiner, fingerprint_id, stack_signature};
 use selfheal::{Fingerprinter, Normalizer, Signal};
 use sha2::{Digest, Sha256};
 
@@ -155,6 +155,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for l in &lines {
                 black_box(normalizer.fingerprint_bytes("svc", l.as_bytes()));
+            }
+        })
+    });
+    group.bench_function("normalizer without the id memo", |b| {
+        b.iter(|| {
+            for l in &lines {
+                let mut template = String::with_capacity(l.len().min(4096));
+                normalizer.template_into(l.as_bytes(), &mut template);
+                let id = fingerprint_id("svc", &template, None);
+                black_box((id, template));
             }
         })
     });

@@ -9,6 +9,7 @@
 //! assert_eq!(a.template, "connect to <*> failed after <*>");
 //! ```
 
+mod id_cache;
 mod miner;
 mod normalize;
 mod stack;
@@ -38,9 +39,11 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// Builds the fingerprint of `template` and `stack` for `service`, computing the id.
+    /// Builds the fingerprint of `template` and `stack` for `service`, computing the id
+    /// ([`fingerprint_id`]; recent ids are remembered per thread, so a repeated
+    /// template costs a comparison instead of a digest).
     pub fn new(service: &str, template: String, stack: Option<String>) -> Self {
-        let id = fingerprint_id(service, &template, stack.as_deref());
+        let id = id_cache::id(service, &template, stack.as_deref());
         Fingerprint {
             id,
             template,

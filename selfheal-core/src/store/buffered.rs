@@ -644,6 +644,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "test-util")]
     #[tokio::test]
     async fn a_buffered_store_passes_the_conformance_suite() {
         let store = BufferedStore::new(Arc::new(MemoryStore::new()));

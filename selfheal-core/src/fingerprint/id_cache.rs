@@ -1,0 +1,95 @@
+//! A per-thread memo of recent fingerprint ids.
+//!
+//! Log lines repeat a handful of templates, so most lines would hash the same
+//! `service:template:stack` bytes with sha256 again. This keeps the last id computed
+//! for each of [`SLOTS`] hash buckets, per thread, and answers a repeat with a string
+//! comparison instead of a digest. It changes no id: a hit is only taken when service,
+//! template and stack are byte-equal to the ones the id was computed from. Memory is
+//! bounded: at most [`SLOTS`] entries per thread, and templates longer than
+//! [`MAX_CACHED_TEMPLATE`] bytes are never kept.
+
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+
+use super::fingerprint_id;
+
+/// Buckets per thread (a power of two).
+pub const SLOTS: usize = 1024;
+
+/// Longest template kept in the memo, in bytes.
+pub const MAX_CACHED_TEMPLATE: usize = 512;
+
+struct Slot {
+    hash: u64,
+    service: Box<str>,
+    template: Box<str>,
+    stack: Option<Box<str>>,
+    id: String,
+}
+
+thread_local! {
+    static MEMO: RefCell<Vec<Option<Slot>>> = RefCell::new((0..SLOTS).map(|_| None).collect());
+}
+
+/// The id of `service:template:stack`, from this thread's memo when it was computed
+/// recently, else computed (and remembered) with [`fingerprint_id`].
+pub(super) fn id(service: &str, template: &str, stack: Option<&str>) -> String {
+    if template.len() > MAX_CACHED_TEMPLATE || stack.is_some_and(|s| s.len() > MAX_CACHED_TEMPLATE)
+    {
+        return fingerprint_id(service, template, stack);
+    }
+    let hash = foldhash::fast::FixedState::with_seed(0).hash_one((service, template, stack));
+    let lookup = MEMO.try_with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let slot = &mut memo[(hash as usize) & (SLOTS - 1)];
+        if let Some(s) = slot
+            && s.hash == hash
+            && &*s.template == template
+            && &*s.service == service
+            && s.stack.as_deref() == stack
+        {
+            return s.id.clone();
+        }
+        let id = fingerprint_id(service, template, stack);
+        *slot = Some(Slot {
+            hash,
+            service: service.into(),
+            template: template.into(),
+            stack: stack.map(Into::into),
+            id: id.clone(),
+        });
+        id
+    });
+    // The memo is gone only while this thread is being torn down.
+    lookup.unwrap_or_else(|_| fingerprint_id(service, template, stack))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memoized_id_is_the_computed_one_and_never_another_inputs() {
+        let inputs = [
+            ("db", "connect to <*> failed", None),
+            ("db", "connect to <*> failed", Some("app::db::connect")),
+            ("api", "connect to <*> failed", None),
+            ("db", "connect to <*> refused", None),
+        ];
+        for _ in 0..3 {
+            for (service, template, stack) in inputs {
+                assert_eq!(
+                    id(service, template, stack),
+                    fingerprint_id(service, template, stack)
+                );
+            }
+        }
+        // Far more distinct templates than slots: every answer still matches.
+        for i in 0..(SLOTS * 3) {
+            let t = format!("job {i} failed");
+            assert_eq!(id("w", &t, None), fingerprint_id("w", &t, None));
+        }
+        let long = "x".repeat(MAX_CACHED_TEMPLATE + 1);
+        assert_eq!(id("w", &long, None), fingerprint_id("w", &long, None));
+    }
+}
