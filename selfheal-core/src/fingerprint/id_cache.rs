@@ -38,7 +38,7 @@ pub(super) fn id(service: &str, template: &str, stack: Option<&str>) -> String {
     {
         return fingerprint_id(service, template, stack);
     }
-    let hash = foldhash::fast::FixedState::with_seed(0).hash_one((service, template, stack));
+    let hash = bucket_hash(service, template, stack);
     let lookup = MEMO.try_with(|memo| {
         let mut memo = memo.borrow_mut();
         let slot = &mut memo[(hash as usize) & (SLOTS - 1)];
@@ -62,6 +62,24 @@ pub(super) fn id(service: &str, template: &str, stack: Option<&str>) -> String {
     });
     // The memo is gone only while this thread is being torn down.
     lookup.unwrap_or_else(|_| fingerprint_id(service, template, stack))
+}
+
+/// A cheap hash for picking a bucket: the lengths and the first and last 8 bytes of the
+/// template. Collisions only cost a miss: a hit still needs byte-equal inputs.
+fn bucket_hash(service: &str, template: &str, stack: Option<&str>) -> u64 {
+    let t = template.as_bytes();
+    let word = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        let n = b.len().min(8);
+        w[..n].copy_from_slice(&b[..n]);
+        u64::from_le_bytes(w)
+    };
+    let head = word(t);
+    let tail = word(&t[t.len().saturating_sub(8)..]);
+    let lens = (t.len() as u64)
+        | ((service.len() as u64) << 32)
+        | ((stack.map_or(0, str::len) as u64) << 48);
+    foldhash::fast::FixedState::with_seed(0).hash_one((head, tail, lens))
 }
 
 #[cfg(test)]
