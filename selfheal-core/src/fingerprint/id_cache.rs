@@ -5,8 +5,8 @@
 //! for each of [`SLOTS`] hash buckets, per thread, and answers a repeat with a string
 //! comparison instead of a digest. It changes no id: a hit is only taken when service,
 //! template and stack are byte-equal to the ones the id was computed from. Memory is
-//! bounded: at most [`SLOTS`] entries per thread, and templates longer than
-//! [`MAX_CACHED_TEMPLATE`] bytes are never kept.
+//! bounded: at most [`SLOTS`] entries per thread, and a service, template or stack longer
+//! than [`MAX_CACHED_TEMPLATE`] bytes is never kept.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
@@ -16,7 +16,7 @@ use super::fingerprint_id;
 /// Buckets per thread (a power of two).
 pub const SLOTS: usize = 1024;
 
-/// Longest template kept in the memo, in bytes.
+/// Longest service, template or stack kept in the memo, in bytes.
 pub const MAX_CACHED_TEMPLATE: usize = 512;
 
 struct Slot {
@@ -34,8 +34,8 @@ thread_local! {
 /// The id of `service:template:stack`, from this thread's memo when it was computed
 /// recently, else computed (and remembered) with [`fingerprint_id`].
 pub(super) fn id(service: &str, template: &str, stack: Option<&str>) -> String {
-    if template.len() > MAX_CACHED_TEMPLATE || stack.is_some_and(|s| s.len() > MAX_CACHED_TEMPLATE)
-    {
+    let too_long = |s: &str| s.len() > MAX_CACHED_TEMPLATE;
+    if too_long(template) || too_long(service) || stack.is_some_and(too_long) {
         return fingerprint_id(service, template, stack);
     }
     let hash = bucket_hash(service, template, stack);
