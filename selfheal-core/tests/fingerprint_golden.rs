@@ -40,9 +40,9 @@ fn compute(v: &Vector) -> Vector {
         service: v.service.clone(),
         message: v.message.clone(),
         stack: v.stack.clone(),
-        template: f.template,
+        template: f.template.to_string(),
         stack_signature: f.stack,
-        id: f.id,
+        id: f.id.to_string(),
     }
 }
 

@@ -320,11 +320,7 @@ async fn retention_cleanup_deletes_old_closed_incidents_and_their_actions_only()
 #[tokio::test]
 async fn record_fingerprint_counts_and_keeps_the_latest_sample() {
     let store = SqliteStore::in_memory().await.unwrap();
-    let fp = Fingerprint::new(
-        "api",
-        "timeout after <*>".into(),
-        Some("app::db::query".into()),
-    );
+    let fp = Fingerprint::new("api", "timeout after <*>", Some("app::db::query".into()));
     let t0 = now();
 
     assert_eq!(
@@ -368,7 +364,7 @@ async fn record_fingerprint_counts_and_keeps_the_latest_sample() {
     assert_eq!(n, 3);
 
     let huge = "é".repeat(MAX_SAMPLE_BYTES);
-    let other = Fingerprint::new("api", "huge <*>".into(), None);
+    let other = Fingerprint::new("api", "huge <*>", None);
     store.record_fingerprint(&other, &huge, t0).await.unwrap();
     let sample: String = sqlx::query_scalar("SELECT sample FROM fingerprints WHERE id = ?1")
         .bind(&other.id)

@@ -1,4 +1,4 @@
-//! A per-thread memo of recent fingerprint ids.
+//! A per-thread memo of recent fingerprint ids and templates.
 //!
 //! Log lines repeat a handful of templates, so most lines would hash the same
 //! `service:template:stack` bytes with sha256 again. This keeps the last id computed
@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use super::fingerprint_id;
 
@@ -22,21 +23,28 @@ pub const MAX_CACHED_TEMPLATE: usize = 512;
 struct Slot {
     hash: u64,
     service: Box<str>,
-    template: Box<str>,
+    template: Arc<str>,
     stack: Option<Box<str>>,
-    id: String,
+    id: Arc<str>,
 }
 
 thread_local! {
     static MEMO: RefCell<Vec<Option<Slot>>> = RefCell::new((0..SLOTS).map(|_| None).collect());
 }
 
-/// The id of `service:template:stack`, from this thread's memo when it was computed
-/// recently, else computed (and remembered) with [`fingerprint_id`].
-pub(super) fn id(service: &str, template: &str, stack: Option<&str>) -> String {
+/// The shared template and id of `service:template:stack`, from this thread's memo
+/// when they were made recently, else made (and remembered), the id with
+/// [`fingerprint_id`].
+pub(super) fn lookup(service: &str, template: &str, stack: Option<&str>) -> (Arc<str>, Arc<str>) {
+    let fresh = || {
+        (
+            Arc::from(template),
+            Arc::from(fingerprint_id(service, template, stack)),
+        )
+    };
     let too_long = |s: &str| s.len() > MAX_CACHED_TEMPLATE;
     if too_long(template) || too_long(service) || stack.is_some_and(too_long) {
-        return fingerprint_id(service, template, stack);
+        return fresh();
     }
     let hash = bucket_hash(service, template, stack);
     let lookup = MEMO.try_with(|memo| {
@@ -48,20 +56,20 @@ pub(super) fn id(service: &str, template: &str, stack: Option<&str>) -> String {
             && &*s.service == service
             && s.stack.as_deref() == stack
         {
-            return s.id.clone();
+            return (s.template.clone(), s.id.clone());
         }
-        let id = fingerprint_id(service, template, stack);
+        let (template, id) = fresh();
         *slot = Some(Slot {
             hash,
             service: service.into(),
-            template: template.into(),
+            template: template.clone(),
             stack: stack.map(Into::into),
             id: id.clone(),
         });
-        id
+        (template, id)
     });
     // The memo is gone only while this thread is being torn down.
-    lookup.unwrap_or_else(|_| fingerprint_id(service, template, stack))
+    lookup.unwrap_or_else(|_| fresh())
 }
 
 /// A cheap hash for picking a bucket: the lengths and the first and last 8 bytes of the
@@ -96,18 +104,22 @@ mod tests {
         ];
         for _ in 0..3 {
             for (service, template, stack) in inputs {
+                let (t, i) = lookup(service, template, stack);
                 assert_eq!(
-                    id(service, template, stack),
-                    fingerprint_id(service, template, stack)
+                    (&*t, &*i),
+                    (template, &*fingerprint_id(service, template, stack))
                 );
             }
         }
         // Far more distinct templates than slots: every answer still matches.
         for i in 0..(SLOTS * 3) {
             let t = format!("job {i} failed");
-            assert_eq!(id("w", &t, None), fingerprint_id("w", &t, None));
+            assert_eq!(&*lookup("w", &t, None).1, fingerprint_id("w", &t, None));
         }
         let long = "x".repeat(MAX_CACHED_TEMPLATE + 1);
-        assert_eq!(id("w", &long, None), fingerprint_id("w", &long, None));
+        assert_eq!(
+            &*lookup("w", &long, None).1,
+            fingerprint_id("w", &long, None)
+        );
     }
 }

@@ -44,7 +44,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -170,21 +170,21 @@ struct Cluster {
     variants: Vec<Variant>,
     /// The fingerprint id for the first service that asked (without a stack): a
     /// service asks again and again, and the id of (service, key) never changes.
-    service_id: OnceLock<(Box<str>, String)>,
+    service_id: OnceLock<(Box<str>, Arc<str>)>,
 }
 
 impl Cluster {
     /// The fingerprint id of a line of this cluster for `service` with `stack`.
-    fn fingerprint_id(&self, service: &str, stack: Option<&str>) -> String {
+    fn fingerprint_id(&self, service: &str, stack: Option<&str>) -> Arc<str> {
         if stack.is_some() {
-            return fingerprint_id(service, &self.key, stack);
+            return fingerprint_id(service, &self.key, stack).into();
         }
         if let Some((s, id)) = self.service_id.get()
             && **s == *service
         {
             return id.clone();
         }
-        let id = fingerprint_id(service, &self.key, None);
+        let id: Arc<str> = fingerprint_id(service, &self.key, None).into();
         // The first service keeps the slot; others compute theirs.
         let _ = self.service_id.set((service.into(), id.clone()));
         id
@@ -415,7 +415,7 @@ impl TemplateMiner {
         let (id, template) = self.add_with(line, |c| {
             (
                 c.fingerprint_id(service, stack.as_deref()),
-                c.template.clone(),
+                Arc::from(c.template.as_str()),
             )
         });
         Fingerprint {
@@ -974,22 +974,22 @@ mod tests {
                 format!("cache miss for key users {u} now"),
             ));
         }
-        assert_eq!(first.template, "cache miss for key users alice now");
-        assert_eq!(last.template, "cache miss for key users <*> now");
+        assert_eq!(&*first.template, "cache miss for key users alice now");
+        assert_eq!(&*last.template, "cache miss for key users <*> now");
         assert_eq!(last.id, first.id);
         let again = m.fingerprint(&Signal::new("t", "cache miss for key users zoe now"));
         assert_eq!(again.id, first.id);
         // The id is sha256 over service:key:stack, whichever service asks first.
         let other =
             m.fingerprint(&Signal::new("t", "cache miss for key users zoe now").service("b"));
-        assert_eq!(other.id, fingerprint_id("b", &first.template, None));
-        assert_eq!(first.id, fingerprint_id("", &first.template, None));
+        assert_eq!(*other.id, fingerprint_id("b", &first.template, None));
+        assert_eq!(*first.id, fingerprint_id("", &first.template, None));
         let with_stack = m.fingerprint(
             &Signal::new("t", "cache miss for key users zoe now")
                 .stack("Traceback (most recent call last):\n  File \"/app/c.py\", line 3, in get\nKeyError: 'x'"),
         );
         assert_eq!(
-            with_stack.id,
+            *with_stack.id,
             fingerprint_id("", &first.template, Some("KeyError|c.get"))
         );
     }

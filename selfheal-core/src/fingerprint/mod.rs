@@ -6,13 +6,15 @@
 //! let a = f.fingerprint(&Signal::new("db", "connect to 10.0.0.7:5432 failed after 30ms"));
 //! let b = f.fingerprint(&Signal::new("db", "connect to 10.0.0.9:5432 failed after 1200ms"));
 //! assert_eq!(a.id, b.id);
-//! assert_eq!(a.template, "connect to <*> failed after <*>");
+//! assert_eq!(&*a.template, "connect to <*> failed after <*>");
 //! ```
 
 mod id_cache;
 mod miner;
 mod normalize;
 mod stack;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,13 +27,14 @@ pub use stack::{MAX_FRAMES, MAX_STACK_BYTES, stack_signature};
 /// any change that alters ids for the same input bumps it.
 pub const FINGERPRINT_VERSION: u32 = 2;
 
-/// The stable identity of a signal.
+/// The stable identity of a signal. Cheap to clone: the id and template are shared
+/// strings, so a repeated template costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Fingerprint {
     /// First 16 hex digits of sha256 over `service:template:stack`.
-    pub id: String,
+    pub id: Arc<str>,
     /// The message with its variable parts masked as `<*>`.
-    pub template: String,
+    pub template: Arc<str>,
     /// In-app frames of the stack trace, when there was one.
     pub stack: Option<String>,
     /// [`FINGERPRINT_VERSION`] at the time it was made.
@@ -42,8 +45,8 @@ impl Fingerprint {
     /// Builds the fingerprint of `template` and `stack` for `service`, computing the id
     /// ([`fingerprint_id`]; recent ids are remembered per thread, so a repeated
     /// template costs a comparison instead of a digest).
-    pub fn new(service: &str, template: String, stack: Option<String>) -> Self {
-        let id = id_cache::id(service, &template, stack.as_deref());
+    pub fn new(service: &str, template: &str, stack: Option<String>) -> Self {
+        let (template, id) = id_cache::lookup(service, template, stack.as_deref());
         Fingerprint {
             id,
             template,

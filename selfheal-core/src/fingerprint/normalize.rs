@@ -427,9 +427,30 @@ fn push_bytes(out: &mut String, word: &[u8]) {
 impl Normalizer {
     /// The fingerprint of a raw line for `service`: any bytes, any length.
     pub fn fingerprint_bytes(&self, service: &str, line: &[u8]) -> Fingerprint {
-        let mut template = String::with_capacity(line.len().min(4096));
-        self.template_into(line, &mut template);
-        Fingerprint::new(service, template, None)
+        self.with_template(line, |template| Fingerprint::new(service, template, None))
+    }
+
+    /// Runs `f` on the template of `line`, made in this thread's reusable buffer.
+    fn with_template<T>(&self, line: &[u8], f: impl FnOnce(&str) -> T) -> T {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let mut f = Some(f);
+        let shared = SCRATCH.try_with(|scratch| {
+            let mut buf = scratch.try_borrow_mut().ok()?;
+            self.template_into(line, &mut buf);
+            f.take().map(|f| f(&buf))
+        });
+        if let Ok(Some(out)) = shared {
+            return out;
+        }
+        // Only while this thread is torn down, or re-entered from `f`.
+        let mut buf = String::new();
+        self.template_into(line, &mut buf);
+        let f = f
+            .take()
+            .expect("f runs once: the shared path did not call it");
+        f(&buf)
     }
 }
 
@@ -439,13 +460,14 @@ impl Fingerprinter for Normalizer {
     }
 
     fn fingerprint(&self, signal: &Signal) -> Fingerprint {
-        let template = self.template(&signal.message);
         let stack = signal
             .stack
             .as_deref()
             .map(stack_signature)
             .filter(|s| !s.is_empty());
-        Fingerprint::new(&signal.service, template, stack)
+        self.with_template(signal.message.as_bytes(), |template| {
+            Fingerprint::new(&signal.service, template, stack)
+        })
     }
 }
 

@@ -121,8 +121,8 @@ impl Healer {
         let incident = Incident {
             id: Uuid::new_v4(),
             target: signal.target.clone(),
-            fingerprint: fp.id.clone(),
-            template: fp.template.clone(),
+            fingerprint: fp.id.to_string(),
+            template: fp.template.to_string(),
             stack: fp.stack.clone(),
             related: Vec::new(),
             pattern: best.as_ref().map(|m| m.pattern.clone()),
@@ -148,10 +148,10 @@ impl Healer {
 
     fn count_into(&self, id: Uuid, signal: &Signal, fp: &Fingerprint) {
         if let Some(mut incident) = self.inner.open.get_mut(&id)
-            && incident.fingerprint != fp.id
-            && !incident.related.contains(&fp.id)
+            && *incident.fingerprint != *fp.id
+            && !incident.related.iter().any(|r| **r == *fp.id)
         {
-            incident.related.push(fp.id.clone());
+            incident.related.push(fp.id.to_string());
         }
         self.count_foreign(id, signal);
     }
