@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The healer's configuration. Every field has the default DESIGN.md gives.
+/// The healer's configuration. Every field has a default; the README's tables list them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HealerConfig {
@@ -248,6 +248,9 @@ pub struct SafetyConfig {
     pub backoff: BackoffConfig,
     /// The breaker on the healer itself.
     pub breaker: BreakerConfig,
+    /// One incident, one escalation: re-notification back-off and the quiet period
+    /// before the same error may open a new incident.
+    pub escalation: EscalationConfig,
     /// A suggestion nobody answers within this long escalates; approving it later is refused.
     #[serde(with = "humantime_serde")]
     pub approval_ttl: Duration,
@@ -270,6 +273,7 @@ impl Default for SafetyConfig {
             storm: StormConfig::default(),
             backoff: BackoffConfig::default(),
             breaker: BreakerConfig::default(),
+            escalation: EscalationConfig::default(),
             approval_ttl: Duration::from_secs(30 * 60),
             self_caused: true,
             dry_run: false,
@@ -352,6 +356,65 @@ impl Default for BreakerConfig {
     }
 }
 
+/// What happens after an incident escalates (or its fix is rejected): the incident
+/// stays open for counting, so its error's further occurrences count into it instead
+/// of opening new incidents that escalate again.
+///
+/// ```
+/// let config = selfheal_core::HealerConfig::from_toml(r#"
+///     [safety.escalation]
+///     renotify_after = ["2m", "30m"]
+///     reopen_after_quiet = "15m"
+/// "#).unwrap();
+/// assert_eq!(config.safety.escalation.renotify_after.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EscalationConfig {
+    /// While the error keeps occurring, the operators are reminded after each of these
+    /// delays in turn (then every last one), and only if it occurred since the last
+    /// notice. Empty: never reminded.
+    #[serde(with = "durations")]
+    pub renotify_after: Vec<Duration>,
+    /// The escalated incident ends once its errors are quiet this long; only then may
+    /// the same error on the same target open a new incident.
+    #[serde(with = "humantime_serde")]
+    pub reopen_after_quiet: Duration,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            renotify_after: [1, 5, 15, 60].map(|m| Duration::from_secs(m * 60)).to_vec(),
+            reopen_after_quiet: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// A list of durations in TOML as humantime strings (`["1m", "5m"]`).
+mod durations {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|d| humantime_serde::re::humantime::format_duration(*d).to_string())
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| {
+                humantime_serde::re::humantime::parse_duration(t)
+                    .map_err(|e| serde::de::Error::custom(format!("`{t}`: {e}")))
+            })
+            .collect()
+    }
+}
+
 impl HealerConfig {
     /// Parses a TOML document and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
@@ -431,6 +494,13 @@ impl SafetyConfig {
         if self.approval_ttl.is_zero() {
             return Err(Error::invalid(
                 "safety.approval_ttl is 0; give approvers some time (default 30m)",
+            ));
+        }
+        let e = &self.escalation;
+        if e.renotify_after.iter().any(Duration::is_zero) || e.reopen_after_quiet.is_zero() {
+            return Err(Error::invalid(
+                "safety.escalation needs every renotify_after delay and reopen_after_quiet \
+                 above 0 (defaults: [\"1m\", \"5m\", \"15m\", \"60m\"] and \"10m\")",
             ));
         }
         if let Some(cycle) = dependency_cycle(&self.dependencies) {

@@ -67,6 +67,11 @@ pub enum Phase {
     DryRun,
     /// An operator switched dry run on or off.
     ModeChanged,
+    /// An escalated incident's error goes on: the operators were reminded.
+    Reminded,
+    /// An escalated (or rejected) incident's error was quiet long enough: the same
+    /// error may open a new incident.
+    Quiet,
 }
 
 /// One event on the stream returned by `Healer::subscribe`.

@@ -36,8 +36,9 @@ mod traits;
 
 pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
 pub use config::{
-    BackoffConfig, BreakerConfig, DetectionConfig, FeedbackConfig, FleetConfig, GuardConfig,
-    HealerConfig, IntakeConfig, PolicyConfig, SafetyConfig, StormConfig, VerificationConfig,
+    BackoffConfig, BreakerConfig, DetectionConfig, EscalationConfig, FeedbackConfig, FleetConfig,
+    GuardConfig, HealerConfig, IntakeConfig, PolicyConfig, SafetyConfig, StormConfig,
+    VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};

@@ -179,6 +179,7 @@ impl HealerBuilder {
                 open: DashMap::new(),
                 by_fingerprint: DashMap::new(),
                 by_target: DashMap::new(),
+                notified: DashMap::new(),
                 pending: DashMap::new(),
                 audit_head: tokio::sync::Mutex::new(None),
                 store_errors: AtomicU64::new(0),

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::approval::Approved;
+use super::escalation::REJECTED;
 use super::fleet::Turn;
 use super::guard::Admission;
 use super::{Healer, fmt_health};
@@ -40,7 +41,13 @@ impl Healer {
         if self.fold_into_dependency(&incident).await {
             return;
         }
-        self.run_incident(incident, matched).instrument(span).await;
+        self.run_incident(incident, matched)
+            .instrument(span.clone())
+            .await;
+        // One incident, one escalation: its error keeps counting into it until quiet.
+        if self.stays_for_counting(id) {
+            self.count_until_quiet(id).instrument(span).await;
+        }
         self.forget(id);
     }
 
@@ -313,7 +320,7 @@ impl Healer {
                 {
                     Approved::Yes(by) => approved_by = Some(by),
                     Approved::No(why) => {
-                        self.close(id, IncidentStatus::Closed, format!("fix rejected: {why}"))
+                        self.close(id, IncidentStatus::Closed, format!("{REJECTED}: {why}"))
                             .await;
                         return;
                     }

@@ -1,12 +1,14 @@
-//! The [`Healer`]: the handle a service embeds. It takes signals, runs the pipeline of
-//! DESIGN.md (detect, match, advise, decide, guard, plan, approve, execute, verify,
+//! The [`Healer`]: the handle a service embeds. It takes signals, runs the healing
+//! pipeline (detect, match, advise, decide, guard, plan, approve, execute, verify,
 //! learn, audit) and answers the admin questions.
 //!
 //! Around the guards sits the safety envelope (`envelope.rs` wires it in, one module
 //! per piece): a storm short-circuit, cooldowns that back off on repeat incidents and
 //! flag fixes that mask the real issue, a breaker on the healer itself
 //! ([`Healer::rearm`]), approvals that expire into escalations, silences
-//! ([`Healer::add_silence`]), errors the healer's own action causes counted into the
+//! ([`Healer::add_silence`]), one incident per escalation (`escalation.rs`: its error
+//! keeps counting into it, reminders on a back-off, a new incident only after a quiet
+//! period), errors the healer's own action causes counted into the
 //! open incident, dependency-aware attribution ([`HealerBuilder::depends_on`]) and a
 //! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]).
 
@@ -20,6 +22,7 @@ mod dependency;
 mod detector;
 mod dry_run;
 mod envelope;
+mod escalation;
 mod fleet;
 mod guard;
 mod heal;
@@ -103,6 +106,8 @@ struct Inner {
     open: DashMap<Uuid, Incident>,
     by_fingerprint: DashMap<String, Uuid>,
     by_target: DashMap<String, Uuid>,
+    /// Event types already notified per live incident: each is sent once.
+    notified: DashMap<Uuid, Vec<String>>,
     /// Answers awaited by incidents waiting for approval, by approval id.
     pending: DashMap<Uuid, oneshot::Sender<Answer>>,
     /// The last audit record, so the next one chains to it.
@@ -277,7 +282,19 @@ impl Healer {
         );
     }
 
+    /// Sends `notification` to every notifier, once per incident and event type
+    /// (reminders of an escalated incident excepted: their back-off paces them).
     async fn notify(&self, notification: Notification) {
+        if let Some(id) = notification.incident
+            && notification.event_type != "self_heal.reminded"
+        {
+            let mut sent = self.inner.notified.entry(id).or_default();
+            if sent.contains(&notification.event_type) {
+                tracing::debug!(incident = %id, event_type = %notification.event_type, "notification already sent for this incident");
+                return;
+            }
+            sent.push(notification.event_type.clone());
+        }
         for n in &self.inner.notifiers {
             if let Err(e) = n.notify(&notification).await {
                 tracing::warn!(notifier = n.name(), error = %e, "notification failed");

@@ -1,0 +1,136 @@
+//! One incident, one escalation. An escalated incident (or one whose fix a human
+//! rejected) is not forgotten at once: its error's further occurrences keep counting
+//! into it, the operators are reminded on a back-off (`safety.escalation.renotify_after`)
+//! while it keeps occurring, and only once it has been quiet for
+//! `safety.escalation.reopen_after_quiet` may the same error open a new incident.
+//! Without this, every few errors after an escalation opened a new incident that
+//! escalated again: a page every few seconds.
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::Healer;
+use crate::{AuditEntry, IncidentStatus, Notification, Phase};
+
+impl Healer {
+    /// Whether the finished incident `id` stays open for counting: it escalated, or
+    /// a human rejected its fix.
+    pub(super) fn stays_for_counting(&self, id: Uuid) -> bool {
+        self.snapshot(id).is_some_and(|i| {
+            i.status == IncidentStatus::Escalated
+                || (i.status == IncidentStatus::Closed && i.reason.starts_with(REJECTED))
+        })
+    }
+
+    /// Keeps the finished incident `id` counting its error until the error has been
+    /// quiet for the configured period, reminding the operators of an escalated one on
+    /// the back-off. Returns when the incident may be forgotten (or the healer stops).
+    pub(super) async fn count_until_quiet(&self, id: Uuid) {
+        let cfg = self.inner.config.safety.escalation.clone();
+        let Some(start) = self.snapshot(id) else {
+            return;
+        };
+        let remind = start.status == IncidentStatus::Escalated;
+        let parked_at = Instant::now();
+        // New distinct errors on the target open their own incident.
+        self.inner
+            .by_target
+            .remove_if(&start.target, |_, v| *v == id);
+        let mut counted = start.occurrences;
+        let mut reminders = 0usize;
+        let mut next_reminder = cfg
+            .renotify_after
+            .first()
+            .filter(|_| remind)
+            .map(|d| parked_at + *d);
+        loop {
+            let Some(incident) = self.snapshot(id) else {
+                return;
+            };
+            let last = self
+                .last_sighting(&incident)
+                .unwrap_or(parked_at)
+                .max(parked_at);
+            let quiet_at = last + cfg.reopen_after_quiet;
+            let now = Instant::now();
+            if now >= quiet_at {
+                let what = format!(
+                    "its error was quiet for {}s; the same error may open a new incident",
+                    cfg.reopen_after_quiet.as_secs()
+                );
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Quiet,
+                    what.clone(),
+                );
+                self.save(&incident).await;
+                self.audit(AuditEntry {
+                    incident: Some(id),
+                    pattern: incident.pattern.clone(),
+                    detail: serde_json::json!({"occurrences": incident.occurrences}),
+                    ..AuditEntry::new("self_heal.quiet", what)
+                })
+                .await;
+                return;
+            }
+            if let Some(at) = next_reminder.filter(|at| now >= *at) {
+                if incident.occurrences > counted {
+                    self.remind(&incident, incident.occurrences - counted, at - parked_at)
+                        .await;
+                    counted = incident.occurrences;
+                }
+                reminders += 1;
+                let delay = cfg
+                    .renotify_after
+                    .get(reminders)
+                    .or(cfg.renotify_after.last())
+                    .copied()
+                    .unwrap_or(cfg.reopen_after_quiet);
+                next_reminder = Some(now + delay);
+            }
+            let wake = next_reminder.map_or(quiet_at, |r| r.min(quiet_at));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.inner.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// Reminds the operators that an escalated incident's error goes on.
+    async fn remind(&self, incident: &crate::Incident, new: u64, since: std::time::Duration) {
+        let what = format!(
+            "still failing: {new} more occurrence(s) in the {}s since it escalated ({} in all); \
+             it stays one incident until its error is quiet",
+            since.as_secs(),
+            incident.occurrences
+        );
+        self.emit(
+            Some(incident),
+            &incident.target,
+            Phase::Reminded,
+            what.clone(),
+        );
+        self.save(incident).await;
+        self.audit(AuditEntry {
+            incident: Some(incident.id),
+            pattern: incident.pattern.clone(),
+            detail: serde_json::json!({"new_occurrences": new, "occurrences": incident.occurrences}),
+            ..AuditEntry::new("self_heal.reminded", what.clone())
+        })
+        .await;
+        self.notify(Notification {
+            title: format!("selfheal: still failing on {}", incident.target),
+            body: format!(
+                "{what}\nReason it escalated: {}\nTemplate: {}",
+                incident.reason, incident.template
+            ),
+            incident: Some(incident.id),
+            event_type: "self_heal.reminded".into(),
+        })
+        .await;
+    }
+}
+
+/// How the reason of an incident whose fix a human rejected starts.
+pub(super) const REJECTED: &str = "fix rejected";
