@@ -21,7 +21,7 @@ use crate::{Error, Result};
 
 /// The healer's configuration. Every field has a default; the README's tables list them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealerConfig {
     /// Service name stamped on signals that have none.
     pub service: String,
@@ -44,7 +44,7 @@ pub struct HealerConfig {
 
 /// Signal intake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IntakeConfig {
     /// Signals buffered between `observe` and the pipeline; more are dropped and counted.
     pub queue_capacity: usize,
@@ -63,7 +63,7 @@ impl Default for IntakeConfig {
 
 /// Detection windows and correlation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DetectionConfig {
     /// Occurrences that open an incident for fingerprints no pattern matches.
     pub default_min_occurrences: u32,
@@ -87,7 +87,7 @@ impl Default for DetectionConfig {
 
 /// Confidence thresholds and approvals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// At or above: auto-remediate auto-healable patterns.
     pub auto_threshold: f64,
@@ -116,7 +116,7 @@ impl Default for PolicyConfig {
 
 /// Rate limits, cooldowns, attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuardConfig {
     /// Actions allowed per hour across all targets; more wait in a queue by severity.
     pub max_actions_per_hour: u32,
@@ -147,7 +147,7 @@ impl Default for GuardConfig {
 /// running it twice) and takes a permit of the fleet-wide rate limit
 /// (`max_actions_per_hour` for the whole fleet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FleetConfig {
     /// On: coordinate through the store. Off (the default): each replica guards alone.
     pub enabled: bool,
@@ -179,7 +179,7 @@ impl Default for FleetConfig {
 
 /// Verification after an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct VerificationConfig {
     /// How long a fix has to prove itself.
     #[serde(with = "humantime_serde")]
@@ -207,7 +207,7 @@ impl Default for VerificationConfig {
 
 /// How outcomes move a pattern's confidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeedbackConfig {
     /// Added on a verified success (capped at 1).
     pub success_delta: f64,
@@ -240,7 +240,7 @@ impl Default for FeedbackConfig {
 /// assert_eq!(config.safety.breaker.max_failures, 5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SafetyConfig {
     /// Many targets failing at once: stop and escalate once.
     pub storm: StormConfig,
@@ -285,7 +285,7 @@ impl Default for SafetyConfig {
 
 /// The storm short-circuit (Cluster API's `maxUnhealthy`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StormConfig {
     /// More unhealthy targets than this at once is a storm.
     pub max_unhealthy: usize,
@@ -312,7 +312,7 @@ impl Default for StormConfig {
 /// Back-off of the (strategy, target) cooldown on repeat incidents. The first
 /// cooldown is `guards.cooldown`; each repeat doubles it up to `cap`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackoffConfig {
     /// The longest cooldown.
     #[serde(with = "humantime_serde")]
@@ -338,7 +338,7 @@ impl Default for BackoffConfig {
 /// The breaker on the healer: after `max_failures` failed remediations across all
 /// targets within `window`, the healer stops acting until an operator re-arms it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Failed remediations that trip it.
     pub max_failures: u32,
@@ -369,7 +369,7 @@ impl Default for BreakerConfig {
 /// assert_eq!(config.safety.escalation.renotify_after.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EscalationConfig {
     /// While the error keeps occurring, the operators are reminded after each of these
     /// delays in turn (then every last one), and only if it occurred since the last
@@ -418,8 +418,12 @@ mod durations {
 impl HealerConfig {
     /// Parses a TOML document and validates it.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: HealerConfig = toml::from_str(text)
-            .map_err(|e| Error::invalid(format!("invalid healer config: {e}")))?;
+        let config: HealerConfig = toml::from_str(text).map_err(|e| {
+            Error::invalid(format!(
+                "invalid healer config: {}",
+                crate::strict::explain(&e.to_string())
+            ))
+        })?;
         config.validate()?;
         Ok(config)
     }

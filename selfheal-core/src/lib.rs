@@ -30,6 +30,7 @@ mod pattern;
 mod policy;
 mod signal;
 pub mod store;
+mod strict;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 mod traits;

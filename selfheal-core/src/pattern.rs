@@ -51,6 +51,7 @@ pub enum PatternMode {
 
 /// A fix bound to a pattern: which strategy, with which parameters, in which order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FixBinding {
     /// The registered strategy's name.
     pub strategy: String,
@@ -111,6 +112,7 @@ impl FixBinding {
 
 /// A known failure: how to recognise it and how to fix it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pattern {
     /// Unique name, e.g. `postgres_connection_pool_exhausted`.
     pub name: String,

@@ -42,7 +42,7 @@ impl fmt::Debug for ApiKey {
 
 /// Timeout and retries of every request, the same for each provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     /// The longest one request may take, connection included.
     #[serde(with = "humantime_serde")]

@@ -27,7 +27,7 @@ use crate::{HttpSettings, LlmError, Redactor, TokenBudget};
 
 /// Settings of an [`OllamaAdvisor`], loadable from TOML.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OllamaConfig {
     /// Where Ollama listens (default `http://localhost:11434`, as `OLLAMA_HOST`).
     pub host: String,

@@ -42,7 +42,7 @@ pub enum AnswerFormat {
 
 /// Settings of an [`OpenAiAdvisor`], loadable from TOML. The key is never printed.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OpenAiConfig {
     /// The API root, up to and without `/chat/completions`.
     pub base_url: String,

@@ -31,7 +31,7 @@ pub struct Metrics {
 
 /// Where a reading counts as a problem (percent; the seeds' defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// CPU above this (default 90).
     pub cpu: f64,

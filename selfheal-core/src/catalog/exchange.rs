@@ -30,6 +30,7 @@ pub const EXPORT_VERSION: u32 = 1;
 
 /// An export: patterns with what made them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatternDocument {
     /// Always [`EXPORT_FORMAT`].
     pub format: String,
@@ -119,7 +120,8 @@ pub fn export(patterns: &[Pattern], source: &str) -> Result<String> {
 pub fn parse(json: &str) -> Result<PatternDocument> {
     let doc: PatternDocument = serde_json::from_str(json).map_err(|e| {
         Error::invalid(format!(
-            "not a pattern export: {e}; pass the JSON written by catalog::export / Healer::export_patterns"
+            "not a pattern export: {}; pass the JSON written by catalog::export / Healer::export_patterns",
+            crate::strict::explain(&e.to_string())
         ))
     })?;
     if doc.format != EXPORT_FORMAT {
@@ -164,9 +166,10 @@ pub async fn import(
         let mut pattern: Pattern = match serde_json::from_value(value) {
             Ok(p) => p,
             Err(e) => {
-                report
-                    .errors
-                    .push(fail(format!("not a pattern: {e}; fix the document")));
+                report.errors.push(fail(format!(
+                    "not a pattern: {}; fix the document",
+                    crate::strict::explain(&e.to_string())
+                )));
                 continue;
             }
         };
