@@ -38,17 +38,18 @@ impl Healer {
             target = %incident.target,
         );
         let id = incident.id;
+        // Whatever happens below (a panic, a cancelled task), the incident is forgotten.
+        let _forget = super::contain::ForgetOnDrop::new(&self, id);
         if self.fold_into_dependency(&incident).await {
             return;
         }
-        self.run_incident(incident, matched)
+        self.contained(id, self.run_incident(incident, matched))
             .instrument(span.clone())
             .await;
         // One incident, one escalation: its error keeps counting into it until quiet.
         if self.stays_for_counting(id) {
             self.count_until_quiet(id).instrument(span).await;
         }
-        self.forget(id);
     }
 
     async fn run_incident(&self, incident: Incident, matched: Option<PatternMatch>) {

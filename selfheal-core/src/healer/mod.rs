@@ -18,6 +18,7 @@ mod backoff;
 mod backups;
 mod breaker;
 mod builder;
+mod contain;
 mod dependency;
 mod detector;
 mod dry_run;
@@ -296,8 +297,17 @@ impl Healer {
             sent.push(notification.event_type.clone());
         }
         for n in &self.inner.notifiers {
-            if let Err(e) = n.notify(&notification).await {
-                tracing::warn!(notifier = n.name(), error = %e, "notification failed");
+            let sent = std::panic::AssertUnwindSafe(n.notify(&notification));
+            match futures_util::FutureExt::catch_unwind(sent).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(notifier = n.name(), error = %e, "notification failed")
+                }
+                Err(panic) => tracing::error!(
+                    notifier = n.name(),
+                    panic = %contain::panic_message(panic.as_ref()),
+                    "notifier panicked; the others are still told"
+                ),
             }
         }
     }

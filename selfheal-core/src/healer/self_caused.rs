@@ -12,7 +12,7 @@ use crate::{AuditEntry, Phase, Signal};
 /// The targets being acted on, with the incident and the errors counted so far.
 #[derive(Debug, Default)]
 pub(crate) struct Acting {
-    targets: DashMap<String, (Uuid, u64)>,
+    pub(super) targets: DashMap<String, (Uuid, u64)>,
 }
 
 impl Healer {
