@@ -134,15 +134,12 @@ impl Run {
         }
     }
 
-    /// Waits for the healer to end an incident on `target` (resolved, escalated,
-    /// closed), at most until `cap`; then keeps the load on for `then`.
+    /// Waits for the healer to resolve an incident on `target` (an escalation on the
+    /// way does not end the wait), at most until `cap`; then keeps the load on for `then`.
     async fn verdict(&self, target: &str, cap: Duration, then: Duration) -> Option<Duration> {
         let ended = self
             .timeline
-            .wait_for(cap, |e| {
-                e.target == target
-                    && matches!(e.phase, Phase::Resolved | Phase::Escalated | Phase::Closed)
-            })
+            .wait_for(cap, |e| e.target == target && e.phase == Phase::Resolved)
             .await
             .map(|(at, _)| at);
         match ended {
@@ -419,11 +416,8 @@ async fn redis_restart_reconnects_on_its_own() {
         "recognised: a Redis pattern matched"
     );
     assert!(
-        f.actions
-            .iter()
-            .any(|a| a.strategy == "redis_reconnect" && a.status == ActionStatus::Succeeded)
-            && generation >= 2,
-        "reconnected automatically (handle generation {generation})"
+        generation >= 2,
+        "reconnected automatically: the handle's connection is still the first (generation {generation})"
     );
     let last_after = f.load.last_error_after(back);
     assert!(

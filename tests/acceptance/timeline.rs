@@ -138,7 +138,8 @@ impl Timeline {
     /// escalations reads as one line with its count.
     pub fn render(&self) -> String {
         let mut out = format!("── timeline: {} ──\n", self.name);
-        let mut repeats: Vec<(String, usize, Duration, Duration)> = Vec::new();
+        // (key, first line, count, first time, last time) of the repeats.
+        let mut repeats: Vec<(String, String, usize, Duration, Duration)> = Vec::new();
         let mut shown: Vec<String> = Vec::new();
         for (at, entry) in self.entries.lock().unwrap().iter() {
             let line = match entry {
@@ -148,14 +149,14 @@ impl Timeline {
                     format!("{:<17} {} {}", format!("{:?}", e.phase), e.target, detail)
                 }
             };
-            let key = line.replace(|c: char| c.is_ascii_hexdigit() || c == '-', "");
+            let key: String = line.chars().filter(|c| !c.is_ascii_digit()).collect();
             if shown.contains(&key) {
                 match repeats.iter_mut().find(|(k, ..)| *k == key) {
-                    Some((_, n, _, last)) => {
+                    Some((_, _, n, _, last)) => {
                         *n += 1;
                         *last = *at;
                     }
-                    None => repeats.push((key, 1, *at, *at)),
+                    None => repeats.push((key, line, 1, *at, *at)),
                 }
                 continue;
             }
@@ -163,14 +164,17 @@ impl Timeline {
             let _ = writeln!(out, "{:7.2}s  {line}", at.as_secs_f64());
         }
         if !repeats.is_empty() {
-            let _ = writeln!(out, "── repeated (not shown above) ──");
-            for (key, n, first, last) in repeats {
+            let _ = writeln!(
+                out,
+                "── repeats of lines above (digits aside), not shown ──"
+            );
+            for (_, line, n, first, last) in repeats {
                 let _ = writeln!(
                     out,
                     "×{n:<4} {:.2}s–{:.2}s  {}",
                     first.as_secs_f64(),
                     last.as_secs_f64(),
-                    key.chars().take(160).collect::<String>()
+                    line.chars().take(160).collect::<String>()
                 );
             }
         }
