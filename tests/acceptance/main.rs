@@ -101,9 +101,14 @@ fn secs(d: Option<Duration>) -> String {
 
 impl Run {
     async fn start(name: &str) -> Option<Run> {
+        let setup = std::time::Instant::now();
         let servers = Servers::start().await?;
         let service = Service::start(&servers).await;
         let timeline = Timeline::new(name);
+        timeline.mark(format!(
+            "private Redis and PostgreSQL, service and healer ready in {:.1?}",
+            setup.elapsed()
+        ));
         let follow = timeline.follow(&service.healer);
         // The host's subscriber: the healer's layer, plus selfheal's own warnings and
         // errors on the timeline.
