@@ -111,6 +111,29 @@ impl PrivateRedis {
         }
     }
 
+    /// Shuts the server down the way an operator or a deploy does (`SHUTDOWN NOSAVE`:
+    /// clients see their connections closed) and waits for the process to exit.
+    pub fn shutdown_nosave(&mut self) -> io::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.write_all(b"SHUTDOWN NOSAVE\r\n")?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "redis-server did not exit within 30s of SHUTDOWN NOSAVE; killed",
+        ))
+    }
+
     /// Starts the stopped server again on the same port with the same configuration.
     pub fn start_again(&mut self) -> io::Result<()> {
         if self.child.is_some() {
