@@ -497,3 +497,21 @@ async fn write_rate() {
         }
     }
 }
+
+/// A relative path is resolved when the store opens: a host that changes its working
+/// directory afterwards has not lost its database. (Every other test here uses
+/// absolute paths, so changing this process's directory does not disturb them.)
+#[tokio::test]
+async fn a_relative_path_survives_a_change_of_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let before = std::env::current_dir().unwrap();
+    std::env::set_current_dir(dir.path()).unwrap();
+    let store = SqliteStore::open_with("selfheal.db", unseeded()).await;
+    std::env::set_current_dir(elsewhere.path()).unwrap();
+    let store = store.unwrap();
+    let written = store.save_incident(&incident(1)).await;
+    std::env::set_current_dir(before).unwrap();
+    written.unwrap();
+    assert_eq!(store.health(), SqliteHealth::Healthy);
+}

@@ -81,10 +81,13 @@ pub(super) struct FileWatch {
 
 impl FileWatch {
     /// Watches the file now at `path`, if there is one (an in-memory database has none).
+    /// The path is made absolute first: a host that changes its working directory has
+    /// not lost its database.
     pub(super) fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        let path = std::fs::canonicalize(path).ok()?;
+        let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
         Some(FileWatch {
-            path: path.to_path_buf(),
+            path,
             dev: meta.dev(),
             ino: meta.ino(),
             lost: OnceLock::new(),
