@@ -158,3 +158,95 @@ impl FileWatch {
 fn refusal(lost: &SqliteHealth) -> Error {
     Error::new(ErrorKind::Closed, lost.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    use super::*;
+
+    fn watched_file(dir: &Path) -> (PathBuf, FileWatch) {
+        let path = dir.join("selfheal.db");
+        std::fs::write(&path, b"x").unwrap();
+        let watch = FileWatch::of(&path).unwrap();
+        (path, watch)
+    }
+
+    #[test]
+    fn a_read_looks_at_most_once_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, watch) = watched_file(dir.path());
+        std::fs::remove_file(&path).unwrap();
+        // Within the first second a read does not look; a write always does.
+        assert!(watch.before().is_ok());
+        assert!(watch.after().is_err());
+        assert!(watch.before().is_err(), "refused from then on");
+
+        let (path, mut watch) = watched_file(dir.path());
+        watch.start = Instant::now()
+            .checked_sub(READ_CHECK_EVERY * 2)
+            .expect("the clock runs long enough");
+        assert!(watch.before().is_ok(), "the file is there");
+        std::fs::remove_file(&path).unwrap();
+        // The look just made counts for a second: the next read does not look again…
+        assert!(watch.before().is_ok());
+        // …until a second has passed.
+        watch.last_check_ms.store(0, Ordering::Relaxed);
+        let err = watch.before().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Closed);
+        assert!(err.message().contains("was deleted"), "{err}");
+    }
+
+    #[derive(Clone, Default)]
+    struct Errors(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Errors {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if *event.metadata().level() == tracing::Level::ERROR {
+                let mut fields = Fields::default();
+                event.record(&mut fields);
+                self.0.lock().unwrap().push(fields.0);
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Fields(String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            let _ = write!(self.0, "{}={value:?} ", field.name());
+        }
+    }
+
+    #[test]
+    fn a_replaced_file_is_logged_once_at_error_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, watch) = watched_file(dir.path());
+        let other = dir.path().join("other.db");
+        std::fs::write(&other, b"y").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let errors = Errors::default();
+        let subscriber = tracing_subscriber::registry().with(errors.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                assert_eq!(
+                    watch.health(),
+                    SqliteHealth::FileReplaced { path: path.clone() }
+                );
+                assert!(watch.after().is_err());
+            }
+        });
+        let logged = errors.0.lock().unwrap().clone();
+        assert_eq!(logged.len(), 1, "{logged:?}");
+        assert!(logged[0].contains("was replaced"), "{logged:?}");
+        assert!(
+            logged[0].contains(&path.display().to_string()),
+            "{logged:?}"
+        );
+    }
+}
