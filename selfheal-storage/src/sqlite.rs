@@ -293,7 +293,9 @@ impl SqliteStore {
         Ok(done)
     }
 
-    /// The connection pool, for reading the tables with SQL.
+    /// The connection pool, for reading the tables with SQL. A file store has one
+    /// connection: while you hold it (a transaction, a streaming query) the store's own
+    /// calls wait for it. Writes made through the pool bypass the file watch.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
