@@ -37,7 +37,7 @@ pub use error::StorageError;
 #[cfg(feature = "postgres")]
 pub use postgres::{PG_MAX_SAMPLE_BYTES, PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{MAX_SAMPLE_BYTES, SqliteOptions, SqliteStore};
+pub use sqlite::{MAX_SAMPLE_BYTES, SqliteHealth, SqliteOptions, SqliteStore};
 /// The sqlx this crate is built on, to build your own pool for `SqliteStore::from_pool`
 /// or `PostgresStore::from_pool`.
 pub use sqlx;

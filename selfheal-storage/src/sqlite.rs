@@ -12,11 +12,14 @@
 //! # Ok(()) }
 //! ```
 
+mod file;
 mod rows;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,11 +33,14 @@ use selfheal_core::{
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use tracing::instrument;
 use uuid::Uuid;
 
+use self::file::FileWatch;
+pub use self::file::SqliteHealth;
 use self::rows::{
     ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, OverviewDbRow, PatternRow,
 };
@@ -49,20 +55,37 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// How long a connection waits for another writer before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections kept to a database file: SQLite serialises writers, a few serve readers.
-const FILE_POOL_SIZE: u32 = 4;
-
 /// The longest fingerprint sample kept, in bytes (cut on a char boundary).
 pub const MAX_SAMPLE_BYTES: usize = 4096;
 
-/// A [`PatternStore`] in an SQLite database: a file (WAL mode, foreign keys on, a busy
-/// timeout) or memory. The schema is migrated on open. Cloning is cheap and shares
-/// the connection pool.
+/// A [`PatternStore`] in an SQLite database: a file or memory. The schema is migrated
+/// on open. Cloning is cheap and shares the connection.
+///
+/// A file is opened in WAL mode with `locking_mode=EXCLUSIVE`, `synchronous=NORMAL`,
+/// `mmap_size=0` and foreign keys on, through one connection that stays open:
+///
+/// - **Nothing is memory-mapped.** In exclusive mode SQLite keeps the WAL index in heap
+///   memory instead of a shared `-shm` file, and the database is read with `read()`. A
+///   write fault on a mapped file that became immutable or was truncated is a SIGBUS
+///   that kills the host; here the same fault is an I/O error (`Unavailable`).
+/// - **One process owns the file.** The lock is held from open to close: another
+///   process (a second replica, the `sqlite3` shell) cannot open the file while the
+///   store has it, and a store that finds it held fails to open with `Unavailable`.
+///   For several processes use PostgreSQL.
+/// - **Crash safe.** WAL with `synchronous=NORMAL`: a killed process loses nothing it
+///   committed; a power cut may lose the last commits, never the file.
+/// - **A deleted or replaced file is noticed.** After each write (and before a read, at
+///   most once a second) the store compares the file at its path with the one it
+///   opened. If the file was deleted, moved or replaced, that call and every later one
+///   fail with [`ErrorKind::Closed`], an error is logged once, and
+///   [`SqliteStore::health`] says what happened.
 ///
 /// Timestamps are kept to the microsecond; everything else round-trips exactly.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file and what became of it; `None` in memory.
+    file: Option<Arc<FileWatch>>,
 }
 
 /// How [`SqliteStore::open_with`] opens a store.
@@ -150,25 +173,49 @@ impl SqliteStore {
         } else {
             SqliteConnectOptions::new().filename(spec)
         };
+        // Exclusive locking before WAL (sqlx sets `locking_mode` first): the WAL index
+        // lives in heap memory, never in a memory-mapped `-shm` file; with
+        // `mmap_size=0` nothing of the database is mapped, so a file that turns
+        // read-only or shrinks under the store is an I/O error, not a SIGBUS.
         let options = options
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
+            .locking_mode(SqliteLockingMode::Exclusive)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            .pragma("mmap_size", "0");
         ensure_parent_dir(options.get_filename())?;
+        // One connection, kept open: it holds the exclusive lock, which a second
+        // connection would wait on. SQLite serialises writers anyway.
         let pool = SqlitePoolOptions::new()
-            .max_connections(FILE_POOL_SIZE)
-            .connect_with(options)
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
             .await
             .map_err(|e| {
                 let e = Error::from(StorageError::from(e));
+                let held = if e.message().contains("database is locked") {
+                    " (another process has it open: the SQLite store opens its file \
+                     exclusively; stop that process, choose another file, or use \
+                     PostgreSQL to share one database)"
+                } else {
+                    ""
+                };
                 Error::new(
                     e.kind(),
-                    format!("cannot open SQLite database `{spec}`: {}", e.message()),
+                    format!(
+                        "cannot open SQLite database `{spec}`{held}: {}",
+                        e.message()
+                    ),
                 )
                 .with_source(e)
             })?;
+        // Should the connection ever be replaced, it must not create an empty database
+        // where the file was deleted.
+        pool.set_connect_options(options.create_if_missing(false));
         tracing::debug!(database = spec, "opened SQLite store");
         Self::from_pool(pool).await
     }
@@ -192,17 +239,63 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(err)?;
-        Self::from_pool(pool).await
+        let mut store = Self::from_pool(pool).await?;
+        store.file = None;
+        Ok(store)
     }
 
     /// Uses an existing pool (for your own options) and migrates its database. Nothing
     /// is seeded: call [`selfheal_core::catalog::seed`] for the stock catalog.
+    /// A file database is watched for deletion and replacement like one opened by
+    /// [`SqliteStore::open`]; the pool's journal and locking settings are yours.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await.map_err(err)?;
-        Ok(SqliteStore { pool })
+        let file = FileWatch::of(pool.connect_options().get_filename()).map(Arc::new);
+        Ok(SqliteStore { pool, file })
     }
 
-    /// The connection pool, for reading the tables with SQL.
+    /// Whether the store still writes to the database file it opened: one `stat` of
+    /// the path. A store in memory is always [`SqliteHealth::Healthy`].
+    ///
+    /// ```
+    /// use selfheal_core::PatternStore;
+    /// use selfheal_storage::{SqliteHealth, SqliteStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("selfheal.db");
+    /// let store = SqliteStore::open(path.to_str().unwrap()).await?;
+    /// assert_eq!(store.health(), SqliteHealth::Healthy);
+    /// std::fs::remove_file(&path).unwrap();
+    /// assert!(matches!(store.health(), SqliteHealth::FileDeleted { .. }));
+    /// assert!(store.list_patterns().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn health(&self) -> SqliteHealth {
+        self.file
+            .as_ref()
+            .map_or(SqliteHealth::Healthy, |f| f.health())
+    }
+
+    /// Before a read: refuses once the file is known lost (and looks at most once a
+    /// second).
+    fn check(&self) -> Result<()> {
+        self.file.as_ref().map_or(Ok(()), |f| f.before())
+    }
+
+    /// Runs a write, then makes sure it went to the file at the store's path: a write
+    /// to a deleted or replaced file is an error, not a success that is lost on exit.
+    async fn write<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        self.check()?;
+        let done = op.await?;
+        if let Some(f) = &self.file {
+            f.after()?;
+        }
+        Ok(done)
+    }
+
+    /// The connection pool, for reading the tables with SQL. A file store has one
+    /// connection: while you hold it (a transaction, a streaming query) the store's own
+    /// calls wait for it. Writes made through the pool bypass the file watch.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -222,30 +315,33 @@ impl SqliteStore {
         sample: &str,
         at: DateTime<Utc>,
     ) -> Result<u64> {
-        const SQL: &str = "INSERT INTO fingerprints \
-                (id, template, stack, version, sample, first_seen, last_seen, count) \
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1) \
-            ON CONFLICT (id) DO UPDATE SET \
-                count = count + 1, \
-                template = excluded.template, \
-                stack = excluded.stack, \
-                version = excluded.version, \
-                sample = CASE WHEN excluded.last_seen >= last_seen \
-                    THEN excluded.sample ELSE sample END, \
-                first_seen = MIN(first_seen, excluded.first_seen), \
-                last_seen = MAX(last_seen, excluded.last_seen) \
-            RETURNING count";
-        let count: i64 = sqlx::query_scalar(SQL)
-            .bind(&fp.id)
-            .bind(&fp.template)
-            .bind(fp.stack.as_deref())
-            .bind(i64::from(fp.version))
-            .bind(truncate(sample, MAX_SAMPLE_BYTES))
-            .bind(ts(at))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(err)?;
-        crate::codec::to_u64("fingerprints.count", count).map_err(err)
+        self.write(async {
+            const SQL: &str = "INSERT INTO fingerprints \
+                    (id, template, stack, version, sample, first_seen, last_seen, count) \
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1) \
+                ON CONFLICT (id) DO UPDATE SET \
+                    count = count + 1, \
+                    template = excluded.template, \
+                    stack = excluded.stack, \
+                    version = excluded.version, \
+                    sample = CASE WHEN excluded.last_seen >= last_seen \
+                        THEN excluded.sample ELSE sample END, \
+                    first_seen = MIN(first_seen, excluded.first_seen), \
+                    last_seen = MAX(last_seen, excluded.last_seen) \
+                RETURNING count";
+            let count: i64 = sqlx::query_scalar(SQL)
+                .bind(&fp.id)
+                .bind(&fp.template)
+                .bind(fp.stack.as_deref())
+                .bind(i64::from(fp.version))
+                .bind(truncate(sample, MAX_SAMPLE_BYTES))
+                .bind(ts(at))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+            crate::codec::to_u64("fingerprints.count", count).map_err(err)
+        })
+        .await
     }
 }
 
@@ -486,6 +582,7 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all)]
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
+        self.check()?;
         // One read transaction: patterns and fixes from the same snapshot.
         let mut tx = self.pool.begin().await.map_err(err)?;
         let patterns: Vec<PatternRow> = sqlx::query_as(SELECT_PATTERNS)
@@ -502,6 +599,7 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all, fields(pattern = name))]
     async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
+        self.check()?;
         let mut tx = self.pool.begin().await.map_err(err)?;
         let pattern = load_pattern(&mut tx, name).await?;
         tx.commit().await.map_err(err)?;
@@ -510,60 +608,66 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all, fields(pattern = %pattern.name))]
     async fn add_pattern(&self, pattern: &Pattern) -> Result<()> {
-        let values = validate(pattern)?;
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        match exec_pattern(&mut tx, INSERT_PATTERN, pattern, &values).await {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "pattern `{}` exists already; update it instead",
-                        pattern.name
-                    ),
-                )
-                .with_source(StorageError::from(e)));
+        self.write(async {
+            let values = validate(pattern)?;
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            match exec_pattern(&mut tx, INSERT_PATTERN, pattern, &values).await {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "pattern `{}` exists already; update it instead",
+                            pattern.name
+                        ),
+                    )
+                    .with_source(StorageError::from(e)));
+                }
+                Err(e) => return Err(err(e)),
             }
-            Err(e) => return Err(err(e)),
-        }
-        insert_fixes(&mut tx, pattern, &HashMap::new()).await?;
-        tx.commit().await.map_err(err)
+            insert_fixes(&mut tx, pattern, &HashMap::new()).await?;
+            tx.commit().await.map_err(err)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(pattern = %pattern.name))]
     async fn update_pattern(&self, pattern: &Pattern) -> Result<()> {
-        let values = validate(pattern)?;
-        // Write first, so the transaction holds the write lock from its first statement.
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let updated = exec_pattern(&mut tx, UPDATE_PATTERN, pattern, &values)
-            .await
-            .map_err(err)?;
-        if updated == 0 {
-            return Err(Error::not_found(format!(
-                "no pattern named `{}`; add it first",
-                pattern.name
-            )));
-        }
-        // Keep when each strategy was last applied across the replacement.
-        let previous: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT strategy, last_applied_at FROM pattern_fixes WHERE pattern = ?1 \
-             ORDER BY position",
-        )
-        .bind(&pattern.name)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        let mut last_applied = HashMap::new();
-        for (strategy, at) in previous {
-            last_applied.entry(strategy).or_insert(at);
-        }
-        sqlx::query("DELETE FROM pattern_fixes WHERE pattern = ?1")
+        self.write(async {
+            let values = validate(pattern)?;
+            // Write first, so the transaction holds the write lock from its first statement.
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let updated = exec_pattern(&mut tx, UPDATE_PATTERN, pattern, &values)
+                .await
+                .map_err(err)?;
+            if updated == 0 {
+                return Err(Error::not_found(format!(
+                    "no pattern named `{}`; add it first",
+                    pattern.name
+                )));
+            }
+            // Keep when each strategy was last applied across the replacement.
+            let previous: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT strategy, last_applied_at FROM pattern_fixes WHERE pattern = ?1 \
+                 ORDER BY position",
+            )
             .bind(&pattern.name)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
-        insert_fixes(&mut tx, pattern, &last_applied).await?;
-        tx.commit().await.map_err(err)
+            let mut last_applied = HashMap::new();
+            for (strategy, at) in previous {
+                last_applied.entry(strategy).or_insert(at);
+            }
+            sqlx::query("DELETE FROM pattern_fixes WHERE pattern = ?1")
+                .bind(&pattern.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            insert_fixes(&mut tx, pattern, &last_applied).await?;
+            tx.commit().await.map_err(err)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(pattern = pattern, strategy = strategy, success = success))]
@@ -574,78 +678,85 @@ impl PatternStore for SqliteStore {
         success: bool,
         confidence_delta: f64,
     ) -> Result<Pattern> {
-        if confidence_delta.is_nan() {
-            return Err(Error::invalid(format!(
-                "confidence delta for pattern `{pattern}` is NaN; pass a number"
-            )));
-        }
-        let now = ts(Utc::now());
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let updated = sqlx::query(
-            "UPDATE patterns SET confidence = MIN(1.0, MAX(0.0, confidence + ?1)), \
-             use_count = use_count + ?2, updated_at = ?3 WHERE name = ?4",
-        )
-        .bind(confidence_delta)
-        .bind(i64::from(success))
-        .bind(&now)
-        .bind(pattern)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if updated == 0 {
-            return Err(Error::not_found(format!("no pattern named `{pattern}`")));
-        }
-        // The first fix bound to the strategy, as MemoryStore counts it.
-        sqlx::query(
-            "UPDATE pattern_fixes SET successes = successes + ?1, failures = failures + ?2, \
-             last_applied_at = ?3 WHERE pattern = ?4 AND position = (\
-             SELECT MIN(position) FROM pattern_fixes WHERE pattern = ?4 AND strategy = ?5)",
-        )
-        .bind(i64::from(success))
-        .bind(i64::from(!success))
-        .bind(&now)
-        .bind(pattern)
-        .bind(strategy)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        let updated = load_pattern(&mut tx, pattern).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("pattern `{pattern}` vanished inside its own transaction; report this"),
+        self.write(async {
+            if confidence_delta.is_nan() {
+                return Err(Error::invalid(format!(
+                    "confidence delta for pattern `{pattern}` is NaN; pass a number"
+                )));
+            }
+            let now = ts(Utc::now());
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let updated = sqlx::query(
+                "UPDATE patterns SET confidence = MIN(1.0, MAX(0.0, confidence + ?1)), \
+                 use_count = use_count + ?2, updated_at = ?3 WHERE name = ?4",
             )
-        })?;
-        tx.commit().await.map_err(err)?;
-        Ok(updated)
+            .bind(confidence_delta)
+            .bind(i64::from(success))
+            .bind(&now)
+            .bind(pattern)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if updated == 0 {
+                return Err(Error::not_found(format!("no pattern named `{pattern}`")));
+            }
+            // The first fix bound to the strategy, as MemoryStore counts it.
+            sqlx::query(
+                "UPDATE pattern_fixes SET successes = successes + ?1, failures = failures + ?2, \
+                 last_applied_at = ?3 WHERE pattern = ?4 AND position = (\
+                 SELECT MIN(position) FROM pattern_fixes WHERE pattern = ?4 AND strategy = ?5)",
+            )
+            .bind(i64::from(success))
+            .bind(i64::from(!success))
+            .bind(&now)
+            .bind(pattern)
+            .bind(strategy)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            let updated = load_pattern(&mut tx, pattern).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("pattern `{pattern}` vanished inside its own transaction; report this"),
+                )
+            })?;
+            tx.commit().await.map_err(err)?;
+            Ok(updated)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(incident = %incident.id))]
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
-        sqlx::query(UPSERT_INCIDENT)
-            .bind(uuid_text(incident.id))
-            .bind(&incident.target)
-            .bind(&incident.fingerprint)
-            .bind(&incident.template)
-            .bind(json("incident related", &incident.related).map_err(err)?)
-            .bind(incident.pattern.as_deref())
-            .bind(enum_text(&incident.status))
-            .bind(enum_text(&incident.severity))
-            .bind(to_i64("incident occurrences", incident.occurrences).map_err(err)?)
-            .bind(json("incident samples", &incident.samples).map_err(err)?)
-            .bind(ts(incident.opened_at))
-            .bind(ts(incident.last_seen))
-            .bind(opt_ts(incident.closed_at))
-            .bind(&incident.reason)
-            .bind(incident.stack.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.write(async {
+            sqlx::query(UPSERT_INCIDENT)
+                .bind(uuid_text(incident.id))
+                .bind(&incident.target)
+                .bind(&incident.fingerprint)
+                .bind(&incident.template)
+                .bind(json("incident related", &incident.related).map_err(err)?)
+                .bind(incident.pattern.as_deref())
+                .bind(enum_text(&incident.status))
+                .bind(enum_text(&incident.severity))
+                .bind(to_i64("incident occurrences", incident.occurrences).map_err(err)?)
+                .bind(json("incident samples", &incident.samples).map_err(err)?)
+                .bind(ts(incident.opened_at))
+                .bind(ts(incident.last_seen))
+                .bind(opt_ts(incident.closed_at))
+                .bind(&incident.reason)
+                .bind(incident.stack.as_deref())
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(incident = %id))]
     async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
+        self.check()?;
         let row: Option<IncidentRow> = sqlx::query_as(SELECT_INCIDENT)
             .bind(uuid_text(id))
             .fetch_optional(&self.pool)
@@ -656,6 +767,7 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all)]
     async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
+        self.check()?;
         let statuses = if filter.statuses.is_empty() {
             None
         } else {
@@ -678,37 +790,41 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all, fields(action = %action.id))]
     async fn save_action(&self, action: &ActionRecord) -> Result<()> {
-        let outcome = action.outcome.as_ref();
-        let duration = outcome
-            .map(|o| duration_ns("action duration", o.duration))
-            .transpose()
-            .map_err(err)?;
-        sqlx::query(UPSERT_ACTION)
-            .bind(uuid_text(action.id))
-            .bind(uuid_text(action.incident))
-            .bind(action.pattern.as_deref())
-            .bind(&action.strategy)
-            .bind(&action.target)
-            .bind(&action.preview)
-            .bind(enum_text(&action.status))
-            .bind(outcome.map(|o| o.success))
-            .bind(outcome.and_then(|o| o.exit_code))
-            .bind(outcome.map(|o| o.stdout.as_str()))
-            .bind(outcome.map(|o| o.stderr.as_str()))
-            .bind(duration)
-            .bind(action.health_before.map(i64::from))
-            .bind(action.health_after.map(i64::from))
-            .bind(ts(action.started_at))
-            .bind(opt_ts(action.finished_at))
-            .bind(action.error.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.write(async {
+            let outcome = action.outcome.as_ref();
+            let duration = outcome
+                .map(|o| duration_ns("action duration", o.duration))
+                .transpose()
+                .map_err(err)?;
+            sqlx::query(UPSERT_ACTION)
+                .bind(uuid_text(action.id))
+                .bind(uuid_text(action.incident))
+                .bind(action.pattern.as_deref())
+                .bind(&action.strategy)
+                .bind(&action.target)
+                .bind(&action.preview)
+                .bind(enum_text(&action.status))
+                .bind(outcome.map(|o| o.success))
+                .bind(outcome.and_then(|o| o.exit_code))
+                .bind(outcome.map(|o| o.stdout.as_str()))
+                .bind(outcome.map(|o| o.stderr.as_str()))
+                .bind(duration)
+                .bind(action.health_before.map(i64::from))
+                .bind(action.health_after.map(i64::from))
+                .bind(ts(action.started_at))
+                .bind(opt_ts(action.finished_at))
+                .bind(action.error.as_deref())
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all)]
     async fn list_actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
+        self.check()?;
         let rows: Vec<ActionRow> = sqlx::query_as(LIST_ACTIONS)
             .bind(incident.map(uuid_text))
             .fetch_all(&self.pool)
@@ -719,24 +835,28 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all, fields(approval = %approval.id))]
     async fn save_approval(&self, approval: &Approval) -> Result<()> {
-        sqlx::query(UPSERT_APPROVAL)
-            .bind(uuid_text(approval.id))
-            .bind(uuid_text(approval.incident))
-            .bind(approval.pattern.as_deref())
-            .bind(json("approval plan", &approval.plan).map_err(err)?)
-            .bind(&approval.reason)
-            .bind(approval.confidence)
-            .bind(ts(approval.requested_at))
-            .bind(enum_text(&approval.state))
-            .bind(approval.decided_by.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.write(async {
+            sqlx::query(UPSERT_APPROVAL)
+                .bind(uuid_text(approval.id))
+                .bind(uuid_text(approval.incident))
+                .bind(approval.pattern.as_deref())
+                .bind(json("approval plan", &approval.plan).map_err(err)?)
+                .bind(&approval.reason)
+                .bind(approval.confidence)
+                .bind(ts(approval.requested_at))
+                .bind(enum_text(&approval.state))
+                .bind(approval.decided_by.as_deref())
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all)]
     async fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        self.check()?;
         let state = pending_only.then(|| enum_text(&ApprovalState::Pending));
         let rows: Vec<ApprovalRow> = sqlx::query_as(LIST_APPROVALS)
             .bind(state)
@@ -748,38 +868,42 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all, fields(seq = record.seq))]
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let result = sqlx::query(INSERT_AUDIT)
-            .bind(to_i64("audit seq", record.seq).map_err(err)?)
-            .bind(ts(record.at))
-            .bind(&record.event_type)
-            .bind(&record.actor)
-            .bind(record.incident.map(uuid_text))
-            .bind(record.pattern.as_deref())
-            .bind(record.confidence)
-            .bind(record.action.as_deref())
-            .bind(&record.result)
-            .bind(json("audit controls", &record.controls).map_err(err)?)
-            .bind(json("audit detail", &record.detail).map_err(err)?)
-            .bind(&record.prev_hash)
-            .bind(&record.hash)
-            .execute(&self.pool)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "audit record {} exists already; the audit log is append-only",
-                    record.seq
-                ),
-            )
-            .with_source(StorageError::from(e))),
-            Err(e) => Err(err(e)),
-        }
+        self.write(async {
+            let result = sqlx::query(INSERT_AUDIT)
+                .bind(to_i64("audit seq", record.seq).map_err(err)?)
+                .bind(ts(record.at))
+                .bind(&record.event_type)
+                .bind(&record.actor)
+                .bind(record.incident.map(uuid_text))
+                .bind(record.pattern.as_deref())
+                .bind(record.confidence)
+                .bind(record.action.as_deref())
+                .bind(&record.result)
+                .bind(json("audit controls", &record.controls).map_err(err)?)
+                .bind(json("audit detail", &record.detail).map_err(err)?)
+                .bind(&record.prev_hash)
+                .bind(&record.hash)
+                .execute(&self.pool)
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "audit record {} exists already; the audit log is append-only",
+                        record.seq
+                    ),
+                )
+                .with_source(StorageError::from(e))),
+                Err(e) => Err(err(e)),
+            }
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(limit = limit))]
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.check()?;
         let rows: Vec<AuditRow> = sqlx::query_as(LIST_AUDIT)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -790,6 +914,7 @@ impl PatternStore for SqliteStore {
 
     #[instrument(skip_all, fields(fingerprint), err)]
     async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
+        self.check()?;
         let row: Option<(String,)> = sqlx::query_as(SELECT_DIAGNOSIS)
             .bind(fingerprint)
             .bind(ts(Utc::now()))
@@ -808,82 +933,89 @@ impl PatternStore for SqliteStore {
         diagnosis: &Diagnosis,
         ttl: Duration,
     ) -> Result<()> {
-        let now = Utc::now();
-        // Capped at the last four-digit year, so that text order stays time order.
-        let latest = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(now);
-        let expires = chrono::TimeDelta::from_std(ttl)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .map_or(latest, |t| t.min(latest));
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query(PURGE_DIAGNOSES)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        sqlx::query(UPSERT_DIAGNOSIS)
-            .bind(fingerprint)
-            .bind(json("diagnosis", diagnosis).map_err(err)?)
-            .bind(ts(now))
-            .bind(ts(expires))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)
+        self.write(async {
+            let now = Utc::now();
+            // Capped at the last four-digit year, so that text order stays time order.
+            let latest = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(now);
+            let expires = chrono::TimeDelta::from_std(ttl)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .map_or(latest, |t| t.min(latest));
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            sqlx::query(PURGE_DIAGNOSES)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query(UPSERT_DIAGNOSIS)
+                .bind(fingerprint)
+                .bind(json("diagnosis", diagnosis).map_err(err)?)
+                .bind(ts(now))
+                .bind(ts(expires))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
     async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
-            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
-              AND COALESCE(closed_at, last_seen) < ?2)";
-        const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
-            SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
-              AND COALESCE(closed_at, last_seen) < ?2)";
-        const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
-            WHERE status IN (SELECT value FROM json_each(?1)) \
-              AND COALESCE(closed_at, last_seen) < ?2";
+        self.write(async {
+            const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
+                SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+                  AND COALESCE(closed_at, last_seen) < ?2)";
+            const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
+                SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+                  AND COALESCE(closed_at, last_seen) < ?2)";
+            const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
+                WHERE status IN (SELECT value FROM json_each(?1)) \
+                  AND COALESCE(closed_at, last_seen) < ?2";
 
-        let terminal: Vec<String> = [
-            IncidentStatus::Open,
-            IncidentStatus::AwaitingApproval,
-            IncidentStatus::Queued,
-            IncidentStatus::Remediating,
-            IncidentStatus::Resolved,
-            IncidentStatus::Escalated,
-            IncidentStatus::Closed,
-        ]
-        .into_iter()
-        .filter(|s| s.is_terminal())
-        .map(|s| enum_text(&s))
-        .collect();
-        let terminal = json("terminal statuses", &terminal).map_err(err)?;
-        let cutoff = ts(older_than);
+            let terminal: Vec<String> = [
+                IncidentStatus::Open,
+                IncidentStatus::AwaitingApproval,
+                IncidentStatus::Queued,
+                IncidentStatus::Remediating,
+                IncidentStatus::Resolved,
+                IncidentStatus::Escalated,
+                IncidentStatus::Closed,
+            ]
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| enum_text(&s))
+            .collect();
+            let terminal = json("terminal statuses", &terminal).map_err(err)?;
+            let cutoff = ts(older_than);
 
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        // Children first: actions and approvals, then their incidents.
-        let mut deleted = [0u64; 3];
-        for (count, sql) in
-            deleted
-                .iter_mut()
-                .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
-        {
-            *count = sqlx::query(sql)
-                .bind(&terminal)
-                .bind(&cutoff)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?
-                .rows_affected();
-        }
-        let [actions, approvals, incidents] = deleted;
-        tx.commit().await.map_err(err)?;
-        tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
-        Ok(incidents)
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            // Children first: actions and approvals, then their incidents.
+            let mut deleted = [0u64; 3];
+            for (count, sql) in
+                deleted
+                    .iter_mut()
+                    .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
+            {
+                *count = sqlx::query(sql)
+                    .bind(&terminal)
+                    .bind(&cutoff)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            }
+            let [actions, approvals, incidents] = deleted;
+            tx.commit().await.map_err(err)?;
+            tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
+            Ok(incidents)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all)]
     async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
+        self.check()?;
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let rows: Vec<OverviewDbRow> = sqlx::query_as(
             "SELECT incident, target, pattern, fingerprint, status, opened_at, closed_at, \
@@ -899,6 +1031,7 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all)]
     async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        self.check()?;
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
              controls, detail, prev_hash, hash FROM audit_log WHERE at >= ?1 ORDER BY seq ASC",
@@ -912,6 +1045,7 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all)]
     async fn pattern_report(&self, since: DateTime<Utc>) -> Result<Vec<PatternReport>> {
+        self.check()?;
         let since = ts(since);
         let mut tx = self.pool.begin().await.map_err(err)?;
         let hourly: Vec<(String, String, i64, i64)> = sqlx::query_as(
@@ -956,64 +1090,73 @@ impl PatternStore for SqliteStore {
 
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
-        let now = Utc::now();
-        let expires = fleet_expiry(now, ttl);
-        // One statement: SQLite serialises writers, so two callers cannot both win.
-        let won: Option<(String,)> = sqlx::query_as(
-            "INSERT INTO leases (target, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, \
-               acquired_at = CASE WHEN leases.holder = excluded.holder \
-                 THEN leases.acquired_at ELSE excluded.acquired_at END, \
-               expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at \
-             RETURNING holder",
-        )
-        .bind(target)
-        .bind(holder)
-        .bind(ts(now))
-        .bind(ts(expires))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(err)?;
-        if won.is_some() {
-            return Ok(LeaseGrant::Acquired {
-                expires_at: expires,
-            });
-        }
-        let (other, until): (String, String) =
-            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE target = ?1")
-                .bind(target)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(err)?;
-        Ok(LeaseGrant::Held {
-            holder: other,
-            expires_at: parse_ts("leases.expires_at", &until).map_err(err)?,
+        self.write(async {
+            let now = Utc::now();
+            let expires = fleet_expiry(now, ttl);
+            // One statement: SQLite serialises writers, so two callers cannot both win.
+            let won: Option<(String,)> = sqlx::query_as(
+                "INSERT INTO leases (target, holder, acquired_at, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (target) DO UPDATE SET holder = excluded.holder, \
+                   acquired_at = CASE WHEN leases.holder = excluded.holder \
+                     THEN leases.acquired_at ELSE excluded.acquired_at END, \
+                   expires_at = excluded.expires_at \
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at \
+                 RETURNING holder",
+            )
+            .bind(target)
+            .bind(holder)
+            .bind(ts(now))
+            .bind(ts(expires))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            if won.is_some() {
+                return Ok(LeaseGrant::Acquired {
+                    expires_at: expires,
+                });
+            }
+            let (other, until): (String, String) =
+                sqlx::query_as("SELECT holder, expires_at FROM leases WHERE target = ?1")
+                    .bind(target)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err)?;
+            Ok(LeaseGrant::Held {
+                holder: other,
+                expires_at: parse_ts("leases.expires_at", &until).map_err(err)?,
+            })
         })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE leases SET expires_at = ?3 WHERE target = ?1 AND holder = ?2")
-                .bind(target)
-                .bind(holder)
-                .bind(ts(fleet_expiry(Utc::now(), ttl)))
-                .execute(&self.pool)
-                .await
-                .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        self.write(async {
+            let done =
+                sqlx::query("UPDATE leases SET expires_at = ?3 WHERE target = ?1 AND holder = ?2")
+                    .bind(target)
+                    .bind(holder)
+                    .bind(ts(fleet_expiry(Utc::now(), ttl)))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM leases WHERE target = ?1 AND holder = ?2")
-            .bind(target)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        self.write(async {
+            let done = sqlx::query("DELETE FROM leases WHERE target = ?1 AND holder = ?2")
+                .bind(target)
+                .bind(holder)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(strategy = strategy, target = target))]
@@ -1022,6 +1165,7 @@ impl PatternStore for SqliteStore {
         strategy: &str,
         target: &str,
     ) -> Result<Option<SharedCooldown>> {
+        self.check()?;
         let row: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT expires_at, updated_at, holder FROM cooldowns \
              WHERE strategy = ?1 AND target = ?2 AND expires_at > ?3",
@@ -1051,22 +1195,25 @@ impl PatternStore for SqliteStore {
         holder: &str,
         length: Duration,
     ) -> Result<()> {
-        let now = Utc::now();
-        sqlx::query(
-            "INSERT INTO cooldowns (strategy, target, expires_at, strikes, updated_at, holder) \
-             VALUES (?1, ?2, ?3, 0, ?4, ?5) ON CONFLICT (strategy, target) DO UPDATE SET \
-             expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
-             holder = excluded.holder",
-        )
-        .bind(strategy)
-        .bind(target)
-        .bind(ts(fleet_expiry(now, length)))
-        .bind(ts(now))
-        .bind(holder)
-        .execute(&self.pool)
+        self.write(async {
+            let now = Utc::now();
+            sqlx::query(
+                "INSERT INTO cooldowns (strategy, target, expires_at, strikes, updated_at, holder) \
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5) ON CONFLICT (strategy, target) DO UPDATE SET \
+                 expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+                 holder = excluded.holder",
+            )
+            .bind(strategy)
+            .bind(target)
+            .bind(ts(fleet_expiry(now, length)))
+            .bind(ts(now))
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+            Ok(())
+        })
         .await
-        .map_err(err)?;
-        Ok(())
     }
 
     #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
@@ -1076,60 +1223,69 @@ impl PatternStore for SqliteStore {
         fingerprint: &str,
         window: Duration,
     ) -> Result<u32> {
-        let now = Utc::now();
-        let stale = now - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
-        let n: i64 = sqlx::query_scalar(
-            "INSERT INTO fleet_attempts (target, fingerprint, attempts, updated_at) \
-             VALUES (?1, ?2, 1, ?3) ON CONFLICT (target, fingerprint) DO UPDATE SET \
-             attempts = CASE WHEN fleet_attempts.updated_at <= ?4 THEN 1 \
-               ELSE fleet_attempts.attempts + 1 END, \
-             updated_at = excluded.updated_at RETURNING attempts",
-        )
-        .bind(target)
-        .bind(fingerprint)
-        .bind(ts(now))
-        .bind(ts(stale))
-        .fetch_one(&self.pool)
+        self.write(async {
+            let now = Utc::now();
+            let stale = now - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+            let n: i64 = sqlx::query_scalar(
+                "INSERT INTO fleet_attempts (target, fingerprint, attempts, updated_at) \
+                 VALUES (?1, ?2, 1, ?3) ON CONFLICT (target, fingerprint) DO UPDATE SET \
+                 attempts = CASE WHEN fleet_attempts.updated_at <= ?4 THEN 1 \
+                   ELSE fleet_attempts.attempts + 1 END, \
+                 updated_at = excluded.updated_at RETURNING attempts",
+            )
+            .bind(target)
+            .bind(fingerprint)
+            .bind(ts(now))
+            .bind(ts(stale))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+            crate::codec::to_u32("fleet_attempts.attempts", n).map_err(err)
+        })
         .await
-        .map_err(err)?;
-        crate::codec::to_u32("fleet_attempts.attempts", n).map_err(err)
     }
 
     #[instrument(level = "debug", skip_all, fields(target = target, fingerprint = fingerprint))]
     async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
-        sqlx::query("DELETE FROM fleet_attempts WHERE target = ?1 AND fingerprint = ?2")
-            .bind(target)
-            .bind(fingerprint)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(())
+        self.write(async {
+            sqlx::query("DELETE FROM fleet_attempts WHERE target = ?1 AND fingerprint = ?2")
+                .bind(target)
+                .bind(fingerprint)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(level = "debug", skip_all, fields(holder = holder))]
     async fn take_rate_permit(&self, holder: &str, per_hour: u32) -> Result<bool> {
-        let now = Utc::now();
-        let hour_ago = ts(now - chrono::TimeDelta::hours(1));
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        sqlx::query("DELETE FROM rate_permits WHERE granted_at <= ?1")
+        self.write(async {
+            let now = Utc::now();
+            let hour_ago = ts(now - chrono::TimeDelta::hours(1));
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            sqlx::query("DELETE FROM rate_permits WHERE granted_at <= ?1")
+                .bind(&hour_ago)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let granted = sqlx::query(
+                "INSERT INTO rate_permits (granted_at, holder) SELECT ?1, ?2 \
+                 WHERE (SELECT COUNT(*) FROM rate_permits WHERE granted_at > ?3) < ?4",
+            )
+            .bind(ts(now))
+            .bind(holder)
             .bind(&hour_ago)
+            .bind(i64::from(per_hour))
             .execute(&mut *tx)
             .await
-            .map_err(err)?;
-        let granted = sqlx::query(
-            "INSERT INTO rate_permits (granted_at, holder) SELECT ?1, ?2 \
-             WHERE (SELECT COUNT(*) FROM rate_permits WHERE granted_at > ?3) < ?4",
-        )
-        .bind(ts(now))
-        .bind(holder)
-        .bind(&hour_ago)
-        .bind(i64::from(per_hour))
-        .execute(&mut *tx)
+            .map_err(err)?
+            .rows_affected();
+            tx.commit().await.map_err(err)?;
+            Ok(granted == 1)
+        })
         .await
-        .map_err(err)?
-        .rows_affected();
-        tx.commit().await.map_err(err)?;
-        Ok(granted == 1)
     }
 }
 

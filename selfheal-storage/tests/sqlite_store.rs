@@ -91,7 +91,7 @@ async fn file_store_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
-async fn a_sqlite_url_opens_a_file_in_wal_mode_with_foreign_keys() {
+async fn a_sqlite_url_opens_a_file_in_exclusive_wal_mode_with_foreign_keys_and_no_mmap() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("selfheal.db");
     let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
@@ -103,6 +103,23 @@ async fn a_sqlite_url_opens_a_file_in_wal_mode_with_foreign_keys() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+    // The WAL index is in heap memory: no `-shm` file to map, and nothing else mapped.
+    let locking: String = sqlx::query_scalar("PRAGMA locking_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(locking, "exclusive");
+    let mmap: i64 = sqlx::query_scalar("PRAGMA mmap_size")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mmap, 0);
+    store
+        .save_incident(&incident("disk", IncidentStatus::Open, now()))
+        .await
+        .unwrap();
+    assert!(!dir.path().join("selfheal.db-shm").exists());
+    assert!(dir.path().join("selfheal.db-wal").exists());
     let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
         .fetch_one(store.pool())
         .await
@@ -199,12 +216,20 @@ async fn reopening_a_file_keeps_the_data_and_migrating_again_is_a_no_op() {
         std::slice::from_ref(&record)
     );
 
-    // Opening again over the same pool and from a new one applies nothing new.
+    // Opening again over the same pool, and from a new one once the file is free (the
+    // store holds it exclusively), applies nothing new.
     let again = SqliteStore::from_pool(store.pool().clone()).await.unwrap();
+    for s in [&store, &again] {
+        assert_eq!(
+            count(s, "SELECT COUNT(*) FROM _sqlx_migrations").await,
+            migrations
+        );
+    }
+    store.close().await;
     let third = SqliteStore::open_with(path.to_str().unwrap(), unseeded())
         .await
         .unwrap();
-    for s in [&store, &again, &third] {
+    for s in [&third] {
         assert_eq!(
             count(s, "SELECT COUNT(*) FROM _sqlx_migrations").await,
             migrations
@@ -455,4 +480,25 @@ async fn values_sqlite_cannot_hold_are_refused_not_mangled() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert_eq!(store.get_pattern("ok").await.unwrap(), Some(ok));
+}
+
+#[tokio::test]
+async fn a_second_store_on_an_open_file_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("selfheal.db");
+    let path = path.to_str().unwrap();
+    let first = SqliteStore::open_with(path, unseeded()).await.unwrap();
+    // Waits out the busy timeout (5 s) for the lock the first store holds.
+    let err = SqliteStore::open_with(path, unseeded()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("another process has it open"),
+        "{err}"
+    );
+    first
+        .save_incident(&incident("disk", IncidentStatus::Open, now()))
+        .await
+        .unwrap();
+    first.close().await;
+    SqliteStore::open_with(path, unseeded()).await.unwrap();
 }
