@@ -331,6 +331,60 @@ async fn redis_oom() {
 }
 
 #[tokio::test]
+async fn redis_loading() {
+    let server = match PrivateRedis::start(&[("enable-debug-command", "yes")]) {
+        Ok(s) => s,
+        Err(e) => return unavailable("redis-server", e),
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    // Populating and reloading take longer than the default response timeout.
+    let slow = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut loader = client
+        .get_multiplexed_async_connection_with_config(&slow)
+        .await
+        .unwrap();
+    let mut reader = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(600_000)
+        .arg("capture")
+        .arg(100)
+        .query_async::<()>(&mut loader)
+        .await
+        .unwrap();
+    // While it reloads its dataset, Redis answers other clients LOADING.
+    let reload = tokio::spawn(async move {
+        redis::cmd("DEBUG")
+            .arg("RELOAD")
+            .query_async::<()>(&mut loader)
+            .await
+    });
+    let mut loading = None;
+    while !reload.is_finished() {
+        if let Err(e) = redis::cmd("GET")
+            .arg("capture:1")
+            .query_async::<Option<String>>(&mut reader)
+            .await
+            && e.to_string().contains("loading")
+        {
+            loading = Some(e);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    match loading {
+        Some(err) => check(
+            "redis_loading",
+            "redis_loading",
+            signal_from("app::cache", &err),
+            "redis-server 7, DEBUG POPULATE 600000 then DEBUG RELOAD; GET through redis 1.8 meanwhile",
+        ),
+        #[allow(clippy::print_stdout)]
+        None => println!("redis_loading: the reload ended before a GET saw it"),
+    }
+}
+
+#[tokio::test]
 async fn postgres_connection_pool_exhausted() {
     let Some(url) = env_url("DATABASE_URL") else {
         return;
