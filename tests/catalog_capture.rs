@@ -106,7 +106,7 @@ async fn redis_connection_refused() {
         .expect_err("nothing listens on a free port");
     check(
         "redis_connection_refused",
-        "redis_connection_refused",
+        "redis_connection_lost",
         signal_from("redis-cache", &err),
         "redis 1.8 client, get_multiplexed_async_connection to a closed port",
     );
@@ -116,7 +116,187 @@ async fn redis_connection_refused() {
     assert_eq!(best.pattern, "connection_refused");
     let by_field = signal_from("sessions", &err).field("db.system", "redis");
     let best = Matcher::new(&catalog::stock()).best(&by_field).unwrap();
-    assert_eq!(best.pattern, "redis_connection_refused");
+    assert_eq!(best.pattern, "redis_connection_lost");
+}
+
+/// The signal `tracing::error!(error = %e, "{message}")` (or `?e`) becomes on a target
+/// that names nothing: the error's text in the `error` field, appended to the message.
+fn traced(target: &str, message: &str, error: String) -> Signal {
+    Signal::new(target, format!("{message}: {error}")).field("error", error)
+}
+
+#[tokio::test]
+async fn redis_connection_lost_on_restart() {
+    let mut server = match PrivateRedis::start(&[]) {
+        Ok(s) => s,
+        Err(e) => return unavailable("redis-server", e),
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut mux = client.get_multiplexed_async_connection().await.unwrap();
+    let mut manager = redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    // The server exits without replying: the error is the dropped connection.
+    let _ = redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query_async::<()>(&mut admin)
+        .await;
+    server.stop();
+    let set = || {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg("session:1").arg("v");
+        cmd
+    };
+    let err = set()
+        .query_async::<()>(&mut mux)
+        .await
+        .expect_err("the server is gone");
+    check(
+        "redis_broken_pipe",
+        "redis_connection_lost",
+        signal_from("redis-sessions", &err),
+        "redis 1.8 MultiplexedConnection: SET after the server's SHUTDOWN NOSAVE",
+    );
+    // Named only by the `db.system` field, as an OpenTelemetry-style event says it.
+    check(
+        "redis_broken_pipe_by_field",
+        "redis_connection_lost",
+        signal_from("app::sessions", &err).field("db.system", "redis"),
+        "redis 1.8 MultiplexedConnection: SET after SHUTDOWN NOSAVE; target names nothing, db.system = redis",
+    );
+    // On a target that names nothing, a message that names Redis is enough, whether the
+    // error was recorded with `%e` or `?e` (redis-rs prints the same for both).
+    check(
+        "redis_broken_pipe_named_display",
+        "redis_connection_refused",
+        traced("app::sessions", "redis SET failed", format!("{err}")),
+        "redis 1.8 MultiplexedConnection after SHUTDOWN NOSAVE, as tracing::error!(error = %e, \"redis SET failed\")",
+    );
+    check(
+        "redis_broken_pipe_named_debug",
+        "redis_connection_refused",
+        traced("app::sessions", "redis SET failed", format!("{err:?}")),
+        "redis 1.8 MultiplexedConnection after SHUTDOWN NOSAVE, as tracing::error!(error = ?e, \"redis SET failed\")",
+    );
+    let first = set()
+        .query_async::<()>(&mut manager)
+        .await
+        .expect_err("the server is gone");
+    check(
+        "redis_manager_broken_pipe",
+        "redis_connection_lost",
+        signal_from("redis-sessions", &first),
+        "redis 1.8 ConnectionManager: first SET after the server's SHUTDOWN NOSAVE",
+    );
+    // The manager reconnects in the background; while the server is away it is refused.
+    let mut refused = None;
+    for _ in 0..50 {
+        if let Err(e) = set().query_async::<()>(&mut manager).await
+            && e.to_string() != first.to_string()
+        {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("the manager reports the refused reconnection");
+    check(
+        "redis_manager_refused_while_down",
+        "redis_connection_lost",
+        signal_from("redis-sessions", &refused),
+        "redis 1.8 ConnectionManager: SET while the server is down after SHUTDOWN NOSAVE",
+    );
+}
+
+#[tokio::test]
+async fn redis_readonly_masterdown_and_auth() {
+    let master = match PrivateRedis::start(&[]) {
+        Ok(s) => s,
+        Err(e) => return unavailable("redis-server", e),
+    };
+    let replicaof = format!("127.0.0.1 {}", master.port());
+    let replica = PrivateRedis::start(&[("replicaof", replicaof.as_str())]).unwrap();
+    let mut conn = redis::Client::open(replica.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let err = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect_err("a replica is read-only");
+    check(
+        "redis_readonly",
+        "redis_readonly",
+        signal_from("app::cache", &err),
+        "redis-server 7 started with --replicaof; SET through redis 1.8",
+    );
+
+    // A replica of a master that is not there, told not to serve stale data.
+    let stale = PrivateRedis::start(&[("replica-serve-stale-data", "no")]).unwrap();
+    let mut conn = redis::Client::open(stale.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(free_port().unwrap())
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let err = redis::cmd("GET")
+        .arg("k")
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .expect_err("the link with the master is down");
+    check(
+        "redis_masterdown",
+        "redis_masterdown",
+        signal_from("app::cache", &err),
+        "redis-server 7, replica-serve-stale-data no, REPLICAOF a closed port; GET through redis 1.8",
+    );
+
+    // A password set while clients run; made up here, never a real secret.
+    let auth = PrivateRedis::start(&[]).unwrap();
+    let client = redis::Client::open(auth.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let password = format!("capture-{}", free_port().unwrap());
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(&password)
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let err = redis::cmd("GET")
+        .arg("k")
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .expect_err("no password given");
+    check(
+        "redis_noauth",
+        "redis_auth_failed",
+        signal_from("app::cache", &err),
+        "redis-server 7 with requirepass; GET through redis 1.8 without a password",
+    );
+    let wrong = auth
+        .url()
+        .replacen("redis://", "redis://:wrong-password@", 1);
+    let err = redis::Client::open(wrong)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect_err("wrong password");
+    check(
+        "redis_wrongpass",
+        "redis_auth_failed",
+        signal_from("app::cache", &err),
+        "redis-server 7 with requirepass; redis 1.8 connects with a wrong password",
+    );
 }
 
 #[tokio::test]
@@ -148,6 +328,60 @@ async fn redis_oom() {
         signal_from("redis-cache", &err),
         "redis-server with maxmemory 1mb, noeviction; SET until it fails (redis 1.8 client)",
     );
+}
+
+#[tokio::test]
+async fn redis_loading() {
+    let server = match PrivateRedis::start(&[("enable-debug-command", "yes")]) {
+        Ok(s) => s,
+        Err(e) => return unavailable("redis-server", e),
+    };
+    let client = redis::Client::open(server.url()).unwrap();
+    // Populating and reloading take longer than the default response timeout.
+    let slow = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut loader = client
+        .get_multiplexed_async_connection_with_config(&slow)
+        .await
+        .unwrap();
+    let mut reader = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(600_000)
+        .arg("capture")
+        .arg(100)
+        .query_async::<()>(&mut loader)
+        .await
+        .unwrap();
+    // While it reloads its dataset, Redis answers other clients LOADING.
+    let reload = tokio::spawn(async move {
+        redis::cmd("DEBUG")
+            .arg("RELOAD")
+            .query_async::<()>(&mut loader)
+            .await
+    });
+    let mut loading = None;
+    while !reload.is_finished() {
+        if let Err(e) = redis::cmd("GET")
+            .arg("capture:1")
+            .query_async::<Option<String>>(&mut reader)
+            .await
+            && e.to_string().contains("loading")
+        {
+            loading = Some(e);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    match loading {
+        Some(err) => check(
+            "redis_loading",
+            "redis_loading",
+            signal_from("app::cache", &err),
+            "redis-server 7, DEBUG POPULATE 600000 then DEBUG RELOAD; GET through redis 1.8 meanwhile",
+        ),
+        #[allow(clippy::print_stdout)]
+        None => println!("redis_loading: the reload ended before a GET saw it"),
+    }
 }
 
 #[tokio::test]
@@ -278,9 +512,156 @@ async fn postgres_reserved_slots_and_refused_connections() {
         .expect_err("nothing listens on a free port");
     check(
         "postgres_connection_refused",
-        "connection_refused",
+        "postgres_unavailable",
         signal_from("orders-postgres", &err),
         "sqlx 0.9 PgConnection::connect to a closed port",
+    );
+}
+
+/// Runs `pg_ctl` of the machine's Postgres on `data` (as the `postgres` user when root).
+fn pg_ctl(data: &str, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::MetadataExt as _;
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin/pg_ctl"))
+        .find(|p| p.exists())
+        .expect("pg_ctl under /usr/lib/postgresql");
+    let as_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let mut cmd = if as_root {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(&bin);
+        cmd
+    } else {
+        std::process::Command::new(&bin)
+    };
+    let out = cmd.args(args).args(["-D", data]).output().unwrap();
+    assert!(out.status.success(), "pg_ctl {args:?}: {out:?}");
+    out
+}
+
+#[tokio::test]
+async fn postgres_unavailable() {
+    let server = match PrivatePostgres::start(&[]) {
+        Ok(s) => s,
+        Err(e) => return unavailable("initdb/pg_ctl", e),
+    };
+    let url = server.url();
+    let mut held = sqlx::PgConnection::connect(&url).await.unwrap();
+    let data: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(&mut held)
+        .await
+        .unwrap();
+
+    // A smart shutdown waits for `held` and refuses new connections meanwhile.
+    pg_ctl(&data, &["stop", "-m", "smart", "-W"]);
+    let mut shutting = None;
+    for _ in 0..500 {
+        match sqlx::PgConnection::connect(&url).await {
+            Ok(c) => drop(c),
+            Err(e) => {
+                shutting = Some(e);
+                break;
+            }
+        }
+    }
+    let err = shutting.expect("a server shutting down refuses new connections");
+    check(
+        "postgres_shutting_down",
+        "postgres_unavailable",
+        signal_from("orders-postgres", &err),
+        "private Postgres 15 in a smart shutdown (pg_ctl stop -m smart); sqlx 0.9 connect",
+    );
+    check(
+        "postgres_shutting_down_debug",
+        "postgres_unavailable",
+        traced("app::orders", "query failed", format!("{err:?}")),
+        "the same, as tracing::error!(error = ?e, \"query failed\") (sqlx 0.9 Debug)",
+    );
+
+    // A fast shutdown ends the sessions it waited for.
+    pg_ctl(&data, &["stop", "-m", "fast", "-w"]);
+    let err = sqlx::query("SELECT 1")
+        .execute(&mut held)
+        .await
+        .expect_err("the server ended the session");
+    check(
+        "postgres_admin_shutdown",
+        "postgres_unavailable",
+        signal_from("orders-postgres", &err),
+        "private Postgres 15, pg_ctl stop -m fast; sqlx 0.9 query on a session it ended",
+    );
+    let err = sqlx::PgConnection::connect(&url)
+        .await
+        .expect_err("the server is down");
+    check(
+        "postgres_refused_while_down",
+        "postgres_unavailable",
+        traced("app::orders", "query failed", format!("{err}")),
+        "private Postgres 15 stopped; sqlx 0.9 connect, as tracing::error!(error = %e, \"query failed\")",
+    );
+    let libpq = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-c", "SELECT 1"])
+        .output();
+    if let Ok(out) = libpq {
+        let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        let port = server.port().to_string();
+        check(
+            "libpq_connection_refused",
+            "postgres_unavailable",
+            Signal::new("app::orders", text.replace(&port, "5432")),
+            "psql 15 (libpq) to the stopped private Postgres",
+        );
+    }
+
+    // Starting again: connections before it is ready are told so.
+    let log = format!("{data}/../capture.log");
+    pg_ctl(&data, &["start", "-l", &log, "-W"]);
+    let mut starting = None;
+    for _ in 0..5000 {
+        match sqlx::PgConnection::connect(&url).await {
+            Ok(_) => break,
+            Err(e) if e.to_string().contains("starting up") => {
+                starting = Some(e);
+                break;
+            }
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+    match starting {
+        Some(err) => check(
+            "postgres_starting_up",
+            "postgres_unavailable",
+            signal_from("orders-postgres", &err),
+            "private Postgres 15 just started (pg_ctl start without waiting); sqlx 0.9 connect",
+        ),
+        #[allow(clippy::print_stdout)]
+        None => {
+            println!("postgres_starting_up: the server was ready before a connection saw it start")
+        }
+    }
+    let mut ready = None;
+    for _ in 0..300 {
+        if let Ok(c) = sqlx::PgConnection::connect(&url).await {
+            ready = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut conn = ready.expect("the server comes back");
+
+    // A crash (immediate stop): the session's socket just closes.
+    pg_ctl(&data, &["stop", "-m", "immediate", "-w"]);
+    let err = sqlx::query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .expect_err("the server is gone");
+    check(
+        "postgres_closed_eof",
+        "postgres_unavailable",
+        signal_from("orders-postgres", &err),
+        "private Postgres 15, pg_ctl stop -m immediate; sqlx 0.9 query on an open session",
     );
 }
 

@@ -347,14 +347,15 @@ async fn patterns_travel_between_healers_as_json() {
 async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
     const OOM: &str = "\"OOM\": command not allowed when used memory > 'maxmemory'.";
     let gauge = Gauge::new(10);
-    let evict = FakeFix::new(
-        selfheal::catalog::strategy::REDIS_EVICT_KEYS,
+    // The stock `redis_oom` pattern's first fix.
+    let raise = FakeFix::new(
+        selfheal::catalog::strategy::REDIS_RAISE_MAXMEMORY,
         &gauge,
         Some(100),
     );
     let healer = Healer::builder()
         .store(MemoryStore::new())
-        .strategy(evict.clone())
+        .strategy(raise.clone())
         .verifier("redis-cache", gauge.clone())
         .build()
         .unwrap();
@@ -379,7 +380,7 @@ async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
         .await
         .unwrap();
     next(&mut rx, Phase::Closed).await;
-    assert_eq!(evict.runs(), 0);
+    assert_eq!(raise.runs(), 0);
 
     healer
         .promote_pattern("redis_oom", true, "alice")
@@ -389,6 +390,6 @@ async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
         healer.observe(Signal::new("redis-cache", OOM));
     }
     next(&mut rx, Phase::Resolved).await;
-    assert_eq!(evict.runs(), 1, "promoted: the eviction ran without asking");
+    assert_eq!(raise.runs(), 1, "promoted: the fix ran without asking");
     running.shutdown().await;
 }

@@ -3,21 +3,43 @@
 use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level as TraceLevel, Subscriber};
+use tracing::{Event, Level as TraceLevel, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::{Healer, Level, Signal, SignalSource, error_chain};
+use crate::{ERROR_FIELDS, Healer, Level, Signal, SignalSource, error_chain};
 
 /// Fields that name the affected system; the first present becomes the signal's target.
 const TARGET_FIELDS: [&str; 3] = ["heal.target", "component", "peer"];
 
+/// The module paths of selfheal's own crates: their events, and events inside their
+/// spans, are the healer's own and never become signals.
+const OWN_CRATES: [&str; 5] = [
+    "selfheal",
+    "selfheal_core",
+    "selfheal_storage",
+    "selfheal_strategies",
+    "selfheal_llm",
+];
+
 /// Feeds WARN and ERROR events to a [`Healer`]. Get one from [`Healer::layer`].
 ///
-/// The event's `message` becomes the signal's message; an error recorded as a field
-/// (`error = &err as &dyn Error`) contributes its whole `source()` chain; other fields
-/// become signal fields. The target is the first of the fields `heal.target`,
-/// `component`, `peer`, else the event's module target. Events from selfheal's own
-/// crates are ignored so the healer never feeds on itself.
+/// The signal's message is the event's `message` followed by the text of its
+/// error-bearing fields ([`ERROR_FIELDS`]: `error`, `err`, `error.message`,
+/// `exception.message`), each joined with `: `, however they were recorded:
+/// `error = %e` (its `Display`), `error = ?e` (its `Debug`) or
+/// `error = &e as &dyn Error` (its whole `source()` chain). So
+/// `tracing::error!(error = %e, "query failed")` is matched and fingerprinted as
+/// `query failed: <the error>`. All fields also become signal fields. The target is the
+/// first of the fields `heal.target`, `component`, `peer`, else the event's module
+/// target.
+///
+/// Events of selfheal's own crates (`selfheal`, `selfheal_core`, `selfheal_storage`,
+/// `selfheal_strategies`, `selfheal_llm` and their modules) are ignored so the healer
+/// never feeds on itself, and so are events raised inside one of their spans (such as
+/// a driver's warning about a statement the healer's own store ran during a heal),
+/// when those spans are enabled. A host crate whose name merely starts with
+/// `selfheal` (`selfheal_demo`, `selfhealth_api`) is heard like any other.
 #[derive(Debug, Clone)]
 pub struct HealerLayer {
     healer: Healer,
@@ -29,52 +51,98 @@ impl HealerLayer {
     }
 }
 
-impl<S: Subscriber> Layer<S> for HealerLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        let level = *meta.level();
-        if level > TraceLevel::WARN || meta.target().starts_with("selfheal") {
-            return;
+/// Whether `target` is a module path of one of selfheal's own crates.
+pub(crate) fn is_own_target(target: &str) -> bool {
+    OWN_CRATES.iter().any(|krate| {
+        target
+            .strip_prefix(krate)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+fn is_own(meta: &Metadata<'_>) -> bool {
+    is_own_target(meta.target())
+}
+
+impl<S> Layer<S> for HealerLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(signal) = signal_for(event, &ctx) {
+            self.healer.observe(signal);
         }
-        let mut visitor = SignalVisitor::default();
-        event.record(&mut visitor);
-        let mut message = visitor.message;
-        if !visitor.errors.is_empty() {
-            if !message.is_empty() {
-                message.push_str(": ");
-            }
-            message.push_str(&visitor.errors.join(": "));
-        }
-        let target = TARGET_FIELDS
-            .iter()
-            .find_map(|f| {
-                visitor
-                    .fields
-                    .iter()
-                    .find(|(k, _)| k == f)
-                    .map(|(_, v)| v.clone())
-            })
-            .unwrap_or_else(|| meta.target().to_owned());
-        let mut signal = Signal::new(target, message)
-            .source(SignalSource::Tracing)
-            .level(if level == TraceLevel::ERROR {
-                Level::Error
-            } else {
-                Level::Warn
-            })
-            .field("tracing.target", meta.target());
-        for (k, v) in visitor.fields {
-            signal.fields.insert(k, v);
-        }
-        self.healer.observe(signal);
     }
+}
+
+/// The signal a WARN or ERROR event of the host becomes; `None` for other levels and
+/// for the healer's own events.
+fn signal_for<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Signal>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    let level = *meta.level();
+    if level > TraceLevel::WARN || is_own(meta) {
+        return None;
+    }
+    if ctx
+        .event_scope(event)
+        .is_some_and(|mut scope| scope.any(|span| is_own(span.metadata())))
+    {
+        return None;
+    }
+    let mut visitor = SignalVisitor::default();
+    event.record(&mut visitor);
+    let mut message = visitor.message;
+    for text in &visitor.errors {
+        if message.contains(text.as_str()) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(text);
+    }
+    let target = TARGET_FIELDS
+        .iter()
+        .find_map(|f| {
+            visitor
+                .fields
+                .iter()
+                .find(|(k, _)| k == f)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| meta.target().to_owned());
+    let mut signal = Signal::new(target, message)
+        .source(SignalSource::Tracing)
+        .level(if level == TraceLevel::ERROR {
+            Level::Error
+        } else {
+            Level::Warn
+        })
+        .field("tracing.target", meta.target());
+    for (k, v) in visitor.fields {
+        signal.fields.insert(k, v);
+    }
+    Some(signal)
 }
 
 #[derive(Default)]
 struct SignalVisitor {
     message: String,
+    /// The text of error-bearing fields and of `&dyn Error` fields, in field order.
     errors: Vec<String>,
     fields: Vec<(String, String)>,
+}
+
+impl SignalVisitor {
+    fn field(&mut self, field: &Field, value: String) {
+        if ERROR_FIELDS.contains(&field.name()) && !value.is_empty() {
+            self.errors.push(value.clone());
+        }
+        self.fields.push((field.name().to_owned(), value));
+    }
 }
 
 impl Visit for SignalVisitor {
@@ -82,24 +150,127 @@ impl Visit for SignalVisitor {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.fields
-                .push((field.name().to_owned(), value.to_owned()));
+            self.field(field, value.to_owned());
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let chain = error_chain(value);
-        self.fields
-            .push((field.name().to_owned(), chain.join(": ")));
-        self.errors.extend(chain);
+        let chain = error_chain(value).join(": ");
+        self.errors.push(chain.clone());
+        self.fields.push((field.name().to_owned(), chain));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.fields
-                .push((field.name().to_owned(), format!("{value:?}")));
+            self.field(field, format!("{value:?}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Collects the signals [`HealerLayer`] would observe.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<Signal>>>);
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Collect {
+        fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+            if let Some(signal) = signal_for(event, &ctx) {
+                self.0.lock().unwrap().push(signal);
+            }
+        }
+    }
+
+    fn collect(f: impl FnOnce()) -> Vec<Signal> {
+        let out = Collect::default();
+        let subscriber = tracing_subscriber::registry().with(out.clone());
+        tracing::subscriber::with_default(subscriber, f);
+        let signals = out.0.lock().unwrap();
+        signals.clone()
+    }
+
+    #[test]
+    fn error_fields_join_the_message_however_they_were_recorded() {
+        let e = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let signals = collect(|| {
+            tracing::error!(target: "app", error = %e, "redis GET failed");
+            tracing::error!(target: "app", error = ?e, "redis GET failed");
+            tracing::error!(target: "app", error = &e as &dyn std::error::Error, "redis GET failed");
+            tracing::warn!(target: "app", err = %e, "cache write failed");
+            tracing::error!(target: "app", n = 1, error.message = "connection reset by peer", "upstream");
+            tracing::error!(target: "app", n = 2, exception.message = "boom", detail = "not an error field", "job");
+            tracing::error!(target: "app", error = %e);
+            tracing::info!(target: "app", error = %e, "info is ignored");
+        });
+        let messages: Vec<&str> = signals.iter().map(|s| s.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "redis GET failed: broken pipe",
+                r#"redis GET failed: Custom { kind: BrokenPipe, error: "broken pipe" }"#,
+                "redis GET failed: broken pipe",
+                "cache write failed: broken pipe",
+                "upstream: connection reset by peer",
+                "job: boom",
+                "broken pipe",
+            ]
+        );
+        assert_eq!(signals[0].fields["error"], "broken pipe");
+        assert_eq!(signals[5].fields["detail"], "not an error field");
+    }
+
+    #[test]
+    fn the_healers_own_events_and_spans_are_ignored_a_host_named_selfheal_is_not() {
+        let signals = collect(|| {
+            tracing::error!(target: "selfheal_core::healer", "own event");
+            tracing::error!(target: "selfheal_storage::sqlite", "own store");
+            tracing::error!(target: "selfheal_demo::db", "host crate a");
+            tracing::error!(target: "selfhealth_api", "host crate b");
+            let span = tracing::info_span!(target: "selfheal_core::healer::heal", "heal");
+            span.in_scope(|| {
+                tracing::warn!(target: "sqlx::query", "slow statement run for the healer");
+            });
+            let host = tracing::info_span!(target: "selfheal_demo", "request");
+            host.in_scope(|| tracing::warn!(target: "sqlx::query", "slow statement of the host"));
+        });
+        let messages: Vec<&str> = signals.iter().map(|s| s.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["host crate a", "host crate b", "slow statement of the host"]
+        );
+        assert_eq!(signals[0].target, "selfheal_demo::db");
+    }
+
+    #[test]
+    fn own_targets_are_selfheal_crates_exactly() {
+        for own in [
+            "selfheal",
+            "selfheal_core",
+            "selfheal_core::healer::heal",
+            "selfheal_storage::sqlite",
+            "selfheal_strategies",
+            "selfheal_llm::openai",
+            "selfheal::facade",
+        ] {
+            assert!(is_own_target(own), "{own}");
+        }
+        for host in [
+            "selfheal_demo",
+            "selfhealth_api",
+            "selfheal_core_ext::x",
+            "selfhealing::db",
+            "my_app::selfheal",
+            "sqlx::query",
+        ] {
+            assert!(!is_own_target(host), "{host}");
         }
     }
 }

@@ -57,7 +57,7 @@ pub use matcher::Matcher;
 pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
-pub use signal::{Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
+pub use signal::{ERROR_FIELDS, Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
 pub use store::fleet::{LeaseGrant, SharedCooldown};
 pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
 pub use traits::{

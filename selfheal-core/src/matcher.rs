@@ -91,8 +91,15 @@ impl Matcher {
     }
 
     /// Every pattern that matches `signal`, best first: highest severity, then confidence.
+    ///
+    /// A regex is tried against the message, the error-bearing fields
+    /// ([`ERROR_FIELDS`](crate::ERROR_FIELDS)) and the stack; keywords are scored over
+    /// the message and the error-bearing fields.
     pub fn matches(&self, signal: &Signal) -> Vec<PatternMatch> {
-        let query = tokens(&signal.message);
+        let mut query = tokens(&signal.message);
+        for text in error_texts(signal) {
+            query.extend(tokens(text));
+        }
         let mut out = Vec::new();
         for e in &self.entries {
             let p = &e.pattern;
@@ -111,6 +118,7 @@ impl Matcher {
             }
             let regex_hit = e.regex.as_ref().is_some_and(|re| {
                 re.is_match(&signal.message)
+                    || error_texts(signal).any(|t| re.is_match(t))
                     || signal.stack.as_deref().is_some_and(|s| re.is_match(s))
             });
             let confidence = if regex_hit {
@@ -174,6 +182,15 @@ impl Matcher {
             })
             .sum()
     }
+}
+
+/// The values of the signal's error-bearing fields that the message does not already hold.
+fn error_texts(signal: &Signal) -> impl Iterator<Item = &str> {
+    crate::ERROR_FIELDS
+        .iter()
+        .filter_map(|f| signal.fields.get(*f))
+        .map(String::as_str)
+        .filter(|t| !t.is_empty() && !signal.message.contains(*t))
 }
 
 /// Whether a match came from the pattern's regex (not from keywords alone).
@@ -257,6 +274,25 @@ mod tests {
         ));
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(all[0].pattern, "refused");
+    }
+
+    #[test]
+    fn error_fields_are_matched_like_the_message() {
+        let m = Matcher::new(&catalog());
+        for field in crate::ERROR_FIELDS {
+            let s = Signal::new("db", "query failed")
+                .field(field, "pool timed out while waiting for an open connection");
+            assert_eq!(
+                m.best(&s).map(|b| b.pattern),
+                Some("postgres_pool_exhausted".to_owned()),
+                "{field}"
+            );
+        }
+        let other = Signal::new("db", "query failed").field(
+            "detail",
+            "pool timed out while waiting for an open connection",
+        );
+        assert!(m.best(&other).is_none(), "only error-bearing fields count");
     }
 
     #[test]

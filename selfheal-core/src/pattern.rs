@@ -130,8 +130,10 @@ pub struct Pattern {
     pub error_type: Option<String>,
     /// Only match signals for this target: a name, or a glob (`*` matches any run of
     /// characters, `|` separates alternatives, case-insensitive) such as
-    /// `*postgres*|*pg*`. A glob is tried against the signal's target and its
-    /// `db.system`, `db.system.name` and `peer.service` fields.
+    /// `*postgres*|*pg*`. A glob matches whole segments of the name, split at `-`, `_`,
+    /// `.`, `/` and `:`: `*pg*` matches `pg-main` and `orders.pg`, not `upgrade-worker`.
+    /// A glob is tried against the signal's target and its `db.system`,
+    /// `db.system.name` and `peer.service` fields.
     #[serde(default)]
     pub target: Option<String>,
     /// How bad it is.
@@ -366,28 +368,64 @@ fn is_glob(spec: &str) -> bool {
     spec.contains('*') || spec.contains('|')
 }
 
-/// `*` matches any run of characters, `|` separates alternatives; case-insensitive.
+/// `|` separates alternatives; case-insensitive; each alternative is matched by
+/// [`segment_wildcard`].
 fn target_glob_matches(spec: &str, candidate: &str) -> bool {
     let candidate = candidate.to_lowercase();
     spec.split('|')
         .map(|alt| alt.trim().to_lowercase())
         .filter(|alt| !alt.is_empty())
-        .any(|alt| wildcard(&alt, &candidate))
+        .any(|alt| segment_wildcard(&alt, &candidate))
 }
 
-fn wildcard(glob: &str, text: &str) -> bool {
+/// Whether `c` separates the segments of a target name.
+fn is_separator(c: char) -> bool {
+    matches!(c, '-' | '_' | '.' | '/' | ':')
+}
+
+/// A glob over whole segments: `*` matches any run of characters, and each literal part
+/// between stars must begin and end on a segment boundary of `text` (its start or end,
+/// or next to one of `-` `_` `.` `/` `:`). So `*stream*` matches `sse-stream` and
+/// `stream`, never `upstream-api`; `*pg*` matches `pg-main`, never `upgrade-worker`.
+fn segment_wildcard(glob: &str, text: &str) -> bool {
     let parts: Vec<&str> = glob.split('*').collect();
+    let boundary_before =
+        |at: usize| at == 0 || text[..at].chars().next_back().is_some_and(is_separator);
+    let boundary_after =
+        |at: usize| at == text.len() || text[at..].chars().next().is_some_and(is_separator);
+    // A part that starts or ends with a separator brings its own boundary.
+    let starts_ok = |part: &str, at: usize| {
+        part.is_empty() || part.starts_with(is_separator) || boundary_before(at)
+    };
+    let ends_ok = |part: &str, end: usize| {
+        part.is_empty() || part.ends_with(is_separator) || boundary_after(end)
+    };
     if parts.len() == 1 {
         return glob == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+    if !text.starts_with(first) || !ends_ok(first, first.len()) {
         return false;
     }
-    let mut rest = &text[first.len()..text.len() - last.len()];
+    if text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let last_at = text.len() - last.len();
+    if !starts_ok(last, last_at) {
+        return false;
+    }
+    // Greedy leftmost placement of the middle parts, each on segment boundaries.
+    let mut pos = first.len();
     for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
+        if part.is_empty() {
+            continue;
+        }
+        let found = text[pos..last_at]
+            .match_indices(part)
+            .map(|(i, _)| pos + i)
+            .find(|&at| starts_ok(part, at) && ends_ok(part, at + part.len()));
+        match found {
+            Some(at) => pos = at + part.len(),
             None => return false,
         }
     }
@@ -452,7 +490,9 @@ mod tests {
 
     #[test]
     fn target_globs_match_the_target_or_the_db_system_field() {
-        let p = Pattern::new("p").regex("x").target("*postgres*|*pg*");
+        let p = Pattern::new("p")
+            .regex("x")
+            .target("*postgres*|*postgresql*|*pg*");
         assert!(p.applies_to(&crate::Signal::new("orders-postgres", "x")));
         assert!(p.applies_to(&crate::Signal::new("PG-main", "x")));
         assert!(!p.applies_to(&crate::Signal::new("redis-cache", "x")));
@@ -466,8 +506,8 @@ mod tests {
                 .regex("x")
                 .applies_to(&crate::Signal::new("any", "x"))
         );
-        assert!(wildcard("a*b*c", "axxbyyc") && !wildcard("a*b*c", "axxc"));
-        assert!(wildcard("*", "") && !wildcard("ab*ba", "aba"));
+        assert!(segment_wildcard("a*b*c", "a-xx-b-yy-c") && !segment_wildcard("a*b*c", "a-xx-c"));
+        assert!(segment_wildcard("*", "") && !segment_wildcard("ab*ba", "aba"));
         let empty_alt = Pattern::new("p").regex("x").target("*redis*|").validate();
         assert!(
             empty_alt
@@ -475,6 +515,35 @@ mod tests {
                 .message()
                 .contains("empty `|` alternative")
         );
+    }
+
+    #[test]
+    fn target_globs_match_whole_segments_only() {
+        let applies = |glob: &str, target: &str| {
+            Pattern::new("p")
+                .regex("x")
+                .target(glob)
+                .applies_to(&crate::Signal::new(target, "x"))
+        };
+        // Near-misses: the word is inside another word.
+        assert!(!applies("*stream*", "upstream-api"));
+        assert!(!applies("*sse*", "assets-cdn"));
+        assert!(!applies("*pg*", "upgrade-worker"));
+        assert!(!applies("*redis*", "rediscover-svc"));
+        // Whole segments, whatever the separator.
+        assert!(applies("*redis*", "redis-cache"));
+        assert!(applies("*redis*", "cache.redis"));
+        assert!(applies("*redis*", "svc::redis::pool"));
+        assert!(applies("*pg*", "pg-main"));
+        assert!(applies("*stream*", "sse_stream"));
+        assert!(applies("*sse*", "sse_stream"));
+        assert!(applies("*stream*", "stream"));
+        assert!(applies("*stream*", "Chat/Stream"));
+        // A literal with a separator inside, and an anchored prefix.
+        assert!(applies("*redis-cache*", "eu.redis-cache.1"));
+        assert!(!applies("*redis-cache*", "redis-cachex"));
+        assert!(applies("pg-*", "pg-main") && !applies("pg-*", "pgx-main"));
+        assert!(applies("redis*", "redis_sessions") && !applies("redis*", "redisx"));
     }
 
     #[test]

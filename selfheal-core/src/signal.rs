@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// The longest message kept from a signal; longer ones are truncated on a char boundary.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Signal fields that carry an error's text. Patterns match their regex against these
+/// as well as the message, and [`crate::HealerLayer`] appends them to the message, so
+/// `tracing::error!(error = %e, "query failed")` is recognised by the error's text.
+pub const ERROR_FIELDS: [&str; 4] = ["error", "err", "error.message", "exception.message"];
+
 /// Where a signal came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -137,7 +137,7 @@ fn a_field_naming_the_system_disambiguates_like_the_target() {
     let redis = Signal::new("sessions", text).field("db.system", "redis");
     assert_eq!(
         matcher.best(&redis).unwrap().pattern,
-        "redis_connection_refused"
+        "redis_connection_lost"
     );
     let pool = "pool timed out while waiting for an open connection";
     let pg = Signal::new("orders-db", pool).field("db.system.name", "postgresql");

@@ -19,7 +19,9 @@
 //! // Seeding again changes nothing.
 //! assert!(catalog::seed(&store).await?.added.is_empty());
 //! let oom = store.get_pattern("redis_oom").await?.unwrap();
-//! assert!(!oom.auto_healable, "stock patterns never ship auto-healable");
+//! assert!(!oom.auto_healable, "stock patterns ship waiting for approval");
+//! // Except reconnecting a Redis client after a restart, which is harmless.
+//! assert!(store.get_pattern("redis_connection_lost").await?.unwrap().auto_healable);
 //! # Ok(()) }
 //! ```
 
@@ -37,7 +39,9 @@ pub use exchange::{
     EXPORT_FORMAT, EXPORT_VERSION, ImportError, ImportOptions, ImportReport, PatternDocument,
     export, import, parse,
 };
-pub use patterns::{LLM_TARGETS, POSTGRES_TARGETS, REDIS_TARGETS, STREAM_TARGETS, stock};
+pub use patterns::{
+    AUTO_HEALABLE, LLM_TARGETS, POSTGRES_TARGETS, REDIS_TARGETS, STREAM_TARGETS, stock,
+};
 
 use crate::{AuditEntry, ErrorKind, Pattern, PatternStore, Result};
 

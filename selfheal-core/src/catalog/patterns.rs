@@ -6,10 +6,12 @@
 //! took near-misses (an `INFO memory` line for `redis_oom`, a statement cancelled by
 //! the user for `postgres_statement_timeout`), so it is left to your own patterns.
 //!
-//! Stock patterns ship in safe modes: none is auto-healable, patterns with a fix are
-//! `Active` (so a match suggests the fix and waits for approval) and destructive fixes
-//! require approval even after an operator marks the pattern auto-healable; patterns
-//! without a safe fix are alert-only. Only an operator promotes a pattern.
+//! Stock patterns ship in safe modes: patterns with a fix are `Active` (so a match
+//! suggests the fix and waits for approval) and destructive fixes require approval even
+//! after an operator marks the pattern auto-healable; patterns without a safe fix are
+//! alert-only. Only an operator promotes a pattern, with one exception: a Redis
+//! connection lost to a restart ([`AUTO_HEALABLE`]) is fixed by reconnecting the
+//! client, which is harmless, so it runs with no human involved.
 
 use std::time::Duration;
 
@@ -18,8 +20,16 @@ use crate::{FixBinding, Pattern, PatternMode, Severity};
 
 /// Targets (or `db.system` / `peer.service` fields) that name a Redis.
 pub const REDIS_TARGETS: &str = "*redis*";
-/// Targets (or `db.system` / `peer.service` fields) that name a Postgres.
-pub const POSTGRES_TARGETS: &str = "*postgres*|*pg*";
+/// Targets (or `db.system` / `peer.service` fields) that name a Postgres
+/// (OpenTelemetry's `db.system` says `postgresql`).
+pub const POSTGRES_TARGETS: &str = "*postgres*|*postgresql*|*pg*";
+/// The stock patterns that ship auto-healable: their only fix that runs without approval
+/// reconnects the Redis client, which cannot make anything worse.
+pub const AUTO_HEALABLE: [&str; 2] = ["redis_connection_lost", "redis_connection_refused"];
+
+/// What a lost or refused connection prints: the OS's and redis-rs's wordings, with the
+/// `Debug` forms of `std::io::Error` (`kind: BrokenPipe`) too.
+const CONNECTION_LOST: &str = r"broken ?pipe|connection ?reset|connection ?refused|os error (?:32|104|111)\b|ECONNREFUSED|ECONNRESET|\bEPIPE\b|actively refused|connection (?:was )?(?:closed|dropped|aborted)|unexpected ?EOF";
 /// Targets that name an LLM provider.
 pub const LLM_TARGETS: &str = "*llm*|*openai*|*anthropic*|*ollama*|*gpt*|*claude*|*gemini*";
 /// Targets that name a streaming (server-sent events) connection.
@@ -40,13 +50,13 @@ pub fn stock() -> Vec<Pattern> {
     vec![
         // --- the seeds' six -------------------------------------------------------
         Pattern::new("redis_connection_refused")
-            .description("Redis is not accepting connections (down, restarting or unreachable)")
-            .regex(r"connection refused|os error 111|ECONNREFUSED|actively refused")
-            .target(REDIS_TARGETS)
+            .description("A message that names Redis says its connection was refused or lost (broken pipe, reset), on any target")
+            .regex(format!(r"\bredis\b[^\n]{{0,200}}?(?:{CONNECTION_LOST})|(?:{CONNECTION_LOST})[^\n]{{0,200}}?\bredis\b"))
             .severity(Severity::Critical)
-            .root_cause("the Redis server is down, restarting, or not listening on that address")
+            .root_cause("the Redis server restarted, is down, or is not listening on that address; the client must reconnect once it is back")
             .mode(PatternMode::Active)
-            .confidence(0.6)
+            .auto_healable(true)
+            .confidence(0.75)
             .threshold(3, secs(60))
             .fix(FixBinding::new(s::REDIS_RECONNECT).priority(0))
             .fix(approval(s::REDIS_RESTART, 1)),
@@ -100,6 +110,54 @@ pub fn stock() -> Vec<Pattern> {
             .threshold(1, secs(60))
             .fix(approval(s::KILL_RUNAWAY_SESSIONS, 0)),
         // --- Redis and Postgres ---------------------------------------------------
+        Pattern::new("redis_connection_lost")
+            .description("The connection to Redis was lost or refused (restart, crash, network): broken pipe, reset, refused")
+            .regex(CONNECTION_LOST)
+            .target(REDIS_TARGETS)
+            .severity(Severity::Critical)
+            .root_cause("the Redis server restarted or is down; redis-rs prints `broken pipe` on a connection it held and `Connection refused` while the server is away")
+            .mode(PatternMode::Active)
+            .auto_healable(true)
+            .confidence(0.8)
+            .threshold(3, secs(60))
+            .fix(FixBinding::new(s::REDIS_RECONNECT).priority(0))
+            .fix(approval(s::REDIS_RESTART, 1)),
+        Pattern::new("redis_readonly")
+            .description("Redis refuses a write: the client talks to a read-only replica")
+            .regex(r"(?:READONLY|ReadOnly:) You can't write against a read only (?:replica|slave)")
+            .severity(Severity::High)
+            .root_cause("a failover demoted the node the client is connected to, or the address points at a replica")
+            .mode(PatternMode::Active)
+            .confidence(0.8)
+            .threshold(3, secs(60))
+            .fix(FixBinding::new(s::REDIS_RECONNECT).priority(0)),
+        Pattern::new("redis_loading")
+            .description("Redis is loading its dataset after a restart and refuses commands until done")
+            .regex(r"(?:LOADING|BusyLoading:) Redis is loading the dataset in memory")
+            .severity(Severity::Medium)
+            .root_cause("the server restarted and is reading its RDB or AOF file; it answers once loaded")
+            .mode(PatternMode::AlertOnly)
+            .confidence(0.8)
+            .threshold(5, secs(60))
+            .fix(FixBinding::new(s::ALERT_ONLY)),
+        Pattern::new("redis_masterdown")
+            .description("A Redis replica refuses commands: its link with the master is down and it may not serve stale data")
+            .regex(r"\bMASTERDOWN\b|MasterDown: Link with MASTER is down")
+            .severity(Severity::Critical)
+            .root_cause("the master is down or unreachable from the replica, and replica-serve-stale-data is no")
+            .mode(PatternMode::AlertOnly)
+            .confidence(0.8)
+            .threshold(3, secs(60))
+            .fix(FixBinding::new(s::ALERT_ONLY)),
+        Pattern::new("redis_auth_failed")
+            .description("Redis refuses the client: no password given (NOAUTH) or a wrong one (WRONGPASS)")
+            .regex(r#"NOAUTH"?:? Authentication required|\bWRONGPASS\b|invalid username-password pair|Password authentication failed - AuthenticationFailed"#)
+            .severity(Severity::High)
+            .root_cause("the server's password or ACL changed, or the client's secret is wrong or missing")
+            .mode(PatternMode::AlertOnly)
+            .confidence(0.8)
+            .threshold(3, secs(60))
+            .fix(FixBinding::new(s::ALERT_ONLY)),
         Pattern::new("redis_oom")
             .description("Redis refuses writes (OOM): the dataset is over its memory limit")
             .regex(r#"OOM"?:? command not allowed when used memory > 'maxmemory'"#)
@@ -108,9 +166,10 @@ pub fn stock() -> Vec<Pattern> {
             .mode(PatternMode::Active)
             .confidence(0.8)
             .threshold(3, secs(60))
-            .fix(FixBinding::new(s::REDIS_EVICT_KEYS).priority(0))
-            .fix(FixBinding::new(s::REDIS_RAISE_MAXMEMORY).priority(1))
-            .fix(approval(s::REDIS_FLUSHDB, 2)),
+            // No evict-keys fix: it needs a key pattern only the service knows. No
+            // FLUSHDB: it deletes sessions with the cache. Bind them yourself.
+            .fix(FixBinding::new(s::REDIS_RAISE_MAXMEMORY).priority(0))
+            .fix(approval(s::REDIS_EVICTION_POLICY, 1).params(serde_json::json!({"policy": "volatile-lru"}))),
         Pattern::new("postgres_too_many_clients")
             .description("Postgres refuses new connections: every connection slot is taken")
             .regex(r"sorry, too many clients already|remaining connection slots are reserved|too many connections for (role|database)")
@@ -120,6 +179,15 @@ pub fn stock() -> Vec<Pattern> {
             .confidence(0.8)
             .threshold(3, secs(60))
             .fix(approval(s::POSTGRES_TERMINATE_IDLE, 0)),
+        Pattern::new("postgres_unavailable")
+            .description("Postgres is unreachable: refused, starting up, shutting down, or the connection closed under the client")
+            .regex(r#"the database system is (?:starting up|shutting down|in recovery mode|not yet accepting connections)|server closed the connection unexpectedly|terminating connection due to (?:administrator command|crash of another server process|unexpected postmaster exit)|connection to server (?:at|on socket) [^\n]{0,200}failed|could not connect to server|error connecting to server|error communicating with database: [^\n]{0,200}?(?:connection refused|connection reset|broken pipe|os error (?:32|104|111)\b|bytes at EOF)|code: "57P0[1-3]""#)
+            .severity(Severity::Critical)
+            .root_cause("the server is down, restarting or shutting down (a deploy, a crash, a failover); sqlx prints `error communicating with database` for MySQL too")
+            .mode(PatternMode::AlertOnly)
+            .confidence(0.8)
+            .threshold(3, secs(60))
+            .fix(FixBinding::new(s::ALERT_ONLY)),
         Pattern::new("postgres_statement_timeout")
             .description("Postgres cancelled a statement that ran longer than statement_timeout")
             .regex(r"canceling statement due to statement timeout")

@@ -20,7 +20,21 @@ fn every_stock_pattern_validates_and_ships_safe() {
     }
     for p in &all {
         p.validate().unwrap();
-        assert!(!p.auto_healable, "`{}` ships auto-healable", p.name);
+        if p.auto_healable {
+            assert!(
+                AUTO_HEALABLE.contains(&p.name.as_str()),
+                "`{}` ships auto-healable",
+                p.name
+            );
+            for f in p.fixes.iter().filter(|f| !f.requires_approval) {
+                assert_eq!(
+                    f.strategy,
+                    strategy::REDIS_RECONNECT,
+                    "`{}` is auto-healable: its fixes without approval must be harmless",
+                    p.name
+                );
+            }
+        }
         assert!(!p.fixes.is_empty(), "`{}` binds no fix", p.name);
         for f in &p.fixes {
             assert!(
@@ -55,6 +69,40 @@ fn every_stock_pattern_validates_and_ships_safe() {
 }
 
 #[test]
+fn redis_oom_binds_no_fix_that_cannot_run_or_deletes_everything() {
+    let oom = stock().into_iter().find(|p| p.name == "redis_oom").unwrap();
+    let first = oom.ordered_fixes()[0].strategy.clone();
+    assert_eq!(first, strategy::REDIS_RAISE_MAXMEMORY);
+    for f in &oom.fixes {
+        assert_ne!(
+            f.strategy,
+            strategy::REDIS_FLUSHDB,
+            "FLUSHDB is never suggested by default"
+        );
+        assert_ne!(
+            f.strategy,
+            strategy::REDIS_EVICT_KEYS,
+            "evict-keys needs a key pattern only the service knows"
+        );
+    }
+}
+
+#[test]
+fn a_redis_restart_reconnects_with_no_human_involved() {
+    let config = crate::PolicyConfig::default();
+    for name in AUTO_HEALABLE {
+        let p = stock().into_iter().find(|p| p.name == name).unwrap();
+        let fix = p.ordered_fixes()[0].clone();
+        assert_eq!(fix.strategy, strategy::REDIS_RECONNECT);
+        assert_eq!(
+            crate::decide(&config, &p, p.confidence, &fix, false),
+            crate::Decision::AutoRemediate,
+            "`{name}`"
+        );
+    }
+}
+
+#[test]
 fn every_current_definition_is_recorded_as_shipped() {
     let file: ShippedFile = serde_json::from_str(SHIPPED).expect("shipped.json parses");
     let mut missing = BTreeMap::new();
@@ -77,7 +125,7 @@ fn every_current_definition_is_recorded_as_shipped() {
 
 #[test]
 fn the_definition_hash_ignores_learned_state_only() {
-    let p = stock().remove(0);
+    let p = stock().into_iter().find(|p| !p.auto_healable).unwrap();
     let mut learned = p.clone();
     learned.confidence = 0.99;
     learned.use_count = 7;
