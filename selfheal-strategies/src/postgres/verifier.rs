@@ -135,7 +135,9 @@ impl PostgresVerifier {
     }
 
     async fn probe(&self) -> Health {
-        let (verdict, usage) = tokio::join!(self.verdict(), self.usage());
+        // Usage first, so the verdict's own connection is not counted in it.
+        let usage = self.usage().await;
+        let verdict = self.verdict().await;
         let said = match &verdict {
             Ok(how) => format!("{how}; `{}` ok", self.query),
             Err(why) => why.clone(),
