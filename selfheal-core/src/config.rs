@@ -508,6 +508,17 @@ mod tests {
     }
 
     #[test]
+    fn verification_has_no_score_pass_mark_and_refuses_the_old_one() {
+        let v = VerificationConfig::default();
+        assert_eq!(v.target_wait, Duration::from_secs(600));
+        assert_eq!(v.quiet_for, Duration::from_secs(15));
+        let msg = invalid("[verification]\nmin_health = 80");
+        assert!(msg.contains("min_health was removed"), "{msg}");
+        let ok = HealerConfig::from_toml("[verification]\ntarget_wait = \"30s\"").unwrap();
+        assert_eq!(ok.verification.target_wait, Duration::from_secs(30));
+    }
+
+    #[test]
     fn safety_defaults_and_refusals() {
         let c = HealerConfig::default().safety;
         assert_eq!(
