@@ -216,9 +216,25 @@ async fn a_new_connection_is_the_verdict_and_slot_usage_only_the_score() {
         "{}",
         steady.detail
     );
+    // As the service's role, or through the service's own pool.
+    let as_app = PostgresVerifier::new(pool.clone()).connect_as(options(&pg, "app", "probe"));
+    assert!(as_app.check().await.unwrap().passed);
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy_with(options(&pg, "app", "orders"));
+    let via_pool = PostgresVerifier::new(pool.clone()).service_pool(app_pool);
+    let through = via_pool.check().await.unwrap();
+    assert!(through.passed, "{through:?}");
+    assert!(
+        through.detail.starts_with("the service's pool acquired"),
+        "{}",
+        through.detail
+    );
+    // The service's pool holds its one connection now: 8 in use from here on.
 
     // Every slot taken: a new connection is refused, whatever the healer's pool holds.
-    for _ in 0..13 {
+    for _ in 0..12 {
         held.push(connect(&pg, "app", "orders").await);
     }
     let full = verifier.check().await.unwrap();
@@ -230,6 +246,7 @@ async fn a_new_connection_is_the_verdict_and_slot_usage_only_the_score() {
         "{}",
         full.detail
     );
+    assert!(!as_app.check().await.unwrap().passed);
     drop(held);
 
     let failing = PostgresVerifier::new(pool)
