@@ -16,9 +16,10 @@
 //! clients already`. The service, which connects for a query every 50 ms, reports each
 //! failure to the healer as a signal; the healer opens an incident, matches the
 //! `postgres_too_many_clients` pattern, terminates the idle sessions of the `app` role
-//! with `pg_terminate_backend` (never its own, never a superuser's), verifies the
-//! connection usage (`100 − used / max_connections × 100`) back above 80, and the
-//! service connects again. The timeline comes from the healer's event stream; the
+//! with `pg_terminate_backend` (never its own, never a superuser's), verifies that the
+//! errors stopped and a new connection is accepted (connection usage, `100 − used /
+//! max_connections × 100`, is recorded before and after), and the service connects
+//! again. The timeline comes from the healer's event stream; the
 //! example exits 0 when the incident is resolved.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example talks to its user

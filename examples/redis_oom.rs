@@ -13,8 +13,9 @@
 //! `OOM command not allowed when used memory > 'maxmemory'`. The service reports each
 //! failed write to the healer as a signal; the healer opens an incident, matches the
 //! `redis_oom` pattern, raises `maxmemory` to 16 MB (its ceiling is 32 MB), verifies
-//! memory health (`100 − used / maxmemory × 100`) back above 80 and the errors quiet,
-//! and the service's writes succeed again. The timeline comes from the healer's event
+//! that the errors stopped and the verifier's write probe passes (memory health,
+//! `100 − used / maxmemory × 100`, is recorded before and after), and the service's
+//! writes succeed again. The timeline comes from the healer's event
 //! stream; the example exits 0 when the incident is resolved.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example talks to its user

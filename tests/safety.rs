@@ -322,6 +322,9 @@ async fn a_restarts_own_connection_errors_do_not_open_a_second_incident() {
     })
     .await;
     let healer = r.healer.clone();
+    // The restart takes 5 s; its connection resets come while it runs.
+    fix.takes_ms
+        .store(5_000, std::sync::atomic::Ordering::SeqCst);
 
     storm(&healer, "db", 3);
     next(&mut r.rx, Phase::Executing).await;

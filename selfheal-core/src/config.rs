@@ -177,7 +177,13 @@ impl Default for FleetConfig {
     }
 }
 
-/// Verification after an action.
+/// Verification after an action: within `window`, polled every `interval`, the
+/// incident's errors (and any new error on the target since the action ended) must
+/// stay away for `quiet_for` **and** the target's probe must pass
+/// ([`Health::passed`](crate::Health::passed), the verifier's verdict on whether the
+/// failed operation works again; its usage score is recorded, not judged). Without a
+/// verifier only the quiet check counts; with neither (`quiet_for = 0` and no
+/// verifier) the action ends `unverified`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerificationConfig {
@@ -187,11 +193,19 @@ pub struct VerificationConfig {
     /// How often health is polled within it.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Health needed to pass (0-100).
-    pub min_health: u8,
-    /// The fingerprint must not recur for this long after the action.
+    /// The fingerprint must not recur for this long after the action (0: no quiet check).
     #[serde(with = "humantime_serde")]
     pub quiet_for: Duration,
+    /// How long a fix that needs its target reachable (`Strategy::needs_target`, e.g.
+    /// `redis_reconnect`) waits for the target's probe to pass before it runs; it then
+    /// runs at once. Past this the fix is not run (and starts no cooldown).
+    #[serde(with = "humantime_serde")]
+    pub target_wait: Duration,
+    /// Removed: verification no longer passes on a health score. Kept so a
+    /// configuration that still sets it is refused with an explanation instead of
+    /// being silently ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_health: Option<u8>,
 }
 
 impl Default for VerificationConfig {
@@ -199,8 +213,9 @@ impl Default for VerificationConfig {
         VerificationConfig {
             window: Duration::from_secs(120),
             interval: Duration::from_secs(5),
-            min_health: 80,
             quiet_for: Duration::from_secs(15),
+            target_wait: Duration::from_secs(600),
+            min_health: None,
         }
     }
 }
@@ -454,6 +469,13 @@ impl HealerConfig {
         if self.verification.interval.is_zero() {
             return Err(Error::invalid("verification.interval must be more than 0"));
         }
+        if self.verification.min_health.is_some() {
+            return Err(Error::invalid(
+                "verification.min_health was removed: a fix is verified when its errors stop \
+                 and the target's probe passes (the verifier's verdict), not on a score; \
+                 remove the key",
+            ));
+        }
         let fleet = &self.guards.fleet;
         if fleet.lease_ttl < Duration::from_millis(30) || fleet.poll.is_zero() {
             return Err(Error::invalid(
@@ -557,6 +579,17 @@ mod tests {
             .unwrap_err()
             .message()
             .to_owned()
+    }
+
+    #[test]
+    fn verification_has_no_score_pass_mark_and_refuses_the_old_one() {
+        let v = VerificationConfig::default();
+        assert_eq!(v.target_wait, Duration::from_secs(600));
+        assert_eq!(v.quiet_for, Duration::from_secs(15));
+        let msg = invalid("[verification]\nmin_health = 80");
+        assert!(msg.contains("min_health was removed"), "{msg}");
+        let ok = HealerConfig::from_toml("[verification]\ntarget_wait = \"30s\"").unwrap();
+        assert_eq!(ok.verification.target_wait, Duration::from_secs(30));
     }
 
     #[test]

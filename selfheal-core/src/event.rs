@@ -31,8 +31,15 @@ pub enum Phase {
     Output,
     /// The fix is being verified.
     Verifying,
-    /// Verification passed.
+    /// Verification passed: the errors stopped and the target's probe passed.
     Verified,
+    /// The fix ran and nothing could verify it (no verifier, no quiet check): not a
+    /// success; nothing rolled back or learned.
+    Unverified,
+    /// The healer shut down during verification: nothing rolled back or learned.
+    Interrupted,
+    /// A fix that needs its target reachable waits for the target's probe to pass.
+    WaitingForTarget,
     /// The fix was undone.
     RolledBack,
     /// The incident is resolved.

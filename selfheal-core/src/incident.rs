@@ -332,22 +332,63 @@ impl ActionOutcome {
     }
 }
 
-/// How healthy a target is, 0 (down) to 100 (fine).
+/// What a verifier saw: a **score** from 0 (down) to 100 (fine), recorded as health
+/// before and after an action, and a **verdict**, [`passed`](Health::passed): whether
+/// the operation that failed works again.
+///
+/// The healer verifies a fix on the verdict, never on the score: a Redis at 60 % of
+/// `maxmemory` or a Postgres with 7 of 20 slots in use scores low on usage and still
+/// passes. Verifiers whose score measures usage decide the verdict themselves
+/// ([`Health::with_passed`]); for the rest, whose score is the verdict (a latency, a
+/// quiet window), [`Health::new`] passes at [`Health::PASS_MARK`].
+///
+/// ```
+/// use selfheal_core::Health;
+/// assert!(Health::new(90, "answered in 12ms").passed);
+/// assert!(!Health::new(0, "connection refused").passed);
+/// // A usage score: 50 % of maxmemory used, and the write probe worked.
+/// let redis = Health::new(50, "write ok; memory 2.0 MiB of 4.0 MiB").with_passed(true);
+/// assert!(redis.passed);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Health {
     /// Score in 0..=100.
     pub score: u8,
     /// What the check saw.
     pub detail: String,
+    /// Whether the probe passed: the target works (the verdict verification uses).
+    /// Absent in a serialized reading: failed.
+    #[serde(default)]
+    pub passed: bool,
 }
 
 impl Health {
-    /// A health of `score` (capped at 100) with `detail`.
+    /// The score at which [`Health::new`] passes: for verifiers whose score is itself
+    /// the verdict (an HTTP or TCP probe scored by latency, a quiet window).
+    pub const PASS_MARK: u8 = 50;
+
+    /// A health of `score` (capped at 100) with `detail`, passing when the score is at
+    /// least [`Health::PASS_MARK`]. Verifiers whose score measures usage set the
+    /// verdict with [`Health::with_passed`].
     pub fn new(score: u8, detail: impl Into<String>) -> Self {
+        let score = score.min(100);
         Health {
-            score: score.min(100),
+            score,
             detail: detail.into(),
+            passed: score >= Self::PASS_MARK,
         }
+    }
+
+    /// A target that does not work: score 0, failed, with the reason.
+    pub fn down(detail: impl Into<String>) -> Self {
+        Health::new(0, detail)
+    }
+
+    /// The same reading with the verifier's own verdict.
+    pub fn with_passed(mut self, passed: bool) -> Self {
+        self.passed = passed;
+        self
     }
 }
 
@@ -364,6 +405,11 @@ pub enum ActionStatus {
     Failed,
     /// Failed and was rolled back.
     RolledBack,
+    /// Ran, and nothing could verify it (no verifier for the target and no quiet
+    /// check): not a success, and nothing learned from it.
+    Unverified,
+    /// The healer shut down while it verified: nothing rolled back, nothing learned.
+    Interrupted,
 }
 
 impl ActionStatus {
@@ -374,6 +420,8 @@ impl ActionStatus {
             ActionStatus::Succeeded => "succeeded",
             ActionStatus::Failed => "failed",
             ActionStatus::RolledBack => "rolled_back",
+            ActionStatus::Unverified => "unverified",
+            ActionStatus::Interrupted => "interrupted",
         }
     }
 }

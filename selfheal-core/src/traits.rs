@@ -248,6 +248,14 @@ pub trait Strategy: Send + Sync + Debug + 'static {
         false
     }
 
+    /// Whether it only works while its target is reachable (a reconnect, a pool reset):
+    /// the healer then waits for the target's probe to pass before it runs it (up to
+    /// `verification.target_wait`, polling with back-off) and runs it as soon as the
+    /// target is back. Default: `false`, run at once.
+    fn needs_target(&self) -> bool {
+        false
+    }
+
     /// Checks parameters before anything is planned.
     fn validate(&self, _params: &serde_json::Value) -> Result<()> {
         Ok(())
@@ -314,8 +322,10 @@ pub trait Executor: Send + Sync + Debug + 'static {
 pub trait Verifier: Send + Sync + Debug + 'static {
     /// A short name for diagnostics.
     fn name(&self) -> &str;
-    /// The current health. A target that cannot be reached is `Ok(score 0)`; `Err` is
-    /// for a verifier that could not check at all.
+    /// The current health: a usage score and the verdict
+    /// ([`Health::passed`](crate::Health::passed)) on whether the target works, which is
+    /// what verification judges. A target that cannot be reached is `Ok` with score 0,
+    /// failed; `Err` is for a verifier that could not check at all (it counts as failed).
     async fn check(&self) -> Result<Health>;
 }
 

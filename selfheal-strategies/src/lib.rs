@@ -23,11 +23,11 @@
 //!   memory) and turns bad readings into signals.
 //! - [`NtfyNotifier`] and [`WebhookNotifier`] tell humans.
 //! - Feature `redis`: `RedisHandle` (the host's client, shared), `RedisVerifier` (PING,
-//!   memory health) and the strategies `redis_evict_keys`, `redis_flushdb`,
+//!   a write probe; memory usage recorded) and the strategies `redis_evict_keys`, `redis_flushdb`,
 //!   `redis_raise_maxmemory`, `redis_eviction_policy`, `redis_reconnect`,
 //!   `redis_restart`.
 //! - Feature `postgres`: `PgPoolHandle` (the host's sqlx pool, shared),
-//!   `PostgresVerifier` (a query, connection usage) and the strategies
+//!   `PostgresVerifier` (a new connection and a query; slot usage recorded) and the strategies
 //!   `postgres_terminate_idle` and `postgres_reset_pool`.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,

@@ -12,8 +12,10 @@ use tracing::{debug, warn};
 use crate::MetricsProbe;
 
 /// Polls its verifiers every `interval` (default 10 s) and hands the healer a
-/// [`SignalSource::Probe`] signal for each one scoring under `threshold` (default 70):
-/// `health check failed on <target>: <verifier> scored under 70: <detail>`, with the
+/// [`SignalSource::Probe`] signal for each one whose probe failed (an ERROR,
+/// `health check failed on <target>: <verifier> probe failed (score N): <detail>`) or
+/// that passed with a usage score under `threshold` (default 70; a WARN,
+/// `health check failed on <target>: <verifier> scored under 70: <detail>`), with the
 /// fields `health.score`, `health.verifier` and `metrics` (the probe's last reading as
 /// JSON, or `{"health": score}` without a probe). A verifier that errs or takes longer
 /// than `check_timeout` (default 10 s) scores 0. With a [`MetricsProbe`] it also
@@ -140,32 +142,34 @@ impl HealthMonitor {
         let checks = self.verifiers.iter().map(|(target, verifier)| async move {
             let health = match tokio::time::timeout(self.check_timeout, verifier.check()).await {
                 Ok(Ok(h)) => h,
-                Ok(Err(e)) => selfheal_core::Health::new(0, format!("check failed: {e}")),
-                Err(_) => selfheal_core::Health::new(0, "check timed out"),
+                Ok(Err(e)) => selfheal_core::Health::down(format!("check failed: {e}")),
+                Err(_) => selfheal_core::Health::down("check timed out"),
             };
             (target, verifier.name().to_owned(), health)
         });
         for (target, verifier, health) in futures_util::future::join_all(checks).await {
-            debug!(target_system = %target, %verifier, score = health.score, "health round");
-            if health.score >= self.threshold {
+            debug!(target_system = %target, %verifier, passed = health.passed, score = health.score, "health round");
+            if health.passed && health.score >= self.threshold {
                 continue;
             }
             let metrics = snapshot
                 .clone()
                 .unwrap_or_else(|| serde_json::json!({"health": health.score}));
+            let what = if health.passed {
+                format!("{verifier} scored under {}", self.threshold)
+            } else {
+                format!("{verifier} probe failed (score {})", health.score)
+            };
             signals.push(
                 Signal::new(
                     target.clone(),
-                    format!(
-                        "health check failed on {target}: {verifier} scored under {}: {}",
-                        self.threshold, health.detail
-                    ),
+                    format!("health check failed on {target}: {what}: {}", health.detail),
                 )
                 .source(SignalSource::Probe)
-                .level(if health.score == 0 {
-                    Level::Error
-                } else {
+                .level(if health.passed {
                     Level::Warn
+                } else {
+                    Level::Error
                 })
                 .field("health.score", health.score.to_string())
                 .field("health.verifier", verifier)

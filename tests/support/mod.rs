@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub struct FakeFix {
     pub destructive: bool,
     pub runs: Arc<AtomicUsize>,
     pub rollbacks: Arc<AtomicUsize>,
+    /// How long each run takes, in milliseconds (shared by clones).
+    pub takes_ms: Arc<AtomicU64>,
 }
 
 impl FakeFix {
@@ -62,6 +64,7 @@ impl FakeFix {
             destructive: false,
             runs: Arc::default(),
             rollbacks: Arc::default(),
+            takes_ms: Arc::default(),
         }
     }
     pub fn runs(&self) -> usize {
@@ -90,6 +93,10 @@ impl Strategy for FakeFix {
         _executor: Arc<dyn Executor>,
     ) -> Result<ActionOutcome> {
         self.runs.fetch_add(1, Ordering::SeqCst);
+        let takes = Duration::from_millis(self.takes_ms.load(Ordering::SeqCst));
+        if !takes.is_zero() {
+            tokio::time::sleep(takes).await;
+        }
         if let Some(h) = self.heals_to {
             self.gauge.set(h);
         }

@@ -38,7 +38,7 @@ impl Drop for ForgetOnDrop {
             .inner
             .acting
             .targets
-            .retain(|_, (incident, _)| *incident != id);
+            .retain(|_, acting| acting.incident != id);
         self.healer.forget(id);
     }
 }

@@ -59,10 +59,9 @@ impl Healer {
         if let Some(id) = self.dependency_incident(target) {
             return Some(Cause::Incident(id));
         }
-        let min = self.inner.config.verification.min_health;
         for dep in self.inner.dependencies.of(target) {
-            if let Some(score) = self.health_score(dep).await.filter(|s| *s < min) {
-                return Some(Cause::Probe(dep.clone(), score));
+            if let Some(health) = self.probe(dep).await.filter(|h| !h.passed) {
+                return Some(Cause::Probe(dep.clone(), health.score));
             }
         }
         None

@@ -163,10 +163,9 @@ impl Healer {
         }
     }
 
-    /// Whether `target`'s verifier (if it has one) says it is healthy.
+    /// Whether `target`'s verifier (if it has one) says its probe passes.
     async fn probe_passes(&self, target: &str) -> bool {
-        let min = self.inner.config.verification.min_health;
-        self.health_score(target).await.is_none_or(|h| h >= min)
+        self.probe(target).await.is_none_or(|h| h.passed)
     }
 
     /// When one of the incident's fingerprints was last seen on its target.

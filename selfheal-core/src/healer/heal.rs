@@ -13,12 +13,28 @@ use super::approval::Approved;
 use super::escalation::REJECTED;
 use super::fleet::Turn;
 use super::guard::Admission;
+use super::verify::{Reach, Verdict};
 use super::{Healer, fmt_health};
 use crate::{
     ActionContext, ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding,
     Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan,
     Strategy, decide,
 };
+
+/// How one fix ended.
+#[derive(Debug)]
+enum FixResult {
+    /// It ran and was verified: the health score after, when a verifier is registered.
+    Verified(Option<u8>),
+    /// It ran and nothing could verify it.
+    Unverified(String),
+    /// It ran and did not heal (rolled back when the strategy can).
+    Failed(String),
+    /// It could not run (the strategy failed to execute): it starts no cooldown.
+    NotRun(String),
+    /// The healer shut down while it was verified: nothing rolled back or learned.
+    Interrupted,
+}
 
 /// The fix candidates of an incident and where they came from.
 struct Plan {
@@ -333,6 +349,17 @@ impl Healer {
                 }
             }
 
+            // A fix that needs its target reachable runs once the target's probe passes.
+            if strategy.needs_target() {
+                match self.wait_for_target(id, &fix.strategy).await {
+                    Reach::Ready => {}
+                    Reach::Unreachable(why) => {
+                        last_failure = why;
+                        continue;
+                    }
+                    Reach::Cancelled => return,
+                }
+            }
             if !self.wait_for_rate_limit(id).await {
                 return;
             }
@@ -354,10 +381,16 @@ impl Healer {
             // A dry run learns nothing and trips nothing: the fix did not run.
             let dry = self.is_dry_run(incident.pattern.as_deref());
             let result = self.run_fix(id, &strategy, &remediation, dry).await;
-            self.fleet_done(hold, &fix.strategy, result.is_ok() && !dry)
-                .await;
+            match &result {
+                // It did not run: no cooldown, here or across the fleet.
+                FixResult::NotRun(_) => self.fleet_release(hold).await,
+                _ => {
+                    let fixed = matches!(result, FixResult::Verified(_)) && !dry;
+                    self.fleet_done(hold, &fix.strategy, fixed).await;
+                }
+            }
             match result {
-                Ok(health) => {
+                FixResult::Verified(health) => {
                     if dry {
                         self.resolve(id, health).await;
                         return;
@@ -376,8 +409,18 @@ impl Healer {
                     self.resolve(id, health).await;
                     return;
                 }
-                Err(reason) if dry => last_failure = reason,
-                Err(reason) => {
+                // Not a success and not a failure: nothing learned, no next fix.
+                FixResult::Unverified(reason) => {
+                    self.close(id, IncidentStatus::Closed, reason).await;
+                    return;
+                }
+                // Shut down mid-verification: the incident stays where it is (remediating)
+                // for whoever picks it up after a restart.
+                FixResult::Interrupted => return,
+                FixResult::Failed(reason) | FixResult::NotRun(reason) if dry => {
+                    last_failure = reason
+                }
+                FixResult::Failed(reason) | FixResult::NotRun(reason) => {
                     self.remediation_failed().await;
                     if let Some(p) = &plan.pattern {
                         self.learn(p, &fix.strategy, false).await;
@@ -430,18 +473,18 @@ impl Healer {
         }
     }
 
-    /// Runs one fix (through a dry-run recorder when `dry`) and verifies it.
-    /// `Ok(health after)` when verified, else why not.
+    /// Runs one fix (through a dry-run recorder when `dry`) and verifies it. The
+    /// cooldown starts once the strategy has run, not when it could not.
     async fn run_fix(
         &self,
         id: Uuid,
         strategy: &Arc<dyn Strategy>,
         plan: &RemediationPlan,
         dry: bool,
-    ) -> Result<Option<u8>, String> {
+    ) -> FixResult {
         let incident = self.set_status(id, IncidentStatus::Remediating, None).await;
         let Some(incident) = incident else {
-            return Err("incident vanished".into());
+            return FixResult::NotRun("incident vanished".into());
         };
         let health_before = self.health_score(&incident.target).await;
         let mut action = ActionRecord {
@@ -466,9 +509,6 @@ impl Healer {
             Phase::Executing,
             plan.preview(),
         );
-        self.start_backed_off_cooldown(&incident, &plan.strategy)
-            .await;
-
         let (executor, dry) = self.executor_for(dry);
         self.start_acting(id, &incident.target);
         let result = strategy
@@ -476,6 +516,12 @@ impl Healer {
             .instrument(tracing::info_span!("execute", strategy = %plan.strategy))
             .await;
         let action_end = Instant::now();
+        self.action_ended(&incident.target);
+        let ran = result.is_ok();
+        if ran {
+            self.start_backed_off_cooldown(&incident, &plan.strategy)
+                .await;
+        }
         let executed = match result {
             Ok(outcome) if dry.is_some() => {
                 let would = dry.as_ref().map(|d| d.would_have_run()).unwrap_or_default();
@@ -543,27 +589,31 @@ impl Healer {
 
         let verdict = match executed {
             Ok(()) => {
+                let cfg = &self.inner.config.verification;
+                let probe = if self.inner.verifiers.contains_key(&incident.target) {
+                    "the target's probe passes"
+                } else {
+                    "no probe (no verifier)"
+                };
                 self.emit(
                     Some(&incident),
                     &incident.target,
                     Phase::Verifying,
                     format!(
-                        "within {:?}: health >= {} and the fingerprint quiet for {:?}",
-                        self.inner.config.verification.window,
-                        self.inner.config.verification.min_health,
-                        self.inner.config.verification.quiet_for
+                        "within {:?}: the errors quiet for {:?} and {probe}",
+                        cfg.window, cfg.quiet_for
                     ),
                 );
                 self.verify(id, action_end)
                     .instrument(tracing::info_span!("verify"))
                     .await
             }
-            Err(e) => Err((e, None)),
+            Err(e) => Verdict::Failed(e, None),
         };
         self.stop_acting(id, &incident.target).await;
         action.finished_at = Some(Utc::now());
-        match verdict {
-            Ok(health_after) => {
+        let reason = match verdict {
+            Verdict::Verified(health_after) => {
                 action.status = ActionStatus::Succeeded;
                 action.health_after = health_after;
                 self.save_action(&action).await;
@@ -577,41 +627,99 @@ impl Healer {
                         fmt_health(health_after)
                     ),
                 );
-                Ok(health_after)
+                return FixResult::Verified(health_after);
             }
-            Err((reason, health_after)) => {
-                action.health_after = health_after;
-                action.error = Some(reason.clone());
-                action.status = ActionStatus::Failed;
-                match strategy.rollback(plan, executor).await {
-                    Ok(Some(_)) => {
-                        action.status = ActionStatus::RolledBack;
-                        self.emit(
-                            Some(&incident),
-                            &incident.target,
-                            Phase::RolledBack,
-                            plan.strategy.clone(),
-                        );
-                        self.audit(AuditEntry {
-                            incident: Some(id),
-                            action: Some(plan.strategy.clone()),
-                            ..AuditEntry::new("self_heal.rolled_back", reason.clone())
-                        })
-                        .await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "rollback failed"),
-                }
+            Verdict::Unverified(why) => {
+                action.status = ActionStatus::Unverified;
+                action.error = Some(why.clone());
                 self.save_action(&action).await;
+                self.outcome_event(
+                    &incident,
+                    Phase::Unverified,
+                    "self_heal.unverified",
+                    &plan.strategy,
+                    &why,
+                )
+                .await;
+                return FixResult::Unverified(format!("unverified: {why}"));
+            }
+            Verdict::Interrupted => {
+                let why = "the healer shut down during verification; nothing rolled back, \
+                           nothing learned"
+                    .to_owned();
+                action.status = ActionStatus::Interrupted;
+                action.error = Some(why.clone());
+                self.save_action(&action).await;
+                self.set_status(id, IncidentStatus::Remediating, Some(why.clone()))
+                    .await;
+                self.outcome_event(
+                    &incident,
+                    Phase::Interrupted,
+                    "self_heal.interrupted",
+                    &plan.strategy,
+                    &why,
+                )
+                .await;
+                return FixResult::Interrupted;
+            }
+            Verdict::Failed(reason, health_after) => {
+                action.health_after = health_after;
+                reason
+            }
+        };
+        action.error = Some(reason.clone());
+        action.status = ActionStatus::Failed;
+        match strategy.rollback(plan, executor).await {
+            Ok(Some(_)) => {
+                action.status = ActionStatus::RolledBack;
                 self.emit(
                     Some(&incident),
                     &incident.target,
-                    Phase::Failed,
-                    reason.clone(),
+                    Phase::RolledBack,
+                    plan.strategy.clone(),
                 );
-                Err(reason)
+                self.audit(AuditEntry {
+                    incident: Some(id),
+                    action: Some(plan.strategy.clone()),
+                    ..AuditEntry::new("self_heal.rolled_back", reason.clone())
+                })
+                .await;
             }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "rollback failed"),
         }
+        self.save_action(&action).await;
+        self.emit(
+            Some(&incident),
+            &incident.target,
+            Phase::Failed,
+            reason.clone(),
+        );
+        if ran {
+            FixResult::Failed(reason)
+        } else {
+            FixResult::NotRun(reason)
+        }
+    }
+
+    /// An ending that is neither success nor failure, on the stream and in the audit.
+    async fn outcome_event(
+        &self,
+        incident: &Incident,
+        phase: Phase,
+        event_type: &str,
+        strategy: &str,
+        why: &str,
+    ) {
+        tracing::info!(incident = %incident.id, strategy, event = event_type, %why, "fix ended without a verdict");
+        self.emit(Some(incident), &incident.target, phase, why);
+        self.audit(AuditEntry {
+            incident: Some(incident.id),
+            pattern: incident.pattern.clone(),
+            action: Some(strategy.to_owned()),
+            ..AuditEntry::new(event_type, why)
+        })
+        .await;
     }
 
     async fn alert_only(&self, id: Uuid, pattern: &Pattern, confidence: f64) {

@@ -160,6 +160,8 @@ impl fmt::Debug for PgPoolHandle {
 /// - **Parameters**: none.
 /// - **Plan**: risk [`Risk::Low`]; one step `reset the sqlx pool of <host:port/db>
 ///   (generation N → N+1)`.
+/// - **Waits for its target** ([`Strategy::needs_target`]): while the server has no
+///   free slot (the target's probe fails) the healer waits, then runs it at once.
 /// - **Execute**: [`PgPoolHandle::reset`]; a new pool that cannot answer `SELECT 1` is an
 ///   error and the old pool stays. With a dry-run executor, nothing.
 /// - **Rollback**: none.
@@ -182,6 +184,12 @@ impl ResetPgPool {
 impl Strategy for ResetPgPool {
     fn name(&self) -> &str {
         Self::NAME
+    }
+
+    /// A fresh pool only helps once the server accepts connections: the healer waits
+    /// for the target's probe, then runs it at once.
+    fn needs_target(&self) -> bool {
+        true
     }
 
     fn validate(&self, params: &Value) -> Result<()> {

@@ -185,14 +185,15 @@ async fn sessions_that_turned_active_or_are_younger_than_the_threshold_are_spare
 }
 
 #[tokio::test]
-async fn connection_usage_is_the_health_score() {
+async fn a_new_connection_is_the_verdict_and_slot_usage_only_the_score() {
     let Some(pg) = start() else { return };
     let pool = admin(&pg).await;
     let verifier = PostgresVerifier::new(pool.clone());
     let calm = verifier.check().await.unwrap();
-    assert!(calm.score >= 80, "{calm:?}");
+    assert!(calm.passed && calm.score >= 80, "{calm:?}");
     assert!(
-        calm.detail.starts_with("`SELECT 1` ok; "),
+        calm.detail
+            .starts_with("new connection accepted; `SELECT 1` ok; "),
         "{}",
         calm.detail
     );
@@ -202,19 +203,58 @@ async fn connection_usage_is_the_health_score() {
         calm.detail
     );
 
+    // A healthy steady state of 7 of 20 slots in use passes.
     let mut held = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..5 {
         held.push(connect(&pg, "app", "orders").await);
     }
-    let busy = verifier.check().await.unwrap();
-    assert!(busy.score <= 10, "18 of 20 slots taken: {busy:?}");
+    let steady = verifier.check().await.unwrap();
+    assert!(steady.passed, "{steady:?}");
+    assert_eq!(steady.score, 65, "{steady:?}");
+    assert!(
+        steady.detail.ends_with("7 of 20 connections in use"),
+        "{}",
+        steady.detail
+    );
+    // As the service's role, or through the service's own pool.
+    let as_app = PostgresVerifier::new(pool.clone()).connect_as(options(&pg, "app", "probe"));
+    assert!(as_app.check().await.unwrap().passed);
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy_with(options(&pg, "app", "orders"));
+    let via_pool = PostgresVerifier::new(pool.clone()).service_pool(app_pool);
+    let through = via_pool.check().await.unwrap();
+    assert!(through.passed, "{through:?}");
+    assert!(
+        through.detail.starts_with("the service's pool acquired"),
+        "{}",
+        through.detail
+    );
+    // The service's pool holds its one connection now: 8 in use from here on.
+
+    // Every slot taken: a new connection is refused, whatever the healer's pool holds.
+    for _ in 0..12 {
+        held.push(connect(&pg, "app", "orders").await);
+    }
+    let full = verifier.check().await.unwrap();
+    assert!(!full.passed, "{full:?}");
+    assert_eq!(full.score, 0, "{full:?}");
+    assert!(
+        full.detail.starts_with("a new connection was refused")
+            && full.detail.contains("too many clients"),
+        "{}",
+        full.detail
+    );
+    assert!(!as_app.check().await.unwrap().passed);
+    drop(held);
 
     let failing = PostgresVerifier::new(pool)
         .query("SELECT * FROM no_such_table")
         .check()
         .await
         .unwrap();
-    assert_eq!(failing.score, 0);
+    assert!(!failing.passed);
     assert!(
         failing.detail.contains("no_such_table"),
         "{}",

@@ -1,24 +1,33 @@
-//! [`PostgresVerifier`]: a query and connection usage.
+//! [`PostgresVerifier`]: a new connection and a query; connection usage recorded.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal_core::{Health, Result, Verifier};
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, PgPool};
 use tracing::{debug, instrument};
 
 use super::describe;
 
-/// Scores a Postgres server's health through a pool (the healer's own, so it holds its
-/// connection when the server has no slot left):
+/// Checks a Postgres server: whether a **new connection** is accepted and answers the
+/// check query, and how many connection slots are in use.
 ///
-/// - The check query (default `SELECT 1`) must succeed within the timeout (default
-///   5 s), else score 0 with the error in the detail.
-/// - Then the **connection usage**: `100 − used / max_connections × 100`, rounded and
-///   clamped to 0..=100, where `used` is the sum of `numbackends` over
-///   `pg_stat_database`. A server with every slot taken scores 0; with the healer's
-///   default pass mark of 80, verification wants under a fifth of the slots in use.
+/// - **Verdict** ([`Health::passed`]): a new connection (by default with the pool's
+///   own options; the service's role with [`connect_as`](Self::connect_as), or an
+///   acquire from the service's pool with [`service_pool`](Self::service_pool)) is
+///   accepted and the check query (default `SELECT 1`) succeeds, all within the
+///   timeout (default 5 s). A server with 7 of 20 slots in use passes.
+/// - **Score** (recorded as health before/after, not judged): `100 − used /
+///   max_connections × 100`, rounded and clamped to 0..=100, where `used` is the sum of
+///   `numbackends` over `pg_stat_database`, read through `pool` (the healer's own, so
+///   it holds its connection when the server has no slot left). When the usage cannot
+///   be read the score is 0.
+///
+/// A superuser has reserved slots: when the healer's role is one, give the service's
+/// role to [`connect_as`](Self::connect_as) so the verdict sees what the service sees.
 ///
 /// ```no_run
 /// use selfheal_core::Verifier;
@@ -26,24 +35,51 @@ use super::describe;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/postgres").await?;
 /// let health = PostgresVerifier::new(pool).query("SELECT count(*) FROM orders").check().await?;
-/// println!("{} ({})", health.score, health.detail); // 85 (SELECT 1 ok; 3 of 20 connections in use)
+/// // true 65 (new connection accepted; `SELECT count(*) FROM orders` ok; 7 of 20 connections in use)
+/// println!("{} {} ({})", health.passed, health.score, health.detail);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct PostgresVerifier {
     pool: PgPool,
+    probe: Probe,
     query: String,
     timeout: Duration,
 }
 
+/// How the verdict gets its connection.
+#[derive(Clone)]
+enum Probe {
+    /// A new connection with these options.
+    Connect(Arc<PgConnectOptions>),
+    /// One acquired from the service's pool.
+    Pool(PgPool),
+}
+
 impl PostgresVerifier {
-    /// Checks through `pool`.
+    /// Checks through `pool`: usage read through it, the verdict on a new connection
+    /// with its options.
     pub fn new(pool: PgPool) -> Self {
         PostgresVerifier {
+            probe: Probe::Connect(pool.connect_options()),
             pool,
             query: "SELECT 1".into(),
             timeout: Duration::from_secs(5),
         }
+    }
+
+    /// The verdict's new connection uses `options` (the service's role and database)
+    /// instead of the pool's.
+    pub fn connect_as(mut self, options: PgConnectOptions) -> Self {
+        self.probe = Probe::Connect(Arc::new(options));
+        self
+    }
+
+    /// The verdict acquires a connection from the service's own `pool` instead of
+    /// opening one: it passes when the service could run a query.
+    pub fn service_pool(mut self, pool: PgPool) -> Self {
+        self.probe = Probe::Pool(pool);
+        self
     }
 
     /// The statement that must succeed (default `SELECT 1`). It comes from the host's
@@ -59,28 +95,61 @@ impl PostgresVerifier {
         self
     }
 
-    async fn probe(&self) -> std::result::Result<Health, String> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| format!("no connection: {e}"))?;
+    /// The verdict: a connection accepted and the query answered.
+    async fn verdict(&self) -> std::result::Result<&'static str, String> {
         // The host's own statement (see `query`), never text from logs.
-        sqlx::query(sqlx::AssertSqlSafe(self.query.as_str()))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| format!("`{}` failed: {e}", self.query))?;
-        let (used, max): (i64, i64) = sqlx::query_as(
+        let query = sqlx::AssertSqlSafe(self.query.as_str());
+        let failed = |e: sqlx::Error| format!("`{}` failed: {e}", self.query);
+        match &self.probe {
+            Probe::Connect(options) => {
+                let mut conn = PgConnection::connect_with(options)
+                    .await
+                    .map_err(|e| format!("a new connection was refused: {e}"))?;
+                let answered = sqlx::query(query).execute(&mut conn).await.map_err(failed);
+                let _ = conn.close().await;
+                answered.map(|_| "new connection accepted")
+            }
+            Probe::Pool(pool) => {
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| format!("the service's pool gave no connection: {e}"))?;
+                sqlx::query(query)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(failed)?;
+                Ok("the service's pool acquired")
+            }
+        }
+    }
+
+    /// Slots in use and `max_connections`, through the healer's pool.
+    async fn usage(&self) -> std::result::Result<(i64, i64), String> {
+        sqlx::query_as(
             "SELECT (SELECT coalesce(sum(numbackends), 0) FROM pg_stat_database)::int8, \
              current_setting('max_connections')::int8",
         )
-        .fetch_one(&mut *conn)
+        .fetch_one(&self.pool)
         .await
-        .map_err(|e| format!("reading connection usage failed: {e}"))?;
-        Ok(Health::new(
-            usage_score(used, max),
-            format!("`{}` ok; {used} of {max} connections in use", self.query),
-        ))
+        .map_err(|e| format!("reading connection usage failed: {e}"))
+    }
+
+    async fn probe(&self) -> Health {
+        // Usage first, so the verdict's own connection is not counted in it.
+        let usage = self.usage().await;
+        let verdict = self.verdict().await;
+        let said = match &verdict {
+            Ok(how) => format!("{how}; `{}` ok", self.query),
+            Err(why) => why.clone(),
+        };
+        let health = match usage {
+            Ok((used, max)) => Health::new(
+                usage_score(used, max),
+                format!("{said}; {used} of {max} connections in use"),
+            ),
+            Err(why) => Health::new(0, format!("{said}; {why}")),
+        };
+        health.with_passed(verdict.is_ok())
     }
 }
 
@@ -113,11 +182,10 @@ impl Verifier for PostgresVerifier {
     #[instrument(skip_all, fields(postgres = %describe(&self.pool.connect_options())), err)]
     async fn check(&self) -> Result<Health> {
         let health = match tokio::time::timeout(self.timeout, self.probe()).await {
-            Ok(Ok(health)) => health,
-            Ok(Err(why)) => Health::new(0, why),
-            Err(_) => Health::new(0, format!("no answer within {:?}", self.timeout)),
+            Ok(health) => health,
+            Err(_) => Health::down(format!("no answer within {:?}", self.timeout)),
         };
-        debug!(score = health.score, detail = %health.detail, "postgres check");
+        debug!(passed = health.passed, score = health.score, detail = %health.detail, "postgres check");
         Ok(health)
     }
 }
@@ -149,8 +217,9 @@ mod tests {
             .unwrap();
         let health = PostgresVerifier::new(pool).check().await.unwrap();
         assert_eq!(health.score, 0);
+        assert!(!health.passed);
         assert!(
-            health.detail.starts_with("no connection"),
+            health.detail.starts_with("a new connection was refused"),
             "{}",
             health.detail
         );

@@ -64,7 +64,7 @@ async fn memory_health_falls_as_the_server_fills_and_is_0_once_it_is_down() {
     let verifier = RedisVerifier::for_handle(&handle);
     let fresh = verifier.check().await.unwrap();
     assert!(
-        fresh.detail.starts_with("PONG; memory "),
+        fresh.detail.starts_with("PONG; write ok; memory "),
         "{}",
         fresh.detail
     );
@@ -82,10 +82,18 @@ async fn memory_health_falls_as_the_server_fills_and_is_0_once_it_is_down() {
     let full = verifier.check().await.unwrap();
     assert!(full.score <= 5, "a full server: {full:?}");
     assert!(full.score < fresh.score);
+    assert!(fresh.passed, "{fresh:?}");
+    assert!(!full.passed, "the write probe is refused: {full:?}");
+    assert!(
+        full.detail.contains("write probe refused"),
+        "{}",
+        full.detail
+    );
 
     redis.stop();
     let down = verifier.check().await.unwrap();
     assert_eq!(down.score, 0);
+    assert!(!down.passed);
     assert!(down.detail.contains("could not connect"), "{}", down.detail);
 }
 

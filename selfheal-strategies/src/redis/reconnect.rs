@@ -29,6 +29,9 @@ fn no_params(strategy: &str, params: &Value) -> Result<()> {
 /// - **Parameters**: none.
 /// - **Plan**: risk [`Risk::Low`]; one step `reconnect the client handle of <addr>
 ///   (generation N → N+1)`.
+/// - **Waits for its target** ([`Strategy::needs_target`]): after a Redis restart the
+///   healer runs it as soon as the target's probe passes again, not while Redis is
+///   still down.
 /// - **Execute**: [`RedisHandle::reconnect`]; a server that still refuses is an error
 ///   (`Unavailable`) and the old connection is kept. With a dry-run executor, nothing.
 /// - **Rollback**: none.
@@ -51,6 +54,12 @@ impl ReconnectRedis {
 impl Strategy for ReconnectRedis {
     fn name(&self) -> &str {
         Self::NAME
+    }
+
+    /// A reconnect only works once the server answers again: the healer waits for the
+    /// target's probe, then runs it at once.
+    fn needs_target(&self) -> bool {
+        true
     }
 
     fn validate(&self, params: &Value) -> Result<()> {

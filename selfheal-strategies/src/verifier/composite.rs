@@ -10,14 +10,15 @@ use selfheal_core::{Error, Health, Result, Verifier};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Combine {
-    /// Every part must be healthy: the lowest score.
+    /// Every part must pass: the lowest score.
     All,
-    /// One healthy part is enough: the highest score.
+    /// One passing part is enough: the highest score.
     Any,
 }
 
 /// Several verifiers checked together (concurrently), their scores combined: the lowest
-/// for [`all`](CompositeVerifier::all), the highest for [`any`](CompositeVerifier::any).
+/// for [`all`](CompositeVerifier::all), the highest for [`any`](CompositeVerifier::any);
+/// it passes when every part passes (`all`) or one does (`any`).
 /// A part that errs or takes longer than the part timeout (default 10 s) scores 0. The
 /// detail lists each part: `http: 100 (HTTP 200 OK in 3ms); tcp: 0 (connection failed: …)`.
 ///
@@ -97,24 +98,25 @@ impl Verifier for CompositeVerifier {
                 Ok(Ok(h)) => (p.name().to_owned(), h),
                 Ok(Err(e)) => (
                     p.name().to_owned(),
-                    Health::new(0, format!("check failed: {e}")),
+                    Health::down(format!("check failed: {e}")),
                 ),
-                Err(_) => (p.name().to_owned(), Health::new(0, "timed out")),
+                Err(_) => (p.name().to_owned(), Health::down("timed out")),
             }
         });
         let results = futures_util::future::join_all(checks).await;
         let scores = results.iter().map(|(_, h)| h.score);
-        let score = match self.combine {
-            Combine::All => scores.min(),
-            Combine::Any => scores.max(),
-        }
-        .unwrap_or(0);
+        let mut verdicts = results.iter().map(|(_, h)| h.passed);
+        let (score, passed) = match self.combine {
+            Combine::All => (scores.min(), verdicts.all(|p| p)),
+            Combine::Any => (scores.max(), verdicts.any(|p| p)),
+        };
+        let score = score.unwrap_or(0);
         let detail = results
             .iter()
             .map(|(name, h)| format!("{name}: {} ({})", h.score, h.detail))
             .collect::<Vec<_>>()
             .join("; ");
-        Ok(Health::new(score, detail))
+        Ok(Health::new(score, detail).with_passed(passed))
     }
 }
 
