@@ -35,6 +35,8 @@ async fn a_store_that_refuses_every_write_does_not_stop_healing() {
         .expect_list_patterns()
         .returning(move || Ok(vec![pattern.clone()]));
     store.expect_list_audit().returning(|_| Err(down()));
+    store.expect_list_actions().returning(|_| Err(down()));
+    store.expect_list_incidents().returning(|_| Err(down()));
     store.expect_append_audit().returning(|_| Err(down()));
     store.expect_save_incident().returning(|_| Err(down()));
     store.expect_save_action().returning(|_| Err(down()));

@@ -247,6 +247,7 @@ impl Healer {
         detail: serde_json::Value,
     ) -> Result<()> {
         self.reload_patterns().await?;
+        self.release_counting(&pattern.name);
         self.audit(AuditEntry {
             actor: actor.to_owned(),
             pattern: Some(pattern.name.clone()),

@@ -97,6 +97,22 @@ impl Healer {
         }
     }
 
+    /// An operator changed pattern `name`: finished incidents of that pattern (and of
+    /// no pattern, which the change may now explain) stop counting, so the next
+    /// occurrence is judged under the new definition.
+    pub(super) fn release_counting(&self, name: &str) {
+        let released: Vec<Uuid> = self
+            .inner
+            .open
+            .iter()
+            .filter(|i| i.status.is_terminal() && i.pattern.as_deref().is_none_or(|p| p == name))
+            .map(|i| i.id)
+            .collect();
+        for id in released {
+            self.forget(id);
+        }
+    }
+
     /// Reminds the operators that an escalated incident's error goes on.
     async fn remind(&self, incident: &crate::Incident, new: u64, since: std::time::Duration) {
         let what = format!(

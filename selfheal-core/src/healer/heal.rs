@@ -503,6 +503,15 @@ impl Healer {
             error: None,
         };
         self.save_action(&action).await;
+        // Audited before it runs: a crash mid-action still leaves the record.
+        self.audit(AuditEntry {
+            incident: Some(id),
+            pattern: incident.pattern.clone(),
+            action: Some(plan.strategy.clone()),
+            detail: serde_json::json!({"action": action.id, "preview": plan.preview()}),
+            ..AuditEntry::new("self_heal.executing", "about to execute")
+        })
+        .await;
         self.emit(
             Some(&incident),
             &incident.target,

@@ -23,6 +23,15 @@ impl Healer {
                 tracing::error!(error = %e, "could not read the audit head; the chain restarts")
             }
         }
+        // What a crashed or killed previous run left open is closed before anything new.
+        // A store that panics here must not cost the healer its intake.
+        let reconciled = std::panic::AssertUnwindSafe(self.reconcile());
+        if let Err(panic) = futures_util::FutureExt::catch_unwind(reconciled).await {
+            tracing::error!(
+                panic = %super::contain::panic_message(panic.as_ref()),
+                "reconciling the previous run panicked; starting without it"
+            );
+        }
         loop {
             tokio::select! {
                 biased;

@@ -120,6 +120,8 @@ impl Healer {
         incident.closed_at = Some(Utc::now());
         incident.reason = format!("resolved by {actor} with `{}`", fix.strategy);
         self.inner.store.save_incident(&incident).await?;
+        // Fixed by hand: the error no longer counts into this (escalated) incident.
+        self.forget(incident.id);
         self.audit(AuditEntry {
             actor: actor.to_owned(),
             incident: Some(incident.id),

@@ -30,6 +30,7 @@ mod heal;
 mod intake;
 mod learning;
 mod lifecycle;
+mod reconcile;
 mod report;
 mod self_caused;
 mod sightings;
