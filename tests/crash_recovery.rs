@@ -123,7 +123,7 @@ async fn a_healer_killed_mid_action_is_reconciled_at_restart_and_does_not_rerun_
     let running = healer.spawn();
 
     // Reconciled before any signal: the incident escalated as interrupted, the action
-    // failed, both audited; the chain verifies.
+    // interrupted, both audited; the chain verifies.
     let audit = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let audit = healer.audit_log(1000).await.unwrap();
@@ -151,7 +151,7 @@ async fn a_healer_killed_mid_action_is_reconciled_at_restart_and_does_not_rerun_
     );
     let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
     assert_eq!(actions.len(), 1);
-    assert_eq!(actions[0].status, ActionStatus::Failed);
+    assert_eq!(actions[0].status, ActionStatus::Interrupted);
     assert!(
         actions[0]
             .error

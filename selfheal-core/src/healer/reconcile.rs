@@ -4,7 +4,7 @@
 //! the first signal, the healer:
 //!
 //! - closes what was left non-terminal as interrupted: the incident escalates (its
-//!   reason starts with `interrupted:`), a running action is marked failed, a pending
+//!   reason starts with `interrupted:`), a running action is marked interrupted, a pending
 //!   approval expired; each is audited (`self_heal.interrupted`) and the operators get
 //!   one notification for all of them. In fleet mode only incidents whose target lease
 //!   this replica can take (its holder's lease expired) are touched, and only those
@@ -120,11 +120,10 @@ impl Healer {
         let mut stopped_actions = Vec::new();
         match self.inner.store.list_actions(Some(id)).await {
             Ok(actions) => {
-                for mut action in actions
-                    .into_iter()
-                    .filter(|a| a.status == ActionStatus::Running)
-                {
-                    action.status = ActionStatus::Failed;
+                for mut action in actions.into_iter().filter(|a| {
+                    matches!(a.status, ActionStatus::Running | ActionStatus::Interrupted)
+                }) {
+                    action.status = ActionStatus::Interrupted;
                     action.finished_at = Some(now);
                     action.error = Some(format!(
                         "{INTERRUPTED}: the healer stopped while `{}` ran or was being verified; \
