@@ -67,6 +67,10 @@ pub enum Phase {
     DryRun,
     /// An operator switched dry run on or off.
     ModeChanged,
+    /// A fix was passed over without asking anyone or running it: its strategy is not
+    /// registered, its parameters are refused, it cannot work in the current state, or
+    /// it could not plan. The detail says which and why.
+    Skipped,
 }
 
 /// One event on the stream returned by `Healer::subscribe`.

@@ -14,9 +14,8 @@ use super::fleet::Turn;
 use super::guard::Admission;
 use super::{Healer, fmt_health};
 use crate::{
-    ActionContext, ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding,
-    Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan,
-    Strategy, decide,
+    ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding, Incident,
+    IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan, Strategy, decide,
 };
 
 /// The fix candidates of an incident and where they came from.
@@ -221,15 +220,22 @@ impl Healer {
                 last_failure = format!("{attempts} attempts used (max_attempts = {max_attempts})");
                 break;
             }
+            let Some(incident) = self.snapshot(id) else {
+                return;
+            };
             let Some(strategy) = self.inner.strategies.get(&fix.strategy).cloned() else {
                 last_failure = format!("strategy `{}` is not registered", fix.strategy);
-                tracing::warn!(strategy = %fix.strategy, "fix names a strategy that is not registered");
+                self.skip_fix(&incident, fix, &last_failure).await;
                 continue;
             };
-            if let Err(e) = strategy.validate(&fix.params) {
-                last_failure = format!("parameters of `{}` refused: {e}", fix.strategy);
-                continue;
-            }
+            // Parameters, applicability and the plan, before anyone is asked.
+            let remediation = match self.prepare_fix(&incident, fix, &strategy).await {
+                Ok(plan) => plan,
+                Err(why) => {
+                    last_failure = why;
+                    continue;
+                }
+            };
             let decision = match &plan.pattern {
                 Some(p) if !plan.advised => decide(
                     &self.inner.config.policy,
@@ -241,9 +247,6 @@ impl Healer {
                 _ => Decision::Suggest {
                     reason: "advice from an advisor always needs approval".into(),
                 },
-            };
-            let Some(incident) = self.snapshot(id) else {
-                return;
             };
             self.emit(
                 Some(&incident),
@@ -287,23 +290,6 @@ impl Healer {
                 .await;
                 return;
             }
-
-            let ctx = ActionContext {
-                incident: incident.clone(),
-                target: incident.target.clone(),
-                params: fix.params.clone(),
-            };
-            let remediation = match strategy
-                .plan(&ctx)
-                .instrument(tracing::info_span!("plan"))
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    last_failure = format!("`{}` could not plan: {e}", fix.strategy);
-                    continue;
-                }
-            };
 
             let mut approved_by = None;
             if let Decision::Suggest { reason } = &decision {

@@ -14,6 +14,7 @@ mod admin;
 mod approval;
 mod backoff;
 mod backups;
+mod bindings;
 mod breaker;
 mod builder;
 mod dependency;
@@ -54,7 +55,8 @@ use crate::{
 
 pub use admin::{PatternStats, Stats};
 pub use backups::Backup;
-pub use builder::HealerBuilder;
+pub use bindings::{BindingIssue, BindingProblem};
+pub use builder::{HealerBuilder, Integration};
 pub use envelope::SafetyStatus;
 pub use learning::{LEARNED_PREFIX, Learned, template_regex};
 pub use sightings::WeakHealer;
