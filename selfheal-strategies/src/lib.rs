@@ -90,12 +90,14 @@ pub use metrics::{Metrics, MetricsProbe, Thresholds};
 pub use monitor::{HealthMonitor, MonitorHandle};
 pub use notifier::{NtfyNotifier, SIGNATURE_HEADER, WebhookNotifier};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgPoolHandle, PostgresVerifier, ResetPgPool, TerminateIdleConnections};
+pub use postgres::{
+    PgPoolHandle, PostgresIntegration, PostgresVerifier, ResetPgPool, TerminateIdleConnections,
+};
 pub use process::{CommandStrategy, ParamRule};
 #[cfg(feature = "redis")]
 pub use redis::{
-    EvictKeys, FlushDb, RaiseMaxmemory, ReconnectRedis, RedisHandle, RedisVerifier, RestartRedis,
-    SetEvictionPolicy,
+    EvictKeys, FlushDb, RaiseMaxmemory, ReconnectRedis, RedisHandle, RedisIntegration,
+    RedisVerifier, RestartRedis, SetEvictionPolicy,
 };
 pub use restart::RestartProcess;
 #[cfg(any(test, feature = "test-util"))]

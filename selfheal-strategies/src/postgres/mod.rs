@@ -31,12 +31,14 @@
 //! ```
 
 mod handle;
+mod integration;
 #[cfg(test)]
 mod real_tests;
 mod terminate;
 mod verifier;
 
 pub use handle::{PgPoolHandle, ResetPgPool};
+pub use integration::PostgresIntegration;
 pub use terminate::TerminateIdleConnections;
 pub use verifier::PostgresVerifier;
 

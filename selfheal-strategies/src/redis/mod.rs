@@ -36,6 +36,7 @@
 mod config;
 mod evict;
 mod handle;
+mod integration;
 #[cfg(test)]
 mod real_tests;
 mod reconnect;
@@ -44,6 +45,7 @@ mod verifier;
 pub use config::{RaiseMaxmemory, SetEvictionPolicy};
 pub use evict::{EvictKeys, FlushDb};
 pub use handle::RedisHandle;
+pub use integration::RedisIntegration;
 pub use reconnect::{ReconnectRedis, RestartRedis};
 pub use verifier::RedisVerifier;
 
