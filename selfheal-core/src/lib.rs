@@ -74,7 +74,7 @@ pub use uuid::Uuid;
 /// The traits and types most integrations need.
 pub mod prelude {
     pub use crate::{
-        Executor, Fingerprinter, Healer, LlmAdvisor, Notifier, Pattern, PatternStore, Signal,
-        Strategy, Verifier,
+        Executor, Fingerprinter, Healer, Integration, LlmAdvisor, Notifier, Pattern, PatternStore,
+        Signal, Strategy, Verifier,
     };
 }
