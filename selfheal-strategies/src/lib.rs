@@ -31,7 +31,9 @@
 //!   `postgres_terminate_idle` and `postgres_reset_pool`.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,
-//! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`.
+//! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`. The Redis and
+//! Postgres pieces come in one call each: `.integrate(RedisIntegration::new(target,
+//! handle))`, `.integrate(PostgresIntegration::for_handle(target, pool).await?)`.
 //!
 //! ```
 //! use std::sync::Arc;

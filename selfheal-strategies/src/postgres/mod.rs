@@ -7,6 +7,9 @@
 //! | [`TerminateIdleConnections`] | `postgres_terminate_idle` | `pg_terminate_backend` of idle connections older than a threshold; never the healer's own, never superusers unless allowed | medium | no |
 //! | [`ResetPgPool`] | `postgres_reset_pool` | replaces the [`PgPoolHandle`]'s sqlx pool with a fresh one | low | no |
 //!
+//! [`PostgresIntegration`] registers them (and the healer's own connection) in one call;
+//! by hand:
+//!
 //! ```no_run
 //! use std::str::FromStr;
 //! use std::sync::Arc;

@@ -15,6 +15,8 @@
 //! run in-process on the handle's connection, not through the executor); with a dry-run
 //! executor they change nothing.
 //!
+//! [`RedisIntegration`] registers them all in one call; by hand:
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use selfheal_core::Healer;
