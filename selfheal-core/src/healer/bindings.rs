@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::Healer;
 use crate::{
-    ActionContext, Applicability, AuditEntry, FixBinding, Incident, Pattern, Phase,
+    ActionContext, Applicability, AuditEntry, Decision, FixBinding, Incident, Pattern, Phase,
     RemediationPlan, Result, Strategy,
 };
 
@@ -139,6 +139,33 @@ impl Healer {
             action: Some(fix.strategy.clone()),
             detail: serde_json::json!({"params": fix.params}),
             ..AuditEntry::new("self_heal.fix_skipped", reason)
+        })
+        .await;
+    }
+
+    /// Emits and audits the policy's `decision` on `fix`.
+    pub(super) async fn record_decision(
+        &self,
+        incident: &Incident,
+        fix: &FixBinding,
+        decision: &Decision,
+        confidence: f64,
+    ) {
+        self.emit(
+            Some(incident),
+            &incident.target,
+            Phase::Decided,
+            format!("{decision:?}"),
+        );
+        self.audit(AuditEntry {
+            incident: Some(incident.id),
+            pattern: incident.pattern.clone(),
+            confidence: Some(confidence),
+            action: Some(fix.strategy.clone()),
+            ..AuditEntry::new(
+                decision.event_type(),
+                super::heal::decision_reason(decision),
+            )
         })
         .await;
     }

@@ -248,22 +248,10 @@ impl Healer {
                     reason: "advice from an advisor always needs approval".into(),
                 },
             };
-            self.emit(
-                Some(&incident),
-                &incident.target,
-                Phase::Decided,
-                format!("{decision:?}"),
-            );
-            self.audit(AuditEntry {
-                incident: Some(id),
-                pattern: incident.pattern.clone(),
-                confidence: Some(confidence),
-                action: Some(fix.strategy.clone()),
-                ..AuditEntry::new(decision.event_type(), decision_reason(&decision))
-            })
-            .await;
-            if let Decision::Escalate { reason } = decision {
-                self.escalate(id, reason).await;
+            if let Decision::Escalate { reason } = &decision {
+                self.record_decision(&incident, fix, &decision, confidence)
+                    .await;
+                self.escalate(id, reason.clone()).await;
                 return;
             }
 
@@ -290,6 +278,10 @@ impl Healer {
                 .await;
                 return;
             }
+            // Recorded once nothing else stops the fix: a `self_heal.suggested` record
+            // means a human is asked now.
+            self.record_decision(&incident, fix, &decision, confidence)
+                .await;
 
             let mut approved_by = None;
             if let Decision::Suggest { reason } = &decision {
@@ -656,7 +648,7 @@ impl Healer {
     }
 }
 
-fn decision_reason(decision: &Decision) -> String {
+pub(super) fn decision_reason(decision: &Decision) -> String {
     match decision {
         Decision::AutoRemediate => "confidence and policy allow an automatic fix".into(),
         Decision::Suggest { reason } | Decision::Escalate { reason } => reason.clone(),
