@@ -114,4 +114,29 @@ mod tests {
             .unwrap();
         assert!(format!("{with_restart:?}").contains("redis_restart"));
     }
+
+    #[tokio::test]
+    async fn the_stock_catalogs_redis_fixes_find_their_strategies() {
+        let handle = Arc::new(RedisHandle::open("redis://127.0.0.1:6379").unwrap());
+        let healer = Healer::builder()
+            .store(selfheal_core::MemoryStore::new())
+            .integrate(RedisIntegration::new("redis-cache", handle))
+            .build()
+            .unwrap();
+        healer.seed_catalog().await.unwrap();
+        let problems = healer.binding_problems().await.unwrap();
+        let unregistered: Vec<_> = problems
+            .iter()
+            .filter(|p| {
+                p.strategy.starts_with("redis_")
+                    && p.issue == selfheal_core::BindingIssue::NotRegistered
+            })
+            .map(|p| p.strategy.as_str())
+            .collect();
+        // Only the restart, which needs the host's command.
+        assert!(
+            unregistered.iter().all(|s| *s == "redis_restart"),
+            "{unregistered:?}"
+        );
+    }
 }
