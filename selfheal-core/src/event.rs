@@ -79,6 +79,10 @@ pub enum Phase {
     /// An escalated (or rejected) incident's error was quiet long enough: the same
     /// error may open a new incident.
     Quiet,
+    /// A fix was passed over without asking anyone or running it: its strategy is not
+    /// registered, its parameters are refused, it cannot work in the current state, or
+    /// it could not plan. The detail says which and why.
+    Skipped,
 }
 
 /// One event on the stream returned by `Healer::subscribe`.

@@ -45,8 +45,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Backup, Healer, HealerBuilder, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus,
-    Silence, SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
+    Backup, BindingIssue, BindingProblem, Healer, HealerBuilder, Integration, LEARNED_PREFIX,
+    Learned, PatternStats, Running, SafetyStatus, Silence, SilenceScope, SilenceStatus, Stats,
+    WeakHealer, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,
@@ -61,8 +62,8 @@ pub use signal::{ERROR_FIELDS, Level, MAX_MESSAGE_BYTES, Signal, SignalSource, e
 pub use store::fleet::{LeaseGrant, SharedCooldown};
 pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
 pub use traits::{
-    ActionContext, AdviceRequest, Executor, Fingerprinter, IncidentFilter, LlmAdvisor,
-    Notification, Notifier, PatternStore, Strategy, Verifier,
+    ActionContext, AdviceRequest, Applicability, Executor, Fingerprinter, IncidentFilter,
+    LlmAdvisor, Notification, Notifier, PatternStore, Strategy, Verifier,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use traits::{
@@ -75,7 +76,7 @@ pub use uuid::Uuid;
 /// The traits and types most integrations need.
 pub mod prelude {
     pub use crate::{
-        Executor, Fingerprinter, Healer, LlmAdvisor, Notifier, Pattern, PatternStore, Signal,
-        Strategy, Verifier,
+        Executor, Fingerprinter, Healer, Integration, LlmAdvisor, Notifier, Pattern, PatternStore,
+        Signal, Strategy, Verifier,
     };
 }

@@ -235,6 +235,31 @@ pub struct ActionContext {
     pub params: serde_json::Value,
 }
 
+/// Whether a fix can work in the current state: the answer of
+/// [`Strategy::applicable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Applicability {
+    /// It can work: the healer decides on it, plans it and (after any approval) runs it.
+    Applicable,
+    /// It cannot work now, for the reason given ("the server has no free connection
+    /// slot", "no idle session to terminate"). The healer skips it with an event and an
+    /// audit record, asks no one about it, and goes on to the next fix.
+    NotApplicable(String),
+}
+
+impl Applicability {
+    /// Not applicable, because of `reason`.
+    pub fn not_applicable(reason: impl Into<String>) -> Self {
+        Applicability::NotApplicable(reason.into())
+    }
+
+    /// Whether the fix can work.
+    pub fn is_applicable(&self) -> bool {
+        matches!(self, Applicability::Applicable)
+    }
+}
+
 /// A way to fix something: plan first, then execute, optionally roll back.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
@@ -265,6 +290,14 @@ pub trait Strategy: Send + Sync + Debug + 'static {
     /// [`validate`](Strategy::validate) stays the authority. Default: any object.
     fn param_schema(&self) -> serde_json::Value {
         serde_json::json!({"type": "object"})
+    }
+
+    /// Whether the fix can work in the current state, asked before the healer decides
+    /// on it: a fix that cannot work is never suggested to a human nor run. It reads
+    /// state and changes nothing. `Err` means the state could not be read; the healer
+    /// then skips the fix as well, with the error as the reason. Default: applicable.
+    async fn applicable(&self, _ctx: &ActionContext) -> Result<Applicability> {
+        Ok(Applicability::Applicable)
     }
 
     /// What it would do, with risk and a preview of every command. Changes nothing.

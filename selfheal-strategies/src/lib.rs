@@ -31,7 +31,9 @@
 //!   `postgres_terminate_idle` and `postgres_reset_pool`.
 //!
 //! Register them with the healer: `Healer::builder().strategy(restart)`,
-//! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`.
+//! `.verifier("worker", verifier)`, `.executor(ProcessExecutor::new())`. The Redis and
+//! Postgres pieces come in one call each: `.integrate(RedisIntegration::new(target,
+//! handle))`, `.integrate(PostgresIntegration::for_handle(target, pool).await?)`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -90,12 +92,14 @@ pub use metrics::{Metrics, MetricsProbe, Thresholds};
 pub use monitor::{HealthMonitor, MonitorHandle};
 pub use notifier::{NtfyNotifier, SIGNATURE_HEADER, WebhookNotifier};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgPoolHandle, PostgresVerifier, ResetPgPool, TerminateIdleConnections};
+pub use postgres::{
+    PgPoolHandle, PostgresIntegration, PostgresVerifier, ResetPgPool, TerminateIdleConnections,
+};
 pub use process::{CommandStrategy, ParamRule};
 #[cfg(feature = "redis")]
 pub use redis::{
-    EvictKeys, FlushDb, RaiseMaxmemory, ReconnectRedis, RedisHandle, RedisVerifier, RestartRedis,
-    SetEvictionPolicy,
+    EvictKeys, FlushDb, RaiseMaxmemory, ReconnectRedis, RedisHandle, RedisIntegration,
+    RedisVerifier, RestartRedis, SetEvictionPolicy,
 };
 pub use restart::RestartProcess;
 #[cfg(any(test, feature = "test-util"))]

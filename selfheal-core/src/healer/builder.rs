@@ -23,6 +23,32 @@ use crate::{
     Matcher, MemoryStore, Normalizer, Notifier, PatternStore, Result, Strategy, Verifier,
 };
 
+/// A bundle of strategies, verifiers and handles for one piece of software (Redis,
+/// Postgres, …), registered in one call with [`HealerBuilder::integrate`].
+///
+/// The stock ones live in `selfheal-strategies` (`RedisIntegration`,
+/// `PostgresIntegration`); write your own to wire a component your services share:
+///
+/// ```
+/// use selfheal_core::{Healer, HealerBuilder, Integration};
+///
+/// /// Our queue: its verifier and strategies, wired the same way in every service.
+/// struct Queue;
+///
+/// impl Integration for Queue {
+///     fn register(self, builder: HealerBuilder) -> HealerBuilder {
+///         builder.depends_on("api", ["queue"]) // and .strategy(..), .verifier("queue", ..)
+///     }
+/// }
+///
+/// let healer = Healer::builder().integrate(Queue).build()?;
+/// # drop(healer); Ok::<(), selfheal_core::Error>(())
+/// ```
+pub trait Integration {
+    /// Registers its pieces on `builder` and hands it back.
+    fn register(self, builder: HealerBuilder) -> HealerBuilder;
+}
+
 /// Configures a [`Healer`]. Everything has a default: an in-memory store, the
 /// normalizing fingerprinter, no strategies, and an executor that refuses to run
 /// commands until you give it a real one.
@@ -121,6 +147,12 @@ impl HealerBuilder {
         self
     }
 
+    /// Registers an [`Integration`]: its strategies, verifiers and handles, with its
+    /// defaults.
+    pub fn integrate(self, integration: impl Integration) -> Self {
+        integration.register(self)
+    }
+
     /// Adds a notifier.
     pub fn notifier(mut self, notifier: impl Notifier) -> Self {
         self.notifiers.push(Arc::new(notifier));
@@ -129,6 +161,13 @@ impl HealerBuilder {
 
     /// Validates the configuration and builds the healer. Nothing runs until
     /// [`Healer::spawn`].
+    ///
+    /// It also checks the stock catalog's fix bindings against the registered
+    /// strategies and logs a warning for each that cannot run: one listing the
+    /// strategies that are not registered (you may not use Redis, say), one per fix
+    /// whose parameters the strategy refuses, naming the pattern, the strategy and what
+    /// to do. The stored patterns are checked the same way when the pipeline starts
+    /// ([`Healer::binding_problems`]).
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
         let mut strategies = HashMap::new();
@@ -148,6 +187,10 @@ impl HealerBuilder {
                 )));
             }
         }
+        super::bindings::warn_binding_problems(
+            &super::bindings::check_bindings(&crate::catalog::stock(), &strategies),
+            "the stock catalog",
+        );
         let (tx, rx) = mpsc::channel(self.config.intake.queue_capacity);
         let (events, _) = broadcast::channel(self.config.intake.event_capacity);
         let guards = Guards::new(&self.config.guards);
@@ -173,7 +216,8 @@ impl HealerBuilder {
                 observed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 events,
-                matcher: RwLock::new(Arc::new(Matcher::default())),
+                matcher: RwLock::new((0, Arc::new(Matcher::default()))),
+                loads: AtomicU64::new(0),
                 detector: Detector::default(),
                 guards,
                 open: DashMap::new(),

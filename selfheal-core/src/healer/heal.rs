@@ -16,9 +16,8 @@ use super::guard::Admission;
 use super::verify::{Reach, Verdict};
 use super::{Healer, fmt_health};
 use crate::{
-    ActionContext, ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding,
-    Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan,
-    Strategy, decide,
+    ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding, Incident,
+    IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan, Strategy, decide,
 };
 
 /// How one fix ended.
@@ -246,15 +245,22 @@ impl Healer {
                 last_failure = format!("{attempts} attempts used (max_attempts = {max_attempts})");
                 break;
             }
+            let Some(incident) = self.snapshot(id) else {
+                return;
+            };
             let Some(strategy) = self.inner.strategies.get(&fix.strategy).cloned() else {
                 last_failure = format!("strategy `{}` is not registered", fix.strategy);
-                tracing::warn!(strategy = %fix.strategy, "fix names a strategy that is not registered");
+                self.skip_fix(&incident, fix, &last_failure).await;
                 continue;
             };
-            if let Err(e) = strategy.validate(&fix.params) {
-                last_failure = format!("parameters of `{}` refused: {e}", fix.strategy);
-                continue;
-            }
+            // Parameters, applicability and the plan, before anyone is asked.
+            let remediation = match self.prepare_fix(&incident, fix, &strategy).await {
+                Ok(plan) => plan,
+                Err(why) => {
+                    last_failure = why;
+                    continue;
+                }
+            };
             let decision = match &plan.pattern {
                 Some(p) if !plan.advised => decide(
                     &self.inner.config.policy,
@@ -267,25 +273,10 @@ impl Healer {
                     reason: "advice from an advisor always needs approval".into(),
                 },
             };
-            let Some(incident) = self.snapshot(id) else {
-                return;
-            };
-            self.emit(
-                Some(&incident),
-                &incident.target,
-                Phase::Decided,
-                format!("{decision:?}"),
-            );
-            self.audit(AuditEntry {
-                incident: Some(id),
-                pattern: incident.pattern.clone(),
-                confidence: Some(confidence),
-                action: Some(fix.strategy.clone()),
-                ..AuditEntry::new(decision.event_type(), decision_reason(&decision))
-            })
-            .await;
-            if let Decision::Escalate { reason } = decision {
-                self.escalate(id, reason).await;
+            if let Decision::Escalate { reason } = &decision {
+                self.record_decision(&incident, fix, &decision, confidence)
+                    .await;
+                self.escalate(id, reason.clone()).await;
                 return;
             }
 
@@ -312,23 +303,10 @@ impl Healer {
                 .await;
                 return;
             }
-
-            let ctx = ActionContext {
-                incident: incident.clone(),
-                target: incident.target.clone(),
-                params: fix.params.clone(),
-            };
-            let remediation = match strategy
-                .plan(&ctx)
-                .instrument(tracing::info_span!("plan"))
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    last_failure = format!("`{}` could not plan: {e}", fix.strategy);
-                    continue;
-                }
-            };
+            // Recorded once nothing else stops the fix: a `self_heal.suggested` record
+            // means a human is asked now.
+            self.record_decision(&incident, fix, &decision, confidence)
+                .await;
 
             let mut approved_by = None;
             if let Decision::Suggest { reason } = &decision {
@@ -796,7 +774,7 @@ impl Healer {
     }
 }
 
-fn decision_reason(decision: &Decision) -> String {
+pub(super) fn decision_reason(decision: &Decision) -> String {
     match decision {
         Decision::AutoRemediate => "confidence and policy allow an automatic fix".into(),
         Decision::Suggest { reason } | Decision::Escalate { reason } => reason.clone(),

@@ -17,6 +17,7 @@ impl Healer {
         if let Err(e) = self.reload_patterns().await {
             tracing::error!(error = %e, "could not load patterns from the store; starting with none");
         }
+        self.warn_stored_binding_problems().await;
         match self.inner.store.list_audit(1).await {
             Ok(mut last) => *self.inner.audit_head.lock().await = last.pop(),
             Err(e) => {

@@ -16,6 +16,7 @@ mod admin;
 mod approval;
 mod backoff;
 mod backups;
+mod bindings;
 mod breaker;
 mod builder;
 mod contain;
@@ -32,6 +33,8 @@ mod intake;
 mod learning;
 mod lifecycle;
 mod reconcile;
+#[cfg(test)]
+mod reload_tests;
 mod report;
 mod self_caused;
 mod sightings;
@@ -58,7 +61,8 @@ use crate::{
 
 pub use admin::{PatternStats, Stats};
 pub use backups::Backup;
-pub use builder::HealerBuilder;
+pub use bindings::{BindingIssue, BindingProblem};
+pub use builder::{HealerBuilder, Integration};
 pub use envelope::SafetyStatus;
 pub use learning::{LEARNED_PREFIX, Learned, template_regex};
 pub use sightings::WeakHealer;
@@ -102,7 +106,10 @@ struct Inner {
     dropped: AtomicU64,
     events: broadcast::Sender<HealingEvent>,
 
-    matcher: RwLock<Arc<Matcher>>,
+    /// The matcher in force and the ticket of the load that built it.
+    matcher: RwLock<(u64, Arc<Matcher>)>,
+    /// Tickets of pattern loads, taken before each load reads the store.
+    loads: AtomicU64,
     detector: detector::Detector,
     guards: guard::Guards,
     /// Open incidents by id, and indexes from (target, fingerprint) and target to them.
@@ -326,18 +333,35 @@ impl Healer {
             .matcher
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .clone()
     }
 
     /// Rebuilds the matcher from the store's patterns.
+    ///
+    /// Loads may overlap (the intake task's first load, an operator's change, learning).
+    /// Each takes a ticket before it reads the store, and a load installs its matcher
+    /// only if no load with a later ticket installed one first: that later load read
+    /// the store after this one began, so it saw every change this one saw. An older
+    /// read therefore never overwrites a newer one.
     async fn reload_patterns(&self) -> crate::Result<()> {
+        let ticket = self.inner.loads.fetch_add(1, Ordering::SeqCst) + 1;
         let patterns = self.inner.store.list_patterns().await?;
         let matcher = Arc::new(Matcher::new(&patterns));
-        *self
+        let mut current = self
             .inner
             .matcher
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = matcher;
+            .unwrap_or_else(|e| e.into_inner());
+        if ticket > current.0 {
+            *current = (ticket, matcher);
+        } else {
+            tracing::debug!(
+                ticket,
+                newer = current.0,
+                "a newer pattern load finished first; this one is dropped"
+            );
+        }
         Ok(())
     }
 }

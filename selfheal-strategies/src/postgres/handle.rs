@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use selfheal_core::{
-    ActionContext, ActionOutcome, Error, Executor, RemediationPlan, Result, Risk, Strategy,
+    ActionContext, ActionOutcome, Applicability, Error, Executor, RemediationPlan, Result, Risk,
+    Strategy,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -99,6 +100,31 @@ impl PgPoolHandle {
         describe(&self.connect)
     }
 
+    /// Whether a new connection with the pool's options succeeds now (within the
+    /// check timeout); the error says why not. Changes nothing.
+    pub async fn can_connect(&self) -> std::result::Result<(), String> {
+        use sqlx::Connection as _;
+        match tokio::time::timeout(
+            self.check_timeout,
+            sqlx::PgConnection::connect_with(&self.connect),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(())
+            }
+            Ok(Err(sqlx::Error::Database(db))) if db.code().as_deref() == Some("53300") => Err(
+                format!("the server has no free connection slot for the pool's role ({db})"),
+            ),
+            Ok(Err(e)) => Err(format!("a new connection fails: {e}")),
+            Err(_) => Err(format!(
+                "a new connection did not open within {:?}",
+                self.check_timeout
+            )),
+        }
+    }
+
     /// Builds a new pool, checks it with `SELECT 1`, makes it current and closes the
     /// old one in the background. Returns the new generation. When the new pool cannot
     /// answer, the old one stays and the error is returned.
@@ -158,6 +184,9 @@ impl fmt::Debug for PgPoolHandle {
 /// Replaces the host's sqlx pool (a [`PgPoolHandle`]) with a fresh one.
 ///
 /// - **Parameters**: none.
+/// - **Applicable** ([`Strategy::applicable`]) only when a new connection succeeds
+///   ([`PgPoolHandle::can_connect`]): a fresh pool cannot help while the server has no
+///   free slot, so the healer skips it then, saying why, and asks no one.
 /// - **Plan**: risk [`Risk::Low`]; one step `reset the sqlx pool of <host:port/db>
 ///   (generation N → N+1)`.
 /// - **Waits for its target** ([`Strategy::needs_target`]): while the server has no
@@ -198,6 +227,15 @@ impl Strategy for ResetPgPool {
 
     fn param_schema(&self) -> Value {
         json!({"type": "object", "additionalProperties": false})
+    }
+
+    async fn applicable(&self, _ctx: &ActionContext) -> Result<Applicability> {
+        Ok(match self.handle.can_connect().await {
+            Ok(()) => Applicability::Applicable,
+            Err(why) => Applicability::not_applicable(format!(
+                "{why}; a fresh pool could not connect either"
+            )),
+        })
     }
 
     async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan> {

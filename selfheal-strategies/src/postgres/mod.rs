@@ -7,6 +7,9 @@
 //! | [`TerminateIdleConnections`] | `postgres_terminate_idle` | `pg_terminate_backend` of idle connections older than a threshold; never the healer's own, never superusers unless allowed | medium | no |
 //! | [`ResetPgPool`] | `postgres_reset_pool` | replaces the [`PgPoolHandle`]'s sqlx pool with a fresh one | low | no |
 //!
+//! [`PostgresIntegration`] registers them (and the healer's own connection) in one call;
+//! by hand:
+//!
 //! ```no_run
 //! use std::str::FromStr;
 //! use std::sync::Arc;
@@ -31,12 +34,14 @@
 //! ```
 
 mod handle;
+mod integration;
 #[cfg(test)]
 mod real_tests;
 mod terminate;
 mod verifier;
 
 pub use handle::{PgPoolHandle, ResetPgPool};
+pub use integration::PostgresIntegration;
 pub use terminate::TerminateIdleConnections;
 pub use verifier::PostgresVerifier;
 

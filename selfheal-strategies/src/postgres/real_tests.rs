@@ -301,3 +301,140 @@ async fn a_wedged_pool_is_replaced_by_a_working_one() {
     assert!(old.is_closed(), "the old pool is closed");
     drop(leaked);
 }
+
+/// The acceptance scenario: a service pool of 5 (role `app`), `max_connections = 20`
+/// with the default 3 reserved for superusers, and idle sessions of `app` filling every
+/// other slot. Through the integration's own connection, the healer skips the pool reset
+/// (it cannot work with no free slot) and ends just enough of the oldest idle sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_filled_by_the_services_role_are_freed_through_the_integration() {
+    use selfheal_core::{
+        FixBinding, Healer, MemoryStore, Pattern, PatternMode, PatternStore, Phase, Signal,
+    };
+
+    let Some(pg) = PrivatePostgres::start(&[("max_connections", "20")])
+        .map_err(|e| unavailable("initdb/pg_ctl", e))
+        .ok()
+    else {
+        return;
+    };
+    let mut setup = connect(&pg, "postgres", "setup").await;
+    sqlx::query("CREATE ROLE app LOGIN")
+        .execute(&mut setup)
+        .await
+        .unwrap();
+    setup.close().await.unwrap();
+
+    let service = Arc::new(PgPoolHandle::new(
+        PgPoolOptions::new()
+            .max_connections(5)
+            .acquire_timeout(Duration::from_millis(500)),
+        options(&pg, "app", "orders"),
+    ));
+    let integration = PostgresIntegration::for_handle("postgres", service.clone())
+        .await
+        .unwrap();
+    let own = integration.own_pool().clone();
+    let (own_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&own)
+        .await
+        .unwrap();
+
+    // Idle sessions of the service's role take every slot an ordinary role may use.
+    let mut idle = Vec::new();
+    let refused = loop {
+        match PgConnection::connect_with(&options(&pg, "app", "batch")).await {
+            Ok(conn) => idle.push(conn),
+            Err(e) => break e,
+        }
+        assert!(idle.len() <= 20, "max_connections = 20 did not hold");
+    };
+    assert_eq!(
+        idle.len(),
+        16,
+        "17 slots for ordinary roles, one is the healer's"
+    );
+    assert!(refused.to_string().contains("reserved"), "{refused}");
+    assert!(
+        sqlx::query("SELECT 1")
+            .execute(&service.pool())
+            .await
+            .is_err()
+    );
+
+    let store = Arc::new(MemoryStore::new());
+    store
+        .add_pattern(
+            &Pattern::new("slots")
+                .regex("remaining connection slots are reserved")
+                .mode(PatternMode::Active)
+                .auto_healable(true)
+                .confidence(0.95)
+                .threshold(1, Duration::from_secs(60))
+                .fix(FixBinding::new(ResetPgPool::NAME).priority(0))
+                .fix(FixBinding::new(TerminateIdleConnections::NAME).priority(1)),
+        )
+        .await
+        .unwrap();
+    let healer = Healer::builder()
+        .store_arc(store)
+        .integrate(integration)
+        .executor(ProcessExecutor::new())
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    healer.observe(Signal::new("postgres", refused.to_string()));
+    let (mut skipped, mut output) = (Vec::new(), None);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while output.is_none() {
+            let event = events.recv().await.unwrap();
+            match event.phase {
+                Phase::Skipped => skipped.push(event.detail),
+                Phase::Output => output = Some(event.detail),
+                Phase::Escalated | Phase::Failed => panic!("{}", event.detail),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the fix ran within 30 s");
+    running.shutdown().await;
+
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].contains("`postgres_reset_pool` cannot work in the current state")
+            && skipped[0].contains("no free connection slot"),
+        "{}",
+        skipped[0]
+    );
+    let actions = healer.actions(None).await.unwrap();
+    let outcome = actions[0].outcome.clone().unwrap();
+    // The pool's 5 plus a margin of 2, however young the sessions: no more.
+    assert!(
+        outcome.stdout.starts_with("terminated 7 of 7 planned"),
+        "{}",
+        outcome.stdout
+    );
+    let mut still_alive = Vec::new();
+    for conn in &mut idle {
+        still_alive.push(alive(conn).await);
+    }
+    let expected: Vec<bool> = (0..16).map(|i| i >= 7).collect();
+    assert_eq!(still_alive, expected, "the 7 idle longest went, no more");
+    let (still,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&own)
+        .await
+        .unwrap();
+    assert_eq!(still, own_pid, "the healer's own session survives");
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(
+            service
+                .pool()
+                .acquire()
+                .await
+                .expect("the service pool fills"),
+        );
+    }
+}

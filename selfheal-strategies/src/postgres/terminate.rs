@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use selfheal_core::{
-    ActionContext, ActionOutcome, Error, ErrorKind, Executor, RemediationPlan, Result, Risk,
-    Strategy,
+    ActionContext, ActionOutcome, Applicability, Error, ErrorKind, Executor, RemediationPlan,
+    Result, Risk, Strategy,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -34,36 +34,73 @@ const FILTERS: &str = "a.backend_type = 'client backend' \
     AND ($5::text IS NULL OR a.datname::text = $5) \
     AND ($6::text IS NULL OR a.usename::text = $6)";
 
-/// Frees connection slots by terminating idle sessions older than a threshold with
-/// `pg_terminate_backend`, through the healer's own pool (which keeps its connections
-/// when the server has no slot left for new ones).
+/// Frees connection slots by terminating idle sessions with `pg_terminate_backend`,
+/// through the healer's own pool (which keeps its connection when the server has no
+/// slot left for new ones).
 ///
-/// Never terminated: the session running the statement (`pg_backend_pid()`), sessions
-/// whose `application_name` is protected (by default the pool's own application name and
+/// It acts on the situation at hand. It reads the server's slots first
+/// (`max_connections` less the reserved ones, against the client backends connected):
+///
+/// - **Short of slots** (fewer free than the [`headroom`](Self::headroom), default
+///   5): it ends idle sessions however long they have been idle, oldest idle first,
+///   only as many as the headroom needs plus [`MARGIN`](Self::MARGIN) (2), and only
+///   the [`service_role`](Self::service_role)'s when the binding names no `user`.
+/// - **Slots free**: a cleanup of forgotten sessions, those idle longer than
+///   `idle_for` (default 5 minutes), at most `max`.
+///
+/// An `idle_for` or `user` the binding gives applies in both cases.
+///
+/// Never terminated: active sessions (only the `states` given, default `idle`), the
+/// session running the statement (`pg_backend_pid()`), sessions whose
+/// `application_name` is protected (by default the pool's own application name and
 /// `selfheal`: name the healer's pool so all its connections are spared), superusers
-/// unless [`allow_superusers`](Self::allow_superusers), non-client backends (autovacuum,
-/// replication), and sessions that became active or reconnected since the plan.
+/// unless [`allow_superusers`](Self::allow_superusers), non-client backends
+/// (autovacuum, replication), and sessions that became active or reconnected since
+/// the plan.
 ///
-/// - **Parameters**: `idle_for` (`"5m"`, `"90s"` or seconds; default 5 minutes),
-///   `max` (default 100), `states` (default `["idle"]`; also `"idle in transaction"`,
+/// - **Parameters**: `idle_for` (`"5m"`, `"90s"` or seconds), `max` (default 100),
+///   `states` (default `["idle"]`; also `"idle in transaction"`,
 ///   `"idle in transaction (aborted)"`), `database`, `user` (only those).
-/// - **Plan**: lists the sessions it would end (pid, user, application, database, idle
-///   time), risk [`Risk::Medium`] (their clients see a closed connection and must
-///   reconnect). Refuses ([`ErrorKind::Conflict`]) when none qualifies, so the healer goes
-///   on to the next fix.
+/// - **Applicable** ([`Strategy::applicable`]) when some session qualifies now; else the
+///   healer skips it, saying why, and asks no one.
+/// - **Plan**: the server's slots and the rule applied, then every session it would end
+///   (pid, user, application, database, idle time); risk [`Risk::Medium`] (their
+///   clients see a closed connection and must reconnect). Refuses
+///   ([`ErrorKind::Conflict`]) when none qualifies.
 /// - **Execute**: terminates the planned sessions that still match every filter (and
 ///   began before the plan: a reused pid is spared), then waits until they are gone
 ///   (at most [`exit_timeout`](Self::exit_timeout), 5 s). The outcome says how many
 ///   were terminated.
 /// - **Rollback**: none.
 ///
-/// The pool's role needs `pg_signal_backend` (or superuser) to end other roles' sessions.
+/// A role may end its own sessions; ending other roles' needs `pg_signal_backend` (or
+/// superuser).
 #[derive(Debug, Clone)]
 pub struct TerminateIdleConnections {
     pool: PgPool,
     protected: Vec<String>,
     allow_superusers: bool,
     exit_timeout: Duration,
+    role: Option<String>,
+    headroom: u32,
+}
+
+/// The connection slots of the server as ordinary roles see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slots {
+    /// `max_connections`.
+    max: i64,
+    /// Slots reserved for superusers (and `pg_use_reserved_connections`, PG 16+).
+    reserved: i64,
+    /// Client backends connected now.
+    used: i64,
+}
+
+impl Slots {
+    /// Slots an ordinary role can still take.
+    fn free(&self) -> i64 {
+        (self.max - self.reserved - self.used).max(0)
+    }
 }
 
 /// One session a plan would end: pid, user, application, database, state, idle seconds.
@@ -72,7 +109,9 @@ type Candidate = (i32, String, String, String, String, f64);
 /// The resolved parameters.
 #[derive(Debug, Clone, PartialEq)]
 struct Params {
-    idle_for: Duration,
+    /// `None` when the binding gives none: the default applies, or none at all when
+    /// the server is short of slots.
+    idle_for: Option<Duration>,
     max: i64,
     states: Vec<String>,
     database: Option<String>,
@@ -82,8 +121,12 @@ struct Params {
 impl TerminateIdleConnections {
     /// The strategy's name, which patterns bind fixes to.
     pub const NAME: &'static str = "postgres_terminate_idle";
-    /// Default idle time before a session may be ended.
+    /// Default idle time before a session may be ended while the server has free slots.
     pub const DEFAULT_IDLE_FOR: Duration = Duration::from_secs(300);
+    /// Default number of free slots the strategy makes when the server is short of them.
+    pub const DEFAULT_HEADROOM: u32 = 5;
+    /// Sessions terminated beyond the ones needed for the headroom, when short of slots.
+    pub const MARGIN: i64 = 2;
 
     /// Terminates through `pool` (the healer's own; give it an `application_name`).
     pub fn new(pool: PgPool) -> Self {
@@ -100,7 +143,27 @@ impl TerminateIdleConnections {
             protected,
             allow_superusers: false,
             exit_timeout: Duration::from_secs(5),
+            role: None,
+            headroom: Self::DEFAULT_HEADROOM,
         }
+    }
+
+    /// The service's own role: when the server is short of slots and the binding names
+    /// no `user`, only this role's idle sessions are terminated. Default: none (any
+    /// role's, superusers excepted unless allowed).
+    pub fn service_role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// How many slots ordinary roles should find free (default
+    /// [`DEFAULT_HEADROOM`](Self::DEFAULT_HEADROOM); give the service pool's size).
+    /// With fewer free, the server is short of slots: sessions are ended however long
+    /// they have been idle, oldest idle first, as many as the headroom needs plus
+    /// [`MARGIN`](Self::MARGIN) and never more than `max`.
+    pub fn headroom(mut self, slots: u32) -> Self {
+        self.headroom = slots;
+        self
     }
 
     /// Also never terminate sessions with these application names (added to the pool's
@@ -141,14 +204,16 @@ impl TerminateIdleConnections {
         )?;
         let get = |key: &str| map.and_then(|m| m.get(key));
         let idle_for = match get("idle_for") {
-            None => Self::DEFAULT_IDLE_FOR,
-            Some(Value::String(s)) => humantime::parse_duration(s).map_err(|e| {
+            None => None,
+            Some(Value::String(s)) => Some(humantime::parse_duration(s).map_err(|e| {
                 Error::invalid(format!(
                     "postgres_terminate_idle: `idle_for` \"{s}\" is not a duration ({e}); write e.g. \"5m\" or \"90s\""
                 ))
-            })?,
+            })?),
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+                Some(secs) if secs.is_finite() && secs >= 0.0 => {
+                    Some(Duration::from_secs_f64(secs))
+                }
                 _ => {
                     return Err(Error::invalid(format!(
                         "postgres_terminate_idle: `idle_for` must be a positive number of seconds, got {n}"
@@ -212,14 +277,138 @@ impl TerminateIdleConnections {
         &self,
         query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
         p: &Params,
+        idle_for: Duration,
+        user: Option<&String>,
     ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
         query
             .bind(p.states.clone())
-            .bind(p.idle_for.as_secs_f64())
+            .bind(idle_for.as_secs_f64())
             .bind(self.protected.clone())
             .bind(self.allow_superusers)
             .bind(p.database.clone())
-            .bind(p.user.clone())
+            .bind(user.cloned())
+    }
+
+    /// The server's connection slots as ordinary roles see them.
+    async fn slots(&self) -> Result<Slots> {
+        let (max, reserved, used): (i64, i64, i64) = sqlx::query_as(
+            "SELECT current_setting('max_connections')::int8, \
+             current_setting('superuser_reserved_connections')::int8 \
+               + coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int8, \
+             (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int8",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| pg_error("reading the connection slots failed", e))?;
+        Ok(Slots {
+            max,
+            reserved,
+            used,
+        })
+    }
+
+    /// Which sessions to end, given the parameters and the server's slots.
+    fn select(&self, p: &Params, slots: Slots) -> Selection {
+        let short = slots.free() < i64::from(self.headroom);
+        if short {
+            let needed = i64::from(self.headroom) - slots.free() + Self::MARGIN;
+            Selection {
+                idle_for: p.idle_for.unwrap_or(Duration::ZERO),
+                user: p.user.clone().or_else(|| self.role.clone()),
+                limit: needed.min(p.max),
+                slots,
+                short,
+            }
+        } else {
+            Selection {
+                idle_for: p.idle_for.unwrap_or(Self::DEFAULT_IDLE_FOR),
+                user: p.user.clone(),
+                limit: p.max,
+                slots,
+                short,
+            }
+        }
+    }
+
+    /// The sessions a plan made now would end, oldest idle first, and why those.
+    async fn candidates(&self, p: &Params) -> Result<(Selection, Vec<Candidate>)> {
+        let sel = self.select(p, self.slots().await?);
+        let sql = format!(
+            "SELECT a.pid, coalesce(a.usename::text, '') AS usename, \
+             coalesce(a.application_name, '') AS application_name, \
+             coalesce(a.datname::text, '') AS datname, a.state, \
+             extract(epoch FROM now() - a.state_change)::float8 AS idle_secs \
+             FROM pg_stat_activity a WHERE {FILTERS} ORDER BY a.state_change LIMIT $7"
+        );
+        let found: Vec<Candidate> = self
+            // Built from constants only; every value is a bind parameter.
+            .bind_filters(
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+                p,
+                sel.idle_for,
+                sel.user.as_ref(),
+            )
+            .bind(sel.limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| pg_error("listing idle sessions failed", e))?;
+        Ok((sel, found))
+    }
+
+    /// Why nothing qualifies.
+    fn nothing_to_terminate(&self, p: &Params, sel: &Selection) -> String {
+        format!(
+            "no session in state {}{}{} outside the protected ones ({}){} ({}): nothing to terminate",
+            p.states.join("/"),
+            if sel.idle_for.is_zero() {
+                String::new()
+            } else {
+                format!(
+                    " idle for more than {}",
+                    humantime::format_duration(sel.idle_for)
+                )
+            },
+            sel.user
+                .as_ref()
+                .map_or_else(String::new, |u| format!(" of role {u}")),
+            self.protected.join(", "),
+            if self.allow_superusers {
+                ""
+            } else {
+                ", superusers excluded"
+            },
+            sel.describe(self.headroom),
+        )
+    }
+}
+
+/// What a plan made now would end: the age threshold, the role and how many.
+#[derive(Debug, Clone, PartialEq)]
+struct Selection {
+    idle_for: Duration,
+    user: Option<String>,
+    limit: i64,
+    slots: Slots,
+    /// Fewer slots free than the headroom: age does not protect a session.
+    short: bool,
+}
+
+impl Selection {
+    /// The server's state and the rule it selects by, for people.
+    fn describe(&self, headroom: u32) -> String {
+        let free = format!(
+            "{} of {} slots free for ordinary roles",
+            self.slots.free(),
+            self.slots.max
+        );
+        if self.short {
+            format!(
+                "{free}, short of the headroom of {headroom}: at most {} idle session(s), oldest idle first, however long idle",
+                self.limit
+            )
+        } else {
+            format!("{free}: only sessions idle longer than the threshold")
+        }
     }
 }
 
@@ -247,23 +436,21 @@ impl Strategy for TerminateIdleConnections {
         })
     }
 
+    /// Applicable when some session qualifies now.
+    async fn applicable(&self, ctx: &ActionContext) -> Result<Applicability> {
+        let p = self.resolve(&ctx.params)?;
+        let (sel, found) = self.candidates(&p).await?;
+        Ok(if found.is_empty() {
+            Applicability::not_applicable(self.nothing_to_terminate(&p, &sel))
+        } else {
+            Applicability::Applicable
+        })
+    }
+
     #[instrument(skip_all, fields(target = %ctx.target), err)]
     async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan> {
         let p = self.resolve(&ctx.params)?;
-        let sql = format!(
-            "SELECT a.pid, coalesce(a.usename::text, '') AS usename, \
-             coalesce(a.application_name, '') AS application_name, \
-             coalesce(a.datname::text, '') AS datname, a.state, \
-             extract(epoch FROM now() - a.state_change)::float8 AS idle_secs \
-             FROM pg_stat_activity a WHERE {FILTERS} ORDER BY a.state_change LIMIT $7"
-        );
-        let found: Vec<Candidate> = self
-            // Built from constants only; every value is a bind parameter.
-            .bind_filters(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &p)
-            .bind(p.max)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| pg_error("listing idle sessions failed", e))?;
+        let (sel, found) = self.candidates(&p).await?;
         let (planned_at,): (f64,) = sqlx::query_as("SELECT extract(epoch FROM now())::float8")
             .fetch_one(&self.pool)
             .await
@@ -271,24 +458,15 @@ impl Strategy for TerminateIdleConnections {
         if found.is_empty() {
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!(
-                    "no session in state {} idle for more than {} outside the protected ones ({}){}: nothing to terminate",
-                    p.states.join("/"),
-                    humantime::format_duration(p.idle_for),
-                    self.protected.join(", "),
-                    if self.allow_superusers {
-                        ""
-                    } else {
-                        ", superusers excluded"
-                    }
-                ),
+                self.nothing_to_terminate(&p, &sel),
             ));
         }
         let server = describe(&self.pool.connect_options());
         let mut plan = RemediationPlan::new(Self::NAME, ctx.target.clone())
             .risk(Risk::Medium)
             .step(format!(
-                "postgres {server}: pg_terminate_backend on {} idle session(s):",
+                "postgres {server}: {}; pg_terminate_backend on {} idle session(s):",
+                sel.describe(self.headroom),
                 found.len()
             ));
         const SHOWN: usize = 20;
@@ -301,12 +479,13 @@ impl Strategy for TerminateIdleConnections {
         if found.len() > SHOWN {
             plan = plan.step(format!("  … and {} more", found.len() - SHOWN));
         }
+        // The selection as made: execution re-checks these filters, not new ones.
         plan.params = json!({
-            "idle_for": p.idle_for.as_secs_f64(),
-            "max": p.max,
+            "idle_for": sel.idle_for.as_secs_f64(),
+            "max": sel.limit,
             "states": p.states,
             "database": p.database,
-            "user": p.user,
+            "user": sel.user,
             "pids": found.iter().map(|c| c.0).collect::<Vec<_>>(),
             "planned_at": planned_at,
         });
@@ -345,7 +524,12 @@ impl Strategy for TerminateIdleConnections {
         );
         let signalled: Vec<(i32, bool)> = self
             // Built from constants only; every value is a bind parameter.
-            .bind_filters(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &p)
+            .bind_filters(
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)),
+                &p,
+                p.idle_for.unwrap_or(Self::DEFAULT_IDLE_FOR),
+                p.user.as_ref(),
+            )
             .bind(pids.clone())
             .bind(planned_at)
             .fetch_all(&self.pool)
@@ -426,25 +610,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn short_of_slots_age_gives_way_to_a_bounded_count_of_the_services_role() {
+        let s = strategy().service_role("app").headroom(5);
+        let p = s.resolve(&Value::Null).unwrap();
+        // 17 client backends on 20 slots, 3 reserved: none free for ordinary roles.
+        let full = Slots {
+            max: 20,
+            reserved: 3,
+            used: 17,
+        };
+        let sel = s.select(&p, full);
+        assert!(sel.short);
+        assert_eq!(
+            (sel.idle_for, sel.user.as_deref(), sel.limit),
+            (
+                Duration::ZERO,
+                Some("app"),
+                5 + TerminateIdleConnections::MARGIN
+            )
+        );
+        // 2 free: 3 more needed, plus the margin.
+        let sel = s.select(&p, Slots { used: 15, ..full });
+        assert_eq!(sel.limit, 3 + TerminateIdleConnections::MARGIN);
+        // Never more than `max`, and an explicit age or role still applies.
+        let p = s
+            .resolve(&json!({"max": 4, "idle_for": "10s", "user": "batch"}))
+            .unwrap();
+        let sel = s.select(&p, full);
+        assert_eq!(
+            (sel.idle_for, sel.user.as_deref(), sel.limit),
+            (Duration::from_secs(10), Some("batch"), 4)
+        );
+        // Enough free: the 5-minute cleanup of forgotten sessions, any ordinary role.
+        let p = s.resolve(&Value::Null).unwrap();
+        let sel = s.select(&p, Slots { used: 5, ..full });
+        assert!(!sel.short);
+        assert_eq!(
+            (sel.idle_for, sel.user, sel.limit),
+            (TerminateIdleConnections::DEFAULT_IDLE_FOR, None, 100)
+        );
+    }
+
+    #[tokio::test]
     async fn params_are_checked_and_defaulted() {
         let s = strategy();
         let p = s.resolve(&Value::Null).unwrap();
         assert_eq!(
             (p.idle_for, p.max, p.states.as_slice()),
-            (
-                Duration::from_secs(300),
-                100,
-                ["idle".to_owned()].as_slice()
-            )
+            (None, 100, ["idle".to_owned()].as_slice())
         );
         let p = s
             .resolve(&json!({"idle_for": "90s", "states": ["idle", "idle in transaction"], "user": "app"}))
             .unwrap();
-        assert_eq!(p.idle_for, Duration::from_secs(90));
+        assert_eq!(p.idle_for, Some(Duration::from_secs(90)));
         assert_eq!(p.user.as_deref(), Some("app"));
         assert_eq!(
             s.resolve(&json!({"idle_for": 2.5})).unwrap().idle_for,
-            Duration::from_millis(2500)
+            Some(Duration::from_millis(2500))
         );
         for (bad, says) in [
             (json!({"idle_for": "soon"}), "not a duration"),

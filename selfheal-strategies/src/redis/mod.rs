@@ -15,6 +15,8 @@
 //! run in-process on the handle's connection, not through the executor); with a dry-run
 //! executor they change nothing.
 //!
+//! [`RedisIntegration`] registers them all in one call; by hand:
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use selfheal_core::Healer;
@@ -36,6 +38,7 @@
 mod config;
 mod evict;
 mod handle;
+mod integration;
 #[cfg(test)]
 mod real_tests;
 mod reconnect;
@@ -44,6 +47,7 @@ mod verifier;
 pub use config::{RaiseMaxmemory, SetEvictionPolicy};
 pub use evict::{EvictKeys, FlushDb};
 pub use handle::RedisHandle;
+pub use integration::RedisIntegration;
 pub use reconnect::{ReconnectRedis, RestartRedis};
 pub use verifier::RedisVerifier;
 
