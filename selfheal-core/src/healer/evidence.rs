@@ -43,7 +43,9 @@ impl Healer {
         let Some(named) = self.probe_names(&incident.target).await else {
             return (incident, Some(m));
         };
-        let Some(pattern) = matcher.pattern(&named).filter(|p| p.enabled && named != m.pattern)
+        let Some(pattern) = matcher
+            .pattern(&named)
+            .filter(|p| p.enabled && named != m.pattern)
         else {
             return (incident, Some(m));
         };
@@ -91,7 +93,10 @@ impl Healer {
                 None
             }
             Err(_) => {
-                tracing::warn!(verifier = verifier.name(), "the probe did not answer in time; the text's pattern stands");
+                tracing::warn!(
+                    verifier = verifier.name(),
+                    "the probe did not answer in time; the text's pattern stands"
+                );
                 None
             }
         };
