@@ -166,6 +166,12 @@ pub struct Pattern {
     /// Disabled patterns never match.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// The text has more than one cause (sqlx's `pool timed out` is a saturated pool, a
+    /// database out of slots, or a database that is down). Before deciding, the healer
+    /// asks the target's verifier ([`crate::Verifier::diagnose`]), and when the probe
+    /// names another pattern, that pattern explains the incident instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ambiguous: bool,
 }
 
 fn default_confidence() -> f64 {
@@ -201,7 +207,15 @@ impl Pattern {
             fixes: Vec::new(),
             use_count: 0,
             enabled: true,
+            ambiguous: false,
         }
+    }
+
+    /// Declares that the text has more than one cause, so the target's probe decides
+    /// which pattern explains it (see [`Pattern::ambiguous`]).
+    pub fn ambiguous(mut self, yes: bool) -> Self {
+        self.ambiguous = yes;
+        self
     }
 
     /// Sets the description.

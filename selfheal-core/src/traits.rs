@@ -360,6 +360,15 @@ pub trait Verifier: Send + Sync + Debug + 'static {
     /// what verification judges. A target that cannot be reached is `Ok` with score 0,
     /// failed; `Err` is for a verifier that could not check at all (it counts as failed).
     async fn check(&self) -> Result<Health>;
+    /// For a text with more than one cause ([`Pattern::ambiguous`](crate::Pattern::ambiguous)):
+    /// the name of the pattern the target's present state points to (for Postgres:
+    /// `postgres_unavailable` when it cannot be reached, `postgres_too_many_clients`
+    /// when it refuses connections for slots), or `None` when the probe sees nothing
+    /// that explains the text, so the text's own pattern stands. The default knows
+    /// nothing and says `None`.
+    async fn diagnose(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// What an advisor is told about an incident no pattern explained. The incident

@@ -27,6 +27,7 @@ pub(crate) struct PatternRow {
     window_ns: i64,
     use_count: i64,
     enabled: bool,
+    ambiguous: bool,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -90,6 +91,7 @@ impl PatternRow {
             confidence: self.confidence,
             fixes,
             enabled: self.enabled,
+            ambiguous: self.ambiguous,
         })
     }
 }

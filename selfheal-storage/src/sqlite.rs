@@ -392,22 +392,22 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 const SELECT_PATTERNS: &str = "SELECT name, description, regex, keywords, error_type, target, \
     severity, root_cause, auto_healable, confidence, mode, min_occurrences, window_ns, \
-    use_count, enabled FROM patterns ORDER BY name";
+    use_count, enabled, ambiguous FROM patterns ORDER BY name";
 const SELECT_PATTERN: &str = "SELECT name, description, regex, keywords, error_type, target, \
     severity, root_cause, auto_healable, confidence, mode, min_occurrences, window_ns, \
-    use_count, enabled FROM patterns WHERE name = ?1";
+    use_count, enabled, ambiguous FROM patterns WHERE name = ?1";
 const SELECT_FIXES: &str = "SELECT pattern, strategy, params, priority, requires_approval, \
     successes, failures FROM pattern_fixes ORDER BY pattern, position";
 const SELECT_FIXES_OF: &str = "SELECT pattern, strategy, params, priority, requires_approval, \
     successes, failures FROM pattern_fixes WHERE pattern = ?1 ORDER BY position";
 const INSERT_PATTERN: &str = "INSERT INTO patterns (name, description, regex, keywords, \
     error_type, target, severity, root_cause, auto_healable, confidence, mode, \
-    min_occurrences, window_ns, use_count, enabled, created_at, updated_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)";
+    min_occurrences, window_ns, use_count, enabled, created_at, updated_at, ambiguous) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17)";
 const UPDATE_PATTERN: &str = "UPDATE patterns SET description = ?2, regex = ?3, keywords = ?4, \
     error_type = ?5, target = ?6, severity = ?7, root_cause = ?8, auto_healable = ?9, \
     confidence = ?10, mode = ?11, min_occurrences = ?12, window_ns = ?13, use_count = ?14, \
-    enabled = ?15, updated_at = ?16 WHERE name = ?1";
+    enabled = ?15, updated_at = ?16, ambiguous = ?17 WHERE name = ?1";
 const INSERT_FIX: &str = "INSERT INTO pattern_fixes (pattern, position, strategy, params, \
     priority, requires_approval, successes, failures, last_applied_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
@@ -459,6 +459,7 @@ async fn exec_pattern(
         .bind(v.use_count)
         .bind(p.enabled)
         .bind(&v.now)
+        .bind(p.ambiguous)
         .execute(conn)
         .await?;
     Ok(done.rows_affected())

@@ -194,7 +194,7 @@ pub fn definition_hash(p: &Pattern) -> String {
             ])
         })
         .collect();
-    let definition = serde_json::json!([
+    let mut definition = serde_json::json!([
         p.name,
         p.description,
         p.regex,
@@ -210,6 +210,12 @@ pub fn definition_hash(p: &Pattern) -> String {
         p.enabled,
         fixes,
     ]);
+    // Appended only when set, so the hashes of definitions from before it stay valid.
+    if p.ambiguous
+        && let Some(list) = definition.as_array_mut()
+    {
+        list.push(serde_json::json!({"ambiguous": true}));
+    }
     let digest = Sha256::digest(definition.to_string().as_bytes());
     crate::audit::hex(&digest)[..16].to_owned()
 }

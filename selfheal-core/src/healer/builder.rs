@@ -224,6 +224,7 @@ impl HealerBuilder {
                 by_fingerprint: DashMap::new(),
                 by_target: DashMap::new(),
                 notified: DashMap::new(),
+                evidence: Default::default(),
                 pending: DashMap::new(),
                 audit_head: tokio::sync::Mutex::new(None),
                 store_errors: AtomicU64::new(0),

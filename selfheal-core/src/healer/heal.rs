@@ -68,6 +68,7 @@ impl Healer {
     }
 
     async fn run_incident(&self, incident: Incident, matched: Option<PatternMatch>) {
+        let (incident, matched) = self.weigh_evidence(incident, matched).await;
         let id = incident.id;
         self.save(&incident).await;
         self.emit(

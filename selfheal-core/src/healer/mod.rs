@@ -25,6 +25,7 @@ mod detector;
 mod dry_run;
 mod envelope;
 mod escalation;
+mod evidence;
 mod fleet;
 mod guard;
 mod heal;
@@ -115,6 +116,8 @@ struct Inner {
     open: DashMap<Uuid, Incident>,
     by_fingerprint: DashMap<String, Uuid>,
     by_target: DashMap<String, Uuid>,
+    /// Recent probe answers for ambiguous patterns, per target.
+    evidence: evidence::Evidence,
     /// Event types already notified per live incident: each is sent once.
     notified: DashMap<Uuid, Vec<String>>,
     /// Answers awaited by incidents waiting for approval, by approval id.

@@ -857,6 +857,7 @@ fn full_pattern(name: &str) -> Pattern {
     fix.successes = 7;
     fix.failures = 2;
     let mut pattern = Pattern::new(name)
+        .ambiguous(true)
         .description("Redis refuses connections — the cache is down")
         .regex(r"(?i)connection refused.*:6379")
         .keywords(["redis", "refused", "6379"])

@@ -185,6 +185,35 @@ async fn sessions_that_turned_active_or_are_younger_than_the_threshold_are_spare
 }
 
 #[tokio::test]
+async fn the_probe_tells_a_full_server_and_a_down_one_from_a_saturated_pool() {
+    let Some(mut pg) = start() else { return };
+    let pool = admin(&pg).await;
+    let verifier = PostgresVerifier::new(pool.clone()).connect_as(options(&pg, "app", "probe"));
+    assert_eq!(
+        verifier.diagnose().await.unwrap(),
+        None,
+        "a server that accepts"
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..18 {
+        held.push(connect(&pg, "app", "orders").await);
+    }
+    assert_eq!(
+        verifier.diagnose().await.unwrap().as_deref(),
+        Some("postgres_too_many_clients")
+    );
+    drop(held);
+    pool.close().await;
+
+    pg.stop().unwrap();
+    assert_eq!(
+        verifier.diagnose().await.unwrap().as_deref(),
+        Some("postgres_unavailable")
+    );
+}
+
+#[tokio::test]
 async fn a_new_connection_is_the_verdict_and_slot_usage_only_the_score() {
     let Some(pg) = start() else { return };
     let pool = admin(&pg).await;

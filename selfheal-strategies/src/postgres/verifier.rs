@@ -188,6 +188,51 @@ impl Verifier for PostgresVerifier {
         debug!(passed = health.passed, score = health.score, detail = %health.detail, "postgres check");
         Ok(health)
     }
+
+    /// What a new connection as the verdict's role says about an ambiguous text such
+    /// as sqlx's `pool timed out`: `postgres_unavailable` when the server cannot be
+    /// reached or is starting up or shutting down, `postgres_too_many_clients` when it
+    /// refuses for slots (SQLSTATE 53300, including the reserved-slots refusal), and
+    /// `None` when it accepts (the server is fine; the pool itself is saturated).
+    #[instrument(skip_all, fields(postgres = %describe(&self.pool.connect_options())), err)]
+    async fn diagnose(&self) -> Result<Option<String>> {
+        let options = match &self.probe {
+            Probe::Connect(options) => options.clone(),
+            Probe::Pool(pool) => pool.connect_options(),
+        };
+        let named =
+            match tokio::time::timeout(self.timeout, PgConnection::connect_with(&options)).await {
+                Err(_) => Some(UNAVAILABLE),
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    None
+                }
+                Ok(Err(e)) => refusal_points_to(&e),
+            };
+        debug!(diagnosis = ?named, "postgres diagnose");
+        Ok(named.map(str::to_owned))
+    }
+}
+
+/// The stock pattern for a server that cannot be reached.
+const UNAVAILABLE: &str = "postgres_unavailable";
+/// The stock pattern for a server out of connection slots.
+const TOO_MANY_CLIENTS: &str = "postgres_too_many_clients";
+
+/// Which stock pattern a refused connection points to, if any.
+fn refusal_points_to(e: &sqlx::Error) -> Option<&'static str> {
+    match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // too_many_connections: `sorry, too many clients already` and the
+            // reserved-slots refusal.
+            Some("53300") => Some(TOO_MANY_CLIENTS),
+            // admin_shutdown, crash_shutdown, cannot_connect_now (starting up).
+            Some("57P01" | "57P02" | "57P03") => Some(UNAVAILABLE),
+            _ => None,
+        },
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => Some(UNAVAILABLE),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
