@@ -533,8 +533,10 @@ async fn a_dependency_whose_probe_fails_keeps_its_dependent_from_being_remediate
     );
     assert_eq!(fix.runs(), 0);
 
-    // Once the dependency is healthy, the dependent's own failure is its own.
+    // Once the dependency is healthy, the dependent's own failure is its own: the
+    // escalated incident lets go, and the next occurrences open one that is fixed.
     db.set(100);
+    next(&mut r.rx, Phase::Released).await;
     storm(&healer, "api", 3);
     next(&mut r.rx, Phase::Resolved).await;
     assert_eq!(fix.runs(), 1);

@@ -79,6 +79,9 @@ pub enum Phase {
     /// An escalated (or rejected) incident's error was quiet long enough: the same
     /// error may open a new incident.
     Quiet,
+    /// What held an escalated incident back is gone (its dependency is healthy again):
+    /// the next occurrence opens a new incident.
+    Released,
     /// A fix was passed over without asking anyone or running it: its strategy is not
     /// registered, its parameters are refused, it cannot work in the current state, or
     /// it could not plan. The detail says which and why.

@@ -224,6 +224,7 @@ impl HealerBuilder {
                 by_fingerprint: DashMap::new(),
                 by_target: DashMap::new(),
                 notified: DashMap::new(),
+                blocked_by: DashMap::new(),
                 evidence: Default::default(),
                 pending: DashMap::new(),
                 audit_head: tokio::sync::Mutex::new(None),

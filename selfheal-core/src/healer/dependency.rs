@@ -114,6 +114,7 @@ impl Healer {
                 true
             }
             Some(Cause::Probe(dep, score)) => {
+                self.inner.blocked_by.insert(id, dep.clone());
                 self.escalate(
                     id,
                     format!(

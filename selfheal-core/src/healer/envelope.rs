@@ -164,7 +164,7 @@ impl Healer {
     }
 
     /// Whether `target`'s verifier (if it has one) says its probe passes.
-    async fn probe_passes(&self, target: &str) -> bool {
+    pub(super) async fn probe_passes(&self, target: &str) -> bool {
         self.probe(target).await.is_none_or(|h| h.passed)
     }
 
@@ -307,6 +307,7 @@ impl Healer {
                 "the healer's breaker is not open; nothing to re-arm",
             ));
         }
+        self.release_all_counting();
         self.emit(None, "*", Phase::BreakerRearmed, format!("by {actor}"));
         self.audit(AuditEntry {
             actor: actor.to_owned(),

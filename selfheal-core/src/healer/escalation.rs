@@ -89,7 +89,35 @@ impl Healer {
                     .unwrap_or(cfg.reopen_after_quiet);
                 next_reminder = Some(now + delay);
             }
-            let wake = next_reminder.map_or(quiet_at, |r| r.min(quiet_at));
+            // Held back only by an unhealthy dependency: once its probe passes, the
+            // dependent's own failure gets a new incident (and a fix) at once.
+            let blocked = self.inner.blocked_by.get(&id).map(|d| d.clone());
+            if let Some(dep) = &blocked
+                && self.probe_passes(dep).await
+            {
+                let what = format!(
+                    "`{dep}` is healthy again; the next occurrence on `{}` opens a new incident",
+                    incident.target
+                );
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Released,
+                    what.clone(),
+                );
+                self.audit(AuditEntry {
+                    incident: Some(id),
+                    pattern: incident.pattern.clone(),
+                    detail: serde_json::json!({"dependency": dep}),
+                    ..AuditEntry::new("self_heal.released", what)
+                })
+                .await;
+                return;
+            }
+            let mut wake = next_reminder.map_or(quiet_at, |r| r.min(quiet_at));
+            if blocked.is_some() {
+                wake = wake.min(Instant::now() + DEPENDENCY_POLL);
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.inner.cancel.cancelled() => return,
@@ -106,6 +134,21 @@ impl Healer {
             .open
             .iter()
             .filter(|i| i.status.is_terminal() && i.pattern.as_deref().is_none_or(|p| p == name))
+            .map(|i| i.id)
+            .collect();
+        for id in released {
+            self.forget(id);
+        }
+    }
+
+    /// An operator re-armed the breaker: every finished incident stops counting, so
+    /// the next occurrence is acted on again.
+    pub(super) fn release_all_counting(&self) {
+        let released: Vec<Uuid> = self
+            .inner
+            .open
+            .iter()
+            .filter(|i| i.status.is_terminal())
             .map(|i| i.id)
             .collect();
         for id in released {
@@ -147,6 +190,9 @@ impl Healer {
         .await;
     }
 }
+
+/// How often a dependent's escalated incident checks its dependency's probe.
+const DEPENDENCY_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How the reason of an incident whose fix a human rejected starts.
 pub(super) const REJECTED: &str = "fix rejected";

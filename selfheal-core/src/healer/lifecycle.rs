@@ -83,6 +83,7 @@ impl Healer {
     /// Drops the incident from the open indexes; its fingerprints start counting afresh.
     pub(super) fn forget(&self, id: Uuid) {
         self.inner.notified.remove(&id);
+        self.inner.blocked_by.remove(&id);
         let Some((_, incident)) = self.inner.open.remove(&id) else {
             return;
         };

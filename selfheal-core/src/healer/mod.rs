@@ -118,6 +118,8 @@ struct Inner {
     by_target: DashMap<String, Uuid>,
     /// Recent probe answers for ambiguous patterns, per target.
     evidence: evidence::Evidence,
+    /// Escalated incidents held back only by an unhealthy dependency, with its name.
+    blocked_by: DashMap<Uuid, String>,
     /// Event types already notified per live incident: each is sent once.
     notified: DashMap<Uuid, Vec<String>>,
     /// Answers awaited by incidents waiting for approval, by approval id.
