@@ -172,6 +172,7 @@ impl HealerBuilder {
                 rx: Mutex::new(Some(rx)),
                 observed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 events,
                 matcher: RwLock::new(Arc::new(Matcher::default())),
                 detector: Detector::default(),
