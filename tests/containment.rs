@@ -1,5 +1,6 @@
 //! One bad signal never deafens the healer: the poison lines that used to panic the
 //! normalizer, through every way in, and a fingerprinter that panics on one signal.
+//! Values from outside (capacities, durations) are refused or clamped, never a panic.
 
 mod support;
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use selfheal::fingerprint::{MinerConfig, TemplateMiner};
 use selfheal::{
     Fingerprint, Fingerprinter, Healer, HealerConfig, HealingEvent, Normalizer, Phase, Signal,
+    Silence, SilenceScope,
 };
 use support::next;
 use tokio::sync::broadcast;
@@ -127,5 +129,53 @@ async fn a_fingerprinter_that_panics_costs_one_signal() {
     let stats = healer.stats().await.unwrap();
     assert_eq!((stats.failed, stats.dropped, stats.observed), (3, 0, 5));
     assert!(format!("{healer:?}").contains("failed: 3"));
+    running.shutdown().await;
+}
+
+#[test]
+fn capacities_beyond_the_range_are_refused_by_name() {
+    for (key, value) in [
+        ("queue_capacity", i64::MAX as u64),
+        ("queue_capacity", 0),
+        ("event_capacity", 1 << 62),
+        ("event_capacity", 65_537),
+    ] {
+        let err = HealerConfig::from_toml(&format!("[intake]\n{key} = {value}"))
+            .and_then(|config| Healer::builder().config(config).build().map(|_| ()));
+        let err = match err {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("{key} = {value} was accepted"),
+        };
+        assert!(err.contains(&format!("intake.{key}")), "{err}");
+        assert!(err.contains("from 1 to"), "{err}");
+    }
+    // The same through the builder, without TOML.
+    let mut config = HealerConfig::default();
+    config.intake.queue_capacity = usize::MAX;
+    let err = Healer::builder().config(config).build().unwrap_err();
+    assert!(err.to_string().contains("intake.queue_capacity"), "{err}");
+    // The largest allowed values build.
+    let mut config = HealerConfig::default();
+    config.intake.queue_capacity = selfheal::IntakeConfig::MAX_QUEUE_CAPACITY;
+    config.intake.event_capacity = selfheal::IntakeConfig::MAX_EVENT_CAPACITY;
+    Healer::builder().config(config).build().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silence_of_duration_max_is_a_century_not_a_panic() {
+    let silence = Silence::from_now(SilenceScope::Target("db".into()), Duration::MAX);
+    let length = silence.ends_at - silence.starts_at;
+    assert_eq!(length.to_std().unwrap(), Silence::MAX_DURATION);
+    let healer = Healer::builder().config(config()).build().unwrap();
+    let mut rx = healer.subscribe();
+    let running = healer.spawn();
+    healer.add_silence(silence, "ops").await.unwrap();
+    for _ in 0..2 {
+        healer.observe(Signal::new("db", NORMAL));
+    }
+    healer.observe(Signal::new("cache", NORMAL));
+    healer.observe(Signal::new("cache", NORMAL));
+    let detected = next(&mut rx, Phase::Detected).await;
+    assert_eq!(detected.target, "cache", "db is silenced");
     running.shutdown().await;
 }
