@@ -52,6 +52,36 @@ pub struct IntakeConfig {
     pub event_capacity: usize,
 }
 
+impl IntakeConfig {
+    /// The largest `queue_capacity`: more queued signals than this is a backlog, not a
+    /// buffer.
+    pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
+    /// The largest `event_capacity`: the event buffer is allocated up front.
+    pub const MAX_EVENT_CAPACITY: usize = 65_536;
+
+    fn validate(&self) -> Result<()> {
+        for (key, value, max) in [
+            (
+                "intake.queue_capacity",
+                self.queue_capacity,
+                Self::MAX_QUEUE_CAPACITY,
+            ),
+            (
+                "intake.event_capacity",
+                self.event_capacity,
+                Self::MAX_EVENT_CAPACITY,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(Error::invalid(format!(
+                    "{key} is {value}; give a number from 1 to {max}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for IntakeConfig {
     fn default() -> Self {
         IntakeConfig {
@@ -463,9 +493,7 @@ impl HealerConfig {
         if self.guards.max_attempts == 0 {
             return Err(Error::invalid("guards.max_attempts is 0; use at least 1"));
         }
-        if self.intake.queue_capacity == 0 || self.intake.event_capacity == 0 {
-            return Err(Error::invalid("intake capacities must be at least 1"));
-        }
+        self.intake.validate()?;
         if self.verification.interval.is_zero() {
             return Err(Error::invalid("verification.interval must be more than 0"));
         }

@@ -107,7 +107,7 @@ impl Link {
                     b.failures = 0;
                     // A provider that asked for a longer pause gets it.
                     let cool_off = cool_off.max(retry_after(e).unwrap_or_default());
-                    b.open_until = Some(Instant::now() + cool_off);
+                    b.open_until = Instant::now().checked_add(cool_off);
                     tracing::warn!(advisor = self.advisor.name(), ?cool_off, error = %e, "advisor tripped; skipping it for the cool-off");
                 }
             }

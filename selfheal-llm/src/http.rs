@@ -325,10 +325,16 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .ok()
             .filter(|v| v.is_finite() && *v >= 0.0)
     };
+    // A provider's number may be anything (`1e20`): at most a day, never a panic.
+    let secs =
+        |s: f64| Duration::try_from_secs_f64(s).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER));
     number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| number("retry-after").map(Duration::from_secs_f64))
+        .map(|ms| secs(ms / 1000.0))
+        .or_else(|| number("retry-after").map(secs))
 }
+
+/// The longest `Retry-After` believed: a provider asking for more is taken to ask for this.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The code and message of an error body: OpenAI's `{"error": {"code", "message"}}`,
 /// Ollama's `{"error": "..."}`, or the start of whatever else came.
@@ -368,6 +374,23 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&date), None, "dates fall back to back-off");
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_a_day_not_a_panic() {
+        for (name, value) in [
+            ("retry-after", "1e20"),
+            ("retry-after", "1e308"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after", "18446744073709551616"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "{name}: {value}");
+        }
+        // Beyond the longest wait: the request fails at once instead of sleeping a day.
+        let s = HttpSettings::default();
+        assert_eq!(s.wait(0, Some(MAX_RETRY_AFTER)), None);
     }
 
     #[test]

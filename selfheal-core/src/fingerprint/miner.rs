@@ -358,7 +358,7 @@ impl TemplateMiner {
         let miner = TemplateMiner::new(config);
         {
             let mut inner = miner.write();
-            let mut slots: std::collections::HashMap<String, u32> = Default::default();
+            let mut slots: std::collections::HashMap<String, (u32, ClusterId)> = Default::default();
             for saved in snapshot.clusters {
                 let id = ClusterId::of(&saved.key);
                 if id.to_string() != saved.id {
@@ -383,7 +383,17 @@ impl TemplateMiner {
                         ))
                     })?),
                 };
-                let slot = inner.create(&saved.key, &tokens, &miner.config, parent.is_none());
+                // A variant whose cluster made room for a later one (a snapshot taken
+                // under a larger `max_clusters`) went with it.
+                let parent = match parent {
+                    Some((slot, id)) if inner.holds(slot, id) => Some(slot),
+                    Some(_) => continue,
+                    None => None,
+                };
+                if !inner.make_room(&miner.config, parent) {
+                    continue;
+                }
+                let slot = inner.create(&saved.key, &tokens, parent.is_none());
                 if let Some(root) = parent {
                     let value = join_at(&tokens, &saved.positions);
                     inner.link_variant(root, slot, saved.positions.clone(), value);
@@ -399,7 +409,7 @@ impl TemplateMiner {
                 }
                 inner.remember(&saved.key, slot, miner.config.max_exact);
                 inner.remember(&saved.template, slot, miner.config.max_exact);
-                slots.insert(saved.id, slot);
+                slots.insert(saved.id, (slot, id));
             }
         }
         Ok(miner)
@@ -487,7 +497,8 @@ impl Inner {
     /// cluster. Returns its slot.
     fn place(&mut self, line: &str, tokens: &[&str], config: &MinerConfig) -> u32 {
         let Some((root, differ)) = self.best_root(tokens, config.similarity) else {
-            return self.create(line, tokens, config, true);
+            self.make_room(config, None);
+            return self.create(line, tokens, true);
         };
         if differ.is_empty() {
             // Differs only where the cluster already has values (maybe other shapes of
@@ -539,7 +550,10 @@ impl Inner {
             self.generalize(root, &differ, config.max_exact);
             return root;
         }
-        let slot = self.create(line, tokens, config, false);
+        if !self.make_room(config, Some(root)) {
+            return root;
+        }
+        let slot = self.create(line, tokens, false);
         self.link_variant(root, slot, differ, value);
         slot
     }
@@ -631,10 +645,29 @@ impl Inner {
         Some((slot, differ))
     }
 
-    fn create(&mut self, key: &str, tokens: &[&str], config: &MinerConfig, root: bool) -> u32 {
-        if self.live >= config.max_clusters.max(1) {
-            self.evict_oldest();
+    /// Slot `slot` still holds cluster `id`.
+    fn holds(&self, slot: u32, id: ClusterId) -> bool {
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.id == id)
+    }
+
+    /// Evicts the least recently seen clusters until one more fits in `max_clusters`,
+    /// never cluster `keep` (the one a new variant joins). `false` when only `keep` and its
+    /// variants are left: the line then joins `keep` as it is.
+    fn make_room(&mut self, config: &MinerConfig, keep: Option<u32>) -> bool {
+        while self.live >= config.max_clusters.max(1) {
+            if !self.evict_oldest(keep) {
+                return false;
+            }
         }
+        true
+    }
+
+    /// A new cluster, or a new variant (`root` false, linked by the caller). Call
+    /// [`Inner::make_room`] first.
+    fn create(&mut self, key: &str, tokens: &[&str], root: bool) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         let cluster = Cluster {
             id: ClusterId::of(key),
@@ -666,20 +699,22 @@ impl Inner {
         slot
     }
 
-    /// Evicts the least recently seen cluster with its variants.
-    fn evict_oldest(&mut self) {
+    /// Evicts the least recently seen cluster (other than `keep`) with its variants.
+    /// Returns whether there was one.
+    fn evict_oldest(&mut self, keep: Option<u32>) -> bool {
         let Some((slot, len)) = self
             .slots
             .iter()
             .enumerate()
+            .filter(|(i, _)| keep != Some(*i as u32))
             .filter_map(|(i, c)| c.as_ref().filter(|c| c.parent.is_none()).map(|c| (i, c)))
             .min_by_key(|(_, c)| c.last_seen.load(Ordering::Relaxed))
             .map(|(i, c)| (i as u32, c.tokens.len()))
         else {
-            return;
+            return false;
         };
         let Some(c) = self.slots[slot as usize].take() else {
-            return;
+            return false;
         };
         let mut freed = vec![slot];
         freed.extend(
@@ -708,6 +743,7 @@ impl Inner {
             slot,
             "template miner evicted its least recently seen cluster"
         );
+        true
     }
 }
 
@@ -930,6 +966,90 @@ mod tests {
         let bravo = m.add(b"bravo thing went sideways");
         assert_eq!(m.template(bravo).unwrap(), "bravo thing went sideways");
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn a_variant_never_evicts_the_cluster_it_joins() {
+        let config = MinerConfig {
+            max_clusters: 1,
+            ..MinerConfig::default()
+        };
+        let m = TemplateMiner::new(config.clone());
+        let delta = m.add(b"alpha beta gamma delta");
+        let epsilon = m.add(b"alpha beta gamma epsilon");
+        // No room for a variant but the cluster itself: the line joins it as it is.
+        assert_eq!(epsilon, delta);
+        assert_eq!(m.len(), 1);
+        let restored = TemplateMiner::restore(config.clone(), m.snapshot()).unwrap();
+        assert_eq!(restored.len(), 1);
+        assert_eq!(restored.snapshot(), m.snapshot());
+        // A new cluster still replaces the old one.
+        m.add(b"something else entirely happened");
+        assert_eq!(m.len(), 1);
+        assert!(TemplateMiner::restore(config, m.snapshot()).is_ok());
+    }
+
+    #[test]
+    fn a_snapshot_restores_under_a_smaller_cap() {
+        let m = miner();
+        for e in ["Started", "Paused", "Resumed"] {
+            m.add(format!("VM {e} (Lifecycle Event)").as_bytes());
+        }
+        for w in ["bravo", "charlie", "delta"] {
+            m.add(format!("{w} thing went sideways").as_bytes());
+        }
+        let small = MinerConfig {
+            max_clusters: 2,
+            ..MinerConfig::default()
+        };
+        let restored = TemplateMiner::restore(small.clone(), m.snapshot()).unwrap();
+        assert!(restored.len() <= 2, "{}", restored.len());
+        assert!(TemplateMiner::restore(small, restored.snapshot()).is_ok());
+    }
+
+    mod props {
+        use super::*;
+        use crate::fingerprint::normalize::tests::props::tricky_line;
+        use proptest::prelude::*;
+
+        /// Lines from a few words, so they share lengths and words and form variants.
+        fn wordy_line() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    "(alpha|beta|gamma|delta|epsilon|zeta|eta|theta)",
+                    "[0-9]{1,3}",
+                    "[日本語中]{1,2}",
+                ],
+                1..6,
+            )
+            .prop_map(|w| w.join(" "))
+        }
+
+        proptest! {
+            #[test]
+            fn the_cap_holds_and_snapshots_restore(
+                lines in proptest::collection::vec(prop_oneof![wordy_line(), tricky_line()], 1..60),
+                max_clusters in 1usize..6,
+                max_variants in 1usize..4,
+            ) {
+                let config = MinerConfig { max_clusters, max_variants, ..MinerConfig::default() };
+                let m = TemplateMiner::new(config.clone());
+                for line in &lines {
+                    let id = m.add(line.as_bytes());
+                    prop_assert!(m.len() <= max_clusters, "{} > {max_clusters}", m.len());
+                    prop_assert!(m.template(id).is_some(), "{line:?}");
+                }
+                let snapshot = m.snapshot();
+                let restored = TemplateMiner::restore(config.clone(), snapshot.clone());
+                prop_assert!(restored.is_ok(), "{:?}", restored.err());
+                let restored = restored.unwrap();
+                prop_assert_eq!(restored.len(), m.len());
+                prop_assert_eq!(restored.snapshot().clusters.len(), snapshot.clusters.len());
+                // Through JSON too.
+                let json = serde_json::to_string(&snapshot).unwrap();
+                prop_assert!(TemplateMiner::restore(config, serde_json::from_str(&json).unwrap()).is_ok());
+            }
+        }
     }
 
     #[test]

@@ -128,14 +128,10 @@ impl Normalizer {
         let mut unclosed = [false; 3];
         // The last output is a number's mask and only whitespace followed: a unit joins it.
         let mut after_number = false;
-        // An open quoted phrase: its closing quote's index, and the output length and
-        // pending space where it began.
-        let mut phrase: Option<(usize, usize, bool)> = None;
+        // The open quoted phrases, outermost first.
+        let mut phrases = Phrases::default();
         while i < n {
-            if let Some((_, mark, space)) = phrase.filter(|p| i > p.0) {
-                close_phrase(out, mark, space);
-                phrase = None;
-            }
+            phrases.close_before(i, out);
             let c = bytes[i];
             let class = CLASS[c as usize];
             if class & WS != 0 {
@@ -151,7 +147,8 @@ impl Normalizer {
             }
             if c == b'<' && bytes[i..].starts_with(MASK.as_bytes()) {
                 // An already masked value (a template replayed): stays one mask.
-                push_mask(out, pending_space);
+                let low = push_mask(out, pending_space);
+                phrases.follow(out, low);
                 pending_space = false;
                 after_eq = false;
                 i += MASK.len();
@@ -178,12 +175,16 @@ impl Normalizer {
                     None
                 };
                 unclosed[kind] |= opens && end.is_none();
+                // Quotes nest: one that closes a phrase, or would close past the end of
+                // the phrase it is in, opens nothing.
+                let end = end.filter(|&end| phrases.admits(i, end));
                 if let Some(end) = end {
                     let spaced = bytes[i + 1..end]
                         .iter()
                         .any(|&b| CLASS[b as usize] & WS != 0);
                     if after_eq || !spaced {
-                        push_mask(out, pending_space);
+                        let low = push_mask(out, pending_space);
+                        phrases.follow(out, low);
                         pending_space = false;
                         after_eq = false;
                         i = end + 1;
@@ -191,14 +192,30 @@ impl Normalizer {
                     }
                     // A quoted phrase (`"GET /v2/x HTTP/1.1"`) keeps its words; if none
                     // stays apart once masked, it is one value after all.
-                    phrase = Some((end, out.len(), pending_space));
+                    phrases.open(Phrase {
+                        end,
+                        mark: out.len(),
+                        space: pending_space,
+                    });
+                    // Its opening quote stays apart from its first word, so a mask there
+                    // never takes the quote with it (a replayed template finds the same
+                    // phrase again).
+                    if pending_space {
+                        out.push(' ');
+                    }
+                    out.push(c as char);
+                    pending_space = false;
+                    after_number = false;
+                    i += 1;
+                    continue;
                 }
                 // An apostrophe or an unclosed quote: part of the word.
             } else if class & DELIM != 0 {
                 after_number = false;
                 if c == b'(' && pending_space && bytes.get(i + 1) == Some(&b')') {
                     // ` ()`: an empty value.
-                    push_mask(out, true);
+                    let low = push_mask(out, true);
+                    phrases.follow(out, low);
                     pending_space = false;
                     i += 2;
                     continue;
@@ -206,6 +223,7 @@ impl Normalizer {
                 if c == b')' && out.ends_with(" (<*>") && out[..out.len() - 5].ends_with(MASK) {
                     // `451 bytes (0.44 KB)`: a value and its other form are one value.
                     out.truncate(out.len() - 5);
+                    phrases.follow(out, out.len());
                     pending_space = false;
                     i += 1;
                     continue;
@@ -273,7 +291,8 @@ impl Normalizer {
                     && host_like(word))
                 || is_calendar_word(word);
             if variable {
-                push_mask(out, pending_space);
+                let low = push_mask(out, pending_space);
+                phrases.follow(out, low);
                 after_number = seen & DIGIT != 0;
             } else if after_number && pending_space && UNITS.contains(&word) {
                 // The unit of the number just masked.
@@ -291,17 +310,90 @@ impl Normalizer {
             pending_space = false;
             after_eq = false;
         }
-        if let Some((_, mark, space)) = phrase {
-            close_phrase(out, mark, space);
+        phrases.close_before(usize::MAX, out);
+    }
+}
+
+/// A quoted phrase (`"GET /v2/x HTTP/1.1"`) being scanned.
+#[derive(Debug, Clone, Copy, Default)]
+struct Phrase {
+    /// The index of its closing quote in the line.
+    end: usize,
+    /// Where its words begin in the output: always a char boundary of the output, and
+    /// never above its length.
+    mark: usize,
+    /// Whitespace was pending before it.
+    space: bool,
+}
+
+/// Nested quoted phrases (`"say 'a b' now"`), outermost first. Each closes inside the one
+/// around it; deeper ones than this holds are read as words.
+#[derive(Debug)]
+struct Phrases {
+    open: [Phrase; 64],
+    len: usize,
+}
+
+impl Default for Phrases {
+    fn default() -> Self {
+        Phrases {
+            open: [Phrase::default(); 64],
+            len: 0,
         }
     }
 }
 
-/// A quoted phrase whose words all merged into one value becomes one mask.
-fn close_phrase(out: &mut String, mark: usize, space: bool) {
-    if out.len() > mark && !out[mark..].trim_start().contains(' ') {
-        out.truncate(mark);
-        push_mask(out, space);
+impl Phrases {
+    /// A quote at `at` closing at `end` may open a value or a phrase: it closes no open
+    /// phrase, and it closes inside the innermost one.
+    fn admits(&self, at: usize, end: usize) -> bool {
+        self.open[..self.len].iter().all(|p| p.end != at)
+            && (self.len == 0 || end <= self.open[self.len - 1].end)
+    }
+
+    /// Opens `p` (deeper phrases than there is room for are read as words).
+    fn open(&mut self, p: Phrase) {
+        if self.len < self.open.len() {
+            self.open[self.len] = p;
+            self.len += 1;
+        }
+    }
+
+    /// Closes the phrases whose closing quote lies before `i`, innermost first.
+    fn close_before(&mut self, i: usize, out: &mut String) {
+        while self.len > 0 && self.open[self.len - 1].end < i {
+            self.len -= 1;
+            let low = self.open[self.len].close(out);
+            self.follow(out, low);
+        }
+    }
+
+    /// Keeps each mark valid after a mask was pushed (or the output cut) and the output
+    /// went down to `low` bytes on the way. A mask joins the value before it
+    /// (`host.name:'5 x'`): when that reaches below a phrase's start, the phrase's first
+    /// word has become part of that value, so the phrase now begins at the mask the
+    /// output ends with. Its opening quote is gone from the output, so a template
+    /// replayed sees no phrase there either.
+    fn follow(&mut self, out: &str, low: usize) {
+        for p in &mut self.open[..self.len] {
+            if low < p.mark {
+                debug_assert!(out.ends_with(MASK));
+                p.mark = out.len().saturating_sub(MASK.len());
+                p.space = false;
+            }
+        }
+    }
+}
+
+impl Phrase {
+    /// A quoted phrase whose words all merged into one value becomes one mask. Returns the
+    /// shortest length `out` had on the way.
+    fn close(self, out: &mut String) -> usize {
+        if out.len() > self.mark && !out[self.mark..].trim_start().contains(' ') {
+            out.truncate(self.mark);
+            return push_mask(out, self.space);
+        }
+        out.len()
     }
 }
 
@@ -382,10 +474,12 @@ fn is_calendar_word(word: &[u8]) -> bool {
     )
 }
 
-fn push_mask(out: &mut String, space: bool) {
+/// Pushes a mask, joining it with a value right before it. Returns the shortest length
+/// `out` had on the way (a join cuts what it joins).
+fn push_mask(out: &mut String, space: bool) -> usize {
     // Masks next to each other, or apart only by whitespace, collapse into one.
     if out.ends_with(MASK) {
-        return;
+        return out.len();
     }
     if !space {
         // `<*>:<*>` (address and port, a time, a MAC or IPv6 address) is one value,
@@ -394,7 +488,7 @@ fn push_mask(out: &mut String, space: bool) {
         if joined.len() < out.len() {
             if joined.ends_with(MASK) {
                 out.truncate(joined.len());
-                return;
+                return out.len();
             }
             let start = joined
                 .rfind(|c: char| c == ' ' || (c.is_ascii() && CLASS[c as usize] & DELIM != 0))
@@ -403,18 +497,19 @@ fn push_mask(out: &mut String, space: bool) {
                 out.truncate(start);
                 if out.ends_with("<*> ") {
                     out.truncate(out.len() - 1);
-                    return;
+                    return out.len();
                 }
                 // What is left may join the mask in turn (`<*>:host.name:<*>`).
-                push_mask(out, false);
-                return;
+                return push_mask(out, false).min(start);
             }
         }
     }
+    let low = out.len();
     if space {
         out.push(' ');
     }
     out.push_str(MASK);
+    low
 }
 
 fn push_bytes(out: &mut String, word: &[u8]) {
@@ -472,7 +567,7 @@ impl Fingerprinter for Normalizer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn t(s: &str) -> String {
@@ -539,6 +634,60 @@ mod tests {
     }
 
     #[test]
+    fn the_poison_lines_are_no_panic() {
+        // A quoted phrase right after `host.name:`, with multibyte text in it: its first
+        // word's mask used to join the value before the phrase, cutting the output below
+        // where the phrase began, and the phrase's check then sliced inside a character.
+        assert_eq!(
+            t("config.yaml:'8 日本語の設定'"),
+            "config.yaml:'<*> 日本語の設定'"
+        );
+        assert_eq!(t(".中:'0 中'"), ".中:'<*> 中'");
+        // A phrase that is one value after all still joins the value before it.
+        assert_eq!(t("a.b:'5 6'"), "<*>");
+        assert_eq!(t("key a.b:'5 6' end"), "key <*> end");
+        // An inner phrase that joins past the outer phrase's start.
+        assert_eq!(t("a.b:\"c.d:'5 6' 日本\""), "<*> 日本\"");
+        for line in [
+            "config.yaml:'8 日本語の設定'",
+            ".中:'0 中'",
+            "a.b:\"c.d:'5 6' 日本\"",
+        ] {
+            let once = t(line);
+            assert_eq!(t(&once), once, "{line}");
+            let f = Normalizer::default().fingerprint(&Signal::new("t", line));
+            assert_eq!(f.id.len(), 16);
+        }
+    }
+
+    #[test]
+    fn fuzz_found_nested_quotes() {
+        // Nine phrases deep: more than the phrase stack held.
+        let line = "' '\0]'\u{fffd}]'6 '6 '\0]'6 '6 '6 /]'";
+        let once = t(line);
+        assert_eq!(t(&once), once, "{line}");
+    }
+
+    #[test]
+    #[ignore = "open: cargo fuzz (fuzz/, target normalize) still finds lines, all of them odd mixes of quotes and delimiters, whose template changes when normalized again"]
+    fn fuzz_found_not_yet_fixed_points() {
+        let line = "':`<2\u{c}(<\u{fffd}<`>=@@>=':`";
+        let once = t(line);
+        assert_eq!(t(&once), once, "{line}");
+    }
+
+    #[test]
+    fn nested_quotes_close_inside_out() {
+        assert_eq!(t("said \"run 'a b' now\" ok"), "said \"run 'a b' now\" ok");
+        assert_eq!(t("said \"run '5 6' now\" ok"), "said \"run <*> now\" ok");
+        // A quote closing past the phrase it is in opens nothing.
+        for line in ["a<' a>':0 0'", "[`{} \"/中\"0 0`{\"]", "``𫝀 `<*> <*>``"] {
+            let once = t(line);
+            assert_eq!(t(&once), once, "{line}");
+        }
+    }
+
+    #[test]
     fn invalid_utf8_is_replaced_not_a_panic() {
         let n = Normalizer::default();
         let mut out = String::new();
@@ -576,9 +725,58 @@ mod tests {
         assert_ne!(a.id, c.id);
     }
 
-    mod props {
+    pub(crate) mod props {
         use super::*;
         use proptest::prelude::*;
+
+        /// Pieces that reach the scanner's corners: multibyte text (CJK, emoji, combining
+        /// marks), values that get masked (numbers, hex, paths, URLs, host names, masks
+        /// already there), quotes, delimiters and whitespace.
+        pub(crate) fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[\\p{Han}ぁ-ゖ]{1,4}",
+                "[😀-🙏🚀-🛿]{1,2}",
+                "[a-zé][\u{300}-\u{36f}]{1,2}",
+                "[a-zA-Z]{1,6}",
+                any::<u32>().prop_map(|n| n.to_string()),
+                "0x[0-9a-f]{1,8}",
+                "[0-9]{1,3}\\.[0-9]{1,3}(ms|MB| ms| bytes)?",
+                "/[a-z日中]{1,4}(/[a-z語]{1,3}){0,2}",
+                "https://[a-z]{1,5}\\.com(:[0-9]{2,4})?/[a-z中]{0,3}",
+                "[a-z中]{1,5}\\.[a-z]{2,4}(\\.[a-z]{2,3})?",
+                Just(MASK.to_owned()),
+                "[:=,;()\\[\\]{}<>|.@~-]",
+                "['\"`]",
+                "[ \t]{1,2}",
+            ]
+        }
+
+        /// Up to 24 pieces, glued or apart.
+        pub(crate) fn tricky_line() -> impl Strategy<Value = String> {
+            proptest::collection::vec(piece(), 0..24).prop_map(|p| p.concat())
+        }
+
+        /// Quotes and brackets nested a few levels deep around tricky text.
+        pub(crate) fn nested_line() -> impl Strategy<Value = String> {
+            let leaf = proptest::collection::vec(piece(), 0..6).prop_map(|p| p.concat());
+            leaf.prop_recursive(4, 24, 3, |inner| {
+                (
+                    proptest::collection::vec(inner, 1..4),
+                    "['\"`(\\[{]",
+                    proptest::collection::vec(piece(), 0..4).prop_map(|p| p.concat()),
+                )
+                    .prop_map(|(parts, open, before)| {
+                        let close = match open.as_str() {
+                            "(" => ")",
+                            "[" => "]",
+                            "{" => "}",
+                            q => q,
+                        }
+                        .to_owned();
+                        format!("{before}{open}{}{close}", parts.join(" "))
+                    })
+            })
+        }
 
         proptest! {
             #[test]
@@ -587,10 +785,8 @@ mod tests {
                 let mut out = String::new();
                 n.template_into(&bytes, &mut out);
                 prop_assert!(!out.starts_with(' ') && !out.ends_with(' '));
-                // A template normalized again reaches a fixed point at once (realistic
-                // lines are fixed points of the first pass already: see the golden test).
-                let twice = n.template(&out);
-                prop_assert_eq!(n.template(&twice), twice);
+                // A template normalized again is unchanged.
+                prop_assert_eq!(n.template(&out), out);
                 let f = n.fingerprint_bytes("s", &bytes);
                 prop_assert_eq!(f.id.len(), 16);
             }
@@ -599,8 +795,23 @@ mod tests {
             fn log_like_text_normalizes_to_a_fixed_point(line in "[a-zA-Z0-9 :.=/'\"`<>*(),@_-]{0,64}") {
                 // Built from the bytes the scanner treats specially, so their mixes come up.
                 let n = Normalizer::default();
-                let twice = n.template(&n.template(&line));
-                prop_assert_eq!(n.template(&twice), twice);
+                let once = n.template(&line);
+                prop_assert_eq!(n.template(&once), once);
+            }
+
+            #[test]
+            fn multibyte_next_to_masks_no_panic_and_idempotent(line in tricky_line()) {
+                let n = Normalizer::default();
+                let once = n.template(&line);
+                prop_assert!(!once.starts_with(' ') && !once.ends_with(' '));
+                prop_assert_eq!(n.template(&once), once, "line: {:?}", line);
+            }
+
+            #[test]
+            fn nested_quotes_no_panic_and_idempotent(line in nested_line()) {
+                let n = Normalizer::default();
+                let once = n.template(&line);
+                prop_assert_eq!(n.template(&once), once, "line: {:?}", line);
             }
 
             #[test]

@@ -517,4 +517,57 @@ exit status 2";
         assert_eq!(stack_signature(""), "");
         assert_eq!(stack_signature("just some text\nwith lines"), "");
     }
+
+    #[test]
+    fn the_read_limit_never_cuts_a_character() {
+        let mut stack = "   0: app::f\n".to_owned();
+        while stack.len() < MAX_STACK_BYTES + 8 {
+            stack.push('日');
+        }
+        for shift in 0..4 {
+            let s = &stack[..stack.len() - 3 * shift];
+            let _ = stack_signature(&format!("{}{s}", "x".repeat(shift)));
+        }
+    }
+
+    mod props {
+        use super::*;
+        use crate::fingerprint::normalize::tests::props::piece;
+        use proptest::prelude::*;
+
+        /// A line of one of the understood stack shapes, with multibyte names and values in it.
+        fn frame_line() -> impl Strategy<Value = String> {
+            let name = "[a-z日本😀é\u{301}_:.$/<>{}]{0,12}";
+            prop_oneof![
+                (0u32..40, name).prop_map(|(i, n)| format!("   {i}: {n}::{{{{closure}}}}")),
+                name.prop_map(|n| format!("             at ./src/{n}.rs:1:2")),
+                (name, name).prop_map(|(f, n)| format!("  File \"/app/{f}.py\", line 3, in {n}")),
+                (name, name).prop_map(|(c, f)| format!("\tat com.{c}.{f}({c}.java:88)")),
+                name.prop_map(|n| format!("Caused by: {n}Exception: 中")),
+                name.prop_map(|n| format!("main.{n}(0x1, 0x2)")),
+                name.prop_map(|n| format!("\t/app/{n}.go:42 +0x1d")),
+                name.prop_map(|n| format!("    at {n} (/srv/{n}.js:1:2)")),
+                Just("Traceback (most recent call last):".to_owned()),
+                Just("goroutine 1 [running]:".to_owned()),
+                Just("panic: 日本".to_owned()),
+                Just("stack backtrace:".to_owned()),
+                Just("thread 'main' panicked at src/中.rs:1:1:".to_owned()),
+                proptest::collection::vec(piece(), 0..8).prop_map(|p| p.concat()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_stack_no_panic(lines in proptest::collection::vec(frame_line(), 0..24)) {
+                let stack = lines.join("\n");
+                let sig = stack_signature(&stack);
+                prop_assert_eq!(stack_signature(&stack), sig);
+            }
+
+            #[test]
+            fn any_bytes_no_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = stack_signature(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
 }

@@ -31,6 +31,8 @@ pub struct Stats {
     pub observed: u64,
     /// Signals dropped because the queue was full.
     pub dropped: u64,
+    /// Signals whose processing panicked (fingerprinter, matcher), skipped one by one.
+    pub failed: u64,
     /// Store writes that failed.
     pub store_errors: u64,
     /// Incidents open right now.
@@ -379,6 +381,7 @@ impl Healer {
         Ok(Stats {
             observed: self.observed(),
             dropped: self.dropped(),
+            failed: self.failed(),
             store_errors: self.store_errors(),
             open_incidents: self.open_incidents().len(),
             patterns,

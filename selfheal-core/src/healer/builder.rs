@@ -215,6 +215,7 @@ impl HealerBuilder {
                 rx: Mutex::new(Some(rx)),
                 observed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 events,
                 matcher: RwLock::new((0, Arc::new(Matcher::default()))),
                 loads: AtomicU64::new(0),

@@ -1,6 +1,9 @@
 //! From signal to incident: fingerprint, count into an open incident, correlate by
 //! target, or count in the window and open a new incident at the threshold.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+
 use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -38,7 +41,7 @@ impl Healer {
                 biased;
                 _ = self.inner.cancel.cancelled() => break,
                 signal = rx.recv() => match signal {
-                    Some(signal) => self.ingest(signal),
+                    Some(signal) => self.ingest_contained(&signal),
                     None => break,
                 },
             }
@@ -52,8 +55,34 @@ impl Healer {
         }
     }
 
-    fn ingest(&self, signal: Signal) {
-        let fp = self.inner.fingerprinter.fingerprint(&signal);
+    /// Ingests `signal`. A panic on the way (in the fingerprinter, the matcher or the
+    /// intake itself) costs this one signal: it is counted in [`Healer::failed`] and the
+    /// next signal is processed, so one poisonous line never deafens the healer.
+    fn ingest_contained(&self, signal: &Signal) {
+        let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.ingest(signal))) else {
+            return;
+        };
+        let failed = self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        // The panic message may quote the line: never above debug.
+        tracing::debug!(
+            target = %signal.target,
+            panic = panic_message(&*payload),
+            "signal failed"
+        );
+        // A flood of poison lines logs 1, 2, 4, 8, … and then every 1024th.
+        if failed.is_power_of_two() || failed.is_multiple_of(1024) {
+            tracing::error!(
+                failed,
+                fingerprinter = self.inner.fingerprinter.name(),
+                target = %signal.target,
+                "a signal made the intake panic (fingerprinter or matcher); it is counted as \
+                 failed and intake goes on"
+            );
+        }
+    }
+
+    fn ingest(&self, signal: &Signal) {
+        let fp = self.inner.fingerprinter.fingerprint(signal);
         let now = Instant::now();
         let detection = &self.inner.config.detection;
         self.inner.storm.know(&signal.target);
@@ -68,7 +97,7 @@ impl Healer {
             let pattern = match open_id {
                 Some(id) => self.inner.open.get(&id).and_then(|i| i.pattern.clone()),
                 None if self.inner.silences.wants_pattern() => {
-                    self.matcher().best(&signal).map(|m| m.pattern)
+                    self.matcher().best(signal).map(|m| m.pattern)
                 }
                 None => None,
             };
@@ -81,18 +110,18 @@ impl Healer {
             self.inner
                 .detector
                 .record(&key, now, detection.default_window);
-            self.count_into(id, &signal, &fp);
+            self.count_into(id, signal, &fp);
             return;
         }
 
         // Errors while the healer acts on this target (or what it depends on) are the
         // action's own; a dependent's errors while its dependency has an incident are
         // that dependency's.
-        if self.count_self_caused(&signal) {
+        if self.count_self_caused(signal) {
             return;
         }
         if let Some(id) = self.dependency_incident(&signal.target) {
-            self.count_foreign(id, &signal);
+            self.count_foreign(id, signal);
             return;
         }
 
@@ -108,13 +137,13 @@ impl Healer {
                     .detector
                     .record(&key, now, detection.default_window);
                 self.inner.by_fingerprint.insert(key, id);
-                self.count_into(id, &signal, &fp);
+                self.count_into(id, signal, &fp);
                 return;
             }
         }
 
         let matcher = self.matcher();
-        let best = matcher.best(&signal);
+        let best = matcher.best(signal);
         let (needed, window) = best
             .as_ref()
             .and_then(|m| matcher.pattern(&m.pattern))
@@ -177,6 +206,15 @@ impl Healer {
             }
         }
     }
+}
+
+/// The text of a panic's payload (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ impl std::fmt::Debug for Healer {
                 &self.inner.strategies.keys().collect::<Vec<_>>(),
             )
             .field("dropped", &self.dropped())
+            .field("failed", &self.failed())
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +105,7 @@ struct Inner {
     rx: Mutex<Option<mpsc::Receiver<Signal>>>,
     observed: AtomicU64,
     dropped: AtomicU64,
+    failed: AtomicU64,
     events: broadcast::Sender<HealingEvent>,
 
     /// The matcher in force and the ticket of the load that built it.
@@ -218,6 +220,13 @@ impl Healer {
     /// Signals dropped because the queue was full or the healer was shut down.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Signals the intake could not process because processing them panicked (in the
+    /// fingerprinter, the matcher or the intake itself). Each costs that signal only:
+    /// the intake goes on with the next one.
+    pub fn failed(&self) -> u64 {
+        self.inner.failed.load(Ordering::Relaxed)
     }
 
     /// Store writes that failed (the pipeline went on without them).

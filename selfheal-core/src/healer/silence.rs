@@ -75,12 +75,20 @@ impl Silence {
         }
     }
 
-    /// A silence of `scope` starting now and lasting `duration`.
+    /// A silence of `scope` starting now and lasting `duration`; at most
+    /// [`Silence::MAX_DURATION`] (a longer one, up to `Duration::MAX`, is taken as that).
     pub fn from_now(scope: SilenceScope, duration: Duration) -> Self {
         let now = Utc::now();
-        let end = now + chrono::Duration::from_std(duration).unwrap_or(chrono::TimeDelta::MAX);
+        let duration = duration.min(Self::MAX_DURATION);
+        let end = chrono::Duration::from_std(duration)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(now);
         Silence::new(scope, now, end)
     }
+
+    /// The longest silence: 100 years, which stores and compares like any date.
+    pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
     /// Sets the reason.
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
