@@ -220,6 +220,8 @@ async fn the_model_is_asked_once_per_fingerprint_while_the_cache_holds() {
     let store: Arc<dyn PatternStore> = Arc::new(MemoryStore::new());
     let mut config = HealerConfig::default();
     config.detection.default_min_occurrences = 1;
+    // A rejected incident keeps counting its error until quiet; keep that short here.
+    config.safety.escalation.reopen_after_quiet = Duration::from_millis(200);
     let healer = Healer::builder()
         .config(config)
         .store_arc(store.clone())
@@ -241,6 +243,7 @@ async fn the_model_is_asked_once_per_fingerprint_while_the_cache_holds() {
             &[Phase::Resolved, Phase::Escalated, Phase::Closed],
         )
         .await;
+        next_of(&mut events, &[Phase::Quiet]).await;
     }
     running.shutdown().await;
     let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();

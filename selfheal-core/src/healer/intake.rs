@@ -110,6 +110,9 @@ impl Healer {
             self.inner
                 .detector
                 .record(&key, now, detection.default_window);
+            // Another incident's error (an escalated one still counting, say) on a
+            // target whose fix is being verified still counts against that fix.
+            self.note_late_error(id, signal);
             self.count_into(id, signal, &fp);
             return;
         }

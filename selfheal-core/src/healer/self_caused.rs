@@ -54,6 +54,17 @@ impl Healer {
         }
     }
 
+    /// A signal counted into incident `id`: when another incident's fix on the same
+    /// target is being verified, it is a new error there and counts against it.
+    pub(super) fn note_late_error(&self, id: Uuid, signal: &Signal) {
+        if let Some(mut on) = self.inner.acting.targets.get_mut(&signal.target)
+            && on.ended
+            && on.incident != id
+        {
+            on.late = Some((Instant::now(), signal.message.clone()));
+        }
+    }
+
     /// The last error of a new fingerprint on `target` since its action ended.
     pub(super) fn late_error(&self, target: &str) -> Option<(Instant, String)> {
         self.inner.acting.targets.get(target)?.late.clone()
