@@ -43,6 +43,8 @@ impl Healer {
     }
 
     fn ingest(&self, signal: Signal) {
+        // Before anything keeps, counts, matches or forwards a byte of it.
+        let signal = self.inner.redactor.redact_signal(signal);
         let fp = self.inner.fingerprinter.fingerprint(&signal);
         let now = Instant::now();
         let detection = &self.inner.config.detection;
