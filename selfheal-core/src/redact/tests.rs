@@ -423,3 +423,82 @@ fn multibyte_text_never_panics() {
         assert_eq!(redact(&out), out);
     }
 }
+
+/// A plan that quotes a secret waits for approval: the stored approval, the
+/// notification and the events hold the mask, while the plan in memory is intact.
+#[tokio::test]
+async fn stored_approvals_and_their_notifications_are_redacted() {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use crate::{
+        ActionContext, ActionOutcome, Executor, FixBinding, Healer, HealerConfig, MemoryStore,
+        Pattern, PatternMode, Phase, RemediationPlan, Strategy,
+    };
+
+    #[derive(Debug)]
+    struct Hook(String);
+    #[async_trait]
+    impl Strategy for Hook {
+        fn name(&self) -> &str {
+            "hook"
+        }
+        async fn plan(&self, ctx: &ActionContext) -> crate::Result<RemediationPlan> {
+            Ok(RemediationPlan::new("hook", &ctx.target)
+                .step(format!("POST https://deploy:{}@hooks.internal/run", self.0)))
+        }
+        async fn execute(
+            &self,
+            _: &RemediationPlan,
+            _: Arc<dyn Executor>,
+        ) -> crate::Result<ActionOutcome> {
+            Ok(ActionOutcome::ok(std::time::Duration::ZERO))
+        }
+    }
+
+    let secret = fake(40, 16, B62);
+    let mut config = HealerConfig::default();
+    config.detection.default_min_occurrences = 1;
+    let healer = Healer::builder()
+        .config(config)
+        .store(MemoryStore::new())
+        .strategy(Hook(secret.clone()))
+        .build()
+        .unwrap();
+    let mut events = healer.subscribe();
+    let running = healer.spawn();
+    healer
+        .add_pattern(
+            Pattern::new("deploy_hook")
+                .regex("deploy hook failed")
+                .mode(PatternMode::Active)
+                .auto_healable(true)
+                .confidence(0.95)
+                .threshold(1, std::time::Duration::from_secs(60))
+                .fix(FixBinding::new("hook").requires_approval(true)),
+            "test",
+        )
+        .await
+        .unwrap();
+    healer.observe(Signal::new("deploy", "deploy hook failed with 502"));
+    let mut seen = Vec::new();
+    loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the healer asks for approval: {seen:?}"))
+            .unwrap();
+        seen.push(format!("{:?}: {}", e.phase, e.detail));
+        if e.phase == Phase::AwaitingApproval {
+            break;
+        }
+    }
+    let pending = healer.pending_approvals().await.unwrap();
+    let stored = format!("{pending:?}");
+    assert!(
+        !stored.contains(&secret) && stored.contains(MASK),
+        "{stored}"
+    );
+    assert!(!seen.join("\n").contains(&secret), "{seen:?}");
+    running.shutdown().await;
+}
