@@ -40,6 +40,27 @@ pub struct HealerConfig {
     /// The safety envelope: storm short-circuit, back-off, breaker, approval expiry,
     /// self-caused errors, dependencies and dry run.
     pub safety: SafetyConfig,
+    /// Secrets masked before anything is stored, notified, audited or sent.
+    pub redaction: RedactionConfig,
+}
+
+/// Redaction: the built-in rules always run; these add to them.
+///
+/// ```
+/// let config = selfheal_core::HealerConfig::from_toml(r#"
+///     [redaction]
+///     extra = ['tenant-\d+', 'card \d{4}']
+///     emails = true
+/// "#).unwrap();
+/// assert_eq!(config.redaction.extra.len(), 2);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// More regexes; whatever they match is masked as `[REDACTED]`.
+    pub extra: Vec<String>,
+    /// Also mask e-mail addresses as `[EMAIL]` (off by default).
+    pub emails: bool,
 }
 
 /// Signal intake.
@@ -515,6 +536,8 @@ impl HealerConfig {
                 "detection.default_min_occurrences must be at least 1",
             ));
         }
+        crate::Redactor::from_config(&self.redaction)
+            .map_err(|e| Error::invalid(format!("redaction.extra: {}", e.message())))?;
         self.safety.validate(self.guards.cooldown)
     }
 }

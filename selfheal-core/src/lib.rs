@@ -28,6 +28,7 @@ mod matcher;
 mod memory;
 mod pattern;
 mod policy;
+mod redact;
 mod signal;
 pub mod store;
 mod strict;
@@ -38,8 +39,8 @@ mod traits;
 pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
 pub use config::{
     BackoffConfig, BreakerConfig, DetectionConfig, EscalationConfig, FeedbackConfig, FleetConfig,
-    GuardConfig, HealerConfig, IntakeConfig, PolicyConfig, SafetyConfig, StormConfig,
-    VerificationConfig,
+    GuardConfig, HealerConfig, IntakeConfig, PolicyConfig, RedactionConfig, SafetyConfig,
+    StormConfig, VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
@@ -58,6 +59,7 @@ pub use matcher::Matcher;
 pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
+pub use redact::{EMAIL_MASK, MASK, Redactor};
 pub use signal::{ERROR_FIELDS, Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
 pub use store::fleet::{LeaseGrant, SharedCooldown};
 pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};

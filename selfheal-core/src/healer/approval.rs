@@ -41,9 +41,7 @@ impl Healer {
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner.pending.insert(approval.id, tx);
-        if let Err(e) = self.inner.store.save_approval(&approval).await {
-            self.store_failed("save_approval", &e);
-        }
+        self.save_approval(&approval).await;
         self.set_status(
             incident.id,
             IncidentStatus::AwaitingApproval,
@@ -100,9 +98,7 @@ impl Healer {
         };
         approval.state = state;
         approval.decided_by = Some(who.clone());
-        if let Err(e) = self.inner.store.save_approval(&approval).await {
-            self.store_failed("save_approval", &e);
-        }
+        self.save_approval(&approval).await;
         self.emit(Some(incident), &incident.target, phase, format!("by {who}"));
         self.audit(AuditEntry {
             actor: who,
@@ -132,9 +128,7 @@ impl Healer {
         ttl: std::time::Duration,
     ) -> Approved {
         approval.state = ApprovalState::Expired;
-        if let Err(e) = self.inner.store.save_approval(&approval).await {
-            self.store_failed("save_approval", &e);
-        }
+        self.save_approval(&approval).await;
         let why = format!(
             "approval {} of `{}` was not answered within {}s (safety.approval_ttl); escalating instead of waiting",
             approval.id,

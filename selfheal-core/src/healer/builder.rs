@@ -159,6 +159,14 @@ impl HealerBuilder {
         self
     }
 
+    /// Also masks whatever matches `pattern` (a regex) as `[REDACTED]`, on top of the
+    /// built-in rules, everywhere the healer redacts (`[redaction] extra` in TOML).
+    /// `build` refuses a pattern that does not compile.
+    pub fn redact(mut self, pattern: impl Into<String>) -> Self {
+        self.config.redaction.extra.push(pattern.into());
+        self
+    }
+
     /// Validates the configuration and builds the healer. Nothing runs until
     /// [`Healer::spawn`].
     ///
@@ -211,6 +219,7 @@ impl HealerBuilder {
                 executor: self.executor.unwrap_or_else(|| Arc::new(NoExecutor)),
                 advisor: self.advisor,
                 notifiers: self.notifiers,
+                redactor: crate::Redactor::from_config(&self.config.redaction)?,
                 tx,
                 rx: Mutex::new(Some(rx)),
                 observed: AtomicU64::new(0),

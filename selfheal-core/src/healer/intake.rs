@@ -41,7 +41,7 @@ impl Healer {
                 biased;
                 _ = self.inner.cancel.cancelled() => break,
                 signal = rx.recv() => match signal {
-                    Some(signal) => self.ingest_contained(&signal),
+                    Some(signal) => self.ingest_contained(signal),
                     None => break,
                 },
             }
@@ -58,7 +58,24 @@ impl Healer {
     /// Ingests `signal`. A panic on the way (in the fingerprinter, the matcher or the
     /// intake itself) costs this one signal: it is counted in [`Healer::failed`] and the
     /// next signal is processed, so one poisonous line never deafens the healer.
-    fn ingest_contained(&self, signal: &Signal) {
+    fn ingest_contained(&self, signal: Signal) {
+        // Redacted before anything keeps, counts, matches or forwards a byte of it.
+        let redacted = catch_unwind(AssertUnwindSafe(|| {
+            self.inner.redactor.redact_signal(signal)
+        }));
+        let signal = match redacted {
+            Ok(signal) => signal,
+            Err(payload) => {
+                let failed = self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(
+                    failed,
+                    panic = panic_message(&*payload),
+                    "redacting a signal panicked; it is counted as failed"
+                );
+                return;
+            }
+        };
+        let signal = &signal;
         let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.ingest(signal))) else {
             return;
         };

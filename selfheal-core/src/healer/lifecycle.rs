@@ -119,15 +119,32 @@ impl Healer {
         Some(incident)
     }
 
+    /// Stores `incident`, redacted (its reason may quote a strategy's error).
     pub(super) async fn save(&self, incident: &Incident) {
-        if let Err(e) = self.inner.store.save_incident(incident).await {
+        let mut incident = incident.clone();
+        self.inner.redactor.redact_incident(&mut incident);
+        if let Err(e) = self.inner.store.save_incident(&incident).await {
             self.store_failed("save_incident", &e);
         }
     }
 
+    /// Stores `action`, redacted: its output and error come from outside.
     pub(super) async fn save_action(&self, action: &ActionRecord) {
-        if let Err(e) = self.inner.store.save_action(action).await {
+        let mut action = action.clone();
+        self.inner.redactor.redact_action(&mut action);
+        if let Err(e) = self.inner.store.save_action(&action).await {
             self.store_failed("save_action", &e);
+        }
+    }
+
+    /// Stores `approval`, its plan and reason redacted (the plan that runs is the
+    /// one in memory).
+    pub(super) async fn save_approval(&self, approval: &crate::Approval) {
+        let mut approval = approval.clone();
+        self.inner.redactor.redact_plan(&mut approval.plan);
+        self.inner.redactor.redact_in_place(&mut approval.reason);
+        if let Err(e) = self.inner.store.save_approval(&approval).await {
+            self.store_failed("save_approval", &e);
         }
     }
 }

@@ -100,6 +100,8 @@ struct Inner {
     executor: Arc<dyn Executor>,
     advisor: Option<Arc<dyn LlmAdvisor>>,
     notifiers: Vec<Arc<dyn Notifier>>,
+    /// Masks secrets in signals as they enter, and in what is stored, audited or sent.
+    redactor: crate::Redactor,
 
     tx: mpsc::Sender<Signal>,
     rx: Mutex<Option<mpsc::Receiver<Signal>>>,
@@ -262,11 +264,13 @@ impl Healer {
         phase: Phase,
         detail: impl Into<String>,
     ) {
+        let mut detail = detail.into();
+        self.inner.redactor.redact_in_place(&mut detail);
         let event = HealingEvent {
             incident: incident.map(|i| i.id),
             target: target.to_owned(),
             phase,
-            detail: detail.into(),
+            detail,
             at: Utc::now(),
         };
         tracing::debug!(target: "selfheal::event", phase = ?event.phase, target_system = %event.target, detail = %event.detail);
@@ -277,7 +281,10 @@ impl Healer {
     /// then continues from the last record that was written. When replicas share the
     /// store, another one may have taken the next position (`Conflict`): the record is
     /// chained again after the store's newest one, so the fleet keeps one chain.
-    async fn audit(&self, entry: AuditEntry) {
+    async fn audit(&self, mut entry: AuditEntry) {
+        // The chain cannot be purged, so nothing secret may enter it.
+        self.inner.redactor.redact_in_place(&mut entry.result);
+        entry.detail = self.inner.redactor.redact_value(&entry.detail);
         let mut head = self.inner.audit_head.lock().await;
         let mut record = entry.clone().chain(head.as_ref(), Utc::now());
         for _ in 0..16 {
@@ -307,7 +314,9 @@ impl Healer {
 
     /// Sends `notification` to every notifier, once per incident and event type
     /// (reminders of an escalated incident excepted: their back-off paces them).
-    async fn notify(&self, notification: Notification) {
+    async fn notify(&self, mut notification: Notification) {
+        self.inner.redactor.redact_in_place(&mut notification.title);
+        self.inner.redactor.redact_in_place(&mut notification.body);
         if let Some(id) = notification.incident
             && notification.event_type != "self_heal.reminded"
         {
