@@ -270,7 +270,6 @@ fn approval_time(timeline: &Timeline) -> Option<Duration> {
 }
 
 #[tokio::test]
-#[ignore = "needs issue 12 (verification): the approved maxmemory raise stops the errors at once, but verification wants memory health >= 80, rolls it back after 120 s and suggests FLUSHDB"]
 async fn redis_oom_approved_recovers_and_verifies_without_rollback() {
     let Some(run) = Run::start("Redis OOM, approver after 3 s").await else {
         return;
@@ -345,7 +344,6 @@ async fn redis_oom_unanswered_waits_with_one_suggestion() {
 }
 
 #[tokio::test]
-#[ignore = "needs issue 12 (evidence for sqlx's pool timeout, terminate-idle defaults, one escalation per incident): the pool timeout matches postgres_connection_pool_exhausted, terminate-idle finds no session idle 5 min, the approved pool reset cannot connect, then an escalation every few errors"]
 async fn postgres_slots_approved_recover_and_verify() {
     let Some(run) = Run::start("Postgres slots, approver after 3 s").await else {
         return;
@@ -396,7 +394,6 @@ async fn postgres_slots_approved_recover_and_verify() {
 }
 
 #[tokio::test]
-#[ignore = "needs issue 12 (Redis connection-lost patterns, probe-gated reconnect, one escalation per incident): `broken pipe` matches no stock pattern, nothing reconnects, an escalation every 5 errors"]
 async fn redis_restart_reconnects_on_its_own() {
     let Some(run) = Run::start("Redis restart, no approver").await else {
         return;

@@ -19,9 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use selfheal::storage::SqliteStore;
 use selfheal::strategies::{
-    EvictKeys, FlushDb, PgPoolHandle, PostgresVerifier, ProcessExecutor, RaiseMaxmemory,
-    ReconnectRedis, RedisHandle, RedisVerifier, ResetPgPool, SetEvictionPolicy,
-    TerminateIdleConnections,
+    PgPoolHandle, PostgresIntegration, ProcessExecutor, RedisHandle, RedisIntegration,
 };
 use selfheal::{Healer, HealerBuilder, Notification, Notifier, Running};
 use selfheal_core::testkit::servers::{PrivatePostgres, PrivateRedis};
@@ -182,26 +180,20 @@ impl Notifier for Inbox {
     }
 }
 
-/// The README's Redis and Postgres wiring, in one place so it can switch to the
-/// builder's one-call integrations when they land: the stock strategies the catalog
-/// binds, their verifiers and the handles. `healer_pool` is the healer's own small pool
-/// (`application_name` `selfheal`, opened up front), as the README says.
-pub fn register(
+/// The README's Redis and Postgres wiring: one call per integration registers the
+/// stock strategies the catalog binds, their verifiers and the handles (and opens the
+/// healer's own Postgres connection).
+pub async fn register(
     builder: HealerBuilder,
     redis: &Arc<RedisHandle>,
     pg: &Arc<PgPoolHandle>,
-    healer_pool: PgPool,
 ) -> HealerBuilder {
+    let postgres = PostgresIntegration::for_handle(PG_TARGET, pg.clone())
+        .await
+        .expect("the healer's own Postgres connection");
     builder
-        .strategy(EvictKeys::new(redis.clone()))
-        .strategy(FlushDb::new(redis.clone()))
-        .strategy(RaiseMaxmemory::new(redis.clone(), 64 << 20)) // never above 64 MiB
-        .strategy(SetEvictionPolicy::new(redis.clone()))
-        .strategy(ReconnectRedis::new(redis.clone()))
-        .verifier(REDIS_TARGET, RedisVerifier::for_handle(redis))
-        .strategy(TerminateIdleConnections::new(healer_pool.clone()))
-        .strategy(ResetPgPool::new(pg.clone()))
-        .verifier(PG_TARGET, PostgresVerifier::new(healer_pool))
+        .integrate(RedisIntegration::new(REDIS_TARGET, redis.clone()))
+        .integrate(postgres)
 }
 
 /// The embedded service: its clients, its healer (running), its HTTP address.
@@ -227,16 +219,6 @@ impl Service {
                 .acquire_timeout(Duration::from_secs(3)),
             servers.app_connect(),
         ));
-        let healer_pool = PgPoolOptions::new()
-            .min_connections(1)
-            .max_connections(2)
-            .connect_with(
-                PgConnectOptions::from_str(&servers.pg.url())
-                    .unwrap()
-                    .application_name("selfheal"),
-            )
-            .await
-            .expect("the healer's own pool");
         let store_dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(store_dir.path().join("selfheal.db").to_str().unwrap())
             .await
@@ -246,7 +228,8 @@ impl Service {
             .store(store)
             .executor(ProcessExecutor::new())
             .notifier(inbox.clone());
-        let healer = register(builder, &redis, &pg, healer_pool)
+        let healer = register(builder, &redis, &pg)
+            .await
             .build()
             .expect("the healer builds");
         let running = healer.spawn();
