@@ -130,3 +130,47 @@ async fn a_rejected_fix_is_not_asked_about_again_while_its_error_goes_on() {
     assert_eq!(healer.pending_approvals().await.unwrap().len(), 1);
     r.running.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_audited_as_suggested_unless_a_human_was_asked() {
+    let gauge = Gauge::new(10);
+    let fix = FakeFix::new("restart", &gauge, Some(100));
+    let pattern = Pattern::new("pool_exhausted")
+        .regex("pool timed out")
+        .severity(Severity::High)
+        .mode(PatternMode::Active)
+        .confidence(0.9)
+        .threshold(3, Duration::from_secs(60))
+        .fix(FixBinding::new("restart"));
+    let mut r = rig(
+        Healer::builder()
+            .strategy(fix.clone())
+            .verifier("db", gauge.clone()),
+        pattern,
+    )
+    .await;
+    let healer = r.healer.clone();
+
+    // Asked, approved, fixed.
+    keep_failing(&healer, "db", "pool timed out", 3).await;
+    next(&mut r.rx, Phase::AwaitingApproval).await;
+    let pending = healer.pending_approvals().await.unwrap();
+    healer.approve(pending[0].id, "alice").await.unwrap();
+    next(&mut r.rx, Phase::Resolved).await;
+    assert_eq!(fix.runs(), 1);
+
+    // Back at once: the fix is cooling down, so nobody is asked and nothing says so.
+    gauge.set(10);
+    keep_failing(&healer, "db", "pool timed out", 3).await;
+    let escalated = next(&mut r.rx, Phase::Escalated).await;
+    assert!(
+        escalated.detail.contains("cooldown"),
+        "{}",
+        escalated.detail
+    );
+    assert!(healer.pending_approvals().await.unwrap().is_empty());
+    let types = audit_types(&healer).await;
+    assert_eq!(count(&types, "self_heal.suggested"), 1, "{types:?}");
+    assert_eq!(fix.runs(), 1);
+    r.running.shutdown().await;
+}
