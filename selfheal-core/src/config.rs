@@ -42,6 +42,54 @@ pub struct HealerConfig {
     pub safety: SafetyConfig,
     /// Secrets masked before anything is stored, notified, audited or sent.
     pub redaction: RedactionConfig,
+    /// How long each plug-in call may take.
+    pub limits: LimitsConfig,
+}
+
+/// How long each plug-in call may take. A call over its limit is abandoned (its future
+/// dropped) and counts as a failed call with a `Timeout` error that names the limit:
+/// a plan or applicability check over it skips the fix, an execute over it fails the
+/// fix (its target lock and fleet lease are released and the next fix or an escalation
+/// follows), a rollback over it is reported, an advice over it escalates, a
+/// notification over it is logged.
+///
+/// ```
+/// let config = selfheal_core::HealerConfig::from_toml(r#"
+///     [limits]
+///     execute = "2m"
+/// "#).unwrap();
+/// assert_eq!(config.limits.execute, std::time::Duration::from_secs(120));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// `Strategy::plan` and `Strategy::applicable`.
+    #[serde(with = "humantime_serde")]
+    pub plan: Duration,
+    /// `Strategy::execute`.
+    #[serde(with = "humantime_serde")]
+    pub execute: Duration,
+    /// `Strategy::rollback`.
+    #[serde(with = "humantime_serde")]
+    pub rollback: Duration,
+    /// `Notifier::notify`, per notifier.
+    #[serde(with = "humantime_serde")]
+    pub notify: Duration,
+    /// `LlmAdvisor::advise`.
+    #[serde(with = "humantime_serde")]
+    pub advise: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            plan: Duration::from_secs(30),
+            execute: Duration::from_secs(5 * 60),
+            rollback: Duration::from_secs(5 * 60),
+            notify: Duration::from_secs(10),
+            advise: Duration::from_secs(2 * 60),
+        }
+    }
 }
 
 /// Redaction: the built-in rules always run; these add to them.
@@ -538,6 +586,16 @@ impl HealerConfig {
         }
         crate::Redactor::from_config(&self.redaction)
             .map_err(|e| Error::invalid(format!("redaction.extra: {}", e.message())))?;
+        let l = &self.limits;
+        if [l.plan, l.execute, l.rollback, l.notify, l.advise]
+            .iter()
+            .any(Duration::is_zero)
+        {
+            return Err(Error::invalid(
+                "every [limits] entry must be above 0 (defaults: plan 30s, execute 5m, \
+                 rollback 5m, notify 10s, advise 2m)",
+            ));
+        }
         self.safety.validate(self.guards.cooldown)
     }
 }

@@ -39,8 +39,8 @@ mod traits;
 pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
 pub use config::{
     BackoffConfig, BreakerConfig, DetectionConfig, EscalationConfig, FeedbackConfig, FleetConfig,
-    GuardConfig, HealerConfig, IntakeConfig, PolicyConfig, RedactionConfig, SafetyConfig,
-    StormConfig, VerificationConfig,
+    GuardConfig, HealerConfig, IntakeConfig, LimitsConfig, PolicyConfig, RedactionConfig,
+    SafetyConfig, StormConfig, VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};

@@ -186,16 +186,18 @@ impl Healer {
                 target: incident.target.clone(),
                 params: fix.params.clone(),
             };
-            match strategy
+            let limit = self.inner.config.limits.plan;
+            let applicable = strategy
                 .applicable(&ctx)
-                .instrument(tracing::info_span!("applicable"))
-                .await
+                .instrument(tracing::info_span!("applicable"));
+            match super::limits::limited(limit, "checking applicability", "plan", applicable).await
             {
-                Ok(Applicability::Applicable) => strategy
-                    .plan(&ctx)
-                    .instrument(tracing::info_span!("plan"))
-                    .await
-                    .map_err(|e| format!("`{}` could not plan: {e}", fix.strategy)),
+                Ok(Applicability::Applicable) => {
+                    let plan = strategy.plan(&ctx).instrument(tracing::info_span!("plan"));
+                    super::limits::limited(limit, "planning", "plan", plan)
+                        .await
+                        .map_err(|e| format!("`{}` could not plan: {e}", fix.strategy))
+                }
                 Ok(Applicability::NotApplicable(why)) => Err(format!(
                     "`{}` cannot work in the current state: {why}",
                     fix.strategy

@@ -171,11 +171,11 @@ impl Healer {
         if let Some(score) = self.health_score(&incident.target).await {
             request.metrics = serde_json::json!({ "health_score": score });
         }
-        let diagnosis = match advisor
+        let advice = advisor
             .advise(&request)
-            .instrument(tracing::info_span!("advise"))
-            .await
-        {
+            .instrument(tracing::info_span!("advise"));
+        let limit = self.inner.config.limits.advise;
+        let diagnosis = match super::limits::limited(limit, "the advisor", "advise", advice).await {
             Ok(d) => d,
             Err(e) => {
                 self.escalate(
@@ -499,10 +499,11 @@ impl Healer {
         );
         let (executor, dry) = self.executor_for(dry);
         self.start_acting(id, &incident.target);
-        let result = strategy
+        let execution = strategy
             .execute(plan, executor.clone())
-            .instrument(tracing::info_span!("execute", strategy = %plan.strategy))
-            .await;
+            .instrument(tracing::info_span!("execute", strategy = %plan.strategy));
+        let limit = self.inner.config.limits.execute;
+        let result = super::limits::limited(limit, "executing", "execute", execution).await;
         let action_end = Instant::now();
         self.action_ended(&incident.target);
         let ran = result.is_ok();
@@ -657,7 +658,9 @@ impl Healer {
         };
         action.error = Some(reason.clone());
         action.status = ActionStatus::Failed;
-        match strategy.rollback(plan, executor).await {
+        let limit = self.inner.config.limits.rollback;
+        let rollback = strategy.rollback(plan, executor);
+        match super::limits::limited(limit, "rolling back", "rollback", rollback).await {
             Ok(Some(_)) => {
                 action.status = ActionStatus::RolledBack;
                 self.emit(

@@ -32,6 +32,7 @@ mod heal;
 mod intake;
 mod learning;
 mod lifecycle;
+mod limits;
 mod reconcile;
 #[cfg(test)]
 mod reload_tests;
@@ -328,7 +329,12 @@ impl Healer {
             sent.push(notification.event_type.clone());
         }
         for n in &self.inner.notifiers {
-            let sent = std::panic::AssertUnwindSafe(n.notify(&notification));
+            let sent = std::panic::AssertUnwindSafe(limits::limited(
+                self.inner.config.limits.notify,
+                "notifying",
+                "notify",
+                n.notify(&notification),
+            ));
             match futures_util::FutureExt::catch_unwind(sent).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
