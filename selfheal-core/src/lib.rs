@@ -60,7 +60,10 @@ pub use memory::MemoryStore;
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
 pub use redact::{EMAIL_MASK, MASK, Redactor};
-pub use signal::{ERROR_FIELDS, Level, MAX_MESSAGE_BYTES, Signal, SignalSource, error_chain};
+pub use signal::{
+    ERROR_FIELDS, Level, MAX_CHAIN_LEVELS, MAX_FIELD_BYTES, MAX_FIELDS, MAX_MESSAGE_BYTES,
+    MAX_STACK_BYTES, Signal, SignalSource, error_chain,
+};
 pub use store::fleet::{LeaseGrant, SharedCooldown};
 pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
 pub use traits::{

@@ -7,6 +7,8 @@ use regex::Regex;
 use crate::{Pattern, PatternMatch, PatternMode, Signal};
 
 /// Keyword-only matches are weighted below regex matches: words alone are weaker evidence.
+/// How much of a stack the regexes read: a 10 MB trace costs what 64 KiB does.
+const MATCHED_STACK_BYTES: usize = 64 * 1024;
 const KEYWORD_WEIGHT: f64 = 0.75;
 /// A keyword match needs at least this share of the pattern's ideal BM25 score.
 const KEYWORD_MIN_SHARE: f64 = 0.34;
@@ -119,7 +121,10 @@ impl Matcher {
             let regex_hit = e.regex.as_ref().is_some_and(|re| {
                 re.is_match(&signal.message)
                     || error_texts(signal).any(|t| re.is_match(t))
-                    || signal.stack.as_deref().is_some_and(|s| re.is_match(s))
+                    || signal
+                        .stack
+                        .as_deref()
+                        .is_some_and(|s| re.is_match(crate::signal::prefix(s, MATCHED_STACK_BYTES)))
             });
             let confidence = if regex_hit {
                 reasons.push(format!(

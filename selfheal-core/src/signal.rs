@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 
 /// The longest message kept from a signal; longer ones are truncated on a char boundary.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The longest stack kept from a signal (stack signatures read no more than this).
+pub const MAX_STACK_BYTES: usize = 256 * 1024;
+/// The longest field value kept from a signal.
+pub const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// The most fields kept from a signal (the first ones by name).
+pub const MAX_FIELDS: usize = 64;
+/// The most levels of an error's `source()` chain that are read.
+pub const MAX_CHAIN_LEVELS: usize = 64;
 
 /// Signal fields that carry an error's text. Patterns match their regex against these
 /// as well as the message, and [`crate::HealerLayer`] appends them to the message, so
@@ -133,36 +141,123 @@ impl Signal {
 
 /// The messages of `error` and each of its sources, outermost first, without repeats
 /// (many errors print their source in their own message too).
+///
+/// At most [`MAX_CHAIN_LEVELS`] levels are read, whatever repeats, so a deeply wrapped
+/// error costs a bounded number of `Display` calls, and each text is cut to
+/// [`MAX_MESSAGE_BYTES`].
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut chain: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(err) = current {
-        let text = err.to_string();
+    for err in std::iter::successors(Some(error), |e| e.source()).take(MAX_CHAIN_LEVELS) {
+        let mut text = err.to_string();
+        truncate_utf8(&mut text, MAX_MESSAGE_BYTES);
         if !chain.last().is_some_and(|prev| prev.contains(&text)) {
             chain.push(text);
-        }
-        current = err.source();
-        if chain.len() >= 32 {
-            break;
         }
     }
     chain
 }
 
+impl Signal {
+    /// Cuts what a signal carries to fixed bounds (message, stack, each field, the
+    /// number of fields), so one signal costs the queue and the matcher a bounded
+    /// amount whatever the host hands over. Cheap when nothing is over.
+    pub(crate) fn bound(&mut self) {
+        truncate_utf8(&mut self.message, MAX_MESSAGE_BYTES);
+        if let Some(stack) = &mut self.stack {
+            truncate_utf8(stack, MAX_STACK_BYTES);
+        }
+        if self.fields.len() > MAX_FIELDS {
+            let keep: Vec<String> = self.fields.keys().take(MAX_FIELDS).cloned().collect();
+            self.fields.retain(|k, _| keep.contains(k));
+        }
+        for value in self.fields.values_mut() {
+            truncate_utf8(value, MAX_FIELD_BYTES);
+        }
+    }
+}
+
+/// The first at most `max` bytes of `s`, cut on a char boundary.
+pub(crate) fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 /// Cuts `s` to at most `max` bytes on a char boundary, in place.
 pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+    let keep = prefix(s, max).len();
+    s.truncate(keep);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error wrapping `depth` more of itself, counting the `source()` calls made.
+    #[derive(Debug)]
+    struct Deep {
+        depth: usize,
+        inner: Option<Box<Deep>>,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl std::fmt::Display for Deep {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "level {}", self.depth)
+        }
+    }
+
+    impl std::error::Error for Deep {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_ten_thousand_deep_error_chain_is_read_to_a_bounded_depth() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut error = Deep {
+            depth: 0,
+            inner: None,
+            calls: calls.clone(),
+        };
+        for depth in 1..10_000 {
+            error = Deep {
+                depth,
+                inner: Some(Box::new(error)),
+                calls: calls.clone(),
+            };
+        }
+        let chain = error_chain(&error);
+        assert_eq!(chain.len(), MAX_CHAIN_LEVELS);
+        assert_eq!(chain[0], "level 9999");
+        assert!(calls.load(std::sync::atomic::Ordering::Relaxed) <= MAX_CHAIN_LEVELS);
+        // Dropping a 10,000-deep Box chain recursively is the test's own business.
+        std::mem::forget(error);
+    }
+
+    #[test]
+    fn a_ten_megabyte_stack_and_a_flood_of_fields_are_bounded() {
+        let mut signal = Signal::new("svc", "boom").stack("frame\n".repeat(2_000_000));
+        for i in 0..1_000 {
+            signal = signal.field(format!("f{i:04}"), "é".repeat(10_000));
+        }
+        signal.bound();
+        assert!(signal.stack.as_ref().unwrap().len() <= MAX_STACK_BYTES);
+        assert_eq!(signal.fields.len(), MAX_FIELDS);
+        assert!(signal.fields.values().all(|v| v.len() <= MAX_FIELD_BYTES));
+        assert!(
+            signal.fields.contains_key("f0000"),
+            "the first fields by name are kept"
+        );
+    }
 
     #[derive(Debug)]
     struct Outer(std::io::Error);

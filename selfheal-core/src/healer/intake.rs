@@ -12,6 +12,9 @@ use uuid::Uuid;
 use super::Healer;
 use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
 
+/// Related fingerprints listed per incident (the rest still count into it).
+pub(super) const MAX_RELATED: usize = 64;
+
 /// Sample messages kept per incident.
 pub(super) const MAX_SAMPLES: usize = 5;
 
@@ -210,7 +213,10 @@ impl Healer {
             && *incident.fingerprint != *fp.id
             && !incident.related.iter().any(|r| **r == *fp.id)
         {
-            incident.related.push(fp.id.to_string());
+            // Bounded: past MAX_RELATED, further fingerprints still count, unlisted.
+            if incident.related.len() < MAX_RELATED {
+                incident.related.push(fp.id.to_string());
+            }
         }
         self.count_foreign(id, signal);
     }

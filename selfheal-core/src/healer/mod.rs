@@ -207,6 +207,7 @@ impl Healer {
     /// full (or the healer shut down) the signal is counted in [`Healer::dropped`].
     pub fn observe(&self, mut signal: Signal) {
         self.inner.observed.fetch_add(1, Ordering::Relaxed);
+        signal.bound();
         if signal.service.is_empty() && !self.inner.config.service.is_empty() {
             signal.service.clone_from(&self.inner.config.service);
         }
