@@ -1,6 +1,7 @@
 //! The [`Healer`]: the handle a service embeds. It takes signals, runs the healing
 //! pipeline (detect, match, advise, decide, guard, plan, approve, execute, verify,
-//! learn, audit) and answers the admin questions.
+//! learn, audit) and answers the admin questions. `docs/ARCHITECTURE.md` in the
+//! repository maps each stage to its file.
 //!
 //! Around the guards sits the safety envelope (`envelope.rs` wires it in, one module
 //! per piece): a storm short-circuit, cooldowns that back off on repeat incidents and
