@@ -91,6 +91,9 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
     config.verification.window = Duration::from_secs(30);
     config.verification.interval = Duration::from_millis(500);
     config.verification.quiet_for = Duration::from_secs(3);
+    // Cooldowns survive a restart (they are re-armed from the stored actions), so the
+    // default 10 minutes would rightly hold the fix when the demo runs twice in a row.
+    config.guards.cooldown = Duration::from_secs(5);
 
     let healer = Healer::builder()
         .config(config)
