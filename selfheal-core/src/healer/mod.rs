@@ -240,8 +240,20 @@ impl Healer {
     }
 
     /// A `tracing_subscriber::Layer` feeding this healer with WARN and ERROR events.
-    pub fn layer(&self) -> HealerLayer {
-        HealerLayer::new(self.clone())
+    ///
+    /// It carries its own per-layer filter at WARN: it never turns on a TRACE, DEBUG
+    /// or INFO callsite, so when no other layer wants those they cost nothing, and
+    /// when another layer (a `fmt` layer at DEBUG) does, that layer still sees them.
+    /// Use it on a `tracing_subscriber::registry()` stack:
+    /// `registry().with(fmt::layer()).with(healer.layer())`.
+    pub fn layer<S>(
+        &self,
+    ) -> tracing_subscriber::filter::Filtered<HealerLayer, tracing_subscriber::filter::LevelFilter, S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer as _;
+        HealerLayer::new(self.clone()).with_filter(tracing_subscriber::filter::LevelFilter::WARN)
     }
 
     /// Every phase of every incident from now on.
