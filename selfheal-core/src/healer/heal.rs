@@ -33,6 +33,9 @@ enum FixResult {
     NotRun(String),
     /// The healer shut down while it was verified: nothing rolled back or learned.
     Interrupted,
+    /// It did not heal and undoing it failed too: the target is in an unknown state,
+    /// so no further fix is tried.
+    RollbackFailed(String),
 }
 
 /// The fix candidates of an incident and where they came from.
@@ -396,6 +399,18 @@ impl Healer {
                 // Shut down mid-verification: the incident stays where it is (remediating)
                 // for whoever picks it up after a restart.
                 FixResult::Interrupted => return,
+                FixResult::RollbackFailed(reason) => {
+                    self.remediation_failed().await;
+                    if let Some(p) = &plan.pattern {
+                        self.learn(p, &fix.strategy, false).await;
+                    }
+                    self.escalate(
+                        id,
+                        format!("{reason}; no further fix is tried: check the target by hand"),
+                    )
+                    .await;
+                    return;
+                }
                 FixResult::Failed(reason) | FixResult::NotRun(reason) if dry => {
                     last_failure = reason
                 }
@@ -677,7 +692,26 @@ impl Healer {
                 .await;
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "rollback failed"),
+            Err(e) => {
+                let failed = format!("{reason}; rolling `{}` back failed too: {e}", plan.strategy);
+                tracing::error!(error = %e, strategy = %plan.strategy, "rollback failed");
+                action.error = Some(failed.clone());
+                self.save_action(&action).await;
+                self.emit(
+                    Some(&incident),
+                    &incident.target,
+                    Phase::Failed,
+                    failed.clone(),
+                );
+                self.audit(AuditEntry {
+                    incident: Some(id),
+                    action: Some(plan.strategy.clone()),
+                    detail: serde_json::json!({"rollback_error": e.to_string()}),
+                    ..AuditEntry::new("self_heal.rollback_failed", failed.clone())
+                })
+                .await;
+                return FixResult::RollbackFailed(failed);
+            }
         }
         self.save_action(&action).await;
         self.emit(
