@@ -79,6 +79,8 @@ pub enum Phase {
     /// An escalated (or rejected) incident's error was quiet long enough: the same
     /// error may open a new incident.
     Quiet,
+    /// The audit chain did not verify when the healer started.
+    ChainBroken,
     /// What held an escalated incident back is gone (its dependency is healthy again):
     /// the next occurrence opens a new incident.
     Released,

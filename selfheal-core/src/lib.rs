@@ -46,9 +46,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Backup, BindingIssue, BindingProblem, Healer, HealerBuilder, Integration, LEARNED_PREFIX,
-    Learned, PatternStats, Running, SafetyStatus, Silence, SilenceScope, SilenceStatus, Stats,
-    WeakHealer, template_regex,
+    Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer, HealerBuilder, Integration,
+    LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
+    SilenceStatus, Stats, WeakHealer, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

@@ -235,6 +235,7 @@ impl HealerBuilder {
                 by_target: DashMap::new(),
                 notified: DashMap::new(),
                 blocked_by: DashMap::new(),
+                chain_check: Default::default(),
                 evidence: Default::default(),
                 pending: DashMap::new(),
                 audit_head: tokio::sync::Mutex::new(None),

@@ -30,6 +30,7 @@ impl Healer {
                 tracing::error!(error = %e, "could not read the audit head; the chain restarts")
             }
         }
+        self.check_chain_at_start().await;
         // What a crashed or killed previous run left open is closed before anything new.
         // A store that panics here must not cost the healer its intake.
         let reconciled = std::panic::AssertUnwindSafe(self.reconcile());

@@ -20,6 +20,7 @@ mod backups;
 mod bindings;
 mod breaker;
 mod builder;
+mod chain;
 mod contain;
 mod dependency;
 mod detector;
@@ -65,6 +66,7 @@ pub use admin::{PatternStats, Stats};
 pub use backups::Backup;
 pub use bindings::{BindingIssue, BindingProblem};
 pub use builder::{HealerBuilder, Integration};
+pub use chain::CHECKED_AT_START;
 pub use envelope::SafetyStatus;
 pub use learning::{LEARNED_PREFIX, Learned, template_regex};
 pub use sightings::WeakHealer;
@@ -124,6 +126,8 @@ struct Inner {
     by_target: DashMap<String, Uuid>,
     /// Recent probe answers for ambiguous patterns, per target.
     evidence: evidence::Evidence,
+    /// What the check of the audit chain at start found.
+    chain_check: chain::ChainCheck,
     /// Escalated incidents held back only by an unhealthy dependency, with its name.
     blocked_by: DashMap<Uuid, String>,
     /// Event types already notified per live incident: each is sent once.

@@ -1,0 +1,68 @@
+//! The audit chain is verified when the healer starts: a healer on a broken chain says
+//! so (an error log, an event, one notification, [`Healer::audit_chain`]) instead of
+//! appending after a tampered or corrupted record as if nothing happened. The newest
+//! [`CHECKED_AT_START`] records are checked, so a start costs a bounded read.
+
+use std::sync::Mutex;
+
+use super::Healer;
+use crate::{ChainError, Notification, Phase, verify_chain};
+
+/// How many of the newest audit records are verified at start.
+pub const CHECKED_AT_START: usize = 10_000;
+
+/// What the start-up check found.
+#[derive(Debug, Default)]
+pub(crate) struct ChainCheck(Mutex<Option<Result<(), ChainError>>>);
+
+impl Healer {
+    /// What the check of the audit chain at start found: `None` before the pipeline
+    /// has started (or when the store could not be read), `Some(Ok(()))` when the newest
+    /// records chain, `Some(Err(..))` naming the first broken link.
+    pub fn audit_chain(&self) -> Option<Result<(), ChainError>> {
+        self.inner
+            .chain_check
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) async fn check_chain_at_start(&self) {
+        let records = match self.inner.store.list_audit(CHECKED_AT_START).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the audit trail to verify it");
+                return;
+            }
+        };
+        let verdict = verify_chain(&records);
+        *self
+            .inner
+            .chain_check
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(verdict.clone());
+        let Err(broken) = verdict else {
+            return;
+        };
+        let what = format!(
+            "the audit chain is broken at record {}: {}; the records before it can no \
+             longer be trusted (tampering or corruption): investigate before relying on them",
+            broken.seq, broken.reason
+        );
+        tracing::error!(
+            seq = broken.seq,
+            reason = broken.reason,
+            "audit chain broken"
+        );
+        self.emit(None, "*", Phase::ChainBroken, what.clone());
+        self.notify(Notification {
+            title: "selfheal: the audit chain is broken".into(),
+            body: what,
+            incident: None,
+            event_type: "self_heal.chain_broken".into(),
+        })
+        .await;
+    }
+}
