@@ -281,6 +281,15 @@ pub trait Strategy: Send + Sync + Debug + 'static {
         false
     }
 
+    /// Whether every effect of `execute` goes through the [`Executor`] it is handed, so
+    /// that in a dry run the recording executor keeps anything from happening. Only
+    /// then does a dry run call `execute`; for any other strategy (one that talks to a
+    /// server or an API itself) a dry run records the plan and never calls it.
+    /// Default: `false`.
+    fn dry_run_safe(&self) -> bool {
+        false
+    }
+
     /// Checks parameters before anything is planned.
     fn validate(&self, _params: &serde_json::Value) -> Result<()> {
         Ok(())

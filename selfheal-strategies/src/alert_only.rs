@@ -66,6 +66,11 @@ impl Strategy for AlertOnly {
         Self::NAME
     }
 
+    /// It has no effect besides its notification.
+    fn dry_run_safe(&self) -> bool {
+        true
+    }
+
     fn validate(&self, params: &Value) -> Result<()> {
         Self::message(params).map(|_| ())
     }

@@ -213,6 +213,9 @@ impl Strategy for CommandFix {
     fn name(&self) -> &str {
         &self.name
     }
+    fn dry_run_safe(&self) -> bool {
+        true
+    }
     async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan> {
         Ok(
             RemediationPlan::new(&self.name, &ctx.target).command(selfheal::Command::new(

@@ -514,11 +514,18 @@ impl Healer {
         );
         let (executor, dry) = self.executor_for(dry);
         self.start_acting(id, &incident.target);
-        let execution = strategy
-            .execute(plan, executor.clone())
-            .instrument(tracing::info_span!("execute", strategy = %plan.strategy));
-        let limit = self.inner.config.limits.execute;
-        let result = super::limits::limited(limit, "executing", "execute", execution).await;
+        // Dry run is a contract: a strategy that acts outside the executor is never
+        // called in a dry run; its plan is what it would have done.
+        let plan_only = dry.is_some() && !strategy.dry_run_safe();
+        let result = if plan_only {
+            Ok(crate::ActionOutcome::ok(std::time::Duration::ZERO))
+        } else {
+            let execution = strategy
+                .execute(plan, executor.clone())
+                .instrument(tracing::info_span!("execute", strategy = %plan.strategy));
+            let limit = self.inner.config.limits.execute;
+            super::limits::limited(limit, "executing", "execute", execution).await
+        };
         let action_end = Instant::now();
         self.action_ended(&incident.target);
         let ran = result.is_ok();
@@ -528,7 +535,15 @@ impl Healer {
         }
         let executed = match result {
             Ok(outcome) if dry.is_some() => {
-                let would = dry.as_ref().map(|d| d.would_have_run()).unwrap_or_default();
+                let would = if plan_only {
+                    vec![format!(
+                        "(plan only: `{}` acts outside the executor, so it was not called) {}",
+                        plan.strategy,
+                        plan.preview()
+                    )]
+                } else {
+                    dry.as_ref().map(|d| d.would_have_run()).unwrap_or_default()
+                };
                 self.emit(
                     Some(&incident),
                     &incident.target,

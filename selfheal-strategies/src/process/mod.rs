@@ -340,6 +340,11 @@ impl Strategy for CommandStrategy {
         &self.name
     }
 
+    /// Every effect goes through the executor it is handed.
+    fn dry_run_safe(&self) -> bool {
+        true
+    }
+
     fn destructive(&self) -> bool {
         self.destructive
     }
