@@ -11,7 +11,8 @@
 //!   mid-action or older than the approval TTL: a live peer may be working on the rest.
 //! - re-arms the cooldown of every (strategy, target) an action started within the
 //!   last `guards.cooldown`, so a fix that was running when the process died is not
-//!   run again a second after the restart.
+//!   run again a second after the restart (in fleet mode the shared cooldowns in the
+//!   store do this already).
 
 use std::time::Duration;
 
@@ -173,8 +174,14 @@ impl Healer {
         .await;
     }
 
-    /// Re-arms the cooldowns of actions started within the last `guards.cooldown`.
+    /// Re-arms the cooldowns of actions started within the last `guards.cooldown`. In
+    /// fleet mode the cooldowns live in the store already (shared cooldowns), and a
+    /// replica starting while a peer acts must stand by through them, not escalate on a
+    /// local copy.
     async fn rearm_cooldowns(&self) {
+        if self.inner.config.guards.fleet.enabled {
+            return;
+        }
         let cooldown = self.inner.config.guards.cooldown;
         let actions = match self.inner.store.list_actions(None).await {
             Ok(a) => a,
