@@ -45,12 +45,11 @@ impl Drop for ForgetOnDrop {
 
 impl Healer {
     /// Runs `work` for incident `id`; a panic inside it ends the incident as failed.
-    /// `false` when it panicked.
-    pub(super) async fn contained(&self, id: Uuid, work: impl Future<Output = ()>) -> bool {
+    pub(super) async fn contained(&self, id: Uuid, work: impl Future<Output = ()>) {
         let Err(panic) = AssertUnwindSafe(work).catch_unwind().await else {
-            return true;
+            return;
         };
-        let message = panic_message(panic.as_ref());
+        let message = panic_message(panic.as_ref()).to_owned();
         // Ending the incident goes through notifiers and the store, which may panic too.
         let ended = AssertUnwindSafe(self.end_panicked(id, &message))
             .catch_unwind()
@@ -58,7 +57,6 @@ impl Healer {
         if ended.is_err() {
             tracing::error!(incident = %id, panic = %message, "could not end the incident after a plug-in panicked");
         }
-        false
     }
 
     async fn end_panicked(&self, id: Uuid, message: &str) {
@@ -89,10 +87,10 @@ impl Healer {
 }
 
 /// The text a panic carried (`panic!("…")` gives a `&str` or a `String`).
-pub(super) fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }

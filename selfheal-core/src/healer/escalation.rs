@@ -129,26 +129,22 @@ impl Healer {
     /// no pattern, which the change may now explain) stop counting, so the next
     /// occurrence is judged under the new definition.
     pub(super) fn release_counting(&self, name: &str) {
-        let released: Vec<Uuid> = self
-            .inner
-            .open
-            .iter()
-            .filter(|i| i.status.is_terminal() && i.pattern.as_deref().is_none_or(|p| p == name))
-            .map(|i| i.id)
-            .collect();
-        for id in released {
-            self.forget(id);
-        }
+        self.release_where(|i| i.pattern.as_deref().is_none_or(|p| p == name));
     }
 
     /// An operator re-armed the breaker: every finished incident stops counting, so
     /// the next occurrence is acted on again.
     pub(super) fn release_all_counting(&self) {
+        self.release_where(|_| true);
+    }
+
+    /// Forgets the finished incidents still counting that `which` picks.
+    fn release_where(&self, which: impl Fn(&crate::Incident) -> bool) {
         let released: Vec<Uuid> = self
             .inner
             .open
             .iter()
-            .filter(|i| i.status.is_terminal())
+            .filter(|i| i.status.is_terminal() && which(i))
             .map(|i| i.id)
             .collect();
         for id in released {

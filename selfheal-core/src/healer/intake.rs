@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Healer;
+use super::contain::panic_message;
 use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
 
 /// Related fingerprints listed per incident (the rest still count into it).
@@ -36,7 +37,7 @@ impl Healer {
         let reconciled = std::panic::AssertUnwindSafe(self.reconcile());
         if let Err(panic) = futures_util::FutureExt::catch_unwind(reconciled).await {
             tracing::error!(
-                panic = %super::contain::panic_message(panic.as_ref()),
+                panic = panic_message(panic.as_ref()),
                 "reconciling the previous run panicked; starting without it"
             );
         }
@@ -64,40 +65,31 @@ impl Healer {
     /// next signal is processed, so one poisonous line never deafens the healer.
     fn ingest_contained(&self, signal: Signal) {
         // Redacted before anything keeps, counts, matches or forwards a byte of it.
-        let redacted = catch_unwind(AssertUnwindSafe(|| {
+        let signal = match catch_unwind(AssertUnwindSafe(|| {
             self.inner.redactor.redact_signal(signal)
-        }));
-        let signal = match redacted {
+        })) {
             Ok(signal) => signal,
-            Err(payload) => {
-                let failed = self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::error!(
-                    failed,
-                    panic = panic_message(&*payload),
-                    "redacting a signal panicked; it is counted as failed"
-                );
-                return;
-            }
+            Err(payload) => return self.signal_failed(None, payload.as_ref()),
         };
-        let signal = &signal;
-        let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.ingest(signal))) else {
-            return;
-        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.ingest(&signal))) {
+            self.signal_failed(Some(&signal.target), payload.as_ref());
+        }
+    }
+
+    /// Counts a signal whose processing panicked, and says so without flooding the log.
+    fn signal_failed(&self, target: Option<&str>, payload: &(dyn std::any::Any + Send)) {
         let failed = self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        let target = target.unwrap_or("(not redacted yet)");
         // The panic message may quote the line: never above debug.
-        tracing::debug!(
-            target = %signal.target,
-            panic = panic_message(&*payload),
-            "signal failed"
-        );
+        tracing::debug!(target, panic = panic_message(payload), "signal failed");
         // A flood of poison lines logs 1, 2, 4, 8, … and then every 1024th.
         if failed.is_power_of_two() || failed.is_multiple_of(1024) {
             tracing::error!(
                 failed,
                 fingerprinter = self.inner.fingerprinter.name(),
-                target = %signal.target,
-                "a signal made the intake panic (fingerprinter or matcher); it is counted as \
-                 failed and intake goes on"
+                target,
+                "a signal made the intake panic (redaction, fingerprinter or matcher); it is \
+                 counted as failed and intake goes on"
             );
         }
     }
@@ -233,15 +225,6 @@ impl Healer {
             }
         }
     }
-}
-
-/// The text of a panic's payload (`panic!("…")` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message")
 }
 
 #[cfg(test)]

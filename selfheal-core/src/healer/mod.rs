@@ -360,7 +360,7 @@ impl Healer {
                 }
                 Err(panic) => tracing::error!(
                     notifier = n.name(),
-                    panic = %contain::panic_message(panic.as_ref()),
+                    panic = contain::panic_message(panic.as_ref()),
                     "notifier panicked; the others are still told"
                 ),
             }
