@@ -20,7 +20,8 @@ use chrono::Utc;
 
 use super::Healer;
 use crate::{
-    ActionStatus, ApprovalState, AuditEntry, Incident, IncidentFilter, IncidentStatus, Notification,
+    ActionStatus, Approval, ApprovalState, AuditEntry, Incident, IncidentFilter, IncidentStatus,
+    Notification,
 };
 
 /// How the reason of an incident closed by reconciliation starts.
@@ -46,12 +47,25 @@ impl Healer {
                 return;
             }
         };
+        // The approvals still pending, read once for every incident closed below.
+        let pending = if left.is_empty() {
+            Vec::new()
+        } else {
+            self.inner
+                .store
+                .list_approvals(true)
+                .await
+                .unwrap_or_else(|e| {
+                    self.store_failed("list_approvals", &e);
+                    Vec::new()
+                })
+        };
         let mut closed = Vec::new();
         for incident in left {
             if self.inner.open.contains_key(&incident.id) || !self.may_reconcile(&incident).await {
                 continue;
             }
-            self.interrupt(incident.clone()).await;
+            self.interrupt(incident.clone(), &pending).await;
             closed.push(incident);
         }
         if closed.is_empty() {
@@ -114,7 +128,7 @@ impl Healer {
         }
     }
 
-    async fn interrupt(&self, mut incident: Incident) {
+    async fn interrupt(&self, mut incident: Incident, pending: &[Approval]) {
         let id = incident.id;
         let was = incident.status;
         let now = Utc::now();
@@ -137,17 +151,11 @@ impl Healer {
             }
             Err(e) => self.store_failed("list_actions", &e),
         }
-        match self.inner.store.list_approvals(true).await {
-            Ok(approvals) => {
-                for mut approval in approvals.into_iter().filter(|a| a.incident == id) {
-                    approval.state = ApprovalState::Expired;
-                    approval.decided_by = Some("selfheal (restart)".into());
-                    if let Err(e) = self.inner.store.save_approval(&approval).await {
-                        self.store_failed("save_approval", &e);
-                    }
-                }
-            }
-            Err(e) => self.store_failed("list_approvals", &e),
+        for approval in pending.iter().filter(|a| a.incident == id) {
+            let mut approval = approval.clone();
+            approval.state = ApprovalState::Expired;
+            approval.decided_by = Some("selfheal (restart)".into());
+            self.save_approval(&approval).await;
         }
         let reason = if stopped_actions.is_empty() {
             format!(
