@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: the embedded default store, one SQLite file (or memory) per service.
 //!
 //! ```
-//! use selfheal_core::{IncidentFilter, Pattern, PatternStore};
+//! use selfheal_core::{IncidentFilter, IncidentStore, Pattern, PatternStore};
 //! use selfheal_storage::SqliteStore;
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
 //! let store = SqliteStore::open("sqlite::memory:").await?;
@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::store::fleet_expiry;
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Fingerprint,
-    Incident, IncidentFilter, IncidentStatus, LeaseGrant, OverviewRow, Pattern, PatternReport,
-    PatternStore, Result, SharedCooldown,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
+    Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
+    IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
+    Result, SharedCooldown, Store,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
@@ -58,7 +59,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest fingerprint sample kept, in bytes (cut on a char boundary).
 pub const MAX_SAMPLE_BYTES: usize = 4096;
 
-/// A [`PatternStore`] in an SQLite database: a file or memory. The schema is migrated
+/// A [`Store`] in an SQLite database: a file or memory. The schema is migrated
 /// on open. Cloning is cheap and shares the connection.
 ///
 /// A file is opened in WAL mode with `locking_mode=EXCLUSIVE`, `synchronous=NORMAL`,
@@ -575,12 +576,18 @@ const LIST_AUDIT: &str = "SELECT seq, at, event_type, actor, incident, pattern, 
     action, result, controls, detail, prev_hash, hash FROM (\
     SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq ASC";
 
-#[async_trait]
-impl PatternStore for SqliteStore {
+impl Store for SqliteStore {
     fn name(&self) -> &str {
         "sqlite"
     }
 
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl PatternStore for SqliteStore {
     #[instrument(level = "debug", skip_all)]
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         self.check()?;
@@ -727,7 +734,10 @@ impl PatternStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl IncidentStore for SqliteStore {
     #[instrument(level = "debug", skip_all, fields(incident = %incident.id))]
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
         self.write(async {
@@ -867,100 +877,6 @@ impl PatternStore for SqliteStore {
         rows::convert(rows).map_err(err)
     }
 
-    #[instrument(level = "debug", skip_all, fields(seq = record.seq))]
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        self.write(async {
-            let result = sqlx::query(INSERT_AUDIT)
-                .bind(to_i64("audit seq", record.seq).map_err(err)?)
-                .bind(ts(record.at))
-                .bind(&record.event_type)
-                .bind(&record.actor)
-                .bind(record.incident.map(uuid_text))
-                .bind(record.pattern.as_deref())
-                .bind(record.confidence)
-                .bind(record.action.as_deref())
-                .bind(&record.result)
-                .bind(json("audit controls", &record.controls).map_err(err)?)
-                .bind(json("audit detail", &record.detail).map_err(err)?)
-                .bind(&record.prev_hash)
-                .bind(&record.hash)
-                .execute(&self.pool)
-                .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e) => Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "audit record {} exists already; the audit log is append-only",
-                        record.seq
-                    ),
-                )
-                .with_source(StorageError::from(e))),
-                Err(e) => Err(err(e)),
-            }
-        })
-        .await
-    }
-
-    #[instrument(level = "debug", skip_all, fields(limit = limit))]
-    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.check()?;
-        let rows: Vec<AuditRow> = sqlx::query_as(LIST_AUDIT)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
-        rows::convert(rows).map_err(err)
-    }
-
-    #[instrument(skip_all, fields(fingerprint), err)]
-    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
-        self.check()?;
-        let row: Option<(String,)> = sqlx::query_as(SELECT_DIAGNOSIS)
-            .bind(fingerprint)
-            .bind(ts(Utc::now()))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
-        row.map(|(text,)| parse_json("diagnosis_cache.diagnosis", &text))
-            .transpose()
-            .map_err(err)
-    }
-
-    #[instrument(skip_all, fields(fingerprint), err)]
-    async fn cache_diagnosis(
-        &self,
-        fingerprint: &str,
-        diagnosis: &Diagnosis,
-        ttl: Duration,
-    ) -> Result<()> {
-        self.write(async {
-            let now = Utc::now();
-            // Capped at the last four-digit year, so that text order stays time order.
-            let latest = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(now);
-            let expires = chrono::TimeDelta::from_std(ttl)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d))
-                .map_or(latest, |t| t.min(latest));
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            sqlx::query(PURGE_DIAGNOSES)
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            sqlx::query(UPSERT_DIAGNOSIS)
-                .bind(fingerprint)
-                .bind(json("diagnosis", diagnosis).map_err(err)?)
-                .bind(ts(now))
-                .bind(ts(expires))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            tx.commit().await.map_err(err)
-        })
-        .await
-    }
-
     #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
     async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
         self.write(async {
@@ -1013,20 +929,53 @@ impl PatternStore for SqliteStore {
         })
         .await
     }
+}
 
-    #[instrument(level = "debug", skip_all)]
-    async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
-        self.check()?;
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let rows: Vec<OverviewDbRow> = sqlx::query_as(
-            "SELECT incident, target, pattern, fingerprint, status, opened_at, closed_at, \
-             last_action, last_strategy, last_action_status, last_action_at \
-             FROM healing_overview ORDER BY opened_at DESC, seq ASC LIMIT ?1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
+#[async_trait]
+impl AuditStore for SqliteStore {
+    #[instrument(level = "debug", skip_all, fields(seq = record.seq))]
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.write(async {
+            let result = sqlx::query(INSERT_AUDIT)
+                .bind(to_i64("audit seq", record.seq).map_err(err)?)
+                .bind(ts(record.at))
+                .bind(&record.event_type)
+                .bind(&record.actor)
+                .bind(record.incident.map(uuid_text))
+                .bind(record.pattern.as_deref())
+                .bind(record.confidence)
+                .bind(record.action.as_deref())
+                .bind(&record.result)
+                .bind(json("audit controls", &record.controls).map_err(err)?)
+                .bind(json("audit detail", &record.detail).map_err(err)?)
+                .bind(&record.prev_hash)
+                .bind(&record.hash)
+                .execute(&self.pool)
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "audit record {} exists already; the audit log is append-only",
+                        record.seq
+                    ),
+                )
+                .with_source(StorageError::from(e))),
+                Err(e) => Err(err(e)),
+            }
+        })
         .await
-        .map_err(err)?;
+    }
+
+    #[instrument(level = "debug", skip_all, fields(limit = limit))]
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.check()?;
+        let rows: Vec<AuditRow> = sqlx::query_as(LIST_AUDIT)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         rows::convert(rows).map_err(err)
     }
 
@@ -1038,6 +987,76 @@ impl PatternStore for SqliteStore {
              controls, detail, prev_hash, hash FROM audit_log WHERE at >= ?1 ORDER BY seq ASC",
         )
         .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+}
+
+#[async_trait]
+impl DiagnosisCache for SqliteStore {
+    #[instrument(skip_all, fields(fingerprint), err)]
+    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
+        self.check()?;
+        let row: Option<(String,)> = sqlx::query_as(SELECT_DIAGNOSIS)
+            .bind(fingerprint)
+            .bind(ts(Utc::now()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(|(text,)| parse_json("diagnosis_cache.diagnosis", &text))
+            .transpose()
+            .map_err(err)
+    }
+
+    #[instrument(skip_all, fields(fingerprint), err)]
+    async fn cache_diagnosis(
+        &self,
+        fingerprint: &str,
+        diagnosis: &Diagnosis,
+        ttl: Duration,
+    ) -> Result<()> {
+        self.write(async {
+            let now = Utc::now();
+            // Capped at the last four-digit year, so that text order stays time order.
+            let latest = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(now);
+            let expires = chrono::TimeDelta::from_std(ttl)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .map_or(latest, |t| t.min(latest));
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            sqlx::query(PURGE_DIAGNOSES)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query(UPSERT_DIAGNOSIS)
+                .bind(fingerprint)
+                .bind(json("diagnosis", diagnosis).map_err(err)?)
+                .bind(ts(now))
+                .bind(ts(expires))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ReportStore for SqliteStore {
+    #[instrument(level = "debug", skip_all)]
+    async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
+        self.check()?;
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows: Vec<OverviewDbRow> = sqlx::query_as(
+            "SELECT incident, target, pattern, fingerprint, status, opened_at, closed_at, \
+             last_action, last_strategy, last_action_status, last_action_at \
+             FROM healing_overview ORDER BY opened_at DESC, seq ASC LIMIT ?1",
+        )
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
@@ -1088,7 +1107,10 @@ impl PatternStore for SqliteStore {
         tx.commit().await.map_err(err)?;
         rows::report(hourly, strategies, mttr, outcomes).map_err(err)
     }
+}
 
+#[async_trait]
+impl FleetStore for SqliteStore {
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
         self.write(async {

@@ -20,7 +20,7 @@ use super::storm::Storm;
 use super::{Healer, Inner, detector::Detector, guard::Guards};
 use crate::{
     ActionOutcome, Command, Error, ErrorKind, Executor, Fingerprinter, HealerConfig, LlmAdvisor,
-    Matcher, MemoryStore, Normalizer, Notifier, PatternStore, Result, Strategy, Verifier,
+    Matcher, MemoryStore, Normalizer, Notifier, Result, Store, Strategy, Verifier,
 };
 
 /// A bundle of strategies, verifiers and handles for one piece of software (Redis,
@@ -55,7 +55,7 @@ pub trait Integration {
 #[derive(Default)]
 pub struct HealerBuilder {
     config: HealerConfig,
-    store: Option<Arc<dyn PatternStore>>,
+    store: Option<Arc<dyn Store>>,
     fingerprinter: Option<Arc<dyn Fingerprinter>>,
     strategies: Vec<Arc<dyn Strategy>>,
     verifiers: Vec<(String, Arc<dyn Verifier>)>,
@@ -84,13 +84,13 @@ impl HealerBuilder {
     }
 
     /// The store (default: [`MemoryStore`]).
-    pub fn store(mut self, store: impl PatternStore) -> Self {
+    pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
         self
     }
 
     /// The store, shared.
-    pub fn store_arc(mut self, store: Arc<dyn PatternStore>) -> Self {
+    pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
     }
@@ -178,6 +178,15 @@ impl HealerBuilder {
     /// ([`Healer::binding_problems`]).
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        if self.config.guards.fleet.enabled && store.fleet().is_none() {
+            return Err(Error::invalid(format!(
+                "guards.fleet.enabled is set, but the store `{}` cannot coordinate replicas \
+                 (its `fleet()` is None): use SqliteStore, PostgresStore or MemoryStore, or \
+                 implement FleetStore for this store",
+                store.name()
+            )));
+        }
         let mut strategies = HashMap::new();
         for s in self.strategies {
             let name = s.name().to_owned();
@@ -210,7 +219,7 @@ impl HealerBuilder {
         }
         Ok(Healer {
             inner: Arc::new(Inner {
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                store,
                 fingerprinter: self
                     .fingerprinter
                     .unwrap_or_else(|| Arc::new(Normalizer::default())),

@@ -58,7 +58,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditEntry, AuditRecord, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent,
-    Incident, LlmAdvisor, Matcher, Notification, Notifier, PatternStore, Phase, Signal, Strategy,
+    Incident, LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy,
     Verifier,
 };
 
@@ -97,7 +97,7 @@ impl std::fmt::Debug for Healer {
 
 struct Inner {
     config: HealerConfig,
-    store: Arc<dyn PatternStore>,
+    store: Arc<dyn Store>,
     fingerprinter: Arc<dyn Fingerprinter>,
     strategies: HashMap<String, Arc<dyn Strategy>>,
     verifiers: HashMap<String, Arc<dyn Verifier>>,
