@@ -14,9 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use selfheal::storage::SqliteStore;
 use selfheal::{
-    ActionContext, ActionOutcome, ActionStatus, Executor, FixBinding, Healer, IncidentFilter,
-    IncidentStatus, Pattern, PatternMode, Phase, RemediationPlan, Result, Severity, Signal,
-    Strategy, verify_chain,
+    ActionContext, ActionOutcome, ActionStatus, Executor, FixBinding, Healer, HealerConfig,
+    IncidentFilter, IncidentStatus, Pattern, PatternMode, Phase, RemediationPlan, Result, Severity,
+    Signal, Strategy, verify_chain,
 };
 use support::{Inbox, next};
 
@@ -175,6 +175,39 @@ async fn a_healer_killed_mid_action_is_reconciled_at_restart_and_does_not_rerun_
         fix.runs.load(Ordering::SeqCst),
         0,
         "not re-run after the restart"
+    );
+    running.shutdown().await;
+    drop(healer);
+
+    // A second restart, with no cooldown at all and one attempt per episode: the
+    // attempt the killed run made is in the store, so the fix still does not run.
+    let store = SqliteStore::open(db.to_str().unwrap()).await.unwrap();
+    let mut config = HealerConfig::default();
+    config.guards.cooldown = Duration::ZERO;
+    config.guards.max_attempts = 1;
+    let healer = Healer::builder()
+        .config(config)
+        .store(store)
+        .strategy(fix.clone())
+        .build()
+        .unwrap();
+    let mut rx = healer.subscribe();
+    let running = healer.spawn();
+    for _ in 0..3 {
+        healer.observe(Signal::new("cache", ERROR));
+    }
+    let escalated = next(&mut rx, Phase::Escalated).await;
+    assert!(
+        escalated
+            .detail
+            .contains("1 attempt(s) at this error on `cache` already"),
+        "{}",
+        escalated.detail
+    );
+    assert_eq!(
+        fix.runs.load(Ordering::SeqCst),
+        0,
+        "attempts survive restarts"
     );
     running.shutdown().await;
 }

@@ -222,7 +222,9 @@ pub struct GuardConfig {
     /// After an action, the same strategy on the same target is refused for this long.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
-    /// Attempts per pattern per incident before escalating.
+    /// Attempts at one error on one target before escalating: per incident, and per
+    /// episode in the store (across incidents and restarts; an episode ends when a fix
+    /// is verified or after `safety.escalation.reopen_after_quiet` without an attempt).
     pub max_attempts: u32,
     /// Fleet mode: the same guards held across replicas through the store.
     pub fleet: FleetConfig,

@@ -254,6 +254,45 @@ impl Healer {
         }
     }
 
+    /// Counts one attempt at the episode of `incident`'s error on its target in the
+    /// store, outside fleet mode (where [`Healer::fleet_turn`] counts it). An episode
+    /// ends after `safety.escalation.reopen_after_quiet` without an attempt, or when a
+    /// fix is verified. `None` when the store cannot count (no fleet coordination) or
+    /// failed to: the per-incident count still applies.
+    pub(super) async fn count_episode_attempt(&self, incident: &crate::Incident) -> Option<u32> {
+        if self.inner.config.guards.fleet.enabled {
+            return None;
+        }
+        let store = self.inner.store.fleet()?;
+        let window = self.inner.config.safety.escalation.reopen_after_quiet;
+        match store
+            .count_attempt(&incident.target, &incident.fingerprint, window)
+            .await
+        {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.store_failed("count_attempt", &e);
+                None
+            }
+        }
+    }
+
+    /// Ends the episode of `incident`'s error (a fix was verified), outside fleet mode.
+    pub(super) async fn end_episode(&self, incident: &crate::Incident) {
+        if self.inner.config.guards.fleet.enabled {
+            return;
+        }
+        let Some(store) = self.inner.store.fleet() else {
+            return;
+        };
+        if let Err(e) = store
+            .clear_attempts(&incident.target, &incident.fingerprint)
+            .await
+        {
+            self.store_failed("clear_attempts", &e);
+        }
+    }
+
     /// Records that a step (`execute`, `rollback`) did not run because the lease was
     /// lost: audited, and a phase on the event stream.
     pub(super) async fn fenced(

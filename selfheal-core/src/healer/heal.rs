@@ -361,9 +361,23 @@ impl Healer {
                 self.fleet_release(hold).await;
                 return;
             }
-            attempts += 1;
             // A dry run learns nothing and trips nothing: the fix did not run.
             let dry = self.is_dry_run(incident.pattern.as_deref());
+            // Attempts at this error on this target are counted in the store, so a
+            // restart (or a new incident of the same episode) does not start over.
+            if !dry && let Some(counted) = self.count_episode_attempt(&incident).await {
+                if counted > max_attempts {
+                    last_failure = format!(
+                        "{} attempt(s) at this error on `{}` already, counted across incidents \
+                         and restarts (max_attempts = {max_attempts})",
+                        counted - 1,
+                        incident.target
+                    );
+                    self.fleet_release(hold).await;
+                    break;
+                }
+            }
+            attempts += 1;
             let result = self
                 .run_fix(id, &strategy, &remediation, dry, hold.as_ref())
                 .await;
@@ -392,6 +406,7 @@ impl Healer {
                         &incident.target,
                         &incident.fingerprint,
                     );
+                    self.end_episode(&incident).await;
                     self.resolve(id, health).await;
                     return;
                 }
