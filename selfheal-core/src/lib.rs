@@ -36,7 +36,10 @@ mod strict;
 pub mod testkit;
 mod traits;
 
-pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
+pub use audit::{
+    AuditEntry, AuditRecord, ChainError, ChainHead, GENESIS_HASH, NIST_CONTROLS, verify_chain,
+    verify_checkpoint,
+};
 pub use config::{
     BackoffConfig, BreakerConfig, DetectionConfig, EscalationConfig, FeedbackConfig, FleetConfig,
     GuardConfig, HealerConfig, IntakeConfig, LimitsConfig, PolicyConfig, RedactionConfig,
@@ -46,9 +49,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer, HealerBuilder, Integration,
-    LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
-    SilenceStatus, Stats, WeakHealer, template_regex,
+    AUDIT_BACKLOG, Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer, HealerBuilder,
+    Integration, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence,
+    SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

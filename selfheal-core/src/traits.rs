@@ -222,6 +222,17 @@ pub trait PatternStore: Send + Sync + Debug + 'static {
     async fn take_rate_permit(&self, _holder: &str, _per_hour: u32) -> Result<bool> {
         Ok(true)
     }
+
+    // ---- audit checkpoint (issue 11 item 9; belongs with the audit methods) ----------
+
+    /// The audit chain's head as last kept outside the audit table (a checkpoint file,
+    /// a row of its own), written with every appended record: what
+    /// [`crate::verify_checkpoint`] compares the table with at start, so a truncated or
+    /// emptied log is noticed. `None` when none was kept yet. The default, for a store
+    /// without one (in memory), is `None`.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
+        Ok(None)
+    }
 }
 
 /// Context handed to a strategy when it plans.
