@@ -3,6 +3,12 @@
 //! This crate has no database, HTTP or LLM dependency. Stores, strategies and advisors
 //! live in their own crates and plug in through the traits here.
 //!
+//! The store a healer is built with is buffered by default: the builder wraps it in a
+//! [`store::BufferedStore`], so an outage of the store costs no record
+//! ([`Healer::store_buffer`] gives its counters); opt out with
+//! [`HealerBuilder::unbuffered`]. Audit records the store refuses for any reason wait
+//! in a bounded backlog and are retried ([`Healer::audit_waiting`]).
+//!
 //! ```
 //! use selfheal_core::{Healer, MemoryStore, Pattern, Signal};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {

@@ -1,12 +1,16 @@
 //! [`BufferedStore`]: keeps the pipeline's writes when the store is unreachable and
 //! replays them, in order and once, when it is back.
 //!
+//! The healer's builder wraps its store in one by default (see
+//! [`crate::Healer::store_buffer`]). To size the buffer yourself, build it and tell the
+//! builder not to wrap it again:
+//!
 //! ```
 //! use std::sync::Arc;
 //! use selfheal_core::{Healer, MemoryStore, store::BufferedStore};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
 //! let store = Arc::new(BufferedStore::new(Arc::new(MemoryStore::new())).capacity(50_000));
-//! let healer = Healer::builder().store_arc(store.clone()).build()?;
+//! let healer = Healer::builder().store_arc(store.clone()).unbuffered().build()?;
 //! // Later: how many writes wait for the store, and how many a full buffer dropped.
 //! assert_eq!((store.pending(), store.dropped_writes()), (0, 0));
 //! # Ok(()) }
@@ -78,7 +82,10 @@ fn outage(e: &Error) -> bool {
 /// reported as done; the buffer is replayed in order once the store answers again, on
 /// the next call or by [`BufferedStore::flush`]. Upserts are by id and audit records by
 /// `seq`, so a replayed write lands once: an audit record the store already holds (its
-/// write went through before the connection dropped) is not written again.
+/// write went through before the connection dropped) is not written again. One whose
+/// position another replica took meanwhile is chained again after the store's newest
+/// record, and so are the buffered records after it; a later write chained after it
+/// gets `Conflict`, so its writer chains it after the newest record too.
 ///
 /// Reads and fleet coordination go to the store (they fail while it is unreachable,
 /// and the pipeline goes on with what it holds in memory). While writes are buffered the
