@@ -189,3 +189,85 @@ impl Healer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::{Error, MockPatternStore, verify_chain};
+
+    /// A store whose audit table can be switched off; what it holds, shared.
+    fn switched(down: Arc<AtomicBool>, held: Arc<Mutex<Vec<AuditRecord>>>) -> MockPatternStore {
+        let mut store = MockPatternStore::new();
+        store.expect_name().return_const("switched".to_owned());
+        let rows = held.clone();
+        store.expect_append_audit().returning(move |r| {
+            if down.load(Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::Unavailable, "disk full"));
+            }
+            let mut rows = rows.lock().unwrap();
+            if rows.iter().any(|s| s.seq == r.seq) {
+                return Err(Error::new(ErrorKind::Conflict, "seq exists"));
+            }
+            rows.push(r.clone());
+            Ok(())
+        });
+        store.expect_list_audit().returning(move |n| {
+            let rows = held.lock().unwrap();
+            Ok(rows[rows.len().saturating_sub(n)..].to_vec())
+        });
+        store
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_backlog_drops_and_counts_and_the_rest_lands_in_order() {
+        let down = Arc::new(AtomicBool::new(true));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let healer = Healer::builder()
+            .store(switched(down.clone(), held.clone()))
+            .unbuffered()
+            .build()
+            .unwrap();
+        for i in 0..=AUDIT_BACKLOG {
+            healer
+                .audit(AuditEntry::new("self_heal.detected", format!("#{i}")))
+                .await;
+        }
+        assert_eq!(healer.audit_waiting(), AUDIT_BACKLOG);
+        assert_eq!(healer.audit_dropped(), 1, "only the one beyond the backlog");
+        assert_eq!(
+            healer.store_errors(),
+            1,
+            "one refusal, then the retry task waits"
+        );
+
+        // Still down after a while of retries with back-off: nothing is lost meanwhile.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(healer.audit_waiting(), AUDIT_BACKLOG);
+        let retries = healer.store_errors();
+        // The first refusal, then tries after 0.1, 0.2, … 25.6 s (51.1 s in all) and
+        // every 30 s: 1 + 9 + 2 in 120 s.
+        assert_eq!(retries, 12, "backed off (100 ms doubling to 30 s)");
+
+        down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(LAST_RETRY).await;
+        assert_eq!(healer.audit_waiting(), 0);
+        let rows = held.lock().unwrap().clone();
+        assert_eq!(rows.len(), AUDIT_BACKLOG);
+        verify_chain(&rows).unwrap();
+        assert_eq!(rows[0].result, "#0");
+        assert_eq!(
+            rows[AUDIT_BACKLOG - 1].result,
+            format!("#{}", AUDIT_BACKLOG - 1)
+        );
+
+        // The chain goes on after them.
+        healer
+            .audit(AuditEntry::new("self_heal.detected", "after"))
+            .await;
+        let rows = held.lock().unwrap().clone();
+        assert_eq!(rows.len(), AUDIT_BACKLOG + 1);
+        verify_chain(&rows).unwrap();
+    }
+}
