@@ -249,7 +249,9 @@ impl Healer {
         self.inner.store_buffer.as_deref()
     }
 
-    /// Store writes that failed (the pipeline went on without them).
+    /// Store calls that failed (the pipeline went on without them). An audit record the
+    /// store refuses is not lost but kept and retried ([`Healer::audit_waiting`]); each
+    /// refused try counts here.
     pub fn store_errors(&self) -> u64 {
         self.inner.store_errors.load(Ordering::Relaxed)
     }
