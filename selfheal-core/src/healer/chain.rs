@@ -59,8 +59,8 @@ impl Healer {
             return;
         };
         let what = format!(
-            "the audit chain is broken at record {}: {}; the records before it can no \
-             longer be trusted (tampering or corruption): investigate before relying on them",
+            "the audit chain is broken at record {}: {}; the trail can no longer be \
+             trusted from there (tampering or corruption): investigate before relying on it",
             broken.seq, broken.reason
         );
         tracing::error!(
