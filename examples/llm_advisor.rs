@@ -28,7 +28,7 @@ use selfheal::llm::{
 };
 use selfheal::{
     ActionContext, ActionOutcome, Error, Executor, Healer, HealerConfig, LlmAdvisor, MemoryStore,
-    PatternStore, Phase, RemediationPlan, Result, Signal, Strategy,
+    Phase, RemediationPlan, Result, Signal, Store, Strategy,
 };
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         println!("Asking: {}", configured.join(" then "));
     }
 
-    let store: Arc<dyn PatternStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let advisor = Cached::new(
         RateLimited::per_minute(chain, 10),
         store.clone(),
@@ -80,7 +80,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
 async fn run(
     advisor: impl LlmAdvisor,
-    store: Arc<dyn PatternStore>,
+    store: Arc<dyn Store>,
     budget: &TokenBudget,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut config = HealerConfig::default();

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use selfheal::{AuditEntry, Healer, MemoryStore, PatternStore, Phase};
+use selfheal::{AuditEntry, AuditStore, Healer, MemoryStore, Phase};
 use support::{Inbox, next};
 
 async fn store_with_chain(tamper: bool) -> MemoryStore {

@@ -65,7 +65,7 @@ async fn sql(store: &PostgresStore, statement: &'static str) -> Result<(), sqlx:
         .map(|_| ())
 }
 
-async fn chain_of(store: &dyn PatternStore, n: usize) -> Vec<AuditRecord> {
+async fn chain_of(store: &dyn Store, n: usize) -> Vec<AuditRecord> {
     let mut chain: Vec<AuditRecord> = Vec::new();
     for i in 0..n {
         let record = AuditEntry::new("self_heal.detected", format!("record {i}"))

@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use selfheal::storage::PostgresStore;
 use selfheal::testkit::servers::env_url;
 use selfheal::{
-    ActionContext, ActionOutcome, ActionStatus, Executor, FixBinding, Healer, HealerConfig,
-    IncidentFilter, IncidentStatus, Pattern, PatternMode, PatternStore, RemediationPlan, Result,
-    Running, Severity, Signal, Strategy,
+    ActionContext, ActionOutcome, ActionStatus, AuditStore, Executor, FixBinding, Healer,
+    HealerConfig, IncidentFilter, IncidentStatus, IncidentStore, Pattern, PatternMode,
+    PatternStore, RemediationPlan, Result, Running, Severity, Signal, Strategy,
 };
 use uuid::Uuid;
 

@@ -545,7 +545,7 @@ async fn tracing_layer_turns_an_error_event_into_an_incident() {
 
 #[tokio::test(start_paused = true)]
 async fn an_approval_left_by_a_stopped_healer_says_so() {
-    let store: std::sync::Arc<dyn selfheal::PatternStore> = std::sync::Arc::new(MemoryStore::new());
+    let store: std::sync::Arc<dyn selfheal::Store> = std::sync::Arc::new(MemoryStore::new());
     let gauge = Gauge::new(0);
     let first = Healer::builder()
         .store_arc(store.clone())

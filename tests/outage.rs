@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use selfheal::storage::PostgresStore;
 use selfheal::testkit::servers::{PrivatePostgres, unavailable};
 use selfheal::{
-    ActionContext, ActionOutcome, ActionStatus, Executor, FixBinding, Healer, HealerConfig,
-    IncidentFilter, IncidentStatus, Pattern, PatternMode, PatternStore, Phase, RemediationPlan,
-    Result, Severity, Signal, Strategy, verify_chain,
+    ActionContext, ActionOutcome, ActionStatus, AuditStore, Executor, FixBinding, Healer,
+    HealerConfig, IncidentFilter, IncidentStatus, IncidentStore, Pattern, PatternMode,
+    PatternStore, Phase, RemediationPlan, Result, Severity, Signal, Strategy, verify_chain,
 };
 use tokio::sync::broadcast;
 use tokio::time::Instant;

@@ -21,8 +21,8 @@ use selfheal::strategies::WebhookNotifier;
 use selfheal::testkit::servers::env_url;
 use selfheal::{
     ActionContext, ActionOutcome, AdviceRequest, Diagnosis, Error, ErrorKind, Executor, FixBinding,
-    Healer, HealerConfig, LlmAdvisor, MASK, Notification, Notifier, Pattern, PatternMode,
-    PatternStore, Phase, RemediationPlan, Result, Signal, Strategy,
+    Healer, HealerConfig, LlmAdvisor, MASK, Notification, Notifier, Pattern, PatternMode, Phase,
+    RemediationPlan, Result, Signal, Store, Strategy,
 };
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
@@ -323,7 +323,7 @@ struct Leaks {
 }
 
 /// Runs the corpus through a healer on `store`; returns what left it.
-async fn run(store: Arc<dyn PatternStore>, corpus: &[(String, String)]) -> Leaks {
+async fn run(store: Arc<dyn Store>, corpus: &[(String, String)]) -> Leaks {
     let leaky_secrets = leaky_secrets();
     store
         .add_pattern(

@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use selfheal::{
-    Error, ErrorKind, FixBinding, Healer, HealerConfig, MockPatternStore, Pattern, PatternMode,
-    Phase, Severity, Signal,
+    Error, ErrorKind, FixBinding, Healer, HealerConfig, MemoryStore, MockStore, Pattern,
+    PatternMode, Phase, Severity, Signal,
 };
 use support::{FakeFix, Gauge, next};
 
@@ -29,8 +29,7 @@ fn down() -> Error {
 /// A store that is down: every read and write fails as unavailable.
 fn broken_store() -> MockPatternStore {
     let pattern = active("pool", "pool timed out", "restart");
-    let mut store = MockPatternStore::new();
-    store.expect_name().return_const("broken".to_owned());
+    let mut store = MockStore::new();
     store
         .expect_list_patterns()
         .returning(move || Ok(vec![pattern.clone()]));
@@ -217,4 +216,32 @@ fn configuration_loads_from_toml_and_refuses_nonsense() {
     assert!(err.message().contains("suggest_threshold"), "{err}");
     let err = HealerConfig::from_toml("[guards]\ncooldown = \"ten minutes\"").unwrap_err();
     assert!(err.message().starts_with("invalid healer config"), "{err}");
+}
+
+#[test]
+fn fleet_mode_refuses_a_store_that_cannot_coordinate() {
+    let mut config = HealerConfig::default();
+    config.guards.fleet.enabled = true;
+    let err = Healer::builder()
+        .store(MockStore::new())
+        .config(config.clone())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("FleetStore"), "{err}");
+    // A store wrapped for outages keeps (or lacks) its inner store's coordination.
+    let buffered = selfheal::store::BufferedStore::new(std::sync::Arc::new(MockStore::new()));
+    assert!(
+        Healer::builder()
+            .store(buffered)
+            .config(config.clone())
+            .build()
+            .is_err()
+    );
+    // The same configuration on a store that coordinates builds.
+    Healer::builder()
+        .store(MemoryStore::new())
+        .config(config)
+        .build()
+        .unwrap();
 }

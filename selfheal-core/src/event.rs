@@ -88,6 +88,9 @@ pub enum Phase {
     /// registered, its parameters are refused, it cannot work in the current state, or
     /// it could not plan. The detail says which and why.
     Skipped,
+    /// In fleet mode, this replica lost the target's lease before a step that acts
+    /// (execute or rollback) and did not run it. The detail says which step and why.
+    Fenced,
 }
 
 /// One event on the stream returned by `Healer::subscribe`.

@@ -65,7 +65,7 @@ pub use incident::{
 };
 pub use layer::HealerLayer;
 pub use matcher::Matcher;
-pub use memory::MemoryStore;
+pub use memory::{MemoryLimits, MemoryStore};
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};
 pub use policy::decide;
 pub use redact::{EMAIL_MASK, MASK, Redactor};
@@ -75,14 +75,22 @@ pub use signal::{
 };
 pub use store::fleet::{LeaseGrant, SharedCooldown};
 pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
+pub use store::{
+    AuditStore, DiagnosisCache, FleetStore, IncidentFilter, IncidentStore, PatternStore,
+    ReportStore, Store,
+};
+#[cfg(any(test, feature = "test-util"))]
+pub use store::{
+    MockAuditStore, MockDiagnosisCache, MockFleetStore, MockIncidentStore, MockPatternStore,
+    MockStore,
+};
 pub use traits::{
-    ActionContext, AdviceRequest, Applicability, Executor, Fingerprinter, IncidentFilter,
-    LlmAdvisor, Notification, Notifier, PatternStore, Strategy, Verifier,
+    ActionContext, AdviceRequest, Applicability, Executor, Fingerprinter, LlmAdvisor, Notification,
+    Notifier, Strategy, Verifier,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use traits::{
-    MockExecutor, MockFingerprinter, MockLlmAdvisor, MockNotifier, MockPatternStore, MockStrategy,
-    MockVerifier,
+    MockExecutor, MockFingerprinter, MockLlmAdvisor, MockNotifier, MockStrategy, MockVerifier,
 };
 /// Ids of incidents, actions and approvals.
 pub use uuid::Uuid;
@@ -90,7 +98,8 @@ pub use uuid::Uuid;
 /// The traits and types most integrations need.
 pub mod prelude {
     pub use crate::{
-        Executor, Fingerprinter, Healer, Integration, LlmAdvisor, Notifier, Pattern, PatternStore,
-        Signal, Strategy, Verifier,
+        AuditStore, DiagnosisCache, Executor, Fingerprinter, FleetStore, Healer, IncidentStore,
+        Integration, LlmAdvisor, Notifier, Pattern, PatternStore, ReportStore, Signal, Store,
+        Strategy, Verifier,
     };
 }

@@ -1,6 +1,6 @@
-//! An in-memory [`PatternStore`]: for tests, examples and services that need no history.
+//! An in-memory [`Store`]: for tests, examples and services that need no history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,23 +10,77 @@ use uuid::Uuid;
 
 use crate::store::fleet_expiry;
 use crate::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, Diagnosis, Error, ErrorKind, Incident,
-    IncidentFilter, LeaseGrant, Pattern, PatternStore, Result, SharedCooldown,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
+    Error, ErrorKind, FleetStore, Incident, IncidentFilter, IncidentStore, LeaseGrant, Pattern,
+    PatternStore, ReportStore, Result, SharedCooldown, Store,
 };
 
 /// Keeps everything in memory behind one lock. Nothing survives the process.
+///
+/// Bounded: past its [`MemoryLimits`] it forgets the oldest records of each kind
+/// (closed incidents first, with their actions and approvals), so a long-running
+/// service on the default store does not grow without end.
+///
+/// ```
+/// use selfheal_core::{AuditEntry, AuditStore, MemoryLimits, MemoryStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
+/// let store = MemoryStore::with_limits(MemoryLimits { audit: 2, ..MemoryLimits::default() });
+/// let mut head = None;
+/// for n in 0..3 {
+///     let record = AuditEntry::new("test", format!("record {n}")).chain(head.as_ref(), chrono::Utc::now());
+///     store.append_audit(&record).await?;
+///     head = Some(record);
+/// }
+/// assert_eq!(store.list_audit(10).await?.len(), 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    limits: MemoryLimits,
+}
+
+/// How many records of each kind a [`MemoryStore`] keeps before it forgets the oldest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Incidents (default 10,000). Closed ones are forgotten first, with their
+    /// actions and approvals; open ones only when every kept incident is open.
+    pub incidents: usize,
+    /// Actions (default 20,000).
+    pub actions: usize,
+    /// Approvals (default 10,000).
+    pub approvals: usize,
+    /// Audit records (default 100,000): the newest are kept, and they still chain
+    /// (verification starts at the oldest kept record).
+    pub audit: usize,
+    /// Cached diagnoses (default 10,000): expired ones go first, then the ones that
+    /// expire soonest.
+    pub diagnoses: usize,
+    /// Fleet bookkeeping per target: cooldowns and attempt counts (default 10,000
+    /// each); expired cooldowns and the stalest attempt counts go first.
+    pub fleet_entries: usize,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        MemoryLimits {
+            incidents: 10_000,
+            actions: 20_000,
+            approvals: 10_000,
+            audit: 100_000,
+            diagnoses: 10_000,
+            fleet_entries: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     patterns: BTreeMap<String, Pattern>,
     incidents: Vec<Incident>,
-    actions: Vec<ActionRecord>,
-    approvals: Vec<Approval>,
-    audit: Vec<AuditRecord>,
+    actions: VecDeque<ActionRecord>,
+    approvals: VecDeque<Approval>,
+    audit: VecDeque<AuditRecord>,
     /// Advisor diagnoses by fingerprint, with when they expire.
     diagnoses: BTreeMap<String, (Diagnosis, DateTime<Utc>)>,
     /// Leases by target: holder and expiry.
@@ -40,9 +94,31 @@ struct State {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store with the default [`MemoryLimits`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that keeps at most `limits` records of each kind (each at
+    /// least 1).
+    pub fn with_limits(limits: MemoryLimits) -> Self {
+        let at_least_one = |n: usize| n.max(1);
+        MemoryStore {
+            state: Mutex::default(),
+            limits: MemoryLimits {
+                incidents: at_least_one(limits.incidents),
+                actions: at_least_one(limits.actions),
+                approvals: at_least_one(limits.approvals),
+                audit: at_least_one(limits.audit),
+                diagnoses: at_least_one(limits.diagnoses),
+                fleet_entries: at_least_one(limits.fleet_entries),
+            },
+        }
+    }
+
+    /// The limits this store keeps to.
+    pub fn limits(&self) -> MemoryLimits {
+        self.limits
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -60,19 +136,56 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn upsert<T: Clone>(items: &mut Vec<T>, item: &T, same: impl Fn(&T) -> bool) {
+/// Replaces the item `same` finds, or appends `item`; returns whether it appended.
+fn upsert<T: Clone>(items: &mut VecDeque<T>, item: &T, same: impl Fn(&T) -> bool) -> bool {
     match items.iter_mut().find(|x| same(x)) {
-        Some(slot) => *slot = item.clone(),
-        None => items.push(item.clone()),
+        Some(slot) => {
+            *slot = item.clone();
+            false
+        }
+        None => {
+            items.push_back(item.clone());
+            true
+        }
+    }
+}
+
+/// Drops the oldest items until at most `limit` are left.
+fn keep_newest<T>(items: &mut VecDeque<T>, limit: usize) {
+    while items.len() > limit {
+        items.pop_front();
+    }
+}
+
+impl State {
+    /// Forgets incidents past `limit`: the oldest closed one first (with its actions and
+    /// approvals), the oldest open one only when all are open.
+    fn forget_incidents(&mut self, limit: usize) {
+        while self.incidents.len() > limit {
+            let index = self
+                .incidents
+                .iter()
+                .position(|i| i.status.is_terminal())
+                .unwrap_or(0);
+            let gone = self.incidents.remove(index).id;
+            self.actions.retain(|a| a.incident != gone);
+            self.approvals.retain(|a| a.incident != gone);
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        Some(self)
     }
 }
 
 #[async_trait]
 impl PatternStore for MemoryStore {
-    fn name(&self) -> &str {
-        "memory"
-    }
-
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         Ok(self.state().patterns.values().cloned().collect())
     }
@@ -142,11 +255,19 @@ impl PatternStore for MemoryStore {
         }
         Ok(p.clone())
     }
+}
 
+#[async_trait]
+impl IncidentStore for MemoryStore {
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
-        upsert(&mut self.state().incidents, incident, |x| {
-            x.id == incident.id
-        });
+        let mut state = self.state();
+        match state.incidents.iter_mut().find(|x| x.id == incident.id) {
+            Some(slot) => *slot = incident.clone(),
+            None => {
+                state.incidents.push(incident.clone());
+                state.forget_incidents(self.limits.incidents);
+            }
+        }
         Ok(())
     }
 
@@ -171,7 +292,10 @@ impl PatternStore for MemoryStore {
     }
 
     async fn save_action(&self, action: &ActionRecord) -> Result<()> {
-        upsert(&mut self.state().actions, action, |x| x.id == action.id);
+        let mut state = self.state();
+        if upsert(&mut state.actions, action, |x| x.id == action.id) {
+            keep_newest(&mut state.actions, self.limits.actions);
+        }
         Ok(())
     }
 
@@ -188,9 +312,10 @@ impl PatternStore for MemoryStore {
     }
 
     async fn save_approval(&self, approval: &Approval) -> Result<()> {
-        upsert(&mut self.state().approvals, approval, |x| {
-            x.id == approval.id
-        });
+        let mut state = self.state();
+        if upsert(&mut state.approvals, approval, |x| x.id == approval.id) {
+            keep_newest(&mut state.approvals, self.limits.approvals);
+        }
         Ok(())
     }
 
@@ -206,47 +331,6 @@ impl PatternStore for MemoryStore {
         Ok(out)
     }
 
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let mut state = self.state();
-        if state.audit.iter().any(|r| r.seq == record.seq) {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "audit record {} exists already; the audit log is append-only",
-                    record.seq
-                ),
-            ));
-        }
-        state.audit.push(record.clone());
-        Ok(())
-    }
-
-    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        let state = self.state();
-        let start = state.audit.len().saturating_sub(limit);
-        Ok(state.audit[start..].to_vec())
-    }
-
-    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
-        let mut state = self.state();
-        let now = Utc::now();
-        state.diagnoses.retain(|_, (_, expires)| *expires > now);
-        Ok(state.diagnoses.get(fingerprint).map(|(d, _)| d.clone()))
-    }
-
-    async fn cache_diagnosis(
-        &self,
-        fingerprint: &str,
-        diagnosis: &Diagnosis,
-        ttl: Duration,
-    ) -> Result<()> {
-        let expires = expiry(Utc::now(), ttl);
-        self.state()
-            .diagnoses
-            .insert(fingerprint.to_owned(), (diagnosis.clone(), expires));
-        Ok(())
-    }
-
     async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
         let mut state = self.state();
         let gone: Vec<uuid::Uuid> = state
@@ -260,7 +344,82 @@ impl PatternStore for MemoryStore {
         state.approvals.retain(|a| !gone.contains(&a.incident));
         Ok(gone.len() as u64)
     }
+}
 
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let mut state = self.state();
+        // Records arrive in chain order, so a taken seq is at most the newest one's.
+        let taken = state
+            .audit
+            .back()
+            .is_some_and(|newest| record.seq <= newest.seq)
+            && state.audit.iter().rev().any(|r| r.seq == record.seq);
+        if taken {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "audit record {} exists already; the audit log is append-only",
+                    record.seq
+                ),
+            ));
+        }
+        state.audit.push_back(record.clone());
+        keep_newest(&mut state.audit, self.limits.audit);
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let state = self.state();
+        let start = state.audit.len().saturating_sub(limit);
+        Ok(state.audit.range(start..).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl DiagnosisCache for MemoryStore {
+    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
+        let mut state = self.state();
+        let now = Utc::now();
+        state.diagnoses.retain(|_, (_, expires)| *expires > now);
+        Ok(state.diagnoses.get(fingerprint).map(|(d, _)| d.clone()))
+    }
+
+    async fn cache_diagnosis(
+        &self,
+        fingerprint: &str,
+        diagnosis: &Diagnosis,
+        ttl: Duration,
+    ) -> Result<()> {
+        let now = Utc::now();
+        let expires = expiry(now, ttl);
+        let mut state = self.state();
+        state
+            .diagnoses
+            .insert(fingerprint.to_owned(), (diagnosis.clone(), expires));
+        if state.diagnoses.len() > self.limits.diagnoses {
+            state.diagnoses.retain(|_, (_, expires)| *expires > now);
+        }
+        while state.diagnoses.len() > self.limits.diagnoses {
+            let soonest = state
+                .diagnoses
+                .iter()
+                .min_by_key(|(_, (_, expires))| *expires)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = soonest {
+                state.diagnoses.remove(&k);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReportStore for MemoryStore {}
+
+#[async_trait]
+impl FleetStore for MemoryStore {
     async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
         let now = Utc::now();
         let mut state = self.state();
@@ -323,7 +482,8 @@ impl PatternStore for MemoryStore {
         length: Duration,
     ) -> Result<()> {
         let now = Utc::now();
-        self.state().cooldowns.insert(
+        let mut state = self.state();
+        state.cooldowns.insert(
             (strategy.to_owned(), target.to_owned()),
             SharedCooldown {
                 until: fleet_expiry(now, length),
@@ -331,6 +491,19 @@ impl PatternStore for MemoryStore {
                 holder: holder.to_owned(),
             },
         );
+        if state.cooldowns.len() > self.limits.fleet_entries {
+            state.cooldowns.retain(|_, c| c.until > now);
+        }
+        while state.cooldowns.len() > self.limits.fleet_entries {
+            let soonest = state
+                .cooldowns
+                .iter()
+                .min_by_key(|(_, c)| c.until)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = soonest {
+                state.cooldowns.remove(&k);
+            }
+        }
         Ok(())
     }
 
@@ -351,7 +524,18 @@ impl PatternStore for MemoryStore {
         }
         slot.0 = slot.0.saturating_add(1);
         slot.1 = now;
-        Ok(slot.0)
+        let count = slot.0;
+        while state.attempts.len() > self.limits.fleet_entries {
+            let stalest = state
+                .attempts
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = stalest {
+                state.attempts.remove(&k);
+            }
+        }
+        Ok(count)
     }
 
     async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
@@ -381,6 +565,83 @@ mod tests {
         let store = super::MemoryStore::new();
         crate::testkit::run_all(&store).await;
         crate::testkit::run_all(&store).await;
+    }
+
+    fn incident(n: usize, status: crate::IncidentStatus) -> crate::Incident {
+        let at = chrono::Utc::now();
+        crate::Incident {
+            id: uuid::Uuid::new_v4(),
+            target: format!("t{n}"),
+            fingerprint: format!("{n:016x}"),
+            template: "boom".into(),
+            stack: None,
+            related: Vec::new(),
+            pattern: None,
+            status,
+            severity: crate::Severity::High,
+            occurrences: 1,
+            samples: Vec::new(),
+            opened_at: at,
+            last_seen: at,
+            closed_at: status.is_terminal().then_some(at),
+            reason: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bounded_store_forgets_closed_incidents_first_and_keeps_its_limits() {
+        use crate::{AuditEntry, AuditStore, IncidentFilter, IncidentStatus, IncidentStore};
+        let limits = super::MemoryLimits {
+            incidents: 3,
+            audit: 5,
+            ..super::MemoryLimits::default()
+        };
+        let store = super::MemoryStore::with_limits(limits);
+        let open = incident(0, IncidentStatus::Remediating);
+        store.save_incident(&open).await.unwrap();
+        for n in 1..10 {
+            store
+                .save_incident(&incident(n, IncidentStatus::Resolved))
+                .await
+                .unwrap();
+        }
+        let kept = store
+            .list_incidents(&IncidentFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 3);
+        assert!(
+            kept.iter().any(|i| i.id == open.id),
+            "the open incident outlives closed ones"
+        );
+        // Updating a kept incident does not evict anything.
+        store.save_incident(&open).await.unwrap();
+        assert_eq!(
+            store
+                .list_incidents(&IncidentFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+
+        let mut head = None;
+        for n in 0..12 {
+            let r =
+                AuditEntry::new("test", format!("r{n}")).chain(head.as_ref(), chrono::Utc::now());
+            store.append_audit(&r).await.unwrap();
+            head = Some(r);
+        }
+        let audit = store.list_audit(usize::MAX).await.unwrap();
+        assert_eq!(audit.len(), 5);
+        assert_eq!(audit.last().map(|r| r.seq), Some(12));
+        crate::verify_chain(&audit).expect("the kept window still chains");
+        // A taken position is still refused.
+        let again = head.unwrap();
+        assert_eq!(
+            store.append_audit(&again).await.unwrap_err().kind(),
+            crate::ErrorKind::Conflict
+        );
     }
 
     #[tokio::test]

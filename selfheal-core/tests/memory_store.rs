@@ -5,9 +5,12 @@
 #![cfg(feature = "test-util")]
 
 use async_trait::async_trait;
+use std::time::Duration;
+
 use selfheal_core::{
-    ActionRecord, Approval, AuditRecord, Incident, IncidentFilter, MemoryStore, Pattern,
-    PatternStore, Result, testkit,
+    ActionRecord, Approval, AuditRecord, AuditStore, Diagnosis, DiagnosisCache, FleetStore,
+    Incident, IncidentFilter, IncidentStore, MemoryStore, Pattern, PatternStore, ReportStore,
+    Result, Store, testkit,
 };
 use uuid::Uuid;
 
@@ -64,14 +67,22 @@ impl Flawed {
     }
 }
 
-#[async_trait]
-impl PatternStore for Flawed {
+impl Store for Flawed {
     fn name(&self) -> &str {
         "flawed"
     }
+
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        Some(&self.inner)
+    }
+}
+
+#[async_trait]
+impl PatternStore for Flawed {
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         self.inner.list_patterns().await
     }
+
     async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
         let mut p = self.inner.get_pattern(name).await?;
         if self.flaw == Flaw::ReversedFixes
@@ -81,12 +92,15 @@ impl PatternStore for Flawed {
         }
         Ok(p)
     }
+
     async fn add_pattern(&self, pattern: &Pattern) -> Result<()> {
         self.inner.add_pattern(pattern).await
     }
+
     async fn update_pattern(&self, pattern: &Pattern) -> Result<()> {
         self.inner.update_pattern(pattern).await
     }
+
     async fn record_outcome(
         &self,
         pattern: &str,
@@ -98,12 +112,18 @@ impl PatternStore for Flawed {
             .record_outcome(pattern, strategy, success, confidence_delta)
             .await
     }
+}
+
+#[async_trait]
+impl IncidentStore for Flawed {
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
         self.inner.save_incident(incident).await
     }
+
     async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
         self.inner.get_incident(id).await
     }
+
     async fn list_incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
         let mut out = self.inner.list_incidents(filter).await?;
         if self.flaw == Flaw::OldestFirst {
@@ -111,25 +131,50 @@ impl PatternStore for Flawed {
         }
         Ok(out)
     }
+
     async fn save_action(&self, action: &ActionRecord) -> Result<()> {
         self.inner.save_action(action).await
     }
+
     async fn list_actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
         self.inner.list_actions(incident).await
     }
+
     async fn save_approval(&self, approval: &Approval) -> Result<()> {
         self.inner.save_approval(approval).await
     }
+
     async fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
         self.inner.list_approvals(pending_only).await
     }
+    async fn retention_cleanup(&self, older_than: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        self.inner.retention_cleanup(older_than).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for Flawed {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         match self.inner.append_audit(record).await {
             Err(_) if self.flaw == Flaw::SilentDuplicates => Ok(()),
             other => other,
         }
     }
+
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
         self.inner.list_audit(limit).await
     }
 }
+
+#[async_trait]
+impl DiagnosisCache for Flawed {
+    async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
+        self.inner.cached_diagnosis(fingerprint).await
+    }
+    async fn cache_diagnosis(&self, fingerprint: &str, d: &Diagnosis, ttl: Duration) -> Result<()> {
+        self.inner.cache_diagnosis(fingerprint, d, ttl).await
+    }
+}
+
+#[async_trait]
+impl ReportStore for Flawed {}

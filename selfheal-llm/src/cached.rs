@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use selfheal_core::{AdviceRequest, Diagnosis, LlmAdvisor, PatternStore, Result};
+use selfheal_core::{AdviceRequest, Diagnosis, DiagnosisCache, LlmAdvisor, Result};
 
 /// Asks the advisor it wraps once per fingerprint and keeps the answer in the store
-/// (see [`PatternStore::cache_diagnosis`]) for `ttl`. Failures are not cached. A cached
+/// (see [`DiagnosisCache::cache_diagnosis`]) for `ttl`. Failures are not cached. A cached
 /// answer naming a strategy that is no longer registered is asked again. A store
 /// error only costs the cache: the advisor is asked.
 ///
@@ -21,13 +21,13 @@ use selfheal_core::{AdviceRequest, Diagnosis, LlmAdvisor, PatternStore, Result};
 #[derive(Debug)]
 pub struct Cached<A> {
     inner: A,
-    store: Arc<dyn PatternStore>,
+    store: Arc<dyn DiagnosisCache>,
     ttl: Duration,
 }
 
 impl<A: LlmAdvisor> Cached<A> {
     /// `inner`, its answers kept in `store` for `ttl`.
-    pub fn new(inner: A, store: Arc<dyn PatternStore>, ttl: Duration) -> Self {
+    pub fn new(inner: A, store: Arc<dyn DiagnosisCache>, ttl: Duration) -> Self {
         Cached { inner, store, ttl }
     }
 }
@@ -70,7 +70,7 @@ impl<A: LlmAdvisor> LlmAdvisor for Cached<A> {
 mod tests {
     use super::*;
     use crate::testing::request;
-    use selfheal_core::{Error, ErrorKind, MemoryStore, MockLlmAdvisor, MockPatternStore};
+    use selfheal_core::{Error, ErrorKind, MemoryStore, MockDiagnosisCache, MockLlmAdvisor};
 
     fn counting(strategy: &str, calls: usize) -> MockLlmAdvisor {
         let mut m = MockLlmAdvisor::new();
@@ -116,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_store_costs_only_the_cache() {
-        let mut store = MockPatternStore::new();
+        let mut store = MockDiagnosisCache::new();
         store
             .expect_cached_diagnosis()
             .returning(|_| Err(Error::new(ErrorKind::Unavailable, "down")));

@@ -19,10 +19,10 @@
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
-//! use selfheal_core::{Healer, LlmAdvisor, MemoryStore, PatternStore};
+//! use selfheal_core::{Healer, LlmAdvisor, MemoryStore, Store};
 //! use selfheal_llm::{Cached, Fallback, RateLimited, StaticAdvisor};
 //! # fn main() -> selfheal_core::Result<()> {
-//! let store: Arc<dyn PatternStore> = Arc::new(MemoryStore::new());
+//! let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
 //! let chain = Fallback::new()
 //!     .advisor(StaticAdvisor::new("restart", 0.6, "the pool leaks connections"))
 //!     .cool_off(Duration::from_secs(300));

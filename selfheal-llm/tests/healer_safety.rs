@@ -13,8 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use selfheal_core::{
     ActionContext, ActionOutcome, Error, Executor, Healer, HealerConfig, Health, Incident,
-    IncidentFilter, MemoryStore, PatternStore, Phase, RemediationPlan, Result, Signal, Strategy,
-    Verifier,
+    IncidentFilter, MemoryStore, Phase, RemediationPlan, Result, Signal, Store, Strategy, Verifier,
 };
 use selfheal_llm::{Cached, OpenAiAdvisor, prompt::SYSTEM_PROMPT};
 use serde_json::Value;
@@ -217,7 +216,7 @@ async fn the_model_is_asked_once_per_fingerprint_while_the_cache_holds() {
         .http(fast_http())
         .build()
         .unwrap();
-    let store: Arc<dyn PatternStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut config = HealerConfig::default();
     config.detection.default_min_occurrences = 1;
     // A rejected incident keeps counting its error until quiet; keep that short here.

@@ -1,7 +1,8 @@
 //! Durable stores for [selfheal](https://docs.rs/selfheal): the embedded SQLite store
 //! (feature `sqlite`, the default) and PostgreSQL (feature `postgres`).
 //!
-//! Every store implements [`selfheal_core::PatternStore`], passes the conformance suite
+//! Every store implements [`selfheal_core::Store`] (and [`selfheal_core::FleetStore`], so
+//! replicas can share it), passes the conformance suite
 //! in `selfheal_core::testkit`, and migrates its schema on open (`migrations/sqlite/`,
 //! `migrations/postgres/`). Errors come back as [`selfheal_core::Error`]; a busy or
 //! unreachable database is `Unavailable` (retryable), never a panic.

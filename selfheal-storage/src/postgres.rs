@@ -22,9 +22,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, ChainHead, Diagnosis, Error, ErrorKind,
-    Fingerprint, Incident, IncidentFilter, IncidentStatus, LeaseGrant, OverviewRow, Pattern,
-    PatternReport, PatternStore, Result, SharedCooldown,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
+    Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
+    IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
+    Result, SharedCooldown, Store, ChainHead,
 };
 use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
@@ -50,7 +51,7 @@ const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest fingerprint sample kept, in bytes (cut on a char boundary).
 pub const PG_MAX_SAMPLE_BYTES: usize = 4096;
 
-/// A [`PatternStore`] in PostgreSQL: native types (uuid, timestamptz, jsonb), the
+/// A [`Store`] in PostgreSQL: native types (uuid, timestamptz, jsonb), the
 /// schema migrated on connect, every replica of a service sharing one database (and
 /// its leases, cooldowns and rate limit). Cloning is cheap and shares the pool.
 ///
@@ -542,12 +543,18 @@ const LIST_AUDIT: &str = "SELECT seq, at, event_type, actor, incident, pattern, 
     action, result, controls::text AS controls, detail::text AS detail, prev_hash, hash FROM (\
     SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1) AS last ORDER BY seq ASC";
 
-#[async_trait]
-impl PatternStore for PostgresStore {
+impl Store for PostgresStore {
     fn name(&self) -> &str {
         "postgres"
     }
 
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl PatternStore for PostgresStore {
     #[instrument(level = "debug", skip_all)]
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         // One snapshot for patterns and fixes.
@@ -692,7 +699,10 @@ impl PatternStore for PostgresStore {
         tx.commit().await.map_err(err)?;
         Ok(updated)
     }
+}
 
+#[async_trait]
+impl IncidentStore for PostgresStore {
     #[instrument(level = "debug", skip_all, fields(incident = %incident.id))]
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
         sqlx::query(UPSERT_INCIDENT)
@@ -824,6 +834,52 @@ impl PatternStore for PostgresStore {
         rows::convert(rows).map_err(err)
     }
 
+    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
+    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        let terminal: Vec<String> = [
+            IncidentStatus::Open,
+            IncidentStatus::AwaitingApproval,
+            IncidentStatus::Queued,
+            IncidentStatus::Remediating,
+            IncidentStatus::Resolved,
+            IncidentStatus::Escalated,
+            IncidentStatus::Closed,
+        ]
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| enum_text(&s))
+        .collect();
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let gone: Vec<Uuid> = sqlx::query_scalar(
+            "DELETE FROM incidents WHERE status = ANY($1) \
+             AND COALESCE(closed_at, last_seen) < $2 RETURNING id",
+        )
+        .bind(&terminal)
+        .bind(older_than)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        let actions = sqlx::query("DELETE FROM actions WHERE incident = ANY($1)")
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        let approvals = sqlx::query("DELETE FROM approvals WHERE incident = ANY($1)")
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        tx.commit().await.map_err(err)?;
+        let incidents = gone.len() as u64;
+        tracing::info!(incidents, actions, approvals, cutoff = %older_than, "retention cleanup");
+        Ok(incidents)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
     #[instrument(level = "debug", skip_all, fields(seq = record.seq))]
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         // `json` keeps the text as written; NUL escapes are refused by PostgreSQL only
@@ -894,6 +950,23 @@ impl PatternStore for PostgresStore {
         .transpose()
     }
 
+    #[instrument(level = "debug", skip_all)]
+    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
+             controls::text AS controls, detail::text AS detail, prev_hash, hash \
+             FROM audit_log WHERE at >= $1 ORDER BY seq ASC",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+}
+
+#[async_trait]
+impl DiagnosisCache for PostgresStore {
     #[instrument(skip_all, fields(fingerprint), err)]
     async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
         let row: Option<(String,)> = sqlx::query_as(
@@ -945,50 +1018,10 @@ impl PatternStore for PostgresStore {
         .map_err(err)?;
         tx.commit().await.map_err(err)
     }
+}
 
-    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
-    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        let terminal: Vec<String> = [
-            IncidentStatus::Open,
-            IncidentStatus::AwaitingApproval,
-            IncidentStatus::Queued,
-            IncidentStatus::Remediating,
-            IncidentStatus::Resolved,
-            IncidentStatus::Escalated,
-            IncidentStatus::Closed,
-        ]
-        .into_iter()
-        .filter(|s| s.is_terminal())
-        .map(|s| enum_text(&s))
-        .collect();
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let gone: Vec<Uuid> = sqlx::query_scalar(
-            "DELETE FROM incidents WHERE status = ANY($1) \
-             AND COALESCE(closed_at, last_seen) < $2 RETURNING id",
-        )
-        .bind(&terminal)
-        .bind(older_than)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        let actions = sqlx::query("DELETE FROM actions WHERE incident = ANY($1)")
-            .bind(&gone)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-        let approvals = sqlx::query("DELETE FROM approvals WHERE incident = ANY($1)")
-            .bind(&gone)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-        tx.commit().await.map_err(err)?;
-        let incidents = gone.len() as u64;
-        tracing::info!(incidents, actions, approvals, cutoff = %older_than, "retention cleanup");
-        Ok(incidents)
-    }
-
+#[async_trait]
+impl ReportStore for PostgresStore {
     #[instrument(level = "debug", skip_all)]
     async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
         let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
@@ -998,20 +1031,6 @@ impl PatternStore for PostgresStore {
              FROM healing_overview ORDER BY opened_at DESC, seq ASC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
-        rows::convert(rows).map_err(err)
-    }
-
-    #[instrument(level = "debug", skip_all)]
-    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
-             controls::text AS controls, detail::text AS detail, prev_hash, hash \
-             FROM audit_log WHERE at >= $1 ORDER BY seq ASC",
-        )
-        .bind(since)
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
@@ -1064,7 +1083,10 @@ impl PatternStore for PostgresStore {
         tx.commit().await.map_err(err)?;
         rows::report(hourly, strategies, mttr, outcomes).map_err(err)
     }
+}
 
+#[async_trait]
+impl FleetStore for PostgresStore {
     /// A row lock with an expiry time: the upsert locks the target's lease row, so
     /// concurrent callers queue on it and see each other's result; the database's clock
     /// decides expiry, so replicas' clocks do not matter.

@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: the embedded default store, one SQLite file (or memory) per service.
 //!
 //! ```
-//! use selfheal_core::{IncidentFilter, Pattern, PatternStore};
+//! use selfheal_core::{IncidentFilter, IncidentStore, Pattern, PatternStore};
 //! use selfheal_storage::SqliteStore;
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
 //! let store = SqliteStore::open("sqlite::memory:").await?;
@@ -27,9 +27,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::store::fleet_expiry;
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, ChainHead, Diagnosis, Error, ErrorKind,
-    Fingerprint, Incident, IncidentFilter, IncidentStatus, LeaseGrant, OverviewRow, Pattern,
-    PatternReport, PatternStore, Result, SharedCooldown,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
+    Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
+    IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
+    Result, SharedCooldown, Store, ChainHead,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
@@ -60,7 +61,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest fingerprint sample kept, in bytes (cut on a char boundary).
 pub const MAX_SAMPLE_BYTES: usize = 4096;
 
-/// A [`PatternStore`] in an SQLite database: a file or memory. The schema is migrated
+/// A [`Store`] in an SQLite database: a file or memory. The schema is migrated
 /// on open. Cloning is cheap and shares the connection.
 ///
 /// A file is opened in WAL mode with `locking_mode=EXCLUSIVE`, `synchronous=NORMAL`,
@@ -619,12 +620,18 @@ const LIST_AUDIT: &str = "SELECT seq, at, event_type, actor, incident, pattern, 
     action, result, controls, detail, prev_hash, hash FROM (\
     SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq ASC";
 
-#[async_trait]
-impl PatternStore for SqliteStore {
+impl Store for SqliteStore {
     fn name(&self) -> &str {
         "sqlite"
     }
 
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl PatternStore for SqliteStore {
     #[instrument(level = "debug", skip_all)]
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         self.check()?;
@@ -771,7 +778,10 @@ impl PatternStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl IncidentStore for SqliteStore {
     #[instrument(level = "debug", skip_all, fields(incident = %incident.id))]
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
         self.write(async {
@@ -911,6 +921,62 @@ impl PatternStore for SqliteStore {
         rows::convert(rows).map_err(err)
     }
 
+    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
+    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        self.write(async {
+            const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
+                SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+                  AND COALESCE(closed_at, last_seen) < ?2)";
+            const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
+                SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
+                  AND COALESCE(closed_at, last_seen) < ?2)";
+            const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
+                WHERE status IN (SELECT value FROM json_each(?1)) \
+                  AND COALESCE(closed_at, last_seen) < ?2";
+
+            let terminal: Vec<String> = [
+                IncidentStatus::Open,
+                IncidentStatus::AwaitingApproval,
+                IncidentStatus::Queued,
+                IncidentStatus::Remediating,
+                IncidentStatus::Resolved,
+                IncidentStatus::Escalated,
+                IncidentStatus::Closed,
+            ]
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| enum_text(&s))
+            .collect();
+            let terminal = json("terminal statuses", &terminal).map_err(err)?;
+            let cutoff = ts(older_than);
+
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            // Children first: actions and approvals, then their incidents.
+            let mut deleted = [0u64; 3];
+            for (count, sql) in
+                deleted
+                    .iter_mut()
+                    .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
+            {
+                *count = sqlx::query(sql)
+                    .bind(&terminal)
+                    .bind(&cutoff)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            }
+            let [actions, approvals, incidents] = deleted;
+            tx.commit().await.map_err(err)?;
+            tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
+            Ok(incidents)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
     #[instrument(level = "debug", skip_all, fields(seq = record.seq))]
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         self.write(async {
@@ -970,6 +1036,23 @@ impl PatternStore for SqliteStore {
         self.checkpoint.as_ref().map_or(Ok(None), |c| c.read())
     }
 
+    #[instrument(level = "debug", skip_all)]
+    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        self.check()?;
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
+             controls, detail, prev_hash, hash FROM audit_log WHERE at >= ?1 ORDER BY seq ASC",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows::convert(rows).map_err(err)
+    }
+}
+
+#[async_trait]
+impl DiagnosisCache for SqliteStore {
     #[instrument(skip_all, fields(fingerprint), err)]
     async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
         self.check()?;
@@ -1017,60 +1100,10 @@ impl PatternStore for SqliteStore {
         })
         .await
     }
+}
 
-    #[instrument(level = "debug", skip_all, fields(older_than = %older_than))]
-    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        self.write(async {
-            const DELETE_ACTIONS: &str = "DELETE FROM actions WHERE incident IN (\
-                SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
-                  AND COALESCE(closed_at, last_seen) < ?2)";
-            const DELETE_APPROVALS: &str = "DELETE FROM approvals WHERE incident IN (\
-                SELECT id FROM incidents WHERE status IN (SELECT value FROM json_each(?1)) \
-                  AND COALESCE(closed_at, last_seen) < ?2)";
-            const DELETE_INCIDENTS: &str = "DELETE FROM incidents \
-                WHERE status IN (SELECT value FROM json_each(?1)) \
-                  AND COALESCE(closed_at, last_seen) < ?2";
-
-            let terminal: Vec<String> = [
-                IncidentStatus::Open,
-                IncidentStatus::AwaitingApproval,
-                IncidentStatus::Queued,
-                IncidentStatus::Remediating,
-                IncidentStatus::Resolved,
-                IncidentStatus::Escalated,
-                IncidentStatus::Closed,
-            ]
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| enum_text(&s))
-            .collect();
-            let terminal = json("terminal statuses", &terminal).map_err(err)?;
-            let cutoff = ts(older_than);
-
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            // Children first: actions and approvals, then their incidents.
-            let mut deleted = [0u64; 3];
-            for (count, sql) in
-                deleted
-                    .iter_mut()
-                    .zip([DELETE_ACTIONS, DELETE_APPROVALS, DELETE_INCIDENTS])
-            {
-                *count = sqlx::query(sql)
-                    .bind(&terminal)
-                    .bind(&cutoff)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?
-                    .rows_affected();
-            }
-            let [actions, approvals, incidents] = deleted;
-            tx.commit().await.map_err(err)?;
-            tracing::info!(incidents, actions, approvals, cutoff, "retention cleanup");
-            Ok(incidents)
-        })
-        .await
-    }
-
+#[async_trait]
+impl ReportStore for SqliteStore {
     #[instrument(level = "debug", skip_all)]
     async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
         self.check()?;
@@ -1081,20 +1114,6 @@ impl PatternStore for SqliteStore {
              FROM healing_overview ORDER BY opened_at DESC, seq ASC LIMIT ?1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
-        rows::convert(rows).map_err(err)
-    }
-
-    #[instrument(level = "debug", skip_all)]
-    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
-        self.check()?;
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at, event_type, actor, incident, pattern, confidence, action, result, \
-             controls, detail, prev_hash, hash FROM audit_log WHERE at >= ?1 ORDER BY seq ASC",
-        )
-        .bind(ts(since))
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
@@ -1145,7 +1164,10 @@ impl PatternStore for SqliteStore {
         tx.commit().await.map_err(err)?;
         rows::report(hourly, strategies, mttr, outcomes).map_err(err)
     }
+}
 
+#[async_trait]
+impl FleetStore for SqliteStore {
     #[instrument(level = "debug", skip_all, fields(target = target, holder = holder))]
     async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
         self.write(async {

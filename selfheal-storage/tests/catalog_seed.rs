@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use selfheal_core::catalog::{self, Catalog};
-use selfheal_core::{FixBinding, Pattern, PatternMode, PatternStore, verify_chain};
+use selfheal_core::{AuditStore, FixBinding, Pattern, PatternMode, PatternStore, verify_chain};
 use selfheal_storage::{SqliteOptions, SqliteStore};
 
 #[tokio::test]

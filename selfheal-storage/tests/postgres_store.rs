@@ -4,7 +4,7 @@
 #![cfg(feature = "postgres")]
 
 use selfheal_core::testkit::{self, servers::env_url};
-use selfheal_core::{AuditEntry, ErrorKind, PatternStore};
+use selfheal_core::{AuditEntry, AuditStore, ErrorKind, PatternStore};
 use selfheal_storage::PostgresStore;
 use uuid::Uuid;
 

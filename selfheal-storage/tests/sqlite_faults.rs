@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 use selfheal_core::{
-    AuditEntry, ErrorKind, Fingerprint, Incident, IncidentFilter, IncidentStatus, PatternStore,
-    Severity,
+    AuditEntry, AuditStore, ErrorKind, Fingerprint, Incident, IncidentFilter, IncidentStatus,
+    IncidentStore, Severity,
 };
 use selfheal_storage::{SqliteHealth, SqliteOptions, SqliteStore};
 use uuid::Uuid;

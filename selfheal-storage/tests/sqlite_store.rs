@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use selfheal_core::{
-    ActionRecord, ActionStatus, AuditEntry, ErrorKind, Fingerprint, FixBinding, Incident,
-    IncidentFilter, IncidentStatus, Pattern, PatternStore, Severity, testkit, verify_chain,
+    ActionRecord, ActionStatus, AuditEntry, AuditStore, ErrorKind, Fingerprint, FixBinding,
+    Incident, IncidentFilter, IncidentStatus, IncidentStore, Pattern, PatternStore, Severity,
+    Store, testkit, verify_chain,
 };
 use selfheal_storage::{MAX_SAMPLE_BYTES, SqliteStore};
 use uuid::Uuid;

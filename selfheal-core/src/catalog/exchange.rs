@@ -21,7 +21,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ErrorKind, Pattern, PatternMode, PatternStore, Result};
+use crate::{Error, ErrorKind, Pattern, PatternMode, Result, Store};
 
 /// The `format` of an export document.
 pub const EXPORT_FORMAT: &str = "selfheal.patterns";
@@ -146,7 +146,7 @@ pub fn parse(json: &str) -> Result<PatternDocument> {
 /// confidence comes along. `Err` only when the document itself is unreadable or the
 /// store fails.
 pub async fn import(
-    store: &dyn PatternStore,
+    store: &dyn Store,
     json: &str,
     options: &ImportOptions,
 ) -> Result<ImportReport> {

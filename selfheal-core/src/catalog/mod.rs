@@ -43,7 +43,7 @@ pub use patterns::{
     AUTO_HEALABLE, LLM_TARGETS, POSTGRES_TARGETS, REDIS_TARGETS, STREAM_TARGETS, stock,
 };
 
-use crate::{AuditEntry, ErrorKind, Pattern, PatternStore, Result};
+use crate::{AuditEntry, ErrorKind, Pattern, Result, Store};
 
 /// The actor seeding writes in the audit trail.
 pub const SEED_ACTOR: &str = "catalog";
@@ -121,7 +121,7 @@ impl Catalog {
     /// Adds what the store lacks and upgrades what no operator changed; see the
     /// [module docs](self). Every change is written to the audit trail by
     /// [`SEED_ACTOR`].
-    pub async fn seed(&self, store: &dyn PatternStore) -> Result<SeedReport> {
+    pub async fn seed(&self, store: &dyn Store) -> Result<SeedReport> {
         let mut report = SeedReport::default();
         let mut changes = Vec::new();
         for stock in &self.patterns {
@@ -174,7 +174,7 @@ struct ShippedFile {
 }
 
 /// Seeds `store` with the stock catalog: see [`Catalog::seed`].
-pub async fn seed(store: &dyn PatternStore) -> Result<SeedReport> {
+pub async fn seed(store: &dyn Store) -> Result<SeedReport> {
     Catalog::stock().seed(store).await
 }
 
@@ -295,7 +295,7 @@ fn definition_fields(p: &Pattern) -> BTreeMap<String, serde_json::Value> {
 /// Appends one audit record per change, chained after the store's last record. A
 /// failed write is logged: seeding itself succeeded.
 async fn audit_changes(
-    store: &dyn PatternStore,
+    store: &dyn Store,
     changes: Vec<(&'static str, Pattern, Option<serde_json::Value>)>,
 ) {
     let mut head = match store.list_audit(1).await {

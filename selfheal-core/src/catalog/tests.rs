@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::*;
+use crate::{AuditStore, PatternStore};
 use crate::{FixBinding, MemoryStore, PatternMode};
 
 #[test]

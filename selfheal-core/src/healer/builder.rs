@@ -21,7 +21,7 @@ use super::{Healer, Inner, detector::Detector, guard::Guards};
 use crate::store::BufferedStore;
 use crate::{
     ActionOutcome, Command, Error, ErrorKind, Executor, Fingerprinter, HealerConfig, LlmAdvisor,
-    Matcher, MemoryStore, Normalizer, Notifier, PatternStore, Result, Strategy, Verifier,
+    Matcher, MemoryStore, Normalizer, Notifier, Result, Store, Strategy, Verifier,
 };
 
 /// A bundle of strategies, verifiers and handles for one piece of software (Redis,
@@ -56,7 +56,7 @@ pub trait Integration {
 #[derive(Default)]
 pub struct HealerBuilder {
     config: HealerConfig,
-    store: Option<Arc<dyn PatternStore>>,
+    store: Option<Arc<dyn Store>>,
     /// The store given rides out outages itself (a `BufferedStore`, a `MemoryStore`).
     store_buffers: bool,
     unbuffered: bool,
@@ -91,7 +91,7 @@ impl HealerBuilder {
     /// [`BufferedStore`] (its counters: [`Healer::store_buffer`]), so an outage of the
     /// store costs no record, unless you opt out with [`HealerBuilder::unbuffered`]. A
     /// `BufferedStore` or a `MemoryStore` given here is used as it is.
-    pub fn store(mut self, store: impl PatternStore) -> Self {
+    pub fn store(mut self, store: impl Store) -> Self {
         let any: &dyn std::any::Any = &store;
         self.store_buffers = any.is::<BufferedStore>() || any.is::<MemoryStore>();
         self.store = Some(Arc::new(store));
@@ -100,7 +100,7 @@ impl HealerBuilder {
 
     /// The store, shared. Buffered like [`HealerBuilder::store`]; a `BufferedStore` of
     /// your own, shared this way, wants [`HealerBuilder::unbuffered`].
-    pub fn store_arc(mut self, store: Arc<dyn PatternStore>) -> Self {
+    pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
         self.store_buffers = false;
         self.store = Some(store);
         self
@@ -228,13 +228,21 @@ impl HealerBuilder {
             storm.know(target);
         }
         let (store, store_buffer) = match self.store {
-            None => (Arc::new(MemoryStore::new()) as Arc<dyn PatternStore>, None),
+            None => (Arc::new(MemoryStore::new()) as Arc<dyn Store>, None),
             Some(store) if self.unbuffered || self.store_buffers => (store, None),
             Some(store) => {
                 let buffer = Arc::new(BufferedStore::new(store));
-                (buffer.clone() as Arc<dyn PatternStore>, Some(buffer))
+                (buffer.clone() as Arc<dyn Store>, Some(buffer))
             }
         };
+        if self.config.guards.fleet.enabled && store.fleet().is_none() {
+            return Err(Error::invalid(format!(
+                "guards.fleet.enabled is set, but the store `{}` cannot coordinate replicas \
+                 (its `fleet()` is None): use SqliteStore, PostgresStore or MemoryStore, or \
+                 implement FleetStore for this store",
+                store.name()
+            )));
+        }
         Ok(Healer {
             inner: Arc::new(Inner {
                 store,

@@ -2,7 +2,14 @@
 //! target's lease before it acts and renews it while it acts; a replica that finds a
 //! fix of the same episode by another replica closes its incident instead of running
 //! it again; the rate limit counts the whole fleet's actions.
+//!
+//! Fencing: before each step that acts (execute, rollback) the replica confirms with
+//! the store that it still holds the lease ([`Healer::confirm_lease`]). A replica that
+//! lost it (a renewal refused, or none succeeded for a whole TTL) stops and records why
+//! instead of acting next to the replica that took over.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -25,6 +32,9 @@ pub(super) struct LeaseHold {
     target: String,
     fingerprint: String,
     renew: JoinHandle<()>,
+    /// Set by the renewal task when the store refused a renewal, or when no renewal
+    /// succeeded for a whole TTL: the lease may be someone else's now.
+    lost: Arc<AtomicBool>,
 }
 
 impl Drop for LeaseHold {
@@ -62,7 +72,15 @@ impl Healer {
         let Some(incident) = self.snapshot(id) else {
             return Turn::Stop;
         };
-        let store = &self.inner.store;
+        // The builder refuses fleet mode on a store that cannot coordinate, so this is
+        // only a guard: without coordination nothing is run, rather than run unfenced.
+        let Some(store) = self.inner.store.fleet() else {
+            tracing::error!(
+                store = self.inner.store.name(),
+                "fleet mode on a store without fleet coordination; not acting"
+            );
+            return Turn::Stop;
+        };
         let me = self.replica();
         let target = incident.target.as_str();
         let deadline = Instant::now() + fleet.lease_wait;
@@ -203,17 +221,27 @@ impl Healer {
         let me = self.inner.replica.clone();
         let ttl = self.inner.config.guards.fleet.lease_ttl;
         let owned = target.to_owned();
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
         let renew = tokio::spawn(async move {
             let every = (ttl / 3).max(Duration::from_millis(10));
+            let mut last_ok = Instant::now();
             loop {
                 tokio::time::sleep(every).await;
-                match store.renew_lease(&owned, &me, ttl).await {
-                    Ok(true) => {}
+                let Some(fleet) = store.fleet() else { return };
+                match fleet.renew_lease(&owned, &me, ttl).await {
+                    Ok(true) => last_ok = Instant::now(),
                     Ok(false) => {
-                        tracing::warn!(target_system = %owned, "lost the lease while acting")
+                        tracing::warn!(target_system = %owned, "lost the lease while acting; the next step that acts stops");
+                        flag.store(true, Ordering::SeqCst);
+                        return;
                     }
                     Err(e) => {
-                        tracing::warn!(target_system = %owned, error = %e, "could not renew the lease")
+                        tracing::warn!(target_system = %owned, error = %e, "could not renew the lease");
+                        if last_ok.elapsed() >= ttl {
+                            flag.store(true, Ordering::SeqCst);
+                            return;
+                        }
                     }
                 }
             }
@@ -222,6 +250,65 @@ impl Healer {
             target: target.to_owned(),
             fingerprint: fingerprint.to_owned(),
             renew,
+            lost,
+        }
+    }
+
+    /// Records that a step (`execute`, `rollback`) did not run because the lease was
+    /// lost: audited, and a phase on the event stream.
+    pub(super) async fn fenced(
+        &self,
+        incident: &crate::Incident,
+        strategy: &str,
+        step: &str,
+        why: &str,
+    ) {
+        tracing::warn!(target_system = %incident.target, strategy, step, reason = why, "fenced: not acting without the lease");
+        self.audit(AuditEntry {
+            incident: Some(incident.id),
+            pattern: incident.pattern.clone(),
+            action: Some(strategy.to_owned()),
+            detail: serde_json::json!({"step": step, "replica": self.replica()}),
+            ..AuditEntry::new("self_heal.fenced", why.to_owned())
+        })
+        .await;
+        self.emit(
+            Some(incident),
+            &incident.target,
+            Phase::Fenced,
+            format!("`{strategy}` {step} not run: {why}"),
+        );
+    }
+
+    /// Confirms, before a step that acts, that this replica still holds the lease in
+    /// `hold` (a renewal the store must grant). `Err` says why it does not: then the
+    /// step must not run. Without a hold (fleet mode off) there is nothing to confirm.
+    pub(super) async fn confirm_lease(&self, hold: Option<&LeaseHold>) -> Result<(), String> {
+        let Some(hold) = hold else { return Ok(()) };
+        let target = &hold.target;
+        if hold.lost.load(Ordering::SeqCst) {
+            return Err(format!(
+                "this replica lost its lease on `{target}` while acting (a renewal was refused \
+                 or failed for a whole lease TTL); another replica may be acting on it"
+            ));
+        }
+        let Some(store) = self.inner.store.fleet() else {
+            return Err("the store has no fleet coordination".into());
+        };
+        let ttl = self.inner.config.guards.fleet.lease_ttl;
+        match store.renew_lease(target, self.replica(), ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                hold.lost.store(true, Ordering::SeqCst);
+                Err(format!(
+                    "this replica no longer holds the lease on `{target}`: another replica took \
+                     it over, so this one does not act"
+                ))
+            }
+            Err(e) => Err(format!(
+                "could not confirm the lease on `{target}` with the store ({e}); not acting \
+                 without it"
+            )),
         }
     }
 
@@ -230,13 +317,10 @@ impl Healer {
     pub(super) async fn fleet_done(&self, hold: Option<LeaseHold>, strategy: &str, fixed: bool) {
         let Some(hold) = hold else { return };
         hold.renew.abort();
-        if fixed
-            && let Err(e) = self
-                .inner
-                .store
-                .clear_attempts(&hold.target, &hold.fingerprint)
-                .await
-        {
+        let Some(store) = self.inner.store.fleet() else {
+            return;
+        };
+        if fixed && let Err(e) = store.clear_attempts(&hold.target, &hold.fingerprint).await {
             self.store_failed("clear_attempts", &e);
         }
         let length = self
@@ -244,9 +328,7 @@ impl Healer {
             .backoff
             .cooldown(strategy, &hold.target)
             .max(self.inner.config.guards.cooldown);
-        if let Err(e) = self
-            .inner
-            .store
+        if let Err(e) = store
             .start_shared_cooldown(strategy, &hold.target, self.replica(), length)
             .await
         {
@@ -259,12 +341,10 @@ impl Healer {
     pub(super) async fn fleet_release(&self, hold: impl Into<Option<LeaseHold>>) {
         let Some(hold) = hold.into() else { return };
         hold.renew.abort();
-        if let Err(e) = self
-            .inner
-            .store
-            .release_lease(&hold.target, self.replica())
-            .await
-        {
+        let Some(store) = self.inner.store.fleet() else {
+            return;
+        };
+        if let Err(e) = store.release_lease(&hold.target, self.replica()).await {
             self.store_failed("release_lease", &e);
         }
     }

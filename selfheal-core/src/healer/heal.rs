@@ -36,6 +36,8 @@ enum FixResult {
     /// It did not heal and undoing it failed too: the target is in an unknown state,
     /// so no further fix is tried.
     RollbackFailed(String),
+    /// This replica lost its fleet lease before a step that acts: it stopped there.
+    Fenced(String),
 }
 
 /// The fix candidates of an incident and where they came from.
@@ -362,10 +364,12 @@ impl Healer {
             attempts += 1;
             // A dry run learns nothing and trips nothing: the fix did not run.
             let dry = self.is_dry_run(incident.pattern.as_deref());
-            let result = self.run_fix(id, &strategy, &remediation, dry).await;
+            let result = self
+                .run_fix(id, &strategy, &remediation, dry, hold.as_ref())
+                .await;
             match &result {
                 // It did not run: no cooldown, here or across the fleet.
-                FixResult::NotRun(_) => self.fleet_release(hold).await,
+                FixResult::NotRun(_) | FixResult::Fenced(_) => self.fleet_release(hold).await,
                 _ => {
                     let fixed = matches!(result, FixResult::Verified(_)) && !dry;
                     self.fleet_done(hold, &fix.strategy, fixed).await;
@@ -399,6 +403,12 @@ impl Healer {
                 // Shut down mid-verification: the incident stays where it is (remediating)
                 // for whoever picks it up after a restart.
                 FixResult::Interrupted => return,
+                // Another replica may be acting on the target: stop, and let a human see it.
+                FixResult::Fenced(reason) => {
+                    self.escalate(id, format!("{reason}; this replica stopped before acting"))
+                        .await;
+                    return;
+                }
                 FixResult::RollbackFailed(reason) => {
                     self.remediation_failed().await;
                     if let Some(p) = &plan.pattern {
@@ -475,12 +485,19 @@ impl Healer {
         strategy: &Arc<dyn Strategy>,
         plan: &RemediationPlan,
         dry: bool,
+        hold: Option<&super::fleet::LeaseHold>,
     ) -> FixResult {
         let incident = self.set_status(id, IncidentStatus::Remediating, None).await;
         let Some(incident) = incident else {
             return FixResult::NotRun("incident vanished".into());
         };
         let health_before = self.health_score(&incident.target).await;
+        // Fencing: the lease is confirmed right before acting, not only when taken.
+        if let Err(why) = self.confirm_lease(hold).await {
+            self.fenced(&incident, &plan.strategy, "execute", &why)
+                .await;
+            return FixResult::Fenced(why);
+        }
         let mut action = ActionRecord {
             id: Uuid::new_v4(),
             incident: id,
@@ -688,6 +705,16 @@ impl Healer {
         };
         action.error = Some(reason.clone());
         action.status = ActionStatus::Failed;
+        // Rolling back acts too: only with the lease still held.
+        if let Err(why) = self.confirm_lease(hold).await {
+            let failed = format!("{reason}; it was not rolled back: {why}");
+            action.error = Some(failed.clone());
+            action.finished_at = Some(Utc::now());
+            self.save_action(&action).await;
+            self.fenced(&incident, &plan.strategy, "rollback", &why)
+                .await;
+            return FixResult::RollbackFailed(failed);
+        }
         let limit = self.inner.config.limits.rollback;
         let rollback = strategy.rollback(plan, executor);
         match super::limits::limited(limit, "rolling back", "rollback", rollback).await {

@@ -236,7 +236,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use crate::{
-        AdviceRequest, Diagnosis, Healer, HealerConfig, LlmAdvisor, MemoryStore, PatternStore,
+        AdviceRequest, Diagnosis, Healer, HealerConfig, IncidentStore, LlmAdvisor, MemoryStore,
         Result, Signal,
     };
 

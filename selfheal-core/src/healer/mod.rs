@@ -58,8 +58,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent, Incident,
-    LlmAdvisor, Matcher, Notification, Notifier, PatternStore, Phase, Signal, Strategy, Verifier,
+    AuditEntry, AuditRecord, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent,
+    Incident, LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy,
+    Verifier,
 };
 
 pub use admin::{PatternStats, Stats};
@@ -98,7 +99,7 @@ impl std::fmt::Debug for Healer {
 
 struct Inner {
     config: HealerConfig,
-    store: Arc<dyn PatternStore>,
+    store: Arc<dyn Store>,
     /// The buffer the builder wrapped the store in, unless it was built unbuffered.
     store_buffer: Option<Arc<crate::store::BufferedStore>>,
     fingerprinter: Arc<dyn Fingerprinter>,

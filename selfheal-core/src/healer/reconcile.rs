@@ -109,7 +109,9 @@ impl Healer {
         if incident.status != IncidentStatus::Remediating && !stale {
             return false;
         }
-        let store = &self.inner.store;
+        let Some(store) = self.inner.store.fleet() else {
+            return false;
+        };
         match store
             .acquire_lease(&incident.target, &self.inner.replica, fleet.lease_ttl)
             .await

@@ -27,11 +27,11 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::store::fleet::{LeaseGrant, SharedCooldown};
 use crate::store::report::{OverviewRow, PatternReport};
 use crate::{
-    ActionRecord, Approval, AuditRecord, Diagnosis, Error, ErrorKind, Incident, IncidentFilter,
-    Pattern, PatternStore, Result,
+    ActionRecord, Approval, AuditRecord, AuditStore, Diagnosis, DiagnosisCache, Error, ErrorKind,
+    FleetStore, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore, ReportStore,
+    Result, Store,
 };
 
 /// Writes kept by default while the store is unreachable.
@@ -96,7 +96,7 @@ fn outage(e: &Error) -> bool {
 /// `record_outcome` answers during an outage for patterns the healer has loaded.
 #[derive(Debug)]
 pub struct BufferedStore {
-    inner: Arc<dyn PatternStore>,
+    inner: Arc<dyn Store>,
     buffer: Mutex<Buffer>,
     buffered: AtomicBool,
     flushing: tokio::sync::Mutex<()>,
@@ -128,7 +128,7 @@ const LOOK_BACK: u64 = 1_024;
 
 impl BufferedStore {
     /// Wraps `inner` with a buffer of [`DEFAULT_CAPACITY`] writes, retrying every second.
-    pub fn new(inner: Arc<dyn PatternStore>) -> Self {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
         BufferedStore {
             inner,
             buffer: Mutex::default(),
@@ -154,7 +154,7 @@ impl BufferedStore {
     }
 
     /// The wrapped store.
-    pub fn inner(&self) -> &Arc<dyn PatternStore> {
+    pub fn inner(&self) -> &Arc<dyn Store> {
         &self.inner
     }
 
@@ -414,12 +414,18 @@ impl BufferedStore {
     }
 }
 
-#[async_trait]
-impl PatternStore for BufferedStore {
+impl Store for BufferedStore {
     fn name(&self) -> &str {
         self.inner.name()
     }
 
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        self.inner.fleet()
+    }
+}
+
+#[async_trait]
+impl PatternStore for BufferedStore {
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         let _ = self.drain(false).await;
         let patterns = self.inner.list_patterns().await?;
@@ -501,7 +507,10 @@ impl PatternStore for BufferedStore {
         )?;
         Ok(learned)
     }
+}
 
+#[async_trait]
+impl IncidentStore for BufferedStore {
     async fn save_incident(&self, incident: &Incident) -> Result<()> {
         self.write(Op::Incident(Box::new(incident.clone()))).await
     }
@@ -534,6 +543,14 @@ impl PatternStore for BufferedStore {
         self.inner.list_approvals(pending_only).await
     }
 
+    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        self.drain(false).await?;
+        self.inner.retention_cleanup(older_than).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for BufferedStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         self.write(Op::Audit(Box::new(record.clone()))).await
     }
@@ -543,6 +560,18 @@ impl PatternStore for BufferedStore {
         self.inner.list_audit(limit).await
     }
 
+    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
+        let _ = self.drain(false).await;
+        self.inner.recent_activity(since).await
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
+        self.inner.audit_checkpoint().await
+    }
+}
+
+#[async_trait]
+impl DiagnosisCache for BufferedStore {
     async fn cached_diagnosis(&self, fingerprint: &str) -> Result<Option<Diagnosis>> {
         let _ = self.drain(false).await;
         self.inner.cached_diagnosis(fingerprint).await
@@ -561,78 +590,18 @@ impl PatternStore for BufferedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ReportStore for BufferedStore {
     async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>> {
         let _ = self.drain(false).await;
         self.inner.healing_overview(limit).await
     }
 
-    async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
-        let _ = self.drain(false).await;
-        self.inner.recent_activity(since).await
-    }
-
     async fn pattern_report(&self, since: DateTime<Utc>) -> Result<Vec<PatternReport>> {
         let _ = self.drain(false).await;
         self.inner.pattern_report(since).await
-    }
-
-    async fn retention_cleanup(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        self.drain(false).await?;
-        self.inner.retention_cleanup(older_than).await
-    }
-
-    async fn acquire_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<LeaseGrant> {
-        self.inner.acquire_lease(target, holder, ttl).await
-    }
-
-    async fn renew_lease(&self, target: &str, holder: &str, ttl: Duration) -> Result<bool> {
-        self.inner.renew_lease(target, holder, ttl).await
-    }
-
-    async fn release_lease(&self, target: &str, holder: &str) -> Result<bool> {
-        self.inner.release_lease(target, holder).await
-    }
-
-    async fn shared_cooldown(
-        &self,
-        strategy: &str,
-        target: &str,
-    ) -> Result<Option<SharedCooldown>> {
-        self.inner.shared_cooldown(strategy, target).await
-    }
-
-    async fn start_shared_cooldown(
-        &self,
-        strategy: &str,
-        target: &str,
-        holder: &str,
-        length: Duration,
-    ) -> Result<()> {
-        self.inner
-            .start_shared_cooldown(strategy, target, holder, length)
-            .await
-    }
-
-    async fn count_attempt(
-        &self,
-        target: &str,
-        fingerprint: &str,
-        window: Duration,
-    ) -> Result<u32> {
-        self.inner.count_attempt(target, fingerprint, window).await
-    }
-
-    async fn clear_attempts(&self, target: &str, fingerprint: &str) -> Result<()> {
-        self.inner.clear_attempts(target, fingerprint).await
-    }
-
-    async fn take_rate_permit(&self, holder: &str, per_hour: u32) -> Result<bool> {
-        self.inner.take_rate_permit(holder, per_hour).await
-    }
-
-    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
-        self.inner.audit_checkpoint().await
     }
 }
 
@@ -664,68 +633,113 @@ mod tests {
         }
     }
 
-    #[async_trait]
-    impl PatternStore for Flaky {
+    impl Store for Flaky {
         fn name(&self) -> &str {
             "flaky"
         }
+
+        fn fleet(&self) -> Option<&dyn FleetStore> {
+            None
+        }
+    }
+
+    #[async_trait]
+    impl PatternStore for Flaky {
         async fn list_patterns(&self) -> Result<Vec<Pattern>> {
             self.check()?;
             self.store.list_patterns().await
         }
+
         async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
             self.check()?;
             self.store.get_pattern(name).await
         }
+
         async fn add_pattern(&self, p: &Pattern) -> Result<()> {
             self.wrote()?;
             self.store.add_pattern(p).await
         }
+
         async fn update_pattern(&self, p: &Pattern) -> Result<()> {
             self.wrote()?;
             self.store.update_pattern(p).await
         }
+
         async fn record_outcome(&self, p: &str, s: &str, ok: bool, d: f64) -> Result<Pattern> {
             self.wrote()?;
             self.store.record_outcome(p, s, ok, d).await
         }
+    }
+
+    #[async_trait]
+    impl IncidentStore for Flaky {
         async fn save_incident(&self, i: &Incident) -> Result<()> {
             self.wrote()?;
             self.store.save_incident(i).await
         }
+
         async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
             self.check()?;
             self.store.get_incident(id).await
         }
+
         async fn list_incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>> {
             self.check()?;
             self.store.list_incidents(f).await
         }
+
         async fn save_action(&self, a: &ActionRecord) -> Result<()> {
             self.wrote()?;
             self.store.save_action(a).await
         }
+
         async fn list_actions(&self, i: Option<Uuid>) -> Result<Vec<ActionRecord>> {
             self.check()?;
             self.store.list_actions(i).await
         }
+
         async fn save_approval(&self, a: &Approval) -> Result<()> {
             self.wrote()?;
             self.store.save_approval(a).await
         }
+
         async fn list_approvals(&self, p: bool) -> Result<Vec<Approval>> {
             self.check()?;
             self.store.list_approvals(p).await
         }
+        async fn retention_cleanup(&self, t: DateTime<Utc>) -> Result<u64> {
+            self.wrote()?;
+            self.store.retention_cleanup(t).await
+        }
+    }
+
+    #[async_trait]
+    impl AuditStore for Flaky {
         async fn append_audit(&self, r: &AuditRecord) -> Result<()> {
             self.wrote()?;
             self.store.append_audit(r).await
         }
+
         async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
             self.check()?;
             self.store.list_audit(limit).await
         }
     }
+
+    #[async_trait]
+    impl DiagnosisCache for Flaky {
+        async fn cached_diagnosis(&self, f: &str) -> Result<Option<Diagnosis>> {
+            self.check()?;
+            self.store.cached_diagnosis(f).await
+        }
+        async fn cache_diagnosis(&self, f: &str, d: &Diagnosis, ttl: Duration) -> Result<()> {
+            self.wrote()?;
+            self.store.cache_diagnosis(f, d, ttl).await
+        }
+    }
+
+    #[async_trait]
+    impl ReportStore for Flaky {}
 
     fn incident(target: &str) -> Incident {
         let now = Utc::now();

@@ -1,11 +1,22 @@
-//! What stores share beyond the trait: reporting types ([`report`]), the fleet
-//! coordination types ([`fleet`]) and [`BufferedStore`], which rides out outages.
+//! The store traits, one per concern ([`Store`] and its parts), the reporting types
+//! ([`report`]), the fleet coordination types ([`fleet`]) and [`BufferedStore`], which
+//! rides out outages.
 
 mod buffered;
 pub mod fleet;
 pub mod report;
+mod traits;
 
 pub use buffered::{BufferedStore, DEFAULT_CAPACITY};
+pub use traits::{
+    AuditStore, DiagnosisCache, FleetStore, IncidentFilter, IncidentStore, PatternStore,
+    ReportStore, Store,
+};
+#[cfg(any(test, feature = "test-util"))]
+pub use traits::{
+    MockAuditStore, MockDiagnosisCache, MockFleetStore, MockIncidentStore, MockPatternStore,
+    MockStore,
+};
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::{Diagnosis, PatternStore};
+use crate::{Diagnosis, Store};
 
 fn diagnosis(root_cause: &str) -> Diagnosis {
     Diagnosis {
@@ -21,7 +21,7 @@ fn diagnosis(root_cause: &str) -> Diagnosis {
 /// One diagnosis per fingerprint: the latest replaces the older one and comes back
 /// exactly; an expired one (zero TTL) is gone; a TTL too long for the calendar
 /// saturates instead of failing. Uses fresh fingerprints, so it can run more than once.
-pub async fn diagnosis_cache_keeps_one_per_fingerprint(store: &dyn PatternStore) {
+pub async fn diagnosis_cache_keeps_one_per_fingerprint(store: &dyn Store) {
     let name = store.name();
     let fp = |what: &str| format!("{what}-{}", Uuid::new_v4().simple());
     let (kept, gone, far, never) = (fp("kept"), fp("gone"), fp("far"), fp("never"));

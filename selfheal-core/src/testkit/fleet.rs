@@ -6,11 +6,17 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{ok, unique};
-use crate::{LeaseGrant, PatternStore};
+use crate::{LeaseGrant, Store};
 
 /// A lease is held by one holder at a time, renewed by its holder, released only by
 /// it, and free once it expires; of eight concurrent requests exactly one wins.
-pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
+pub async fn leases_are_exclusive_and_expire(store: &dyn Store) {
+    let fleet = store.fleet().unwrap_or_else(|| {
+        panic!(
+            "{}: a fleet check needs a store with fleet coordination",
+            store.name()
+        )
+    });
     let s = store.name();
     let target = unique("lease_target");
     let minute = Duration::from_secs(60);
@@ -18,7 +24,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
     let a = ok(
         s,
         "acquire_lease",
-        store.acquire_lease(&target, "replica-a", minute).await,
+        fleet.acquire_lease(&target, "replica-a", minute).await,
     );
     let LeaseGrant::Acquired { expires_at } = a else {
         panic!("[{s}] a free lease must be granted, got {a:?}");
@@ -26,7 +32,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
     let b = ok(
         s,
         "acquire_lease",
-        store.acquire_lease(&target, "replica-b", minute).await,
+        fleet.acquire_lease(&target, "replica-b", minute).await,
     );
     match &b {
         LeaseGrant::Held {
@@ -41,7 +47,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
     let renewed = ok(
         s,
         "acquire_lease",
-        store.acquire_lease(&target, "replica-a", minute).await,
+        fleet.acquire_lease(&target, "replica-a", minute).await,
     );
     match renewed {
         LeaseGrant::Acquired { expires_at: later } => assert!(
@@ -54,7 +60,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         ok(
             s,
             "renew_lease",
-            store.renew_lease(&target, "replica-a", minute).await
+            fleet.renew_lease(&target, "replica-a", minute).await
         ),
         "[{s}] the holder renews"
     );
@@ -62,7 +68,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         !ok(
             s,
             "renew_lease",
-            store.renew_lease(&target, "replica-b", minute).await
+            fleet.renew_lease(&target, "replica-b", minute).await
         ),
         "[{s}] another holder cannot renew it"
     );
@@ -70,7 +76,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         !ok(
             s,
             "release_lease",
-            store.release_lease(&target, "replica-b").await
+            fleet.release_lease(&target, "replica-b").await
         ),
         "[{s}] only the holder can release a lease"
     );
@@ -78,7 +84,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         !ok(
             s,
             "acquire_lease",
-            store.acquire_lease(&target, "replica-b", minute).await
+            fleet.acquire_lease(&target, "replica-b", minute).await
         )
         .acquired(),
         "[{s}] a refused release leaves the lease with its holder"
@@ -86,13 +92,13 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
     assert!(ok(
         s,
         "release_lease",
-        store.release_lease(&target, "replica-a").await
+        fleet.release_lease(&target, "replica-a").await
     ));
     assert!(
         !ok(
             s,
             "renew_lease",
-            store.renew_lease(&target, "replica-a", minute).await
+            fleet.renew_lease(&target, "replica-a", minute).await
         ),
         "[{s}] a renewal after the release does not take the lease back"
     );
@@ -100,7 +106,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         ok(
             s,
             "acquire_lease",
-            store.acquire_lease(&target, "replica-b", minute).await
+            fleet.acquire_lease(&target, "replica-b", minute).await
         )
         .acquired(),
         "[{s}] a released lease is free"
@@ -112,14 +118,14 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
         ok(
             s,
             "acquire_lease",
-            store.acquire_lease(&short, "dead", Duration::ZERO).await
+            fleet.acquire_lease(&short, "dead", Duration::ZERO).await
         )
         .acquired()
     );
     let next = ok(
         s,
         "acquire_lease",
-        store.acquire_lease(&short, "alive", minute).await,
+        fleet.acquire_lease(&short, "alive", minute).await,
     );
     assert!(
         next.acquired(),
@@ -134,7 +140,7 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
             ok(
                 s,
                 "acquire_lease",
-                store
+                fleet
                     .acquire_lease(&race, &format!("replica-{i}"), minute)
                     .await,
             )
@@ -160,14 +166,20 @@ pub async fn leases_are_exclusive_and_expire(store: &dyn PatternStore) {
 
 /// A cooldown started by one replica is seen by all, names who started it, is
 /// replaced by a newer one and ends when its time is up.
-pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
+pub async fn cooldowns_are_shared(store: &dyn Store) {
+    let fleet = store.fleet().unwrap_or_else(|| {
+        panic!(
+            "{}: a fleet check needs a store with fleet coordination",
+            store.name()
+        )
+    });
     let s = store.name();
     let target = unique("cooldown_target");
     assert_eq!(
         ok(
             s,
             "shared_cooldown",
-            store.shared_cooldown("restart", &target).await
+            fleet.shared_cooldown("restart", &target).await
         ),
         None,
         "[{s}] no cooldown before one is started"
@@ -176,14 +188,14 @@ pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
     ok(
         s,
         "start_shared_cooldown",
-        store
+        fleet
             .start_shared_cooldown("restart", &target, "replica-a", Duration::from_secs(600))
             .await,
     );
     let c = ok(
         s,
         "shared_cooldown",
-        store.shared_cooldown("restart", &target).await,
+        fleet.shared_cooldown("restart", &target).await,
     )
     .unwrap_or_else(|| panic!("[{s}] a started cooldown must be visible"));
     assert_eq!(c.holder, "replica-a");
@@ -197,7 +209,7 @@ pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
         ok(
             s,
             "shared_cooldown",
-            store.shared_cooldown("reset_pool", &target).await
+            fleet.shared_cooldown("reset_pool", &target).await
         ),
         None,
         "[{s}] cooldowns are per strategy"
@@ -205,14 +217,14 @@ pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
     ok(
         s,
         "start_shared_cooldown",
-        store
+        fleet
             .start_shared_cooldown("restart", &target, "replica-b", Duration::from_secs(60))
             .await,
     );
     let c = ok(
         s,
         "shared_cooldown",
-        store.shared_cooldown("restart", &target).await,
+        fleet.shared_cooldown("restart", &target).await,
     );
     assert_eq!(
         c.map(|c| c.holder).as_deref(),
@@ -222,7 +234,7 @@ pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
     ok(
         s,
         "start_shared_cooldown",
-        store
+        fleet
             .start_shared_cooldown("restart", &target, "replica-b", Duration::ZERO)
             .await,
     );
@@ -230,7 +242,7 @@ pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
         ok(
             s,
             "shared_cooldown",
-            store.shared_cooldown("restart", &target).await
+            fleet.shared_cooldown("restart", &target).await
         ),
         None,
         "[{s}] a cooldown that ended is gone"
@@ -239,7 +251,13 @@ pub async fn cooldowns_are_shared(store: &dyn PatternStore) {
 
 /// The global rate limit counts every permit granted in the last hour, whoever asked.
 /// Works on a store that granted up to 40 permits this hour already.
-pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
+pub async fn rate_permits_are_counted_fleet_wide(store: &dyn Store) {
+    let fleet = store.fleet().unwrap_or_else(|| {
+        panic!(
+            "{}: a fleet check needs a store with fleet coordination",
+            store.name()
+        )
+    });
     let s = store.name();
     let limit = 20;
     let mut granted = 0;
@@ -248,7 +266,7 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
         if !ok(
             s,
             "take_rate_permit",
-            store.take_rate_permit(&holder, limit).await,
+            fleet.take_rate_permit(&holder, limit).await,
         ) {
             break;
         }
@@ -263,7 +281,7 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
         !ok(
             s,
             "take_rate_permit",
-            store.take_rate_permit(&other, limit).await
+            fleet.take_rate_permit(&other, limit).await
         ),
         "[{s}] the limit holds for every holder"
     );
@@ -273,7 +291,7 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
         if ok(
             s,
             "take_rate_permit",
-            store.take_rate_permit(&other, k + 1).await,
+            fleet.take_rate_permit(&other, k + 1).await,
         ) {
             count = Some(k);
             break;
@@ -286,7 +304,7 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
             !ok(
                 s,
                 "take_rate_permit",
-                store.take_rate_permit("replica-0", k).await
+                fleet.take_rate_permit("replica-0", k).await
             ),
             "[{s}] {} permits granted, limit {k} must refuse",
             count + 1
@@ -296,7 +314,7 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
         ok(
             s,
             "take_rate_permit",
-            store.take_rate_permit("replica-1", count + 2).await
+            fleet.take_rate_permit("replica-1", count + 2).await
         ),
         "[{s}] {} permits granted, limit {} must grant one",
         count + 1,
@@ -306,7 +324,13 @@ pub async fn rate_permits_are_counted_fleet_wide(store: &dyn PatternStore) {
 
 /// Attempts at an episode (a fingerprint on a target) are counted across holders, per
 /// episode; a cleared episode, or one idle for longer than the window, starts over.
-pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
+pub async fn attempts_are_counted_per_episode(store: &dyn Store) {
+    let fleet = store.fleet().unwrap_or_else(|| {
+        panic!(
+            "{}: a fleet check needs a store with fleet coordination",
+            store.name()
+        )
+    });
     let s = store.name();
     let target = unique("attempts_target");
     let hour = Duration::from_secs(3600);
@@ -315,7 +339,7 @@ pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
         counts.push(ok(
             s,
             "count_attempt",
-            store.count_attempt(&target, "fp-a", hour).await,
+            fleet.count_attempt(&target, "fp-a", hour).await,
         ));
     }
     assert_eq!(counts, [1, 2, 3], "[{s}] attempts add up");
@@ -323,7 +347,7 @@ pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
         ok(
             s,
             "count_attempt",
-            store.count_attempt(&target, "fp-b", hour).await
+            fleet.count_attempt(&target, "fp-b", hour).await
         ),
         1,
         "[{s}] per fingerprint"
@@ -333,7 +357,7 @@ pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
         ok(
             s,
             "count_attempt",
-            store.count_attempt(&other, "fp-a", hour).await
+            fleet.count_attempt(&other, "fp-a", hour).await
         ),
         1,
         "[{s}] per target"
@@ -341,13 +365,13 @@ pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
     ok(
         s,
         "clear_attempts",
-        store.clear_attempts(&target, "fp-a").await,
+        fleet.clear_attempts(&target, "fp-a").await,
     );
     assert_eq!(
         ok(
             s,
             "count_attempt",
-            store.count_attempt(&target, "fp-a", hour).await
+            fleet.count_attempt(&target, "fp-a", hour).await
         ),
         1,
         "[{s}] a cleared episode starts over"
@@ -356,7 +380,7 @@ pub async fn attempts_are_counted_per_episode(store: &dyn PatternStore) {
         ok(
             s,
             "count_attempt",
-            store.count_attempt(&target, "fp-b", Duration::ZERO).await
+            fleet.count_attempt(&target, "fp-b", Duration::ZERO).await
         ),
         1,
         "[{s}] an episode idle for longer than the window starts over"

@@ -1,6 +1,7 @@
-//! The [`PatternStore`] conformance suite: every store runs all of it.
+//! The [`Store`] conformance suite: every store runs all of it (the fleet checks when
+//! the store has [`Store::fleet`]).
 //!
-//! Each check is a plain `async fn` taking `&dyn PatternStore`. It panics, naming the
+//! Each check is a plain `async fn` taking `&dyn Store`. It panics, naming the
 //! store, when the store does not behave like [`MemoryStore`](crate::MemoryStore), the
 //! reference. Checks use their own unique pattern names, targets and ids, so they can
 //! all run against one store, in any order and more than once. The one shared thing
@@ -39,11 +40,12 @@ use uuid::Uuid;
 use crate::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, AuditEntry, AuditRecord,
     Command, ErrorKind, FixBinding, Incident, IncidentFilter, IncidentStatus, Pattern, PatternMode,
-    PatternStore, RemediationPlan, Result, Risk, Severity, verify_chain,
+    RemediationPlan, Result, Risk, Severity, Store, verify_chain,
 };
 
-/// Runs every check of the suite against `store`, one after the other.
-pub async fn run_all(store: &dyn PatternStore) {
+/// Runs every check of the suite against `store`, one after the other; the fleet
+/// checks only when the store coordinates a fleet.
+pub async fn run_all(store: &dyn Store) {
     patterns_round_trip(store).await;
     add_refuses_duplicates_and_invalid_regex(store).await;
     update_missing_is_not_found(store).await;
@@ -54,10 +56,12 @@ pub async fn run_all(store: &dyn PatternStore) {
     audit_is_append_only_and_chained(store).await;
     reports_answer_the_operators_questions(store).await;
     retention_deletes_only_old_terminal_incidents(store).await;
-    leases_are_exclusive_and_expire(store).await;
-    cooldowns_are_shared(store).await;
-    rate_permits_are_counted_fleet_wide(store).await;
-    attempts_are_counted_per_episode(store).await;
+    if store.fleet().is_some() {
+        leases_are_exclusive_and_expire(store).await;
+        cooldowns_are_shared(store).await;
+        rate_permits_are_counted_fleet_wide(store).await;
+        attempts_are_counted_per_episode(store).await;
+    }
 }
 
 /// The number of checks [`run_all`] runs.
@@ -65,7 +69,7 @@ pub const CHECKS: usize = 14;
 
 /// Patterns come back exactly as they were added and updated (every field, fixes in
 /// order), `list_patterns` is sorted by name, and a missing pattern is `None`.
-pub async fn patterns_round_trip(store: &dyn PatternStore) {
+pub async fn patterns_round_trip(store: &dyn Store) {
     let s = store.name();
     let full = full_pattern(&unique("full"));
     let minimal = Pattern::new(unique("minimal")).keywords(["pool"]);
@@ -142,7 +146,7 @@ pub async fn patterns_round_trip(store: &dyn PatternStore) {
 /// Adding a name that exists is `Conflict` and changes nothing; a pattern that does not
 /// validate (invalid regex, nothing to match on) is `InvalidInput`, on add and on update,
 /// and is not stored.
-pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) {
+pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn Store) {
     let s = store.name();
     let original = Pattern::new(unique("dup"))
         .regex("too many clients")
@@ -228,7 +232,7 @@ pub async fn add_refuses_duplicates_and_invalid_regex(store: &dyn PatternStore) 
 
 /// Updating or recording an outcome for a pattern that does not exist is `NotFound`
 /// and creates nothing.
-pub async fn update_missing_is_not_found(store: &dyn PatternStore) {
+pub async fn update_missing_is_not_found(store: &dyn Store) {
     let s = store.name();
     let ghost = Pattern::new(unique("ghost")).keywords(["ghost"]);
     let err = expect_err(
@@ -272,7 +276,7 @@ pub async fn update_missing_is_not_found(store: &dyn PatternStore) {
 /// `record_outcome` moves confidence by the delta clamped to [0, 1], counts successes
 /// and failures per fix strategy, raises `use_count` on success only, and returns the
 /// pattern as stored.
-pub async fn record_outcome_moves_confidence_and_counts(store: &dyn PatternStore) {
+pub async fn record_outcome_moves_confidence_and_counts(store: &dyn Store) {
     let s = store.name();
     let name = unique("outcome");
     let pattern = Pattern::new(&name)
@@ -376,7 +380,7 @@ pub async fn record_outcome_moves_confidence_and_counts(store: &dyn PatternStore
 
 /// Incidents are upserted by id, filtered by status and target, limited, and listed
 /// newest (`opened_at`) first.
-pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
+pub async fn incidents_upsert_filter_and_order(store: &dyn Store) {
     let s = store.name();
     let target = unique("target");
     let base = now();
@@ -545,7 +549,7 @@ pub async fn incidents_upsert_filter_and_order(store: &dyn PatternStore) {
 
 /// Actions are upserted by id and listed newest (`started_at`) first, for one incident
 /// or for all.
-pub async fn actions_by_incident(store: &dyn PatternStore) {
+pub async fn actions_by_incident(store: &dyn Store) {
     let s = store.name();
     let target = unique("target");
     let base = now();
@@ -639,7 +643,7 @@ pub async fn actions_by_incident(store: &dyn PatternStore) {
 
 /// Approvals are upserted by id and listed oldest (`requested_at`) first; with
 /// `pending_only`, answered ones are left out.
-pub async fn approvals_pending_only(store: &dyn PatternStore) {
+pub async fn approvals_pending_only(store: &dyn Store) {
     let s = store.name();
     let target = unique("target");
     let base = now();
@@ -710,7 +714,7 @@ pub async fn approvals_pending_only(store: &dyn PatternStore) {
 /// Audit records are appended after the store's last record and come back exactly,
 /// oldest first, as a chain that verifies; `list_audit(n)` returns the last `n`; a
 /// second record with the same `seq` is `Conflict` and replaces nothing.
-pub async fn audit_is_append_only_and_chained(store: &dyn PatternStore) {
+pub async fn audit_is_append_only_and_chained(store: &dyn Store) {
     let s = store.name();
     let before = ok(s, "list_audit", store.list_audit(usize::MAX).await);
     if let Err(e) = verify_chain(&before) {

@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use super::{action, expect_none, incident, now, ok, unique};
 use crate::store::report::hour_of;
 use crate::{
-    ActionRecord, ActionStatus, AuditEntry, Incident, IncidentStatus, PatternStore, StrategyRate,
+    ActionRecord, ActionStatus, AuditEntry, Incident, IncidentStatus, Store, StrategyRate,
 };
 
 fn with_pattern(mut i: Incident, pattern: &str, occurrences: u64) -> Incident {
@@ -41,7 +41,7 @@ fn act(
 /// `pattern_report` counts incidents and occurrences per hour, results per strategy,
 /// MTTR and actions by outcome over the period asked for, exactly as
 /// [`compute_report`](crate::store::report::compute_report) defines them.
-pub async fn reports_answer_the_operators_questions(store: &dyn PatternStore) {
+pub async fn reports_answer_the_operators_questions(store: &dyn Store) {
     let s = store.name();
     let pattern = unique("reported");
     let target = unique("target");
@@ -239,7 +239,7 @@ pub async fn reports_answer_the_operators_questions(store: &dyn PatternStore) {
 
 /// Retention deletes terminal incidents that closed (or were last seen) before the
 /// cut-off, with their actions and approvals, and keeps everything else.
-pub async fn retention_deletes_only_old_terminal_incidents(store: &dyn PatternStore) {
+pub async fn retention_deletes_only_old_terminal_incidents(store: &dyn Store) {
     let s = store.name();
     let target = unique("retained");
     let long_ago = now() - TimeDelta::days(10);
