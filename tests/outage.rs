@@ -1,6 +1,7 @@
 //! A store outage mid-run, for real: a private PostgreSQL (`initdb` + `pg_ctl`) is
-//! stopped while the healer works. Healing goes on, its writes wait in the
-//! `BufferedStore`, and once the server is back everything arrives exactly once.
+//! stopped while a default-built healer works. Healing goes on, its writes wait in the
+//! `BufferedStore` the builder wrapped the store in, and once the server is back
+//! everything arrives exactly once.
 #![cfg(feature = "postgres")]
 
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::storage::PostgresStore;
-use selfheal::store::BufferedStore;
 use selfheal::testkit::servers::{PrivatePostgres, unavailable};
 use selfheal::{
     ActionContext, ActionOutcome, ActionStatus, AuditStore, Executor, FixBinding, Healer,
@@ -77,10 +77,7 @@ async fn healing_goes_on_through_a_store_outage_and_every_write_lands_once() {
         .connect()
         .await
         .unwrap();
-    let store = Arc::new(
-        BufferedStore::new(Arc::new(postgres.clone())).retry_every(Duration::from_millis(200)),
-    );
-    store
+    postgres
         .add_pattern(
             &Pattern::new("too_many_clients")
                 .regex("max number of clients reached")
@@ -98,12 +95,14 @@ async fn healing_goes_on_through_a_store_outage_and_every_write_lands_once() {
     config.verification.interval = Duration::from_millis(50);
     config.verification.quiet_for = Duration::from_millis(200);
     let restart = Arc::new(Restart::default());
+    // Nothing but the plain store: buffering is the default.
     let healer = Healer::builder()
         .config(config)
-        .store_arc(store.clone())
+        .store(postgres.clone())
         .strategy_arc(restart.clone())
         .build()
         .unwrap();
+    let store = healer.store_buffer().expect("buffered by default");
     let mut events = healer.subscribe();
     let running = healer.spawn();
 
@@ -144,6 +143,11 @@ async fn healing_goes_on_through_a_store_outage_and_every_write_lands_once() {
     assert_eq!(store.pending(), 0);
     assert_eq!(store.dropped_writes(), 0);
     assert!(store.replayed_writes() >= waiting as u64);
+    assert_eq!(
+        (healer.audit_waiting(), healer.audit_dropped()),
+        (0, 0),
+        "no audit record waiting or dropped"
+    );
 
     let incidents = postgres
         .list_incidents(&IncidentFilter::default())

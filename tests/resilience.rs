@@ -26,8 +26,8 @@ fn down() -> Error {
     Error::new(ErrorKind::Unavailable, "database is down")
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_store_that_refuses_every_write_does_not_stop_healing() {
+/// A store that is down: every read and write fails as unavailable.
+fn broken_store() -> MockPatternStore {
     let pattern = active("pool", "pool timed out", "restart");
     let mut store = MockStore::new();
     store
@@ -42,11 +42,15 @@ async fn a_store_that_refuses_every_write_does_not_stop_healing() {
     store
         .expect_record_outcome()
         .returning(|_, _, _, _| Err(down()));
+    store
+}
 
+/// Heals one incident on `builder` with the broken store; the healer, still running.
+async fn heal_with_broken_store(builder: selfheal::HealerBuilder) -> (Healer, selfheal::Running) {
     let gauge = Gauge::new(0);
     let fix = FakeFix::new("restart", &gauge, Some(100));
-    let healer = Healer::builder()
-        .store(store)
+    let healer = builder
+        .store(broken_store())
         .strategy(fix.clone())
         .verifier("db", gauge)
         .build()
@@ -65,11 +69,37 @@ async fn a_store_that_refuses_every_write_does_not_stop_healing() {
         1,
         "the fix ran although nothing could be stored"
     );
+    (healer, running)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_refuses_every_write_does_not_stop_healing() {
+    let (healer, running) = heal_with_broken_store(Healer::builder().unbuffered()).await;
     assert!(
         healer.store_errors() >= 5,
         "{} store errors counted",
         healer.store_errors()
     );
+    assert!(
+        healer.audit_waiting() >= 3,
+        "audit records are kept for a retry: {}",
+        healer.audit_waiting()
+    );
+    assert_eq!(healer.audit_dropped(), 0);
+    running.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_the_writes_of_an_unreachable_store_are_buffered() {
+    let (healer, running) = heal_with_broken_store(Healer::builder()).await;
+    let buffer = healer.store_buffer().expect("buffered by default");
+    assert!(
+        buffer.pending() >= 5,
+        "incident, action, outcome and audit writes wait: {}",
+        buffer.pending()
+    );
+    assert_eq!(buffer.dropped_writes(), 0);
+    assert_eq!(healer.store_errors(), 0, "nothing was lost");
     running.shutdown().await;
 }
 

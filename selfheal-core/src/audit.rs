@@ -105,6 +105,29 @@ impl AuditEntry {
 }
 
 impl AuditRecord {
+    /// The fields it was chained from, to chain them again at another position (when
+    /// another writer took this one's).
+    pub fn entry(&self) -> AuditEntry {
+        AuditEntry {
+            event_type: self.event_type.clone(),
+            actor: self.actor.clone(),
+            incident: self.incident,
+            pattern: self.pattern.clone(),
+            confidence: self.confidence,
+            action: self.action.clone(),
+            result: self.result.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+
+    /// Its position and hash, as a checkpoint keeps them.
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
+    }
+
     /// The sha256 (hex) over the previous hash and every field but `hash`.
     pub fn compute_hash(&self) -> String {
         let canonical = serde_json::json!([
@@ -174,6 +197,50 @@ pub fn verify_chain(records: &[AuditRecord]) -> Result<(), ChainError> {
     Ok(())
 }
 
+/// The newest record's position and hash, kept outside the audit table (a checkpoint
+/// file beside a SQLite database, a row of its own in PostgreSQL) so that removing
+/// records from the end of the table, or all of them, is noticed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Position of the newest record written.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// Checks the newest `records` (oldest first, as `list_audit` returns them) against the
+/// `checkpoint` kept outside the table: the record at the checkpoint's position must
+/// still be there with the same hash. A log that ends before the checkpoint was
+/// truncated, an empty one was emptied. A checkpoint older than the first record given
+/// cannot be checked here and passes.
+pub fn verify_checkpoint(
+    records: &[AuditRecord],
+    checkpoint: Option<&ChainHead>,
+) -> Result<(), ChainError> {
+    let Some(cp) = checkpoint else {
+        return Ok(());
+    };
+    let Some(newest) = records.last() else {
+        return Err(ChainError {
+            seq: cp.seq,
+            reason: "the audit log is empty, but its checkpoint says it held records: it was emptied",
+        });
+    };
+    if newest.seq < cp.seq {
+        return Err(ChainError {
+            seq: newest.seq + 1,
+            reason: "records from here to the checkpoint are missing: the log was truncated",
+        });
+    }
+    match records.iter().find(|r| r.seq == cp.seq) {
+        Some(r) if r.hash != cp.hash => Err(ChainError {
+            seq: r.seq,
+            reason: "the record at the checkpoint is not the one the checkpoint names: the log was rewritten",
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -219,6 +286,45 @@ mod tests {
         let mut chain = chain_of(4);
         chain.remove(1);
         assert_eq!(verify_chain(&chain).unwrap_err().seq, 3);
+    }
+
+    #[test]
+    fn a_checkpoint_catches_truncation_emptying_and_rewriting() {
+        let chain = chain_of(4);
+        let cp = chain[3].head();
+        verify_checkpoint(&chain, Some(&cp)).unwrap();
+        verify_checkpoint(&chain, None).unwrap();
+        // A checkpoint one behind (a crash between the insert and the checkpoint) passes.
+        verify_checkpoint(&chain, Some(&chain[2].head())).unwrap();
+
+        let truncated = &chain[..2];
+        verify_chain(truncated).unwrap();
+        let err = verify_checkpoint(truncated, Some(&cp)).unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(err.reason.contains("truncated"), "{err}");
+
+        let err = verify_checkpoint(&[], Some(&cp)).unwrap_err();
+        assert_eq!(err.seq, 4);
+        assert!(err.reason.contains("emptied"), "{err}");
+
+        let mut forged = chain_of(4);
+        forged[3].hash = "f".repeat(64);
+        let err = verify_checkpoint(&forged, Some(&cp)).unwrap_err();
+        assert!(err.reason.contains("rewritten"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_chains_again_after_another_record() {
+        let chain = chain_of(2);
+        let moved = chain[1].entry().chain(Some(&chain[1]), chain[1].at);
+        assert_eq!(
+            (moved.seq, moved.prev_hash.clone()),
+            (3, chain[1].hash.clone())
+        );
+        assert_eq!(moved.detail, chain[1].detail);
+        let mut all = chain.clone();
+        all.push(moved);
+        verify_chain(&all).unwrap();
     }
 
     #[test]

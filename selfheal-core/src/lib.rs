@@ -3,6 +3,12 @@
 //! This crate has no database, HTTP or LLM dependency. Stores, strategies and advisors
 //! live in their own crates and plug in through the traits here.
 //!
+//! The store a healer is built with is buffered by default: the builder wraps it in a
+//! [`store::BufferedStore`], so an outage of the store costs no record
+//! ([`Healer::store_buffer`] gives its counters); opt out with
+//! [`HealerBuilder::unbuffered`]. Audit records the store refuses for any reason wait
+//! in a bounded backlog and are retried ([`Healer::audit_waiting`]).
+//!
 //! ```
 //! use selfheal_core::{Healer, MemoryStore, Pattern, Signal};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
@@ -36,7 +42,10 @@ mod strict;
 pub mod testkit;
 mod traits;
 
-pub use audit::{AuditEntry, AuditRecord, ChainError, GENESIS_HASH, NIST_CONTROLS, verify_chain};
+pub use audit::{
+    AuditEntry, AuditRecord, ChainError, ChainHead, GENESIS_HASH, NIST_CONTROLS, verify_chain,
+    verify_checkpoint,
+};
 pub use config::{
     BackoffConfig, BreakerConfig, DetectionConfig, EscalationConfig, FeedbackConfig, FleetConfig,
     GuardConfig, HealerConfig, IntakeConfig, LimitsConfig, PolicyConfig, RedactionConfig,
@@ -46,9 +55,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer, HealerBuilder, Integration,
-    LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence, SilenceScope,
-    SilenceStatus, Stats, WeakHealer, template_regex,
+    AUDIT_BACKLOG, Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer, HealerBuilder,
+    Integration, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence,
+    SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

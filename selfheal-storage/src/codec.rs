@@ -64,6 +64,22 @@ pub(crate) fn parse_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T> 
     serde_json::from_str(s).map_err(|e| StorageError::corrupt(what, e))
 }
 
+/// A column of audit record `seq` that does not decode is logged and replaced by
+/// `fallback`: the record keeps its stored position and hash, so the chain continues
+/// from them and one bad row never blocks later writes, and `verify_chain` reports the
+/// record, whose content no longer hashes to its hash.
+pub(crate) fn lossy<T>(seq: i64, decoded: Result<T>, fallback: impl FnOnce() -> T) -> T {
+    decoded.unwrap_or_else(|e| {
+        tracing::error!(
+            seq,
+            error = %e,
+            "an audit record does not decode; the chain goes on from its position and hash, \
+             and the check of the chain reports it"
+        );
+        fallback()
+    })
+}
+
 #[cfg(feature = "sqlite")]
 pub(crate) fn uuid_text(id: Uuid) -> String {
     id.hyphenated().to_string()

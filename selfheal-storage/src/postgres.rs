@@ -25,7 +25,7 @@ use selfheal_core::{
     ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
     Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
     IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
-    Result, SharedCooldown, Store,
+    Result, SharedCooldown, Store, ChainHead,
 };
 use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
@@ -37,7 +37,7 @@ use self::rows::{
     ActionRow, ApprovalRow, AuditRow, FixRow, IncidentRow, OverviewDbRow, PatternRow,
 };
 use crate::StorageError;
-use crate::codec::{duration_ns, enum_text, json, parse_json, to_i64, truncate};
+use crate::codec::{duration_ns, enum_text, json, parse_json, to_i64, to_u64, truncate};
 
 /// The schema, embedded at build time and applied on connect.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -535,6 +535,10 @@ const LIST_APPROVALS: &str = "SELECT id, incident, pattern, plan::text AS plan, 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, event_type, actor, incident, \
     pattern, confidence, action, result, controls, detail, prev_hash, hash) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11::json, $12, $13)";
+/// Moves the checkpoint of the audit head forward (never back: see the migration).
+const ADVANCE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash) \
+    VALUES (true, $1, $2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, \
+    hash = excluded.hash WHERE audit_checkpoint.seq < excluded.seq";
 const LIST_AUDIT: &str = "SELECT seq, at, event_type, actor, incident, pattern, confidence, \
     action, result, controls::text AS controls, detail::text AS detail, prev_hash, hash FROM (\
     SELECT * FROM audit_log ORDER BY seq DESC LIMIT $1) AS last ORDER BY seq ASC";
@@ -880,8 +884,11 @@ impl AuditStore for PostgresStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         // `json` keeps the text as written; NUL escapes are refused by PostgreSQL only
         // for jsonb, so the hashed text is stored unchanged.
+        let seq = to_i64("audit seq", record.seq).map_err(err)?;
+        // The record and the checkpoint of the head, together.
+        let mut tx = self.pool.begin().await.map_err(err)?;
         let result = sqlx::query(INSERT_AUDIT)
-            .bind(to_i64("audit seq", record.seq).map_err(err)?)
+            .bind(seq)
             .bind(record.at)
             .bind(nul_free(&record.event_type))
             .bind(nul_free(&record.actor))
@@ -894,10 +901,18 @@ impl AuditStore for PostgresStore {
             .bind(json("audit detail", &record.detail).map_err(err)?)
             .bind(&record.prev_hash)
             .bind(&record.hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                sqlx::query(ADVANCE_CHECKPOINT)
+                    .bind(seq)
+                    .bind(&record.hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                tx.commit().await.map_err(err)
+            }
             Err(e) if is_unique_violation(&e) => Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -918,6 +933,21 @@ impl AuditStore for PostgresStore {
             .await
             .map_err(err)?;
         rows::convert(rows).map_err(err)
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<ChainHead>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_checkpoint WHERE id")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        row.map(|(seq, hash)| {
+            Ok(ChainHead {
+                seq: to_u64("audit_checkpoint.seq", seq).map_err(err)?,
+                hash,
+            })
+        })
+        .transpose()
     }
 
     #[instrument(level = "debug", skip_all)]

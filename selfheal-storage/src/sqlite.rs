@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoint;
 mod file;
 mod rows;
 
@@ -29,7 +30,7 @@ use selfheal_core::{
     ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
     Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
     IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
-    Result, SharedCooldown, Store,
+    Result, SharedCooldown, Store, ChainHead,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
@@ -40,6 +41,7 @@ use sqlx::sqlite::{
 use tracing::instrument;
 use uuid::Uuid;
 
+use self::checkpoint::CheckpointFile;
 use self::file::FileWatch;
 pub use self::file::SqliteHealth;
 use self::rows::{
@@ -87,6 +89,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The database file and what became of it; `None` in memory.
     file: Option<Arc<FileWatch>>,
+    /// The audit chain's head, kept beside the file; `None` in memory.
+    checkpoint: Option<Arc<CheckpointFile>>,
 }
 
 /// How [`SqliteStore::open_with`] opens a store.
@@ -242,6 +246,7 @@ impl SqliteStore {
             .map_err(err)?;
         let mut store = Self::from_pool(pool).await?;
         store.file = None;
+        store.checkpoint = None;
         Ok(store)
     }
 
@@ -251,8 +256,47 @@ impl SqliteStore {
     /// [`SqliteStore::open`]; the pool's journal and locking settings are yours.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await.map_err(err)?;
-        let file = FileWatch::of(pool.connect_options().get_filename()).map(Arc::new);
-        Ok(SqliteStore { pool, file })
+        let filename = pool.connect_options().get_filename().to_owned();
+        let file = FileWatch::of(&filename).map(Arc::new);
+        let checkpoint = file
+            .as_ref()
+            .and_then(|_| std::fs::canonicalize(&filename).ok())
+            .map(|path| Arc::new(CheckpointFile::beside(&path)));
+        let store = SqliteStore {
+            pool,
+            file,
+            checkpoint,
+        };
+        store.start_checkpoint().await;
+        Ok(store)
+    }
+
+    /// A database without an audit checkpoint beside it (new, or written by an older
+    /// version) gets one at its newest record. A log truncated before that goes
+    /// unnoticed, so it is said.
+    async fn start_checkpoint(&self) {
+        let Some(checkpoint) = &self.checkpoint else {
+            return;
+        };
+        match checkpoint.read() {
+            Ok(Some(_)) => {}
+            Ok(None) => match self.list_audit(1).await {
+                Ok(mut newest) => {
+                    if let Some(newest) = newest.pop() {
+                        tracing::warn!(
+                            seq = newest.seq,
+                            "no audit checkpoint beside the database; starting one at its \
+                             newest record (a truncation before now cannot be told)"
+                        );
+                        if let Err(e) = checkpoint.advance(newest.head()).await {
+                            tracing::error!(error = %e, "could not start the audit checkpoint");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not read the audit head"),
+            },
+            Err(e) => tracing::error!(error = %e, "the audit checkpoint cannot be read"),
+        }
     }
 
     /// Whether the store still writes to the database file it opened: one `stat` of
@@ -965,7 +1009,15 @@ impl AuditStore for SqliteStore {
                 Err(e) => Err(err(e)),
             }
         })
-        .await
+        .await?;
+        // The record is in; a checkpoint that could not follow weakens only the check
+        // for truncation, and says so.
+        if let Some(checkpoint) = &self.checkpoint
+            && let Err(e) = checkpoint.advance(record.head()).await
+        {
+            tracing::error!(seq = record.seq, error = %e, "audit record written, its checkpoint not");
+        }
+        Ok(())
     }
 
     #[instrument(level = "debug", skip_all, fields(limit = limit))]
@@ -977,6 +1029,11 @@ impl AuditStore for SqliteStore {
             .await
             .map_err(err)?;
         rows::convert(rows).map_err(err)
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<ChainHead>> {
+        self.check()?;
+        self.checkpoint.as_ref().map_or(Ok(None), |c| c.read())
     }
 
     #[instrument(level = "debug", skip_all)]

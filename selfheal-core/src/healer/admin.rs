@@ -35,6 +35,10 @@ pub struct Stats {
     pub failed: u64,
     /// Store writes that failed.
     pub store_errors: u64,
+    /// Audit records waiting for the store to take them.
+    pub audit_waiting: usize,
+    /// Audit records dropped because the backlog was full.
+    pub audit_dropped: u64,
     /// Incidents open right now.
     pub open_incidents: usize,
     /// One entry per pattern.
@@ -161,14 +165,14 @@ impl Healer {
     pub async fn seed_catalog(&self) -> Result<catalog::SeedReport> {
         // The catalog chains its audit records after the store's last one: keep the
         // healer's head in step by holding it meanwhile and reloading it after.
-        let mut head = self.inner.audit_head.lock().await;
+        let mut trail = self.inner.trail.lock().await;
         let report = catalog::seed(self.inner.store.as_ref()).await;
         if let Ok(mut last) = self.inner.store.list_audit(1).await
             && let Some(record) = last.pop()
         {
-            *head = Some(record);
+            trail.head = Some(record);
         }
-        drop(head);
+        drop(trail);
         let report = report?;
         self.reload_patterns().await?;
         Ok(report)
@@ -383,6 +387,8 @@ impl Healer {
             dropped: self.dropped(),
             failed: self.failed(),
             store_errors: self.store_errors(),
+            audit_waiting: self.audit_waiting(),
+            audit_dropped: self.audit_dropped(),
             open_incidents: self.open_incidents().len(),
             patterns,
         })

@@ -18,6 +18,7 @@ use super::self_caused::Acting;
 use super::silence::Silences;
 use super::storm::Storm;
 use super::{Healer, Inner, detector::Detector, guard::Guards};
+use crate::store::BufferedStore;
 use crate::{
     ActionOutcome, Command, Error, ErrorKind, Executor, Fingerprinter, HealerConfig, LlmAdvisor,
     Matcher, MemoryStore, Normalizer, Notifier, Result, Store, Strategy, Verifier,
@@ -56,6 +57,9 @@ pub trait Integration {
 pub struct HealerBuilder {
     config: HealerConfig,
     store: Option<Arc<dyn Store>>,
+    /// The store given rides out outages itself (a `BufferedStore`, a `MemoryStore`).
+    store_buffers: bool,
+    unbuffered: bool,
     fingerprinter: Option<Arc<dyn Fingerprinter>>,
     strategies: Vec<Arc<dyn Strategy>>,
     verifiers: Vec<(String, Arc<dyn Verifier>)>,
@@ -83,15 +87,30 @@ impl HealerBuilder {
         self
     }
 
-    /// The store (default: [`MemoryStore`]).
+    /// The store (default: [`MemoryStore`]). It is buffered: the healer wraps it in a
+    /// [`BufferedStore`] (its counters: [`Healer::store_buffer`]), so an outage of the
+    /// store costs no record, unless you opt out with [`HealerBuilder::unbuffered`]. A
+    /// `BufferedStore` or a `MemoryStore` given here is used as it is.
     pub fn store(mut self, store: impl Store) -> Self {
+        let any: &dyn std::any::Any = &store;
+        self.store_buffers = any.is::<BufferedStore>() || any.is::<MemoryStore>();
         self.store = Some(Arc::new(store));
         self
     }
 
-    /// The store, shared.
+    /// The store, shared. Buffered like [`HealerBuilder::store`]; a `BufferedStore` of
+    /// your own, shared this way, wants [`HealerBuilder::unbuffered`].
     pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
+        self.store_buffers = false;
         self.store = Some(store);
+        self
+    }
+
+    /// Uses the store as it is, without the [`BufferedStore`] the healer wraps it in by
+    /// default: a write the store refuses then costs that write (audit records excepted:
+    /// the healer keeps and retries those itself, up to [`crate::AUDIT_BACKLOG`]).
+    pub fn unbuffered(mut self) -> Self {
+        self.unbuffered = true;
         self
     }
 
@@ -178,15 +197,6 @@ impl HealerBuilder {
     /// ([`Healer::binding_problems`]).
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
-        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        if self.config.guards.fleet.enabled && store.fleet().is_none() {
-            return Err(Error::invalid(format!(
-                "guards.fleet.enabled is set, but the store `{}` cannot coordinate replicas \
-                 (its `fleet()` is None): use SqliteStore, PostgresStore or MemoryStore, or \
-                 implement FleetStore for this store",
-                store.name()
-            )));
-        }
         let mut strategies = HashMap::new();
         for s in self.strategies {
             let name = s.name().to_owned();
@@ -217,9 +227,26 @@ impl HealerBuilder {
         for target in verifiers.keys().chain(dependencies.targets()) {
             storm.know(target);
         }
+        let (store, store_buffer) = match self.store {
+            None => (Arc::new(MemoryStore::new()) as Arc<dyn Store>, None),
+            Some(store) if self.unbuffered || self.store_buffers => (store, None),
+            Some(store) => {
+                let buffer = Arc::new(BufferedStore::new(store));
+                (buffer.clone() as Arc<dyn Store>, Some(buffer))
+            }
+        };
+        if self.config.guards.fleet.enabled && store.fleet().is_none() {
+            return Err(Error::invalid(format!(
+                "guards.fleet.enabled is set, but the store `{}` cannot coordinate replicas \
+                 (its `fleet()` is None): use SqliteStore, PostgresStore or MemoryStore, or \
+                 implement FleetStore for this store",
+                store.name()
+            )));
+        }
         Ok(Healer {
             inner: Arc::new(Inner {
                 store,
+                store_buffer,
                 fingerprinter: self
                     .fingerprinter
                     .unwrap_or_else(|| Arc::new(Normalizer::default())),
@@ -247,7 +274,7 @@ impl HealerBuilder {
                 chain_check: Default::default(),
                 evidence: Default::default(),
                 pending: DashMap::new(),
-                audit_head: tokio::sync::Mutex::new(None),
+                trail: Default::default(),
                 store_errors: AtomicU64::new(0),
                 replica: if self.config.guards.fleet.replica.is_empty() {
                     super::fleet::default_replica_name()

@@ -1,12 +1,14 @@
 //! The audit chain is verified when the healer starts: a healer on a broken chain says
 //! so (an error log, an event, one notification, [`Healer::audit_chain`]) instead of
 //! appending after a tampered or corrupted record as if nothing happened. The newest
-//! [`CHECKED_AT_START`] records are checked, so a start costs a bounded read.
+//! [`CHECKED_AT_START`] records are checked, so a start costs a bounded read, and so is
+//! the store's checkpoint of the head ([`crate::PatternStore::audit_checkpoint`]): a log
+//! truncated or emptied since the last write is reported the same way.
 
 use std::sync::Mutex;
 
 use super::Healer;
-use crate::{ChainError, Notification, Phase, verify_chain};
+use crate::{ChainError, Notification, Phase, verify_chain, verify_checkpoint};
 
 /// How many of the newest audit records are verified at start.
 pub const CHECKED_AT_START: usize = 10_000;
@@ -18,7 +20,9 @@ pub(crate) struct ChainCheck(Mutex<Option<Result<(), ChainError>>>);
 impl Healer {
     /// What the check of the audit chain at start found: `None` before the pipeline
     /// has started (or when the store could not be read), `Some(Ok(()))` when the newest
-    /// records chain, `Some(Err(..))` naming the first broken link.
+    /// records chain and end where the store's checkpoint says, `Some(Err(..))` naming
+    /// the first broken link, a record that does not decode, or where a truncated or
+    /// emptied log ends.
     pub fn audit_chain(&self) -> Option<Result<(), ChainError>> {
         self.inner
             .chain_check
@@ -36,7 +40,15 @@ impl Healer {
                 return;
             }
         };
-        let verdict = verify_chain(&records);
+        let checkpoint = match self.inner.store.audit_checkpoint().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the audit checkpoint; truncation goes unchecked");
+                None
+            }
+        };
+        let verdict =
+            verify_chain(&records).and_then(|()| verify_checkpoint(&records, checkpoint.as_ref()));
         *self
             .inner
             .chain_check
@@ -47,8 +59,8 @@ impl Healer {
             return;
         };
         let what = format!(
-            "the audit chain is broken at record {}: {}; the records before it can no \
-             longer be trusted (tampering or corruption): investigate before relying on them",
+            "the audit chain is broken at record {}: {}; the trail can no longer be \
+             trusted from there (tampering or corruption): investigate before relying on it",
             broken.seq, broken.reason
         );
         tracing::error!(

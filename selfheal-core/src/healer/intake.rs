@@ -26,7 +26,7 @@ impl Healer {
         }
         self.warn_stored_binding_problems().await;
         match self.inner.store.list_audit(1).await {
-            Ok(mut last) => *self.inner.audit_head.lock().await = last.pop(),
+            Ok(mut last) => self.inner.trail.lock().await.head = last.pop(),
             Err(e) => {
                 tracing::error!(error = %e, "could not read the audit head; the chain restarts")
             }

@@ -43,6 +43,7 @@ mod self_caused;
 mod sightings;
 mod silence;
 mod storm;
+mod trail;
 mod verify;
 
 use std::collections::HashMap;
@@ -71,6 +72,7 @@ pub use envelope::SafetyStatus;
 pub use learning::{LEARNED_PREFIX, Learned, template_regex};
 pub use sightings::WeakHealer;
 pub use silence::{Silence, SilenceScope, SilenceStatus};
+pub use trail::AUDIT_BACKLOG;
 
 /// The healer. Cheap to clone: every clone is the same healer.
 ///
@@ -98,6 +100,8 @@ impl std::fmt::Debug for Healer {
 struct Inner {
     config: HealerConfig,
     store: Arc<dyn Store>,
+    /// The buffer the builder wrapped the store in, unless it was built unbuffered.
+    store_buffer: Option<Arc<crate::store::BufferedStore>>,
     fingerprinter: Arc<dyn Fingerprinter>,
     strategies: HashMap<String, Arc<dyn Strategy>>,
     verifiers: HashMap<String, Arc<dyn Verifier>>,
@@ -134,8 +138,8 @@ struct Inner {
     notified: DashMap<Uuid, Vec<String>>,
     /// Answers awaited by incidents waiting for approval, by approval id.
     pending: DashMap<Uuid, oneshot::Sender<Answer>>,
-    /// The last audit record, so the next one chains to it.
-    audit_head: tokio::sync::Mutex<Option<AuditRecord>>,
+    /// The audit chain's head and the records waiting for the store.
+    trail: trail::Trail,
     store_errors: AtomicU64,
     /// This replica's name in fleet leases and cooldowns.
     replica: String,
@@ -238,7 +242,17 @@ impl Healer {
         self.inner.failed.load(Ordering::Relaxed)
     }
 
-    /// Store writes that failed (the pipeline went on without them).
+    /// The [`crate::store::BufferedStore`] the builder wrapped the store in (by
+    /// default), to see how many writes wait for the store (`pending`), were replayed
+    /// or dropped; `None` when built [`HealerBuilder::unbuffered`] or with a store that
+    /// needs none (in memory, or already buffered).
+    pub fn store_buffer(&self) -> Option<&crate::store::BufferedStore> {
+        self.inner.store_buffer.as_deref()
+    }
+
+    /// Store calls that failed (the pipeline went on without them). An audit record the
+    /// store refuses is not lost but kept and retried ([`Healer::audit_waiting`]); each
+    /// refused try counts here.
     pub fn store_errors(&self) -> u64 {
         self.inner.store_errors.load(Ordering::Relaxed)
     }
@@ -296,39 +310,16 @@ impl Healer {
         let _ = self.inner.events.send(event);
     }
 
-    /// Appends to the audit chain. A failed write is logged and counted; the chain
-    /// then continues from the last record that was written. When replicas share the
-    /// store, another one may have taken the next position (`Conflict`): the record is
-    /// chained again after the store's newest one, so the fleet keeps one chain.
+    /// Appends to the audit chain (`trail.rs`): a write the store refuses is kept in a
+    /// bounded backlog and retried with back-off, and the chain continues from it. When
+    /// replicas share the store, another one may have taken the next position
+    /// (`Conflict`): the record is chained again after the store's newest one, so the
+    /// fleet keeps one chain.
     async fn audit(&self, mut entry: AuditEntry) {
         // The chain cannot be purged, so nothing secret may enter it.
         self.inner.redactor.redact_in_place(&mut entry.result);
         entry.detail = self.inner.redactor.redact_value(&entry.detail);
-        let mut head = self.inner.audit_head.lock().await;
-        let mut record = entry.clone().chain(head.as_ref(), Utc::now());
-        for _ in 0..16 {
-            match self.inner.store.append_audit(&record).await {
-                Ok(()) => {
-                    *head = Some(record);
-                    return;
-                }
-                Err(e) if e.kind() == crate::ErrorKind::Conflict => {
-                    match self.inner.store.list_audit(1).await {
-                        Ok(mut last) => *head = last.pop(),
-                        Err(e) => return self.store_failed("list_audit", &e),
-                    }
-                    record = entry.clone().chain(head.as_ref(), Utc::now());
-                }
-                Err(e) => return self.store_failed("append_audit", &e),
-            }
-        }
-        self.store_failed(
-            "append_audit",
-            &crate::Error::new(
-                crate::ErrorKind::Conflict,
-                "the audit chain's head kept moving; another writer appends too fast",
-            ),
-        );
+        self.append_to_trail(entry).await;
     }
 
     /// Sends `notification` to every notifier, once per incident and event type

@@ -1,12 +1,16 @@
 //! [`BufferedStore`]: keeps the pipeline's writes when the store is unreachable and
 //! replays them, in order and once, when it is back.
 //!
+//! The healer's builder wraps its store in one by default (see
+//! [`crate::Healer::store_buffer`]). To size the buffer yourself, build it and tell the
+//! builder not to wrap it again:
+//!
 //! ```
 //! use std::sync::Arc;
 //! use selfheal_core::{Healer, MemoryStore, store::BufferedStore};
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
 //! let store = Arc::new(BufferedStore::new(Arc::new(MemoryStore::new())).capacity(50_000));
-//! let healer = Healer::builder().store_arc(store.clone()).build()?;
+//! let healer = Healer::builder().store_arc(store.clone()).unbuffered().build()?;
 //! // Later: how many writes wait for the store, and how many a full buffer dropped.
 //! assert_eq!((store.pending(), store.dropped_writes()), (0, 0));
 //! # Ok(()) }
@@ -78,7 +82,10 @@ fn outage(e: &Error) -> bool {
 /// reported as done; the buffer is replayed in order once the store answers again, on
 /// the next call or by [`BufferedStore::flush`]. Upserts are by id and audit records by
 /// `seq`, so a replayed write lands once: an audit record the store already holds (its
-/// write went through before the connection dropped) is not written again.
+/// write went through before the connection dropped) is not written again. One whose
+/// position another replica took meanwhile is chained again after the store's newest
+/// record, and so are the buffered records after it; a later write chained after it
+/// gets `Conflict`, so its writer chains it after the newest record too.
 ///
 /// Reads and fleet coordination go to the store (they fail while it is unreachable,
 /// and the pipeline goes on with what it holds in memory). While writes are buffered the
@@ -107,7 +114,17 @@ struct Buffer {
     last_try: Option<Instant>,
     /// The latest state of each pattern read or learned, for outcomes during an outage.
     patterns: std::collections::BTreeMap<String, Pattern>,
+    /// The last buffered audit record that had to be chained again (another replica
+    /// took its position): its hash as the caller chained it, and where it went. A
+    /// record chained after the first is chained after the second.
+    moved: Option<(String, AuditRecord)>,
 }
+
+/// Lost races for an audit position before a replayed record gives up.
+const CONFLICTS: usize = 16;
+/// How far back a conflicting audit position is looked up to see whether it holds the
+/// very record being written.
+const LOOK_BACK: u64 = 1_024;
 
 impl BufferedStore {
     /// Wraps `inner` with a buffer of [`DEFAULT_CAPACITY`] writes, retrying every second.
@@ -204,17 +221,17 @@ impl BufferedStore {
                 );
                 return Ok(());
             };
-            match self.apply(&op).await {
+            let replayed = match &op {
+                Op::Audit(r) => self.replay_audit(r).await,
+                op => self.apply(op).await,
+            };
+            match replayed {
                 Ok(()) => {
                     self.replayed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if outage(&e) => {
                     self.buffer().last_try = Some(Instant::now());
                     return Err(e);
-                }
-                // The record is there already: its first write went through.
-                Err(e) if matches!(op, Op::Audit(_)) && e.kind() == ErrorKind::Conflict => {
-                    tracing::debug!(error = %e, "buffered audit record already stored");
                 }
                 Err(e) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -258,10 +275,93 @@ impl BufferedStore {
         }
     }
 
+    /// Writes a buffered audit record where the chain now ends. After a predecessor
+    /// that was chained again, it is chained after that one; when another writer took
+    /// its position (`Conflict`), it is chained again after the store's newest record,
+    /// unless the record there is this one (its first write went through before the
+    /// connection dropped). So the chain a fleet shares stays one chain.
+    async fn replay_audit(&self, original: &AuditRecord) -> Result<()> {
+        let mut record = match &self.buffer().moved {
+            Some((old, new)) if original.prev_hash == *old => {
+                original.entry().chain(Some(new), original.at)
+            }
+            _ => original.clone(),
+        };
+        for _ in 0..CONFLICTS {
+            let landed = match self.inner.append_audit(&record).await {
+                Ok(()) => true,
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    let newest = self.inner.list_audit(1).await?.pop();
+                    if self.holds(&record, newest.as_ref()).await? {
+                        tracing::debug!(seq = record.seq, "buffered audit record already stored");
+                        true
+                    } else {
+                        record = original.entry().chain(newest.as_ref(), original.at);
+                        false
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            if landed {
+                if record.hash != original.hash {
+                    tracing::info!(
+                        from = original.seq,
+                        to = record.seq,
+                        "another replica took a buffered audit record's position; chained it after the newest"
+                    );
+                    self.buffer().moved = Some((original.hash.clone(), record));
+                }
+                return Ok(());
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            "the audit chain's head kept moving while a buffered record was replayed; \
+             another writer appends too fast",
+        ))
+    }
+
+    /// Whether the store holds `record` at its position (`newest` is the store's newest).
+    async fn holds(&self, record: &AuditRecord, newest: Option<&AuditRecord>) -> Result<bool> {
+        let Some(newest) = newest.filter(|n| n.seq >= record.seq) else {
+            return Ok(false);
+        };
+        if newest.seq - record.seq >= LOOK_BACK {
+            return Ok(false);
+        }
+        let span = usize::try_from(newest.seq - record.seq + 1).unwrap_or(usize::MAX);
+        let stored = self.inner.list_audit(span).await?;
+        Ok(stored
+            .first()
+            .is_some_and(|r| r.seq == record.seq && r.hash == record.hash))
+    }
+
+    /// `Conflict` for an audit record chained after a buffered record that was chained
+    /// again elsewhere: its writer chains it again after the store's newest record, as
+    /// after any lost race.
+    fn follows_moved(&self, op: &Op) -> Result<()> {
+        match (op, &self.buffer().moved) {
+            (Op::Audit(record), Some((old, new))) if record.prev_hash == *old => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "audit record {} follows a buffered record that was chained again \
+                         at {}; chain it after the store's newest record",
+                    record.seq, new.seq
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `op` through, or keeps it when the store is unreachable.
     async fn write(&self, op: Op) -> Result<()> {
         let error = match self.drain(false).await {
-            Ok(()) => match self.apply(&op).await {
+            Ok(()) => match async {
+                self.follows_moved(&op)?;
+                self.apply(&op).await
+            }
+            .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) if outage(&e) => e,
                 Err(e) => return Err(e),
@@ -463,6 +563,10 @@ impl AuditStore for BufferedStore {
     async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>> {
         let _ = self.drain(false).await;
         self.inner.recent_activity(since).await
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
+        self.inner.audit_checkpoint().await
     }
 }
 

@@ -107,6 +107,14 @@ pub trait AuditStore: Send + Sync + Debug + 'static {
         all.retain(|r| r.at >= since);
         Ok(all)
     }
+    /// The audit chain's head as last kept outside the audit table (a checkpoint file,
+    /// a row of its own), written with every appended record: what
+    /// [`crate::verify_checkpoint`] compares the table with at start, so a truncated or
+    /// emptied log is noticed. `None` when none was kept yet. The default, for a store
+    /// without one (in memory), is `None`.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
+        Ok(None)
+    }
 }
 
 /// Advisor diagnoses by fingerprint, so an unknown error is not sent to the advisor
@@ -256,6 +264,7 @@ mockall::mock! {
         async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
         async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>>;
         async fn recent_activity(&self, since: DateTime<Utc>) -> Result<Vec<AuditRecord>>;
+        async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>>;
     }
 
     #[async_trait]

@@ -10,7 +10,7 @@ use selfheal_core::{
 use uuid::Uuid;
 
 use crate::StorageError;
-use crate::codec::{parse_duration_ns, parse_enum, parse_json, to_u8, to_u64};
+use crate::codec::{lossy, parse_duration_ns, parse_enum, parse_json, to_u8, to_u64};
 
 pub(super) use crate::pattern_rows::{FixRow, PatternRow, assemble};
 
@@ -170,13 +170,18 @@ pub(super) struct AuditRow {
 impl TryFrom<AuditRow> for AuditRecord {
     type Error = StorageError;
 
+    /// Only the position must decode: see [`lossy`].
     fn try_from(r: AuditRow) -> Result<Self> {
+        let seq = r.seq;
+        let detail = lossy(seq, parse_json("audit_log.detail", &r.detail), || {
+            serde_json::Value::String(r.detail.clone())
+        });
         Ok(AuditRecord {
             seq: to_u64("audit_log.seq", r.seq)?,
             at: r.at,
             incident: r.incident,
-            controls: parse_json("audit_log.controls", &r.controls)?,
-            detail: parse_json("audit_log.detail", &r.detail)?,
+            controls: lossy(seq, parse_json("audit_log.controls", &r.controls), Vec::new),
+            detail,
             event_type: r.event_type,
             actor: r.actor,
             pattern: r.pattern,

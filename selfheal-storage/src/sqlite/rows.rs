@@ -1,5 +1,6 @@
 //! Rows as SQLite returns them, and their conversion into domain types.
 
+use chrono::{DateTime, Utc};
 use selfheal_core::store::report::assemble_report;
 use selfheal_core::{
     ActionOutcome, ActionRecord, Approval, AuditRecord, Incident, LastAction, OverviewRow,
@@ -8,8 +9,8 @@ use selfheal_core::{
 
 use crate::StorageError;
 use crate::codec::{
-    parse_duration_ns, parse_enum, parse_json, parse_opt_ts, parse_ts, parse_uuid, to_i32, to_u8,
-    to_u64,
+    lossy, parse_duration_ns, parse_enum, parse_json, parse_opt_ts, parse_ts, parse_uuid, to_i32,
+    to_u8, to_u64,
 };
 
 pub(super) use crate::pattern_rows::{FixRow, PatternRow, assemble};
@@ -173,17 +174,29 @@ pub(super) struct AuditRow {
 impl TryFrom<AuditRow> for AuditRecord {
     type Error = StorageError;
 
+    /// Only the position must decode: see [`lossy`].
     fn try_from(r: AuditRow) -> Result<Self> {
+        let seq = r.seq;
+        let detail = lossy(seq, parse_json("audit_log.detail", &r.detail), || {
+            serde_json::Value::String(r.detail.clone())
+        });
         Ok(AuditRecord {
             seq: to_u64("audit_log.seq", r.seq)?,
-            at: parse_ts("audit_log.at", &r.at)?,
-            incident: r
-                .incident
-                .as_deref()
-                .map(|i| parse_uuid("audit_log.incident", i))
-                .transpose()?,
-            controls: parse_json("audit_log.controls", &r.controls)?,
-            detail: parse_json("audit_log.detail", &r.detail)?,
+            at: lossy(
+                seq,
+                parse_ts("audit_log.at", &r.at),
+                DateTime::<Utc>::default,
+            ),
+            incident: lossy(
+                seq,
+                r.incident
+                    .as_deref()
+                    .map(|i| parse_uuid("audit_log.incident", i))
+                    .transpose(),
+                || None,
+            ),
+            controls: lossy(seq, parse_json("audit_log.controls", &r.controls), Vec::new),
+            detail,
             event_type: r.event_type,
             actor: r.actor,
             pattern: r.pattern,
