@@ -13,8 +13,9 @@ use selfheal::storage::{PostgresStore, sqlx};
 use selfheal::store::BufferedStore;
 use selfheal::testkit::servers::env_url;
 use selfheal::{
-    ActionRecord, Approval, AuditEntry, AuditRecord, ChainError, Error, ErrorKind, Healer,
-    Incident, IncidentFilter, Pattern, PatternStore, Result, verify_chain,
+    ActionRecord, Approval, AuditEntry, AuditRecord, AuditStore, ChainError, DiagnosisCache, Error,
+    ErrorKind, FleetStore, Healer, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore,
+    ReportStore, Result, Store, verify_chain,
 };
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -196,68 +197,122 @@ impl Switch {
     }
 }
 
-#[async_trait]
-impl PatternStore for Switch {
+impl Store for Switch {
     fn name(&self) -> &str {
         "switched postgres"
     }
+
+    fn fleet(&self) -> Option<&dyn FleetStore> {
+        Some(&self.store)
+    }
+}
+
+#[async_trait]
+impl PatternStore for Switch {
     async fn list_patterns(&self) -> Result<Vec<Pattern>> {
         self.up()?;
         self.store.list_patterns().await
     }
+
     async fn get_pattern(&self, name: &str) -> Result<Option<Pattern>> {
         self.up()?;
         self.store.get_pattern(name).await
     }
+
     async fn add_pattern(&self, p: &Pattern) -> Result<()> {
         self.up()?;
         self.store.add_pattern(p).await
     }
+
     async fn update_pattern(&self, p: &Pattern) -> Result<()> {
         self.up()?;
         self.store.update_pattern(p).await
     }
+
     async fn record_outcome(&self, p: &str, s: &str, ok: bool, d: f64) -> Result<Pattern> {
         self.up()?;
         self.store.record_outcome(p, s, ok, d).await
     }
+}
+
+#[async_trait]
+impl IncidentStore for Switch {
     async fn save_incident(&self, i: &Incident) -> Result<()> {
         self.up()?;
         self.store.save_incident(i).await
     }
+
     async fn get_incident(&self, id: Uuid) -> Result<Option<Incident>> {
         self.up()?;
         self.store.get_incident(id).await
     }
+
     async fn list_incidents(&self, f: &IncidentFilter) -> Result<Vec<Incident>> {
         self.up()?;
         self.store.list_incidents(f).await
     }
+
     async fn save_action(&self, a: &ActionRecord) -> Result<()> {
         self.up()?;
         self.store.save_action(a).await
     }
+
     async fn list_actions(&self, i: Option<Uuid>) -> Result<Vec<ActionRecord>> {
         self.up()?;
         self.store.list_actions(i).await
     }
+
     async fn save_approval(&self, a: &Approval) -> Result<()> {
         self.up()?;
         self.store.save_approval(a).await
     }
+
     async fn list_approvals(&self, p: bool) -> Result<Vec<Approval>> {
         self.up()?;
         self.store.list_approvals(p).await
     }
+    async fn retention_cleanup(&self, t: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        self.up()?;
+        self.store.retention_cleanup(t).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for Switch {
     async fn append_audit(&self, r: &AuditRecord) -> Result<()> {
         self.up()?;
         self.store.append_audit(r).await
     }
+
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
         self.up()?;
         self.store.list_audit(limit).await
     }
+    async fn audit_checkpoint(&self) -> Result<Option<selfheal::ChainHead>> {
+        self.up()?;
+        self.store.audit_checkpoint().await
+    }
 }
+
+#[async_trait]
+impl DiagnosisCache for Switch {
+    async fn cached_diagnosis(&self, f: &str) -> Result<Option<selfheal::Diagnosis>> {
+        self.up()?;
+        self.store.cached_diagnosis(f).await
+    }
+    async fn cache_diagnosis(
+        &self,
+        f: &str,
+        d: &selfheal::Diagnosis,
+        ttl: std::time::Duration,
+    ) -> Result<()> {
+        self.up()?;
+        self.store.cache_diagnosis(f, d, ttl).await
+    }
+}
+
+#[async_trait]
+impl ReportStore for Switch {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_record_whose_position_was_taken_is_chained_after_the_newest() {

@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
+use selfheal::AuditStore;
 use selfheal::storage::{SqliteOptions, SqliteStore, sqlx};
-use selfheal::{
-    AuditEntry, AuditRecord, ChainError, Healer, Pattern, PatternStore, Phase, verify_chain,
-};
+use selfheal::{AuditEntry, AuditRecord, ChainError, Healer, Pattern, Phase, verify_chain};
 use tokio::time::Instant;
 
 async fn open(path: &Path) -> SqliteStore {

@@ -27,13 +27,14 @@ fn down() -> Error {
 }
 
 /// A store that is down: every read and write fails as unavailable.
-fn broken_store() -> MockPatternStore {
+fn broken_store() -> MockStore {
     let pattern = active("pool", "pool timed out", "restart");
     let mut store = MockStore::new();
     store
         .expect_list_patterns()
         .returning(move || Ok(vec![pattern.clone()]));
     store.expect_list_audit().returning(|_| Err(down()));
+    store.expect_audit_checkpoint().returning(|| Err(down()));
     store.expect_list_actions().returning(|_| Err(down()));
     store.expect_list_incidents().returning(|_| Err(down()));
     store.expect_append_audit().returning(|_| Err(down()));

@@ -22,10 +22,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
-    Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
-    IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
-    Result, SharedCooldown, Store, ChainHead,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, Diagnosis,
+    DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
+    IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore,
+    ReportStore, Result, SharedCooldown, Store,
 };
 use sqlx::PgConnection;
 use sqlx::migrate::Migrator;

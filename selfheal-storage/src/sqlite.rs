@@ -27,10 +27,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::store::fleet_expiry;
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
-    Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter, IncidentStatus,
-    IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore, ReportStore,
-    Result, SharedCooldown, Store, ChainHead,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, Diagnosis,
+    DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
+    IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore,
+    ReportStore, Result, SharedCooldown, Store,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;

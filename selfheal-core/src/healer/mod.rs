@@ -58,9 +58,8 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, AuditRecord, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent,
-    Incident, LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy,
-    Verifier,
+    AuditEntry, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent, Incident,
+    LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy, Verifier,
 };
 
 pub use admin::{PatternStats, Stats};

@@ -195,12 +195,11 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::{Error, MockPatternStore, verify_chain};
+    use crate::{Error, MockStore, verify_chain};
 
     /// A store whose audit table can be switched off; what it holds, shared.
-    fn switched(down: Arc<AtomicBool>, held: Arc<Mutex<Vec<AuditRecord>>>) -> MockPatternStore {
-        let mut store = MockPatternStore::new();
-        store.expect_name().return_const("switched".to_owned());
+    fn switched(down: Arc<AtomicBool>, held: Arc<Mutex<Vec<AuditRecord>>>) -> MockStore {
+        let mut store = MockStore::new();
         let rows = held.clone();
         store.expect_append_audit().returning(move |r| {
             if down.load(Ordering::SeqCst) {
