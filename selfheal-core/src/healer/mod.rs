@@ -258,19 +258,21 @@ impl Healer {
 
     /// A `tracing_subscriber::Layer` feeding this healer with WARN and ERROR events.
     ///
-    /// It carries its own per-layer filter at WARN: it never turns on a TRACE, DEBUG
-    /// or INFO callsite, so when no other layer wants those they cost nothing, and
-    /// when another layer (a `fmt` layer at DEBUG) does, that layer still sees them.
-    /// Use it on a `tracing_subscriber::registry()` stack:
-    /// `registry().with(fmt::layer()).with(healer.layer())`.
-    pub fn layer<S>(
-        &self,
-    ) -> tracing_subscriber::filter::Filtered<HealerLayer, tracing_subscriber::filter::LevelFilter, S>
+    /// It carries its own per-layer filter ([`crate::OwnWork`]): WARN and ERROR events,
+    /// plus selfheal's own spans so it can tell the healer's work from the host's. It
+    /// never turns on a TRACE, DEBUG or INFO callsite of the host, so when no other
+    /// layer wants those they cost nothing, and when another layer (a `fmt` layer at
+    /// DEBUG) does, that layer still sees them. Use it on a
+    /// `tracing_subscriber::registry()` stack:
+    /// `registry().with(fmt::layer()).with(healer.layer())`. Signals without a
+    /// `heal.target`, `component` or `peer` field get the service name as target
+    /// (see [`HealerLayer`]).
+    pub fn layer<S>(&self) -> tracing_subscriber::filter::Filtered<HealerLayer, crate::OwnWork, S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         use tracing_subscriber::Layer as _;
-        HealerLayer::new(self.clone()).with_filter(tracing_subscriber::filter::LevelFilter::WARN)
+        HealerLayer::new(self.clone()).with_filter(crate::OwnWork)
     }
 
     /// Every phase of every incident from now on.
