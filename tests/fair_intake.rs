@@ -3,7 +3,8 @@
 //! `k`-th signal of a burst waits behind at most `k` signals of the flood.
 //!
 //! Counted, not timed: a fingerprinter records the order in which the intake takes
-//! signals. `cargo run --release --example fair_intake` measures the same in wall time.
+//! signals. `cargo run --release --no-default-features --example fair_intake` measures
+//! the same in wall time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

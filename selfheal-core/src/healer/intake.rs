@@ -15,6 +15,11 @@ use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
 /// Related fingerprints listed per incident (the rest still count into it).
 pub(super) const MAX_RELATED: usize = 64;
 
+/// The longest the intake works through a queue that never empties before it lets the
+/// other tasks of its worker run (tokio time: paused in tests, where tokio's budget
+/// alone applies).
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Sample messages kept per incident.
 pub(super) const MAX_SAMPLES: usize = 5;
 
@@ -40,6 +45,7 @@ impl Healer {
                 "reconciling the previous run panicked; starting without it"
             );
         }
+        let mut since_yield = Instant::now();
         loop {
             let signal = tokio::select! {
                 biased;
@@ -47,9 +53,15 @@ impl Healer {
                 signal = self.inner.queue.pop() => signal,
             };
             self.ingest_contained(signal);
-            // A queue that never empties must not hold this worker: the incident tasks
-            // (and, on a current-thread runtime, everything else) run in between.
+            // A queue that never empties must not hold this worker. Tokio runs a task
+            // spawned here (an incident just opened) next on this same worker, and no
+            // other worker may take it, so it waits until the intake yields: at the
+            // latest after YIELD_EVERY of work, or tokio's budget of 128 signals.
             tokio::task::consume_budget().await;
+            if since_yield.elapsed() >= YIELD_EVERY {
+                tokio::task::yield_now().await;
+                since_yield = Instant::now();
+            }
         }
         // Whatever is still queued is dropped, and counted; later signals are refused.
         let left = self.inner.queue.close();
@@ -90,7 +102,8 @@ impl Healer {
         }
     }
 
-    fn ingest(&self, signal: &Signal) {
+    /// Takes one signal in; `true` when it opened an incident (whose task was spawned).
+    fn ingest(&self, signal: &Signal) -> bool {
         let fp = self.inner.fingerprinter.fingerprint(signal);
         let now = Instant::now();
         let detection = &self.inner.config.detection;
@@ -111,7 +124,7 @@ impl Healer {
                 None => None,
             };
             if self.silenced(&signal.target, pattern.as_deref(), &fp.id) {
-                return;
+                return false;
             }
         }
 
@@ -124,18 +137,18 @@ impl Healer {
             self.note_late_error(id, signal);
             // The incident knows this fingerprint already (`by_fingerprint` led here).
             self.count_foreign(id, signal);
-            return;
+            return false;
         }
 
         // Errors while the healer acts on this target (or what it depends on) are the
         // action's own; a dependent's errors while its dependency has an incident are
         // that dependency's.
         if self.count_self_caused(signal) {
-            return;
+            return false;
         }
         if let Some(id) = self.dependency_incident(&signal.target) {
             self.count_foreign(id, signal);
-            return;
+            return false;
         }
 
         // A new fingerprint on a target with a young open incident joins it.
@@ -143,7 +156,7 @@ impl Healer {
         if let Some(id) = target_id
             && self.join(id, key.clone(), signal, &fp, now)
         {
-            return;
+            return false;
         }
 
         let matcher = self.matcher();
@@ -157,7 +170,7 @@ impl Healer {
             );
         let count = self.inner.detector.record(&key, now, window);
         if count < needed as usize {
-            return;
+            return false;
         }
 
         let at = Utc::now();
@@ -187,6 +200,7 @@ impl Healer {
         self.inner
             .tasks
             .spawn(async move { this.heal(incident, best).await });
+        true
     }
 
     /// Joins a fingerprint not yet indexed (`key` is not in `by_fingerprint`) to the
@@ -293,9 +307,8 @@ mod tests {
             .unwrap();
         // Ingested directly, without yielding: the incident's own task never runs, so
         // it stays open and young throughout.
-        for _ in 0..2 {
-            healer.ingest(&Signal::new("db", "first error"));
-        }
+        assert!(!healer.ingest(&Signal::new("db", "first error")));
+        assert!(healer.ingest(&Signal::new("db", "first error")), "opened");
         let id = *healer
             .inner
             .by_target
@@ -303,7 +316,7 @@ mod tests {
             .expect("an incident opened");
         for round in 0..2 {
             for i in 0..1_000 {
-                healer.ingest(&Signal::new("db", format!("distinct error {i}")));
+                assert!(!healer.ingest(&Signal::new("db", format!("distinct error {i}"))));
             }
             let incident = healer.inner.open.get(&id).unwrap().clone();
             assert_eq!(incident.related.len(), super::MAX_RELATED, "round {round}");
@@ -318,9 +331,9 @@ mod tests {
         healer.forget(id);
         assert!(healer.inner.by_fingerprint.is_empty());
         assert!(healer.inner.open.is_empty());
-        healer.ingest(&Signal::new("db", "distinct error 999"));
+        assert!(!healer.ingest(&Signal::new("db", "distinct error 999")));
         assert!(healer.inner.open.is_empty(), "one occurrence opens nothing");
-        healer.ingest(&Signal::new("db", "distinct error 999"));
+        assert!(healer.ingest(&Signal::new("db", "distinct error 999")));
         assert_eq!(
             healer.inner.open.len(),
             1,
