@@ -1,4 +1,4 @@
-//! The tracing layer is quiet: it turns on no TRACE, DEBUG or INFO callsite of its own,
+//! The tracing layer is quiet: it turns on no TRACE, DEBUG or INFO callsite of the host,
 //! and another layer that wants DEBUG still gets it. One test in its own binary, since
 //! callsite interest is process-wide.
 

@@ -112,13 +112,39 @@ pub struct RedactionConfig {
 }
 
 /// Signal intake.
+///
+/// The queue between `observe` and the pipeline is bounded twice, in signals and in
+/// bytes (each signal charged for what it holds after its own bounds), and it is fair
+/// per target: a signal of a target is queued only while that target, with it, holds
+/// no more signals and no more bytes than the queue had free. So one target never holds
+/// more than half the queue, and a flood on one target leaves room for every other. The
+/// pipeline takes the targets in turn, one signal each. What is refused is counted in
+/// `Healer::dropped`.
+///
+/// ```
+/// let config = selfheal_core::HealerConfig::from_toml(r#"
+///     [intake]
+///     queue_capacity = 20000
+///     queue_bytes = 134217728
+/// "#).unwrap();
+/// assert_eq!(config.intake.queue_bytes, 128 << 20);
+/// assert!(!config.intake.module_targets);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IntakeConfig {
     /// Signals buffered between `observe` and the pipeline; more are dropped and counted.
     pub queue_capacity: usize,
+    /// Bytes the queued signals may hold together (64 MiB by default); a signal that
+    /// would go over is dropped and counted.
+    pub queue_bytes: u64,
     /// Events buffered per subscriber of the event stream.
     pub event_capacity: usize,
+    /// The tracing layer names a signal's target after the event's module path
+    /// (`myapp::cache`) when the event has no `heal.target`, `component` or `peer`
+    /// field. Off by default: such a signal's target is then the service name (or
+    /// `app` without one), and the module path is kept in its `tracing.target` field.
+    pub module_targets: bool,
 }
 
 impl IntakeConfig {
@@ -127,6 +153,11 @@ impl IntakeConfig {
     pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
     /// The largest `event_capacity`: the event buffer is allocated up front.
     pub const MAX_EVENT_CAPACITY: usize = 65_536;
+    /// The smallest `queue_bytes`: room for two of the largest signals `observe` lets
+    /// through (a 64 KiB message, a 256 KiB stack, 64 fields of 4 KiB).
+    pub const MIN_QUEUE_BYTES: u64 = 2 << 20;
+    /// The largest `queue_bytes`.
+    pub const MAX_QUEUE_BYTES: u64 = 4 << 30;
 
     fn validate(&self) -> Result<()> {
         for (key, value, max) in [
@@ -147,7 +178,19 @@ impl IntakeConfig {
                 )));
             }
         }
+        let (min, max) = (Self::MIN_QUEUE_BYTES, Self::MAX_QUEUE_BYTES);
+        if !(min..=max).contains(&self.queue_bytes) {
+            return Err(Error::invalid(format!(
+                "intake.queue_bytes is {}; give a number of bytes from {min} (2 MiB) to {max} (4 GiB)",
+                self.queue_bytes
+            )));
+        }
         Ok(())
+    }
+
+    /// `queue_bytes` as a `usize`, clamped where a `usize` is narrower.
+    pub(crate) fn queue_bytes(&self) -> usize {
+        usize::try_from(self.queue_bytes).unwrap_or(usize::MAX)
     }
 }
 
@@ -155,7 +198,9 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         IntakeConfig {
             queue_capacity: 10_000,
+            queue_bytes: 64 << 20,
             event_capacity: 1_024,
+            module_targets: false,
         }
     }
 }
@@ -701,6 +746,25 @@ mod tests {
         assert!(msg.contains("min_health was removed"), "{msg}");
         let ok = HealerConfig::from_toml("[verification]\ntarget_wait = \"30s\"").unwrap();
         assert_eq!(ok.verification.target_wait, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn queue_bytes_has_a_default_and_a_range() {
+        let intake = IntakeConfig::default();
+        assert_eq!(intake.queue_bytes, 64 << 20);
+        assert_eq!(intake.queue_bytes(), 64 << 20);
+        for bad in [0, (2 << 20) - 1, (4 << 30) + 1, u64::MAX] {
+            let msg = invalid(&format!(
+                "[intake]\nqueue_bytes = {}",
+                bad.min(i64::MAX as u64)
+            ));
+            assert!(msg.contains("intake.queue_bytes"), "{msg}");
+        }
+        for good in [2u64 << 20, 4u64 << 30] {
+            HealerConfig::from_toml(&format!("[intake]\nqueue_bytes = {good}")).unwrap();
+        }
+        let typo = invalid("[intake]\nqueue_byte = 1");
+        assert!(typo.contains("did you mean `queue_bytes`"), "{typo}");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
 use tracing::{Event, Level as TraceLevel, Metadata, Subscriber};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::{ERROR_FIELDS, Healer, Level, Signal, SignalSource, error_chain};
@@ -30,16 +32,23 @@ const OWN_CRATES: [&str; 5] = [
 /// `error = %e` (its `Display`), `error = ?e` (its `Debug`) or
 /// `error = &e as &dyn Error` (its whole `source()` chain). So
 /// `tracing::error!(error = %e, "query failed")` is matched and fingerprinted as
-/// `query failed: <the error>`. All fields also become signal fields. The target is the
-/// first of the fields `heal.target`, `component`, `peer`, else the event's module
-/// target.
+/// `query failed: <the error>`. All fields also become signal fields.
+///
+/// The target is the first of the fields `heal.target`, `component`, `peer`. Without
+/// one, it is the healer's service name (`HealerConfig::service`), or [`DEFAULT_TARGET`]
+/// when that is empty; the event's module path is kept in the `tracing.target` field
+/// either way. With `intake.module_targets = true` the module path is the target
+/// instead (every module of the host its own target).
 ///
 /// Events of selfheal's own crates (`selfheal`, `selfheal_core`, `selfheal_storage`,
 /// `selfheal_strategies`, `selfheal_llm` and their modules) are ignored so the healer
-/// never feeds on itself, and so are events raised inside one of their spans (such as
-/// a driver's warning about a statement the healer's own store ran during a heal),
-/// when those spans are enabled. A host crate whose name merely starts with
-/// `selfheal` (`selfheal_demo`, `selfhealth_api`) is heard like any other.
+/// never feeds on itself, and so are events raised inside one of their spans: a
+/// driver's warning about a statement the healer's store ran (every `SqliteStore` and
+/// `PostgresStore` call runs in a span of its own, and sqlx hands the caller's span to
+/// its SQLite worker thread), whether the call came from the pipeline or from host
+/// code calling an operator verb. The layer's filter ([`OwnWork`]) turns those spans
+/// on for this layer alone. A host crate whose name merely starts with `selfheal`
+/// (`selfheal_demo`, `selfhealth_api`) is heard like any other.
 #[derive(Debug, Clone)]
 pub struct HealerLayer {
     healer: Healer,
@@ -48,6 +57,54 @@ pub struct HealerLayer {
 impl HealerLayer {
     pub(crate) fn new(healer: Healer) -> Self {
         HealerLayer { healer }
+    }
+}
+
+/// The target of a layer signal without a `heal.target`, `component` or `peer` field,
+/// when the healer has no service name either.
+pub const DEFAULT_TARGET: &str = "app";
+
+/// The per-layer filter of [`HealerLayer`] (see [`Healer::layer`]): it enables WARN
+/// and ERROR events, and the spans of selfheal's own crates down to DEBUG, so the layer
+/// can tell the healer's own work (its store calls, its incidents) from the host's.
+///
+/// It enables nothing of the host below WARN: a host's TRACE, DEBUG or INFO callsite
+/// stays off unless another layer wants it, and another layer never sees the spans it
+/// turns on. Its level hint is DEBUG, for those spans; that makes a host's DEBUG
+/// callsite ask once, and then stay off.
+///
+/// The healer's spans can only be seen when they exist: a filter on the whole
+/// subscriber (an `EnvFilter` added with `.with(filter)` rather than per layer) that
+/// turns off DEBUG for `selfheal_storage`, or tracing's `max_level_*` features, remove
+/// them, and with them the recognition of a store statement run outside an incident.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwnWork;
+
+impl OwnWork {
+    fn wants(meta: &Metadata<'_>) -> bool {
+        if meta.is_span() {
+            *meta.level() <= TraceLevel::DEBUG && is_own(meta)
+        } else {
+            *meta.level() <= TraceLevel::WARN
+        }
+    }
+}
+
+impl<S> Filter<S> for OwnWork {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        Self::wants(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if Self::wants(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::DEBUG)
     }
 }
 
@@ -69,15 +126,28 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if let Some(signal) = signal_for(event, &ctx) {
+        let config = self.healer.config();
+        let default_target = if config.intake.module_targets {
+            None
+        } else if config.service.is_empty() {
+            Some(DEFAULT_TARGET)
+        } else {
+            Some(config.service.as_str())
+        };
+        if let Some(signal) = signal_for(event, &ctx, default_target) {
             self.healer.observe(signal);
         }
     }
 }
 
 /// The signal a WARN or ERROR event of the host becomes; `None` for other levels and
-/// for the healer's own events.
-fn signal_for<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<Signal>
+/// for the healer's own events. Without a target field the target is
+/// `default_target`, or the module path when that is `None`.
+fn signal_for<S>(
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+    default_target: Option<&str>,
+) -> Option<Signal>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -113,7 +183,7 @@ where
                 .find(|(k, _)| k == f)
                 .map(|(_, v)| v.clone())
         })
-        .unwrap_or_else(|| meta.target().to_owned());
+        .unwrap_or_else(|| default_target.unwrap_or(meta.target()).to_owned());
     let mut signal = Signal::new(target, message)
         .source(SignalSource::Tracing)
         .level(if level == TraceLevel::ERROR {
@@ -177,24 +247,63 @@ mod tests {
 
     use super::*;
 
-    /// Collects the signals [`HealerLayer`] would observe.
+    /// Collects the signals [`HealerLayer`] would observe (module paths as targets).
     #[derive(Clone, Default)]
-    struct Collect(Arc<Mutex<Vec<Signal>>>);
+    struct Collect(Arc<Mutex<Vec<Signal>>>, Option<&'static str>);
 
     impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Collect {
         fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-            if let Some(signal) = signal_for(event, &ctx) {
+            if let Some(signal) = signal_for(event, &ctx, self.1) {
                 self.0.lock().unwrap().push(signal);
             }
         }
     }
 
     fn collect(f: impl FnOnce()) -> Vec<Signal> {
-        let out = Collect::default();
+        collect_as(None, f)
+    }
+
+    fn collect_as(default_target: Option<&'static str>, f: impl FnOnce()) -> Vec<Signal> {
+        let out = Collect(Arc::default(), default_target);
         let subscriber = tracing_subscriber::registry().with(out.clone());
         tracing::subscriber::with_default(subscriber, f);
         let signals = out.0.lock().unwrap();
         signals.clone()
+    }
+
+    #[test]
+    fn without_a_target_field_the_target_is_the_default_and_the_module_path_a_field() {
+        let signals = collect_as(Some("checkout-api"), || {
+            tracing::error!(target: "myapp::cache", "cache write failed");
+            tracing::error!(target: "myapp::cache", component = "redis-cache", "cache write failed");
+            tracing::warn!(target: "myapp::db", peer = "orders-db", "slow query");
+        });
+        let targets: Vec<&str> = signals.iter().map(|s| s.target.as_str()).collect();
+        assert_eq!(targets, ["checkout-api", "redis-cache", "orders-db"]);
+        assert_eq!(signals[0].fields["tracing.target"], "myapp::cache");
+        assert_eq!(signals[2].fields["tracing.target"], "myapp::db");
+    }
+
+    #[test]
+    fn the_healer_names_untargeted_signals_after_its_service_unless_told_otherwise() {
+        let observe = |config: crate::HealerConfig| {
+            let healer = Healer::builder().config(config).build().unwrap();
+            let subscriber = tracing_subscriber::registry().with(healer.layer());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::error!(target: "myapp::cache", "cache write failed");
+            });
+            let queued = healer.queued_targets();
+            assert_eq!(queued.len(), 1);
+            queued[0].clone()
+        };
+        assert_eq!(observe(crate::HealerConfig::default()), DEFAULT_TARGET);
+        let mut config = crate::HealerConfig {
+            service: "checkout-api".into(),
+            ..Default::default()
+        };
+        assert_eq!(observe(config.clone()), "checkout-api");
+        config.intake.module_targets = true;
+        assert_eq!(observe(config), "myapp::cache");
     }
 
     #[test]

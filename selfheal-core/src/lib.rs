@@ -63,7 +63,7 @@ pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,
     Diagnosis, Health, Incident, IncidentStatus, PatternMatch, PlannedStep, RemediationPlan, Risk,
 };
-pub use layer::HealerLayer;
+pub use layer::{DEFAULT_TARGET, HealerLayer, OwnWork};
 pub use matcher::Matcher;
 pub use memory::{MemoryLimits, MemoryStore};
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};

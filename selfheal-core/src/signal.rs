@@ -176,6 +176,27 @@ impl Signal {
     }
 }
 
+impl Signal {
+    /// An estimate of the memory this signal holds: the struct and every allocation it
+    /// owns, by capacity (what is really allocated, not what is used). The intake queue
+    /// charges it against `intake.queue_bytes`.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        /// A `BTreeMap` entry's share of its node, beyond the two strings' buffers.
+        const FIELD_OVERHEAD: usize = 2 * std::mem::size_of::<String>() + 16;
+        let fields: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.capacity() + v.capacity() + FIELD_OVERHEAD)
+            .sum();
+        std::mem::size_of::<Signal>()
+            + self.service.capacity()
+            + self.target.capacity()
+            + self.message.capacity()
+            + self.stack.as_ref().map_or(0, String::capacity)
+            + fields
+    }
+}
+
 /// The first at most `max` bytes of `s`, cut on a char boundary.
 pub(crate) fn prefix(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -188,10 +209,15 @@ pub(crate) fn prefix(s: &str, max: usize) -> &str {
     &s[..cut]
 }
 
-/// Cuts `s` to at most `max` bytes on a char boundary, in place.
+/// Cuts `s` to at most `max` bytes on a char boundary, in place. A string that was cut
+/// also gives back the memory it no longer uses: a 10 MB stack cut to 256 KiB must not
+/// keep its 10 MB allocation alive in the queue.
 pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
     let keep = prefix(s, max).len();
-    s.truncate(keep);
+    if keep < s.len() {
+        s.truncate(keep);
+        s.shrink_to_fit();
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +267,19 @@ mod tests {
         assert!(calls.load(std::sync::atomic::Ordering::Relaxed) <= MAX_CHAIN_LEVELS);
         // Dropping a 10,000-deep Box chain recursively is the test's own business.
         std::mem::forget(error);
+    }
+
+    #[test]
+    fn a_bounded_signal_gives_back_what_it_cut_and_is_charged_for_what_it_holds() {
+        let mut signal = Signal::new("svc", "boom").stack("x".repeat(10 << 20));
+        assert!(signal.heap_bytes() >= 10 << 20, "charged by what it holds");
+        signal.bound();
+        assert!(signal.stack.as_ref().unwrap().capacity() <= MAX_STACK_BYTES);
+        let bytes = signal.heap_bytes();
+        assert!(
+            (MAX_STACK_BYTES..MAX_STACK_BYTES + 1024).contains(&bytes),
+            "{bytes}"
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl PostgresStoreBuilder {
 
     /// Connects, creates the schema if asked for one, migrates it and, unless turned
     /// off with [`seed_catalog`](Self::seed_catalog), seeds the stock pattern catalog.
+    #[instrument(level = "debug", skip_all)]
     pub async fn connect(self) -> Result<PostgresStore> {
         let url = self.url.trim();
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -233,6 +234,7 @@ impl PostgresStore {
 
     /// Uses an existing pool (for your own options) and migrates its database. It does
     /// not seed the stock catalog: call `selfheal_core::catalog::seed(&store)` for that.
+    #[instrument(level = "debug", skip_all)]
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
         // Replicas starting together: sqlx takes an advisory lock around migrations,
         // so exactly one applies them and the others wait.

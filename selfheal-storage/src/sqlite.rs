@@ -138,6 +138,7 @@ impl SqliteStore {
     /// assert!(seeded.get_pattern("redis_oom").await?.is_some());
     /// # Ok(()) }
     /// ```
+    #[instrument(level = "debug", skip_all)]
     pub async fn open_with(url_or_path: &str, options: SqliteOptions) -> Result<Self> {
         let store = Self::open_unseeded(url_or_path).await?;
         if options.seed_catalog {
@@ -254,6 +255,7 @@ impl SqliteStore {
     /// is seeded: call [`selfheal_core::catalog::seed`] for the stock catalog.
     /// A file database is watched for deletion and replacement like one opened by
     /// [`SqliteStore::open`]; the pool's journal and locking settings are yours.
+    #[instrument(level = "debug", skip_all)]
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await.map_err(err)?;
         let filename = pool.connect_options().get_filename().to_owned();

@@ -1,12 +1,12 @@
 //! Wiring a [`Healer`]: store, fingerprinter, strategies, verifiers, executor, advisor, notifiers.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -218,7 +218,6 @@ impl HealerBuilder {
             &super::bindings::check_bindings(&crate::catalog::stock(), &strategies),
             "the stock catalog",
         );
-        let (tx, rx) = mpsc::channel(self.config.intake.queue_capacity);
         let (events, _) = broadcast::channel(self.config.intake.event_capacity);
         let guards = Guards::new(&self.config.guards);
         let safety = &self.config.safety;
@@ -256,8 +255,11 @@ impl HealerBuilder {
                 advisor: self.advisor,
                 notifiers: self.notifiers,
                 redactor: crate::Redactor::from_config(&self.config.redaction)?,
-                tx,
-                rx: Mutex::new(Some(rx)),
+                queue: super::queue::Queue::new(
+                    self.config.intake.queue_capacity,
+                    self.config.intake.queue_bytes(),
+                ),
+                spawned: AtomicBool::new(false),
                 observed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 failed: AtomicU64::new(0),

@@ -5,7 +5,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -16,11 +15,16 @@ use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
 /// Related fingerprints listed per incident (the rest still count into it).
 pub(super) const MAX_RELATED: usize = 64;
 
+/// The longest the intake works through a queue that never empties before it lets the
+/// other tasks of its worker run (tokio time: paused in tests, where tokio's budget
+/// alone applies).
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Sample messages kept per incident.
 pub(super) const MAX_SAMPLES: usize = 5;
 
 impl Healer {
-    pub(super) async fn run_intake(self, mut rx: mpsc::Receiver<Signal>) {
+    pub(super) async fn run_intake(self) {
         if let Err(e) = self.reload_patterns().await {
             tracing::error!(error = %e, "could not load patterns from the store; starting with none");
         }
@@ -41,23 +45,27 @@ impl Healer {
                 "reconciling the previous run panicked; starting without it"
             );
         }
+        let mut since_yield = Instant::now();
         loop {
-            tokio::select! {
+            let signal = tokio::select! {
                 biased;
                 _ = self.inner.cancel.cancelled() => break,
-                signal = rx.recv() => match signal {
-                    Some(signal) => self.ingest_contained(signal),
-                    None => break,
-                },
+                signal = self.inner.queue.pop() => signal,
+            };
+            self.ingest_contained(signal);
+            // A queue that never empties must not hold this worker. Tokio runs a task
+            // spawned here (an incident just opened) next on this same worker, and no
+            // other worker may take it, so it waits until the intake yields: at the
+            // latest after YIELD_EVERY of work, or tokio's budget of 128 signals.
+            tokio::task::consume_budget().await;
+            if since_yield.elapsed() >= YIELD_EVERY {
+                tokio::task::yield_now().await;
+                since_yield = Instant::now();
             }
         }
-        rx.close();
-        // Whatever is still queued is dropped, and counted.
-        while rx.try_recv().is_ok() {
-            self.inner
-                .dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        // Whatever is still queued is dropped, and counted; later signals are refused.
+        let left = self.inner.queue.close();
+        self.inner.dropped.fetch_add(left as u64, Ordering::Relaxed);
     }
 
     /// Ingests `signal`. A panic on the way (in the fingerprinter, the matcher or the
@@ -94,7 +102,8 @@ impl Healer {
         }
     }
 
-    fn ingest(&self, signal: &Signal) {
+    /// Takes one signal in; `true` when it opened an incident (whose task was spawned).
+    fn ingest(&self, signal: &Signal) -> bool {
         let fp = self.inner.fingerprinter.fingerprint(signal);
         let now = Instant::now();
         let detection = &self.inner.config.detection;
@@ -115,7 +124,7 @@ impl Healer {
                 None => None,
             };
             if self.silenced(&signal.target, pattern.as_deref(), &fp.id) {
-                return;
+                return false;
             }
         }
 
@@ -126,36 +135,28 @@ impl Healer {
             // Another incident's error (an escalated one still counting, say) on a
             // target whose fix is being verified still counts against that fix.
             self.note_late_error(id, signal);
-            self.count_into(id, signal, &fp);
-            return;
+            // The incident knows this fingerprint already (`by_fingerprint` led here).
+            self.count_foreign(id, signal);
+            return false;
         }
 
         // Errors while the healer acts on this target (or what it depends on) are the
         // action's own; a dependent's errors while its dependency has an incident are
         // that dependency's.
         if self.count_self_caused(signal) {
-            return;
+            return false;
         }
         if let Some(id) = self.dependency_incident(&signal.target) {
             self.count_foreign(id, signal);
-            return;
+            return false;
         }
 
         // A new fingerprint on a target with a young open incident joins it.
         let target_id = self.inner.by_target.get(&signal.target).map(|r| *r);
-        if let Some(id) = target_id {
-            let young = self.inner.open.get(&id).is_some_and(|i| {
-                (Utc::now() - i.opened_at).to_std().unwrap_or_default()
-                    <= detection.correlation_window
-            });
-            if young {
-                self.inner
-                    .detector
-                    .record(&key, now, detection.default_window);
-                self.inner.by_fingerprint.insert(key, id);
-                self.count_into(id, signal, &fp);
-                return;
-            }
+        if let Some(id) = target_id
+            && self.join(id, key.clone(), signal, &fp, now)
+        {
+            return false;
         }
 
         let matcher = self.matcher();
@@ -169,7 +170,7 @@ impl Healer {
             );
         let count = self.inner.detector.record(&key, now, window);
         if count < needed as usize {
-            return;
+            return false;
         }
 
         let at = Utc::now();
@@ -199,19 +200,44 @@ impl Healer {
         self.inner
             .tasks
             .spawn(async move { this.heal(incident, best).await });
+        true
     }
 
-    fn count_into(&self, id: Uuid, signal: &Signal, fp: &Fingerprint) {
-        if let Some(mut incident) = self.inner.open.get_mut(&id)
-            && *incident.fingerprint != *fp.id
-            && !incident.related.iter().any(|r| **r == *fp.id)
+    /// Joins a fingerprint not yet indexed (`key` is not in `by_fingerprint`) to the
+    /// young open incident `id` of its target; `false` when the incident is gone or
+    /// older than the correlation window.
+    ///
+    /// Constant cost however many distinct errors join: membership is the
+    /// `by_fingerprint` index (one hash lookup, made before this is called), and an
+    /// incident lists and indexes at most [`MAX_RELATED`] related fingerprints. Past
+    /// that, further fingerprints still count into it but are neither listed nor
+    /// indexed nor windowed, so each costs the same again, nothing outlives the
+    /// incident (`forget` removes exactly what was indexed), and they count afresh once
+    /// it is gone.
+    fn join(&self, id: Uuid, key: String, signal: &Signal, fp: &Fingerprint, now: Instant) -> bool {
+        let detection = &self.inner.config.detection;
         {
-            // Bounded: past MAX_RELATED, further fingerprints still count, unlisted.
-            if incident.related.len() < MAX_RELATED {
+            let Some(mut incident) = self.inner.open.get_mut(&id) else {
+                return false;
+            };
+            let age = (Utc::now() - incident.opened_at)
+                .to_std()
+                .unwrap_or_default();
+            if age > detection.correlation_window {
+                return false;
+            }
+            if *incident.fingerprint != *fp.id && incident.related.len() < MAX_RELATED {
                 incident.related.push(fp.id.to_string());
+                // Indexed while the entry is held, so `forget` (which removes the
+                // incident first) always sees what it must unindex.
+                self.inner
+                    .detector
+                    .record(&key, now, detection.default_window);
+                self.inner.by_fingerprint.insert(key, id);
             }
         }
         self.count_foreign(id, signal);
+        true
     }
 
     /// Counts `signal` into incident `id` without making its fingerprint one the
@@ -255,6 +281,64 @@ mod tests {
                 "recording only",
             ))
         }
+    }
+
+    /// The message is the template: each distinct message is a distinct fingerprint.
+    #[derive(Debug)]
+    struct Verbatim;
+
+    impl crate::Fingerprinter for Verbatim {
+        fn name(&self) -> &str {
+            "verbatim"
+        }
+        fn fingerprint(&self, signal: &Signal) -> crate::Fingerprint {
+            crate::Fingerprint::new(&signal.service, &signal.message, None)
+        }
+    }
+
+    #[tokio::test]
+    async fn related_fingerprints_are_bounded_indexed_once_and_gone_with_the_incident() {
+        let mut config = HealerConfig::default();
+        config.detection.default_min_occurrences = 2;
+        let healer = Healer::builder()
+            .config(config)
+            .fingerprinter(Verbatim)
+            .build()
+            .unwrap();
+        // Ingested directly, without yielding: the incident's own task never runs, so
+        // it stays open and young throughout.
+        assert!(!healer.ingest(&Signal::new("db", "first error")));
+        assert!(healer.ingest(&Signal::new("db", "first error")), "opened");
+        let id = *healer
+            .inner
+            .by_target
+            .get("db")
+            .expect("an incident opened");
+        for round in 0..2 {
+            for i in 0..1_000 {
+                assert!(!healer.ingest(&Signal::new("db", format!("distinct error {i}"))));
+            }
+            let incident = healer.inner.open.get(&id).unwrap().clone();
+            assert_eq!(incident.related.len(), super::MAX_RELATED, "round {round}");
+            assert_eq!(incident.occurrences, 2 + 1_000 * (round + 1));
+            assert_eq!(
+                healer.inner.by_fingerprint.len(),
+                1 + super::MAX_RELATED,
+                "only what is listed is indexed"
+            );
+        }
+        // Nothing of it outlives it: an unlisted fingerprint counts afresh.
+        healer.forget(id);
+        assert!(healer.inner.by_fingerprint.is_empty());
+        assert!(healer.inner.open.is_empty());
+        assert!(!healer.ingest(&Signal::new("db", "distinct error 999")));
+        assert!(healer.inner.open.is_empty(), "one occurrence opens nothing");
+        assert!(healer.ingest(&Signal::new("db", "distinct error 999")));
+        assert_eq!(
+            healer.inner.open.len(),
+            1,
+            "the second opens its own incident"
+        );
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ mod intake;
 mod learning;
 mod lifecycle;
 mod limits;
+mod queue;
 mod reconcile;
 #[cfg(test)]
 mod reload_tests;
@@ -47,12 +48,12 @@ mod trail;
 mod verify;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use dashmap::DashMap;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -110,8 +111,10 @@ struct Inner {
     /// Masks secrets in signals as they enter, and in what is stored, audited or sent.
     redactor: crate::Redactor,
 
-    tx: mpsc::Sender<Signal>,
-    rx: Mutex<Option<mpsc::Receiver<Signal>>>,
+    /// Signals between `observe` and the intake: bounded in count and bytes, fair per target.
+    queue: queue::Queue,
+    /// Set by the first `spawn`.
+    spawned: AtomicBool,
     observed: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -187,17 +190,11 @@ impl Healer {
     /// Starts the pipeline on the current tokio runtime: loads the patterns and the audit
     /// head from the store, then processes signals. Calling it twice is a no-op.
     pub fn spawn(&self) -> Running {
-        let rx = self
-            .inner
-            .rx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(rx) = rx {
+        if !self.inner.spawned.swap(true, Ordering::SeqCst) {
             let this = self.clone();
             self.inner
                 .tasks
-                .spawn(async move { this.run_intake(rx).await });
+                .spawn(async move { this.run_intake().await });
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 tokio::select! {
@@ -211,17 +208,32 @@ impl Healer {
         }
     }
 
-    /// Hands a signal to the pipeline. Never blocks and never fails: when the queue is
-    /// full (or the healer shut down) the signal is counted in [`Healer::dropped`].
+    /// Hands a signal to the pipeline. Never blocks and never fails: a signal the
+    /// queue refuses is counted in [`Healer::dropped`].
+    ///
+    /// The signal is first cut to its bounds ([`crate::MAX_STACK_BYTES`] and the
+    /// others). The queue holds at most `intake.queue_capacity` signals and
+    /// `intake.queue_bytes` bytes, and it is fair per target: a signal is refused when
+    /// its target would hold more signals or bytes than the queue had free (so one
+    /// target never fills more than half of it, and a flood on one target leaves room
+    /// for the others), or when the healer shut down. The intake takes the targets in
+    /// turn, one signal each, so a flood on one target delays another target's signal
+    /// by at most one flood signal per signal of its own queued ahead of it.
     pub fn observe(&self, mut signal: Signal) {
         self.inner.observed.fetch_add(1, Ordering::Relaxed);
         signal.bound();
         if signal.service.is_empty() && !self.inner.config.service.is_empty() {
             signal.service.clone_from(&self.inner.config.service);
         }
-        if self.inner.tx.try_send(signal).is_err() {
+        if !self.inner.queue.push(signal) {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The targets of the signals queued now (for tests in the crate).
+    #[cfg(test)]
+    pub(crate) fn queued_targets(&self) -> Vec<String> {
+        self.inner.queue.targets()
     }
 
     /// Signals handed to [`Healer::observe`] so far.
@@ -229,7 +241,8 @@ impl Healer {
         self.inner.observed.load(Ordering::Relaxed)
     }
 
-    /// Signals dropped because the queue was full or the healer was shut down.
+    /// Signals dropped: refused by the queue (full in signals or bytes, or their target
+    /// over its share of it), or still queued or handed over when the healer shut down.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
@@ -258,19 +271,21 @@ impl Healer {
 
     /// A `tracing_subscriber::Layer` feeding this healer with WARN and ERROR events.
     ///
-    /// It carries its own per-layer filter at WARN: it never turns on a TRACE, DEBUG
-    /// or INFO callsite, so when no other layer wants those they cost nothing, and
-    /// when another layer (a `fmt` layer at DEBUG) does, that layer still sees them.
-    /// Use it on a `tracing_subscriber::registry()` stack:
-    /// `registry().with(fmt::layer()).with(healer.layer())`.
-    pub fn layer<S>(
-        &self,
-    ) -> tracing_subscriber::filter::Filtered<HealerLayer, tracing_subscriber::filter::LevelFilter, S>
+    /// It carries its own per-layer filter ([`crate::OwnWork`]): WARN and ERROR events,
+    /// plus selfheal's own spans so it can tell the healer's work from the host's. It
+    /// never turns on a TRACE, DEBUG or INFO callsite of the host, so when no other
+    /// layer wants those they cost nothing, and when another layer (a `fmt` layer at
+    /// DEBUG) does, that layer still sees them. Use it on a
+    /// `tracing_subscriber::registry()` stack:
+    /// `registry().with(fmt::layer()).with(healer.layer())`. Signals without a
+    /// `heal.target`, `component` or `peer` field get the service name as target
+    /// (see [`HealerLayer`]).
+    pub fn layer<S>(&self) -> tracing_subscriber::filter::Filtered<HealerLayer, crate::OwnWork, S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         use tracing_subscriber::Layer as _;
-        HealerLayer::new(self.clone()).with_filter(tracing_subscriber::filter::LevelFilter::WARN)
+        HealerLayer::new(self.clone()).with_filter(crate::OwnWork)
     }
 
     /// Every phase of every incident from now on.
