@@ -9,6 +9,7 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use selfheal::IncidentStore;
 use selfheal::storage::SqliteStore;
 use selfheal::{Healer, IncidentFilter, PatternStore};
 use sqlx::ConnectOptions as _;
