@@ -38,7 +38,7 @@ use selfheal::{
     FixBinding, Healer, HealerConfig, HealingEvent, IncidentFilter, Level, MemoryStore, Pattern,
     PatternMode, Phase, Severity, Signal, SignalSource, Verifier,
 };
-use selfheal_core::testkit::servers::PrivatePostgres;
+use selfheal_testsupport::PrivatePostgres;
 use tokio::sync::watch;
 
 const TARGET: &str = "postgres";

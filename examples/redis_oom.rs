@@ -32,7 +32,7 @@ use selfheal::{
     FixBinding, Healer, HealerConfig, HealingEvent, IncidentFilter, Level, MemoryStore, Pattern,
     PatternMode, Phase, Severity, Signal, SignalSource, Verifier,
 };
-use selfheal_core::testkit::servers::PrivateRedis;
+use selfheal_testsupport::PrivateRedis;
 use tokio::sync::{Mutex, watch};
 
 const TARGET: &str = "redis-cache";

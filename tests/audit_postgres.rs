@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use selfheal::storage::{PostgresStore, sqlx};
 use selfheal::store::BufferedStore;
-use selfheal::testkit::servers::env_url;
+use selfheal_testsupport::env_url;
 use selfheal::{
     ActionRecord, Approval, AuditEntry, AuditRecord, AuditStore, ChainError, DiagnosisCache, Error,
     ErrorKind, FleetStore, Healer, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore,

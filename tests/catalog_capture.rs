@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::Duration;
 
-use selfheal::testkit::servers::{PrivatePostgres, PrivateRedis, env_url, free_port, unavailable};
 use selfheal::{Matcher, Normalizer, Signal, catalog};
+use selfheal_testsupport::{PrivatePostgres, PrivateRedis, env_url, free_port, unavailable};
 use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use selfheal::storage::PostgresStore;
-use selfheal::testkit::servers::env_url;
 use selfheal::{
     ActionContext, ActionOutcome, ActionStatus, AuditStore, Executor, FixBinding, Healer,
     HealerConfig, IncidentFilter, IncidentStatus, IncidentStore, Pattern, PatternMode,
     PatternStore, RemediationPlan, Result, Running, Severity, Signal, Strategy,
 };
+use selfheal_testsupport::env_url;
 use uuid::Uuid;
 
 const REPLICAS: usize = 8;

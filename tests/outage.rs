@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::storage::PostgresStore;
-use selfheal::testkit::servers::{PrivatePostgres, unavailable};
 use selfheal::{
     ActionContext, ActionOutcome, ActionStatus, AuditStore, Executor, FixBinding, Healer,
     HealerConfig, IncidentFilter, IncidentStatus, IncidentStore, Pattern, PatternMode,
     PatternStore, Phase, RemediationPlan, Result, Severity, Signal, Strategy, verify_chain,
 };
+use selfheal_testsupport::{PrivatePostgres, unavailable};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 

@@ -19,7 +19,7 @@ use selfheal::{
     MemoryStore, Pattern, PatternMode, Phase, Severity, Signal, SignalSource, Verifier,
     verify_chain,
 };
-use selfheal_core::testkit::servers::{PrivatePostgres, unavailable};
+use selfheal_testsupport::{PrivatePostgres, unavailable};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use tokio::sync::watch;

@@ -18,12 +18,12 @@ use async_trait::async_trait;
 use axum::{Router, extract::State, routing::post};
 use selfheal::storage::{PostgresStore, SqliteOptions, SqliteStore};
 use selfheal::strategies::WebhookNotifier;
-use selfheal::testkit::servers::env_url;
 use selfheal::{
     ActionContext, ActionOutcome, AdviceRequest, Diagnosis, Error, ErrorKind, Executor, FixBinding,
     Healer, HealerConfig, LlmAdvisor, MASK, Notification, Notifier, Pattern, PatternMode, Phase,
     RemediationPlan, Result, Signal, Store, Strategy,
 };
+use selfheal_testsupport::env_url;
 use tracing_subscriber::layer::SubscriberExt;
 use uuid::Uuid;
 

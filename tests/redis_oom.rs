@@ -18,7 +18,7 @@ use selfheal::{
     MemoryStore, Pattern, PatternMode, Phase, Severity, Signal, SignalSource, Verifier,
     verify_chain,
 };
-use selfheal_core::testkit::servers::{PrivateRedis, unavailable};
+use selfheal_testsupport::{PrivateRedis, unavailable};
 use tokio::sync::watch;
 
 const TARGET: &str = "redis-cache";

@@ -3,9 +3,10 @@
 //! database does: schemas, migrations, the append-only trigger.
 #![cfg(feature = "postgres")]
 
-use selfheal_core::testkit::{self, servers::env_url};
+use selfheal_core::testkit;
 use selfheal_core::{AuditEntry, AuditStore, ErrorKind, PatternStore};
 use selfheal_storage::PostgresStore;
+use selfheal_testsupport::env_url;
 use uuid::Uuid;
 
 /// Drops the test's schema when the test ends, passed or not.
@@ -143,7 +144,7 @@ async fn bad_urls_and_schema_names_are_refused_with_a_fix() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable_not_a_panic() {
-    let port = testkit::servers::free_port().unwrap();
+    let port = selfheal_testsupport::free_port().unwrap();
     let e = PostgresStore::builder(format!("postgres://u:secret@127.0.0.1:{port}/x"))
         .acquire_timeout(std::time::Duration::from_secs(1))
         .seed_catalog(false)

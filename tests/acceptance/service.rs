@@ -22,7 +22,7 @@ use selfheal::strategies::{
     PgPoolHandle, PostgresIntegration, ProcessExecutor, RedisHandle, RedisIntegration,
 };
 use selfheal::{Healer, HealerBuilder, Notification, Notifier, Running};
-use selfheal_core::testkit::servers::{PrivatePostgres, PrivateRedis};
+use selfheal_testsupport::{PrivatePostgres, PrivateRedis};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -60,7 +60,7 @@ impl Servers {
         let (redis, pg) = match started {
             Ok(servers) => servers,
             Err((what, e)) => {
-                selfheal_core::testkit::servers::unavailable(what, e);
+                selfheal_testsupport::unavailable(what, e);
                 return None;
             }
         };

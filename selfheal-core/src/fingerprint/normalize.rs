@@ -113,205 +113,271 @@ impl Normalizer {
     /// Masks the variable parts of `message` (any bytes: invalid UTF-8 is replaced) into
     /// `out`, which is cleared first. Reusing `out` makes the scan allocation-free.
     /// Only the first [`MAX_MESSAGE_BYTES`] bytes are read.
+    ///
+    /// The template is a fixed point: normalizing it again gives it back, for every input.
     pub fn template_into(&self, message: &[u8], out: &mut String) {
-        out.clear();
-        let bytes = &message[..message.len().min(MAX_MESSAGE_BYTES)];
-        let n = bytes.len();
-        // Checked once: words of valid UTF-8 are copied without checking each again.
-        let text = std::str::from_utf8(bytes).ok();
-        let mut i = 0;
-        // The previous delimiter was `=`: the next word is a value.
-        let mut after_eq = false;
-        // Whitespace was skipped since the last output.
-        let mut pending_space = false;
-        // Quote kinds with no closing quote left in the line (keeps the scan linear).
-        let mut unclosed = [false; 3];
-        // The last output is a number's mask and only whitespace followed: a unit joins it.
-        let mut after_number = false;
-        // The open quoted phrases, outermost first.
-        let mut phrases = Phrases::default();
-        while i < n {
-            phrases.close_before(i, out);
-            let c = bytes[i];
-            let class = CLASS[c as usize];
-            if class & WS != 0 {
-                pending_space = !out.is_empty();
-                after_eq = false;
-                i += 1;
-                continue;
+        scan(&message[..message.len().min(MAX_MESSAGE_BYTES)], out);
+        if needs_settling(out) {
+            settle(out);
+        }
+    }
+}
+
+/// How many more passes a template may take to settle before it becomes one mask.
+const SETTLE_PASSES: usize = 4;
+
+/// Whether one pass may have left a template that a second pass would change.
+///
+/// A template moves when read again only if it holds a quote (a quote opens a value or
+/// a phrase depending on what the output holds before it, which masking changes:
+/// `':`<2\x0c(<…` moved) or is longer than a line is read (replaced invalid UTF-8 takes
+/// three bytes for one, and a second pass would read only the first
+/// [`MAX_MESSAGE_BYTES`]). That is what fuzzing and the proptests show: no template
+/// without a quote has been seen to move, and the `normalize` fuzz target checks it on
+/// every run. Ordinary lines have neither and pay one byte scan of their template; of
+/// the 32,000 Loghub lines, 1,290 (4 %) keep a quote and are read a second time.
+fn needs_settling(template: &str) -> bool {
+    template.len() > MAX_MESSAGE_BYTES
+        || template.bytes().any(|b| CLASS[usize::from(b)] & QUOTE != 0)
+}
+
+/// Normalizes `template` again until a pass leaves it unchanged, so it is a fixed point
+/// of [`Normalizer::template_into`]; a template over [`MAX_MESSAGE_BYTES`] is first cut
+/// at a char boundary below it. Each pass can only resolve a quote's reading that the
+/// pass before changed, so one more pass almost always settles it; a template still
+/// moving after [`SETTLE_PASSES`] becomes one [`MASK`], itself a fixed point, and the
+/// scan stays bounded.
+fn settle(template: &mut String) {
+    thread_local! {
+        static NEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    let settled = NEXT.try_with(|next| match next.try_borrow_mut() {
+        Ok(mut next) => settle_with(template, &mut next),
+        Err(_) => settle_with(template, &mut String::new()),
+    });
+    if settled.is_err() {
+        // Only while this thread is torn down.
+        settle_with(template, &mut String::new());
+    }
+}
+
+fn settle_with(template: &mut String, next: &mut String) {
+    for _ in 0..SETTLE_PASSES {
+        if template.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES;
+            while !template.is_char_boundary(cut) {
+                cut -= 1;
             }
-            if matches!(c, b'<' | b'>' | b'~') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                // `<1 sec`, `>5`: the comparison belongs to the value.
-                i += 1;
-                continue;
-            }
-            if c == b'<' && bytes[i..].starts_with(MASK.as_bytes()) {
-                // An already masked value (a template replayed): stays one mask.
-                let low = push_mask(out, pending_space);
-                phrases.follow(out, low);
-                pending_space = false;
-                after_eq = false;
-                i += MASK.len();
-                continue;
-            }
-            if class & QUOTE != 0 {
-                // A quote opens a value at the start, after whitespace or after a
-                // delimiter (not after a masked word, so replaying a template is stable).
-                let opens = pending_space
-                    || out.is_empty()
-                    || (!out.ends_with(MASK)
-                        && out
-                            .as_bytes()
-                            .last()
-                            .is_some_and(|&b| CLASS[b as usize] & DELIM != 0));
-                let kind = match c {
-                    b'"' => 0,
-                    b'\'' => 1,
-                    _ => 2,
-                };
-                let end = if opens && !unclosed[kind] {
-                    closing_quote(bytes, i)
-                } else {
-                    None
-                };
-                unclosed[kind] |= opens && end.is_none();
-                // Quotes nest: one that closes a phrase, or would close past the end of
-                // the phrase it is in, opens nothing.
-                let end = end.filter(|&end| phrases.admits(i, end));
-                if let Some(end) = end {
-                    let spaced = bytes[i + 1..end]
-                        .iter()
-                        .any(|&b| CLASS[b as usize] & WS != 0);
-                    if after_eq || !spaced {
-                        let low = push_mask(out, pending_space);
-                        phrases.follow(out, low);
-                        pending_space = false;
-                        after_eq = false;
-                        i = end + 1;
-                        continue;
-                    }
-                    // A quoted phrase (`"GET /v2/x HTTP/1.1"`) keeps its words; if none
-                    // stays apart once masked, it is one value after all.
-                    phrases.open(Phrase {
-                        end,
-                        mark: out.len(),
-                        space: pending_space,
-                    });
-                    // Its opening quote stays apart from its first word, so a mask there
-                    // never takes the quote with it (a replayed template finds the same
-                    // phrase again).
-                    if pending_space {
-                        out.push(' ');
-                    }
-                    out.push(c as char);
-                    pending_space = false;
-                    after_number = false;
-                    i += 1;
-                    continue;
-                }
-                // An apostrophe or an unclosed quote: part of the word.
-            } else if class & DELIM != 0 {
-                after_number = false;
-                if c == b'(' && pending_space && bytes.get(i + 1) == Some(&b')') {
-                    // ` ()`: an empty value.
-                    let low = push_mask(out, true);
-                    phrases.follow(out, low);
-                    pending_space = false;
-                    i += 2;
-                    continue;
-                }
-                if c == b')' && out.ends_with(" (<*>") && out[..out.len() - 5].ends_with(MASK) {
-                    // `451 bytes (0.44 KB)`: a value and its other form are one value.
-                    out.truncate(out.len() - 5);
-                    phrases.follow(out, out.len());
-                    pending_space = false;
-                    i += 1;
-                    continue;
-                }
-                if pending_space {
-                    out.push(' ');
-                    pending_space = false;
-                }
-                out.push(c as char);
-                after_eq = c == b'=';
-                i += 1;
-                continue;
-            }
-            // A word: up to the next whitespace or delimiter.
-            let start = i;
-            // Classes seen in the word and classes of every byte. A quote may open the
-            // word (an apostrophe, an unclosed quote); any other ends it.
-            let mut seen = 0u8;
-            let mut all = u8::MAX;
-            if class & QUOTE != 0 {
-                seen = class;
-                all = class;
-                i += 1;
-            }
-            while i < n {
-                let k = CLASS[bytes[i] as usize];
-                if k & (WS | DELIM | QUOTE) != 0 {
-                    break;
-                }
-                seen |= k;
-                all &= k;
-                i += 1;
-            }
-            let all_hex = all & HEX != 0;
-            let all_name = all & NAME != 0;
-            let special = seen & AT != 0;
-            if bytes[start] == b'/' {
-                // A path or the rest of a URL runs to the next whitespace or quote,
-                // query string and all.
-                while i < n && CLASS[bytes[i] as usize] & (WS | QUOTE) == 0 {
-                    // ... but not its trailing `:`, `,`, `;` or closing bracket, nor a
-                    // mask already there.
-                    if matches!(bytes[i], b':' | b',' | b';' | b')' | b']')
-                        && bytes
-                            .get(i + 1)
-                            .is_none_or(|&b| CLASS[b as usize] & WS != 0)
-                        || bytes[i..].starts_with(MASK.as_bytes())
-                    {
-                        break;
-                    }
-                    i += 1;
-                }
-            }
-            let word = &bytes[start..i];
-            let variable = after_eq
-                || seen & DIGIT != 0
-                || (all_hex && word.len() >= 8)
-                || matches!(word[0], b'/' | b'\\') && word.len() > 1
-                || (special && seen & DOT != 0)
-                // A host name: `proxy.example.com` (two dots or more, a lowercase top label).
-                || (all_name
-                    && seen & DOT != 0
-                    && word[0] != b'.'
-                    && word.iter().filter(|&&b| b == b'.').count() >= 2
-                    && host_like(word))
-                || is_calendar_word(word);
-            if variable {
-                let low = push_mask(out, pending_space);
-                phrases.follow(out, low);
-                after_number = seen & DIGIT != 0;
-            } else if after_number && pending_space && UNITS.contains(&word) {
-                // The unit of the number just masked.
-                after_number = false;
-            } else {
-                if pending_space {
-                    out.push(' ');
-                }
-                match text.and_then(|t| t.get(start..i)) {
-                    Some(w) => out.push_str(w),
-                    None => push_bytes(out, word),
-                }
-                after_number = false;
-            }
+            template.truncate(cut);
+        }
+        scan(template.as_bytes(), next);
+        if next == template {
+            return;
+        }
+        std::mem::swap(template, next);
+    }
+    template.clear();
+    template.push_str(MASK);
+}
+
+/// One pass over `bytes` (already cut to the limit) into `out`, cleared first.
+fn scan(bytes: &[u8], out: &mut String) {
+    out.clear();
+    let n = bytes.len();
+    // Checked once: words of valid UTF-8 are copied without checking each again.
+    let text = std::str::from_utf8(bytes).ok();
+    let mut i = 0;
+    // The previous delimiter was `=`: the next word is a value.
+    let mut after_eq = false;
+    // Whitespace was skipped since the last output.
+    let mut pending_space = false;
+    // Quote kinds with no closing quote left in the line (keeps the scan linear).
+    let mut unclosed = [false; 3];
+    // The last output is a number's mask and only whitespace followed: a unit joins it.
+    let mut after_number = false;
+    // The open quoted phrases, outermost first.
+    let mut phrases = Phrases::default();
+    while i < n {
+        phrases.close_before(i, out);
+        let c = bytes[i];
+        let class = CLASS[c as usize];
+        if class & WS != 0 {
+            pending_space = !out.is_empty();
+            after_eq = false;
+            i += 1;
+            continue;
+        }
+        if matches!(c, b'<' | b'>' | b'~') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            // `<1 sec`, `>5`: the comparison belongs to the value.
+            i += 1;
+            continue;
+        }
+        if c == b'<' && bytes[i..].starts_with(MASK.as_bytes()) {
+            // An already masked value (a template replayed): stays one mask.
+            let low = push_mask(out, pending_space);
+            phrases.follow(out, low);
             pending_space = false;
             after_eq = false;
+            i += MASK.len();
+            continue;
         }
-        phrases.close_before(usize::MAX, out);
+        if class & QUOTE != 0 {
+            // A quote opens a value at the start, after whitespace or after a
+            // delimiter (not after a masked word, so replaying a template is stable).
+            let opens = pending_space
+                || out.is_empty()
+                || (!out.ends_with(MASK)
+                    && out
+                        .as_bytes()
+                        .last()
+                        .is_some_and(|&b| CLASS[b as usize] & DELIM != 0));
+            let kind = match c {
+                b'"' => 0,
+                b'\'' => 1,
+                _ => 2,
+            };
+            let end = if opens && !unclosed[kind] {
+                closing_quote(bytes, i)
+            } else {
+                None
+            };
+            unclosed[kind] |= opens && end.is_none();
+            // Quotes nest: one that closes a phrase, or would close past the end of
+            // the phrase it is in, opens nothing.
+            let end = end.filter(|&end| phrases.admits(i, end));
+            if let Some(end) = end {
+                let spaced = bytes[i + 1..end]
+                    .iter()
+                    .any(|&b| CLASS[b as usize] & WS != 0);
+                if after_eq || !spaced {
+                    let low = push_mask(out, pending_space);
+                    phrases.follow(out, low);
+                    pending_space = false;
+                    after_eq = false;
+                    i = end + 1;
+                    continue;
+                }
+                // A quoted phrase (`"GET /v2/x HTTP/1.1"`) keeps its words; if none
+                // stays apart once masked, it is one value after all.
+                phrases.open(Phrase {
+                    end,
+                    mark: out.len(),
+                    space: pending_space,
+                });
+                // Its opening quote stays apart from its first word, so a mask there
+                // never takes the quote with it (a replayed template finds the same
+                // phrase again).
+                if pending_space {
+                    out.push(' ');
+                }
+                out.push(c as char);
+                pending_space = false;
+                after_number = false;
+                i += 1;
+                continue;
+            }
+            // An apostrophe or an unclosed quote: part of the word.
+        } else if class & DELIM != 0 {
+            after_number = false;
+            if c == b'(' && pending_space && bytes.get(i + 1) == Some(&b')') {
+                // ` ()`: an empty value.
+                let low = push_mask(out, true);
+                phrases.follow(out, low);
+                pending_space = false;
+                i += 2;
+                continue;
+            }
+            if c == b')' && out.ends_with(" (<*>") && out[..out.len() - 5].ends_with(MASK) {
+                // `451 bytes (0.44 KB)`: a value and its other form are one value.
+                out.truncate(out.len() - 5);
+                phrases.follow(out, out.len());
+                pending_space = false;
+                i += 1;
+                continue;
+            }
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c as char);
+            after_eq = c == b'=';
+            i += 1;
+            continue;
+        }
+        // A word: up to the next whitespace or delimiter.
+        let start = i;
+        // Classes seen in the word and classes of every byte. A quote may open the
+        // word (an apostrophe, an unclosed quote); any other ends it.
+        let mut seen = 0u8;
+        let mut all = u8::MAX;
+        if class & QUOTE != 0 {
+            seen = class;
+            all = class;
+            i += 1;
+        }
+        while i < n {
+            let k = CLASS[bytes[i] as usize];
+            if k & (WS | DELIM | QUOTE) != 0 {
+                break;
+            }
+            seen |= k;
+            all &= k;
+            i += 1;
+        }
+        let all_hex = all & HEX != 0;
+        let all_name = all & NAME != 0;
+        let special = seen & AT != 0;
+        if bytes[start] == b'/' {
+            // A path or the rest of a URL runs to the next whitespace or quote,
+            // query string and all.
+            while i < n && CLASS[bytes[i] as usize] & (WS | QUOTE) == 0 {
+                // ... but not its trailing `:`, `,`, `;` or closing bracket, nor a
+                // mask already there.
+                if matches!(bytes[i], b':' | b',' | b';' | b')' | b']')
+                    && bytes
+                        .get(i + 1)
+                        .is_none_or(|&b| CLASS[b as usize] & WS != 0)
+                    || bytes[i..].starts_with(MASK.as_bytes())
+                {
+                    break;
+                }
+                i += 1;
+            }
+        }
+        let word = &bytes[start..i];
+        let variable = after_eq
+            || seen & DIGIT != 0
+            || (all_hex && word.len() >= 8)
+            || matches!(word[0], b'/' | b'\\') && word.len() > 1
+            || (special && seen & DOT != 0)
+            // A host name: `proxy.example.com` (two dots or more, a lowercase top label).
+            || (all_name
+                && seen & DOT != 0
+                && word[0] != b'.'
+                && word.iter().filter(|&&b| b == b'.').count() >= 2
+                && host_like(word))
+            || is_calendar_word(word);
+        if variable {
+            let low = push_mask(out, pending_space);
+            phrases.follow(out, low);
+            after_number = seen & DIGIT != 0;
+        } else if after_number && pending_space && UNITS.contains(&word) {
+            // The unit of the number just masked.
+            after_number = false;
+        } else {
+            if pending_space {
+                out.push(' ');
+            }
+            match text.and_then(|t| t.get(start..i)) {
+                Some(w) => out.push_str(w),
+                None => push_bytes(out, word),
+            }
+            after_number = false;
+        }
+        pending_space = false;
+        after_eq = false;
     }
+    phrases.close_before(usize::MAX, out);
 }
 
 /// A quoted phrase (`"GET /v2/x HTTP/1.1"`) being scanned.
@@ -669,11 +735,52 @@ pub(crate) mod tests {
     }
 
     #[test]
-    #[ignore = "open: cargo fuzz (fuzz/, target normalize) still finds lines, all of them odd mixes of quotes and delimiters, whose template changes when normalized again"]
-    fn fuzz_found_not_yet_fixed_points() {
-        let line = "':`<2\u{c}(<\u{fffd}<`>=@@>=':`";
-        let once = t(line);
-        assert_eq!(t(&once), once, "{line}");
+    fn fuzz_found_lines_are_fixed_points() {
+        // Odd mixes of quotes and delimiters whose one-pass template moved when read
+        // again: a quote's reading depends on what the output holds before it.
+        for line in [
+            "':`<2\u{c}(<\u{fffd}<`>=@@>=':`",
+            "\0(<'\u{c}`=':`",
+            "d:'5 &'.dc:5 2' ia'",
+            ":'7 \"'.dc:5\"2' 日本\"<",
+            "\t\u{c}:'5 \"'.dc:2' \n\0\t`",
+        ] {
+            let once = t(line);
+            assert_eq!(t(&once), once, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_template_longer_than_a_line_is_read_is_still_a_fixed_point() {
+        // Each invalid byte becomes U+FFFD, three bytes: the first pass gives a template
+        // three times the limit, of which a second pass would read only the limit.
+        let n = Normalizer::default();
+        let mut once = String::new();
+        n.template_into(&vec![0xff; MAX_MESSAGE_BYTES], &mut once);
+        assert!(once.len() <= MAX_MESSAGE_BYTES, "{}", once.len());
+        assert!(once.len() > MAX_MESSAGE_BYTES - 4);
+        assert_eq!(n.template(&once), once);
+        // Quoted phrases with replaced bytes and numbers, past the limit.
+        let mut line = Vec::new();
+        while line.len() < MAX_MESSAGE_BYTES {
+            line.extend_from_slice(b"x '\xff\xfe 5 \xfd' ");
+        }
+        n.template_into(&line, &mut once);
+        assert!(once.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(n.template(&once), once);
+    }
+
+    #[test]
+    fn ordinary_lines_take_one_pass() {
+        // No quote kept in the template and within the limit: nothing to settle.
+        for line in [
+            "user 42 not found",
+            "key 'session:abc' missing",
+            "connect https://example.com:443/x refused",
+        ] {
+            assert!(!needs_settling(&t(line)), "{line}");
+        }
+        assert!(needs_settling(&t("can't open 'a b' now")));
     }
 
     #[test]
@@ -693,11 +800,23 @@ pub(crate) mod tests {
         let mut out = String::new();
         n.template_into(b"bad \xff\xfe byte 7", &mut out);
         assert_eq!(out, "bad \u{fffd}\u{fffd} byte <*>");
-        // A multi-byte char cut by the length limit is replaced too.
-        let mut long = vec![b'a'; MAX_MESSAGE_BYTES - 1];
+        // A multi-byte char cut by the length limit is replaced too (the collapsed
+        // spaces leave room for the replacement within the limit).
+        let mut long = b"    ".to_vec();
+        long.resize(MAX_MESSAGE_BYTES - 1, b'a');
         long.extend_from_slice("é tail".as_bytes());
         n.template_into(&long, &mut out);
-        assert!(out.ends_with('\u{fffd}'), "{}", &out[out.len() - 8..]);
+        assert!(
+            out.ends_with('\u{fffd}'),
+            "{:?}",
+            &out[out.len().saturating_sub(8)..]
+        );
+        // Without that room the template is cut at the limit, before the replacement.
+        let mut long = vec![b'x'; MAX_MESSAGE_BYTES - 1];
+        long.extend_from_slice("é tail".as_bytes());
+        n.template_into(&long, &mut out);
+        assert_eq!(out.len(), MAX_MESSAGE_BYTES - 1);
+        assert!(out.bytes().all(|b| b == b'x'));
     }
 
     #[test]
@@ -778,6 +897,71 @@ pub(crate) mod tests {
             })
         }
 
+        /// A line with quoted spans whose insides mix multibyte text with masks, numbers,
+        /// host names joined by `:` and more quotes: where one pass used to panic or move.
+        pub(crate) fn quoted_multibyte() -> impl Strategy<Value = String> {
+            let inside = proptest::collection::vec(
+                prop_oneof![
+                    "[\\p{Han}ぁ-ゖ]{1,3}",
+                    "[😀-🙏]",
+                    "[a-zé][\u{300}-\u{36f}]",
+                    Just(MASK.to_owned()),
+                    "[0-9]{1,3}",
+                    "[a-z中]{1,3}\\.[a-z]{2,3}:",
+                    "['\"`]",
+                    "[ :=(<>]",
+                ],
+                1..8,
+            )
+            .prop_map(|p| p.concat());
+            let span = (piece(), "['\"`]", inside, "['\"`]?", "[ .:,]?").prop_map(
+                |(before, open, inside, close, after)| {
+                    format!("{before}{open}{inside}{close}{after}")
+                },
+            );
+            proptest::collection::vec(span, 1..4).prop_map(|s| s.concat())
+        }
+
+        /// Bytes drawn from quotes, delimiters, digits, multibyte characters whole and
+        /// cut, and invalid UTF-8.
+        pub(crate) fn quote_heavy_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let chunk = prop::sample::select(vec![
+                &b"'"[..],
+                b"\"",
+                b"`",
+                b" ",
+                b":",
+                b"=",
+                b"(",
+                b")",
+                b"<",
+                b">",
+                b"[",
+                b"]",
+                b"{",
+                b"}",
+                b",",
+                b"|",
+                b".",
+                b"@",
+                b"~",
+                b"/",
+                b"*",
+                b"<*>",
+                b"0",
+                b"42",
+                b"a",
+                b"x.y",
+                b"\x0c",
+                b"\xff",
+                "日本".as_bytes(),
+                "😀".as_bytes(),
+                "e\u{301}".as_bytes(),
+                &"中".as_bytes()[..2],
+            ]);
+            proptest::collection::vec(chunk, 0..48).prop_map(|c| c.concat())
+        }
+
         proptest! {
             #[test]
             fn any_bytes_no_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -812,6 +996,22 @@ pub(crate) mod tests {
                 let n = Normalizer::default();
                 let once = n.template(&line);
                 prop_assert_eq!(n.template(&once), once, "line: {:?}", line);
+            }
+
+            #[test]
+            fn multibyte_inside_quotes_and_masks_is_a_fixed_point(line in quoted_multibyte()) {
+                let n = Normalizer::default();
+                let once = n.template(&line);
+                prop_assert!(!once.starts_with(' ') && !once.ends_with(' '));
+                prop_assert_eq!(n.template(&once), once, "line: {:?}", line);
+            }
+
+            #[test]
+            fn bytes_around_quotes_are_a_fixed_point(bytes in quote_heavy_bytes()) {
+                let n = Normalizer::default();
+                let mut once = String::new();
+                n.template_into(&bytes, &mut once);
+                prop_assert_eq!(n.template(&once), once, "bytes: {:?}", bytes);
             }
 
             #[test]

@@ -20,7 +20,6 @@
 mod diagnosis;
 mod fleet;
 mod report;
-pub mod servers;
 
 pub use diagnosis::diagnosis_cache_keeps_one_per_fingerprint;
 pub use fleet::{

@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use selfheal_core::testkit::servers::{PrivatePostgres, unavailable};
 use selfheal_core::{ErrorKind, Executor, Strategy, Verifier};
+use selfheal_testsupport::{PrivatePostgres, unavailable};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};

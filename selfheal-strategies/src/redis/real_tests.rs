@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use selfheal_core::testkit::servers::{PrivateRedis, unavailable};
 use selfheal_core::{Command, ErrorKind, Executor, Strategy, Verifier};
+use selfheal_testsupport::{PrivateRedis, unavailable};
 use serde_json::json;
 
 use super::*;
