@@ -39,6 +39,9 @@ async fn a_store_that_refuses_every_write_does_not_stop_healing() {
     store.expect_append_audit().returning(|_| Err(down()));
     store.expect_save_incident().returning(|_| Err(down()));
     store.expect_save_action().returning(|_| Err(down()));
+    store.expect_list_control().returning(|_| Err(down()));
+    store.expect_put_control().returning(|_, _| Err(down()));
+    store.expect_delete_control().returning(|_| Err(down()));
     store
         .expect_record_outcome()
         .returning(|_, _, _, _| Err(down()));

@@ -22,6 +22,7 @@ mod breaker;
 mod builder;
 mod chain;
 mod contain;
+mod control;
 mod dependency;
 mod detector;
 mod dry_run;
@@ -147,6 +148,8 @@ struct Inner {
     silences: silence::Silences,
     dependencies: dependency::Dependencies,
     dry_run: dry_run::DryRunSwitch,
+    /// Control state writes the store refused, and what keeps re-reads consistent.
+    control: control::Control,
     acting: self_caused::Acting,
 
     cancel: CancellationToken,
@@ -195,6 +198,10 @@ impl Healer {
             self.inner
                 .tasks
                 .spawn(async move { this.run_intake(rx).await });
+            let this = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { this.refresh_control_periodically().await });
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 tokio::select! {
