@@ -19,6 +19,9 @@ pub(crate) struct Backoff {
     fixes: DashMap<(String, String), LastFix>,
 }
 
+/// A stored last fix: (strategy, target) and (fingerprint, when, repeats).
+pub(crate) type StoredFix = ((String, String), (String, Instant, u32));
+
 /// The last verified fix of one (strategy, target).
 #[derive(Debug)]
 struct LastFix {
@@ -77,10 +80,7 @@ impl Backoff {
 
     /// Takes the last fixes read from the store; those older than the quiet period
     /// are dropped, and their keys returned.
-    pub(crate) fn replace(
-        &self,
-        fixes: Vec<((String, String), (String, Instant, u32))>,
-    ) -> Vec<(String, String)> {
+    pub(crate) fn replace(&self, fixes: Vec<StoredFix>) -> Vec<(String, String)> {
         let mut stale = Vec::new();
         self.fixes.clear();
         for (key, (fingerprint, at, repeats)) in fixes {

@@ -11,7 +11,9 @@
 //! keeps counting into it, reminders on a back-off, a new incident only after a quiet
 //! period), errors the healer's own action causes counted into the
 //! open incident, dependency-aware attribution ([`HealerBuilder::depends_on`]) and a
-//! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]).
+//! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]). Silences,
+//! dry-run switches, the breaker and back-off live in the store (`control.rs`), so they
+//! hold on every replica and after a restart ([`Healer::reload_control`]).
 
 mod admin;
 mod approval;
