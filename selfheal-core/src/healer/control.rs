@@ -364,3 +364,64 @@ impl Healer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::{MockStore, SilenceScope};
+
+    fn down() -> Error {
+        Error::new(ErrorKind::Unavailable, "connection refused")
+    }
+
+    /// A store whose control writes fail while `down` is set, and whose reads return
+    /// nothing (as a store that lost the write would).
+    fn store(down: Arc<AtomicBool>) -> MockStore {
+        let mut store = MockStore::new();
+        store.expect_append_audit().returning(|_| Ok(()));
+        store.expect_put_control().returning(move |_, _| {
+            if down.load(Ordering::SeqCst) {
+                Err(self::down())
+            } else {
+                Ok(())
+            }
+        });
+        store.expect_list_control().returning(|_| Ok(Vec::new()));
+        store
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_is_counted_kept_and_retried_before_the_store_is_believed() {
+        let is_down = Arc::new(AtomicBool::new(true));
+        let healer = Healer::builder()
+            .store(store(is_down.clone()))
+            .build()
+            .unwrap();
+        let silence =
+            Silence::from_now(SilenceScope::Target("db".into()), Duration::from_secs(600));
+        healer.add_silence(silence, "alice").await.unwrap();
+        assert_eq!(healer.store_errors(), 1, "counted, never fatal");
+
+        // Still refused: the re-read keeps the local silence instead of the store's
+        // (empty) state, and says why.
+        let err = healer.reload_control().await.unwrap_err();
+        assert!(err.to_string().contains("1 control writes wait"), "{err}");
+        assert_eq!(healer.silences().len(), 1);
+
+        // The store is back: the write lands first, then the store is read.
+        is_down.store(false, Ordering::SeqCst);
+        healer.reload_control().await.unwrap();
+        assert!(healer.inner.control.unsaved().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stored_times_come_back_on_tokio_clock() {
+        let t = Instant::now() + Duration::from_secs(90);
+        let back = instant_at(wall_at(t));
+        let skew = if back > t { back - t } else { t - back };
+        assert!(skew < Duration::from_millis(5), "{skew:?}");
+    }
+}
