@@ -46,8 +46,14 @@ impl DryRunSwitch {
             }
         }
         *self.patterns.write().unwrap_or_else(|e| e.into_inner()) = set;
-        self.all
-            .store(all.unwrap_or(self.config_all), Ordering::SeqCst);
+        let all = all.unwrap_or(self.config_all);
+        let was = self.all.swap(all, Ordering::SeqCst);
+        if self.config_all && was && !all {
+            tracing::warn!(
+                "safety.dry_run is set, but an operator switched the healer live (kept in the \
+                 store): running live; switch it with Healer::set_dry_run"
+            );
+        }
     }
 
     fn applies(&self, pattern: Option<&str>) -> bool {
