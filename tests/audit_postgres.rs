@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use chrono::Utc;
 use selfheal::storage::{PostgresStore, sqlx};
 use selfheal::store::BufferedStore;
-use selfheal_testsupport::env_url;
 use selfheal::{
-    ActionRecord, Approval, AuditEntry, AuditRecord, AuditStore, ChainError, DiagnosisCache, Error,
-    ErrorKind, FleetStore, Healer, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore,
-    ReportStore, Result, Store, verify_chain,
+    ActionRecord, Approval, AuditEntry, AuditRecord, AuditStore, ChainError, ControlStore,
+    DiagnosisCache, Error, ErrorKind, FleetStore, Healer, Incident, IncidentFilter, IncidentStore,
+    Pattern, PatternStore, ReportStore, Result, Store, verify_chain,
 };
+use selfheal_testsupport::env_url;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -313,6 +313,22 @@ impl DiagnosisCache for Switch {
 
 #[async_trait]
 impl ReportStore for Switch {}
+
+#[async_trait]
+impl ControlStore for Switch {
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.up()?;
+        self.store.put_control(key, value).await
+    }
+    async fn delete_control(&self, key: &str) -> Result<bool> {
+        self.up()?;
+        self.store.delete_control(key).await
+    }
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        self.up()?;
+        self.store.list_control(prefix).await
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_record_whose_position_was_taken_is_chained_after_the_newest() {

@@ -40,6 +40,9 @@ fn broken_store() -> MockStore {
     store.expect_append_audit().returning(|_| Err(down()));
     store.expect_save_incident().returning(|_| Err(down()));
     store.expect_save_action().returning(|_| Err(down()));
+    store.expect_list_control().returning(|_| Err(down()));
+    store.expect_put_control().returning(|_, _| Err(down()));
+    store.expect_delete_control().returning(|_| Err(down()));
     store
         .expect_record_outcome()
         .returning(|_, _, _, _| Err(down()));

@@ -423,6 +423,11 @@ pub struct SafetyConfig {
     pub dry_run: bool,
     /// Patterns that start in dry run while the rest is live.
     pub dry_run_patterns: Vec<String>,
+    /// How often the healer re-reads the operators' control state (silences, dry-run
+    /// switches, the breaker, back-off) from the store, so that a change made on
+    /// another replica holds here within this long. It is also read once at start.
+    #[serde(with = "humantime_serde")]
+    pub control_refresh: Duration,
     /// What each target depends on (`api = ["postgres"]`): while a dependency is
     /// unhealthy, its dependents' failures are attributed to it.
     pub dependencies: BTreeMap<String, Vec<String>>,
@@ -439,6 +444,7 @@ impl Default for SafetyConfig {
             self_caused: true,
             dry_run: false,
             dry_run_patterns: Vec::new(),
+            control_refresh: Duration::from_secs(5),
             dependencies: BTreeMap::new(),
         }
     }
@@ -678,6 +684,12 @@ impl SafetyConfig {
                 "safety.approval_ttl is 0; give approvers some time (default 30m)",
             ));
         }
+        if self.control_refresh.is_zero() {
+            return Err(Error::invalid(
+                "safety.control_refresh is 0; give how often to re-read the shared control \
+                 state from the store (default 5s)",
+            ));
+        }
         let e = &self.escalation;
         if e.renotify_after.iter().any(Duration::is_zero) || e.reopen_after_quiet.is_zero() {
             return Err(Error::invalid(
@@ -785,6 +797,7 @@ mod tests {
         assert!(invalid("[safety.backoff]\ncap = \"5m\"").contains("shorter than guards.cooldown"));
         assert!(invalid("[safety.backoff]\nreset_after = \"1h\"").contains("longer than"));
         assert!(invalid("[safety]\napproval_ttl = \"0s\"").contains("approval_ttl is 0"));
+        assert!(invalid("[safety]\ncontrol_refresh = \"0s\"").contains("control_refresh is 0"));
         let circle =
             invalid("[safety.dependencies]\napi = [\"db\"]\ndb = [\"disk\"]\ndisk = [\"api\"]");
         assert!(circle.contains("api -> db -> disk -> api"), "{circle}");

@@ -76,13 +76,13 @@ pub use signal::{
 pub use store::fleet::{LeaseGrant, SharedCooldown};
 pub use store::report::{HourlyCount, LastAction, OverviewRow, PatternReport, StrategyRate};
 pub use store::{
-    AuditStore, DiagnosisCache, FleetStore, IncidentFilter, IncidentStore, PatternStore,
-    ReportStore, Store,
+    AuditStore, ControlStore, DiagnosisCache, FleetStore, IncidentFilter, IncidentStore,
+    PatternStore, ReportStore, Store,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use store::{
-    MockAuditStore, MockDiagnosisCache, MockFleetStore, MockIncidentStore, MockPatternStore,
-    MockStore,
+    MockAuditStore, MockControlStore, MockDiagnosisCache, MockFleetStore, MockIncidentStore,
+    MockPatternStore, MockStore,
 };
 pub use traits::{
     ActionContext, AdviceRequest, Applicability, Executor, Fingerprinter, LlmAdvisor, Notification,

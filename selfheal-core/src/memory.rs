@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::store::fleet_expiry;
 use crate::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, Diagnosis, DiagnosisCache,
-    Error, ErrorKind, FleetStore, Incident, IncidentFilter, IncidentStore, LeaseGrant, Pattern,
-    PatternStore, ReportStore, Result, SharedCooldown, Store,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ControlStore, Diagnosis,
+    DiagnosisCache, Error, ErrorKind, FleetStore, Incident, IncidentFilter, IncidentStore,
+    LeaseGrant, Pattern, PatternStore, ReportStore, Result, SharedCooldown, Store,
 };
 
 /// Keeps everything in memory behind one lock. Nothing survives the process.
@@ -59,6 +59,10 @@ pub struct MemoryLimits {
     /// Fleet bookkeeping per target: cooldowns and attempt counts (default 10,000
     /// each); expired cooldowns and the stalest attempt counts go first.
     pub fleet_entries: usize,
+    /// Control documents: silences, dry-run switches, breaker and back-off state
+    /// (default 10,000). Past it a new key is refused rather than an old one
+    /// forgotten: forgetting a silence would lift it.
+    pub control: usize,
 }
 
 impl Default for MemoryLimits {
@@ -70,6 +74,7 @@ impl Default for MemoryLimits {
             audit: 100_000,
             diagnoses: 10_000,
             fleet_entries: 10_000,
+            control: 10_000,
         }
     }
 }
@@ -91,6 +96,8 @@ struct State {
     permits: Vec<DateTime<Utc>>,
     /// Attempts per (target, fingerprint) episode, with the time of the last one.
     attempts: BTreeMap<(String, String), (u32, DateTime<Utc>)>,
+    /// Control documents by key.
+    control: BTreeMap<String, serde_json::Value>,
 }
 
 impl MemoryStore {
@@ -112,6 +119,7 @@ impl MemoryStore {
                 audit: at_least_one(limits.audit),
                 diagnoses: at_least_one(limits.diagnoses),
                 fleet_entries: at_least_one(limits.fleet_entries),
+                control: at_least_one(limits.control),
             },
         }
     }
@@ -417,6 +425,39 @@ impl DiagnosisCache for MemoryStore {
 
 #[async_trait]
 impl ReportStore for MemoryStore {}
+
+#[async_trait]
+impl ControlStore for MemoryStore {
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        let mut state = self.state();
+        if !state.control.contains_key(key) && state.control.len() >= self.limits.control {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the memory store holds {} control documents (MemoryLimits::control); \
+                     remove silences or raise the limit",
+                    self.limits.control
+                ),
+            ));
+        }
+        state.control.insert(key.to_owned(), value.clone());
+        Ok(())
+    }
+
+    async fn delete_control(&self, key: &str) -> Result<bool> {
+        Ok(self.state().control.remove(key).is_some())
+    }
+
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        Ok(self
+            .state()
+            .control
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
 
 #[async_trait]
 impl FleetStore for MemoryStore {

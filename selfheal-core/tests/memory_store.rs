@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use selfheal_core::{
-    ActionRecord, Approval, AuditRecord, AuditStore, Diagnosis, DiagnosisCache, FleetStore,
-    Incident, IncidentFilter, IncidentStore, MemoryStore, Pattern, PatternStore, ReportStore,
-    Result, Store, testkit,
+    ActionRecord, Approval, AuditRecord, AuditStore, ControlStore, Diagnosis, DiagnosisCache,
+    FleetStore, Incident, IncidentFilter, IncidentStore, MemoryStore, Pattern, PatternStore,
+    ReportStore, Result, Store, testkit,
 };
 use uuid::Uuid;
 
@@ -178,3 +178,16 @@ impl DiagnosisCache for Flawed {
 
 #[async_trait]
 impl ReportStore for Flawed {}
+
+#[async_trait]
+impl ControlStore for Flawed {
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.inner.put_control(key, value).await
+    }
+    async fn delete_control(&self, key: &str) -> Result<bool> {
+        self.inner.delete_control(key).await
+    }
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        self.inner.list_control(prefix).await
+    }
+}

@@ -22,8 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, Diagnosis,
-    DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, ControlStore,
+    Diagnosis, DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
     IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore,
     ReportStore, Result, SharedCooldown, Store,
 };
@@ -964,6 +964,52 @@ impl AuditStore for PostgresStore {
         .await
         .map_err(err)?;
         rows::convert(rows).map_err(err)
+    }
+}
+
+#[async_trait]
+impl ControlStore for PostgresStore {
+    #[instrument(skip_all, fields(key), err)]
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO control_state (key, value, updated_at) VALUES ($1, $2::jsonb, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(nul_free(key))
+        .bind(pg_json("control_state.value", value)?)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(key), err)]
+    async fn delete_control(&self, key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM control_state WHERE key = $1")
+            .bind(nul_free(key))
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(prefix), err)]
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        // starts_with, not LIKE: `%` and `_` in a prefix are plain characters. Byte
+        // order (COLLATE "C"), as every store sorts.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value::text FROM control_state \
+             WHERE starts_with(key, $1) ORDER BY key COLLATE \"C\"",
+        )
+        .bind(nul_free(prefix))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(k, v)| Ok((k, parse_json("control_state.value", &v).map_err(err)?)))
+            .collect()
     }
 }
 

@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::store::fleet_expiry;
 use selfheal_core::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, Diagnosis,
-    DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, ControlStore,
+    Diagnosis, DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
     IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore,
     ReportStore, Result, SharedCooldown, Store,
 };
@@ -1050,6 +1050,58 @@ impl AuditStore for SqliteStore {
         .await
         .map_err(err)?;
         rows::convert(rows).map_err(err)
+    }
+}
+
+#[async_trait]
+impl ControlStore for SqliteStore {
+    #[instrument(skip_all, fields(key), err)]
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.write(async {
+            sqlx::query(
+                "INSERT INTO control_state (key, value, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(key)
+            .bind(json("control_state.value", value).map_err(err)?)
+            .bind(ts(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(err)
+            .map(|_| ())
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(key), err)]
+    async fn delete_control(&self, key: &str) -> Result<bool> {
+        self.write(async {
+            let done = sqlx::query("DELETE FROM control_state WHERE key = ?1")
+                .bind(key)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(prefix), err)]
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        self.check()?;
+        // substr, not LIKE: `%` and `_` in a prefix are plain characters.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM control_state \
+             WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(k, v)| Ok((k, parse_json("control_state.value", &v).map_err(err)?)))
+            .collect()
     }
 }
 

@@ -146,6 +146,7 @@ async fn the_schema_has_every_table_of_the_design() {
             "approvals",
             "audit_log",
             "backups",
+            "control_state",
             "cooldowns",
             "diagnosis_cache",
             "fingerprints",

@@ -1,6 +1,8 @@
 //! Back-off on repeat incidents: when the same fingerprint comes back on a target
 //! after a "successful" fix, the cooldown of that (strategy, target) doubles, up to a
 //! cap; a quiet period resets it. Enough repeats mean the fix masks the real issue.
+//! The last fix per (strategy, target) is kept in the store too (`control.rs`), so
+//! a restart or another replica does not start the count over.
 
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ pub(crate) struct Backoff {
     config: BackoffConfig,
     fixes: DashMap<(String, String), LastFix>,
 }
+
+/// A stored last fix: (strategy, target) and (fingerprint, when, repeats).
+pub(crate) type StoredFix = ((String, String), (String, Instant, u32));
 
 /// The last verified fix of one (strategy, target).
 #[derive(Debug)]
@@ -64,6 +69,35 @@ impl Backoff {
             .map_or(0, |l| l.repeats);
         let factor = 1u32.checked_shl(repeats).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.config.cap)
+    }
+
+    /// The last fix of `strategy` on `target`: its fingerprint, when, and the repeats.
+    pub(crate) fn last_fix(&self, strategy: &str, target: &str) -> Option<(String, Instant, u32)> {
+        self.fixes
+            .get(&(strategy.to_owned(), target.to_owned()))
+            .map(|l| (l.fingerprint.clone(), l.at, l.repeats))
+    }
+
+    /// Takes the last fixes read from the store; those older than the quiet period
+    /// are dropped, and their keys returned.
+    pub(crate) fn replace(&self, fixes: Vec<StoredFix>) -> Vec<(String, String)> {
+        let mut stale = Vec::new();
+        self.fixes.clear();
+        for (key, (fingerprint, at, repeats)) in fixes {
+            if at.elapsed() >= self.config.reset_after {
+                stale.push(key);
+                continue;
+            }
+            self.fixes.insert(
+                key,
+                LastFix {
+                    fingerprint,
+                    at,
+                    repeats,
+                },
+            );
+        }
+        stale
     }
 
     /// Whether `repeats` means the fix masks the real issue.

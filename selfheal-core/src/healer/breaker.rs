@@ -1,5 +1,7 @@
 //! The breaker on the healer itself: after N failed remediations across all targets
-//! within a window, the healer stops acting until an operator re-arms it.
+//! within a window, the healer stops acting until an operator re-arms it. Its state
+//! lives in the store too (`control.rs`): failures are counted across the replicas that
+//! share it, and a trip or a re-arm holds on all of them and across restarts.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -55,6 +57,16 @@ impl Breaker {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.open.swap(false, Ordering::SeqCst)
+    }
+
+    /// Takes the state read from the store: open or not, and the failures (older
+    /// ones than the window are dropped).
+    pub(crate) fn replace(&self, open: bool, mut failures: Vec<Instant>) {
+        let now = Instant::now();
+        failures.retain(|t| now.saturating_duration_since(*t) <= self.config.window);
+        failures.sort();
+        *self.failures.lock().unwrap_or_else(|e| e.into_inner()) = failures.into();
+        self.open.store(open, Ordering::SeqCst);
     }
 
     pub(crate) fn config(&self) -> &BreakerConfig {

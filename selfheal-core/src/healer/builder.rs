@@ -289,6 +289,7 @@ impl HealerBuilder {
                 silences: Silences::default(),
                 dependencies,
                 dry_run: DryRunSwitch::new(safety),
+                control: Default::default(),
                 acting: Acting::default(),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),

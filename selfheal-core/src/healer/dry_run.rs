@@ -1,6 +1,8 @@
 //! Dry-run mode, for the whole healer or per pattern: everything runs and is audited
 //! except the executor, which a [`DryRun`] wrapper replaces to record what it would
-//! have run. Operators switch it at runtime through the [`Healer`] handle.
+//! have run. Operators switch it at runtime through the [`Healer`] handle; a switch is
+//! kept in the store (`control.rs`), so it holds on every replica and after a restart.
+//! A switch in the store wins over the config, which only says where to start.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,9 @@ use crate::{ActionOutcome, AuditEntry, Command, Executor, Phase, Result, SafetyC
 pub(crate) struct DryRunSwitch {
     all: AtomicBool,
     patterns: RwLock<HashSet<String>>,
+    /// What the config says, for switches the store holds nothing about.
+    config_all: bool,
+    config_patterns: Vec<String>,
 }
 
 impl DryRunSwitch {
@@ -24,6 +29,30 @@ impl DryRunSwitch {
         DryRunSwitch {
             all: AtomicBool::new(config.dry_run),
             patterns: RwLock::new(config.dry_run_patterns.iter().cloned().collect()),
+            config_all: config.dry_run,
+            config_patterns: config.dry_run_patterns.clone(),
+        }
+    }
+
+    /// Takes the switches read from the store: the whole healer's (`None`: as the
+    /// config says) and per pattern, over the config's.
+    pub(crate) fn replace(&self, all: Option<bool>, patterns: Vec<(String, bool)>) {
+        let mut set: HashSet<String> = self.config_patterns.iter().cloned().collect();
+        for (pattern, on) in patterns {
+            if on {
+                set.insert(pattern);
+            } else {
+                set.remove(&pattern);
+            }
+        }
+        *self.patterns.write().unwrap_or_else(|e| e.into_inner()) = set;
+        let all = all.unwrap_or(self.config_all);
+        let was = self.all.swap(all, Ordering::SeqCst);
+        if self.config_all && was && !all {
+            tracing::warn!(
+                "safety.dry_run is set, but an operator switched the healer live (kept in the \
+                 store): running live; switch it with Healer::set_dry_run"
+            );
         }
     }
 
@@ -94,14 +123,19 @@ impl Executor for DryRun {
 impl Healer {
     /// Switches the whole healer between dry run (`true`) and live; `actor` is audited.
     pub async fn set_dry_run(&self, on: bool, actor: &str) {
-        self.inner.dry_run.all.store(on, Ordering::SeqCst);
+        self.control_changed(|| self.inner.dry_run.all.store(on, Ordering::SeqCst));
+        self.save_control(
+            super::control::DRY_RUN_ALL.to_owned(),
+            Some(serde_json::json!({"on": on})),
+        )
+        .await;
         self.mode_changed(None, on, actor).await;
     }
 
     /// Switches one pattern between dry run and live; `actor` is audited. The whole
     /// healer in dry run wins over a pattern switched live.
     pub async fn set_pattern_dry_run(&self, pattern: &str, on: bool, actor: &str) {
-        {
+        self.control_changed(|| {
             let mut set = self
                 .inner
                 .dry_run
@@ -113,7 +147,12 @@ impl Healer {
             } else {
                 set.remove(pattern);
             }
-        }
+        });
+        self.save_control(
+            super::control::dry_run_pattern_key(pattern),
+            Some(serde_json::json!({"pattern": pattern, "on": on})),
+        )
+        .await;
         self.mode_changed(Some(pattern), on, actor).await;
     }
 

@@ -228,7 +228,7 @@ impl Healer {
 
     /// Counts a failed remediation into the breaker; trips it at the threshold.
     pub(super) async fn remediation_failed(&self) {
-        let Some(failures) = self.inner.breaker.failed() else {
+        let Some(failures) = self.breaker_failed().await else {
             return;
         };
         let b = self.inner.breaker.config();
@@ -301,7 +301,7 @@ impl Healer {
     /// Re-arms the healer after its breaker tripped; `actor` is audited. Refused when
     /// the breaker is not open.
     pub async fn rearm(&self, actor: &str) -> Result<()> {
-        if !self.inner.breaker.rearm() {
+        if !self.breaker_rearm().await {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 "the healer's breaker is not open; nothing to re-arm",

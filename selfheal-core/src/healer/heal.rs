@@ -285,10 +285,12 @@ impl Healer {
                 return;
             }
 
-            let repeats =
+            let repeats = self.control_changed(|| {
                 self.inner
                     .backoff
-                    .repeat(&fix.strategy, &incident.target, &incident.fingerprint);
+                    .repeat(&fix.strategy, &incident.target, &incident.fingerprint)
+            });
+            self.save_backoff(&fix.strategy, &incident.target).await;
             if self.inner.backoff.is_masking(repeats) {
                 self.masking(&incident, &fix.strategy, repeats).await;
                 return;
@@ -401,11 +403,14 @@ impl Healer {
                         // An advised fix an operator approved, verified: propose a pattern.
                         self.learn_from_approval(id, fix, by).await;
                     }
-                    self.inner.backoff.fixed(
-                        &fix.strategy,
-                        &incident.target,
-                        &incident.fingerprint,
-                    );
+                    self.control_changed(|| {
+                        self.inner.backoff.fixed(
+                            &fix.strategy,
+                            &incident.target,
+                            &incident.fingerprint,
+                        )
+                    });
+                    self.save_backoff(&fix.strategy, &incident.target).await;
                     self.end_episode(&incident).await;
                     self.resolve(id, health).await;
                     return;

@@ -29,6 +29,8 @@ impl Healer {
             tracing::error!(error = %e, "could not load patterns from the store; starting with none");
         }
         self.warn_stored_binding_problems().await;
+        // Silences, dry-run switches, the breaker and back-off as operators left them.
+        self.reload_control_contained("starting").await;
         match self.inner.store.list_audit(1).await {
             Ok(mut last) => self.inner.trail.lock().await.head = last.pop(),
             Err(e) => {

@@ -11,7 +11,9 @@
 //! keeps counting into it, reminders on a back-off, a new incident only after a quiet
 //! period), errors the healer's own action causes counted into the
 //! open incident, dependency-aware attribution ([`HealerBuilder::depends_on`]) and a
-//! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]).
+//! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]). Silences,
+//! dry-run switches, the breaker and back-off live in the store (`control.rs`), so they
+//! hold on every replica and after a restart ([`Healer::reload_control`]).
 
 mod admin;
 mod approval;
@@ -22,6 +24,7 @@ mod breaker;
 mod builder;
 mod chain;
 mod contain;
+mod control;
 mod dependency;
 mod detector;
 mod dry_run;
@@ -153,6 +156,8 @@ struct Inner {
     silences: silence::Silences,
     dependencies: dependency::Dependencies,
     dry_run: dry_run::DryRunSwitch,
+    /// Control state writes the store refused, and what keeps re-reads consistent.
+    control: control::Control,
     acting: self_caused::Acting,
 
     cancel: CancellationToken,
@@ -195,6 +200,10 @@ impl Healer {
             self.inner
                 .tasks
                 .spawn(async move { this.run_intake().await });
+            let this = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { this.refresh_control_periodically().await });
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 tokio::select! {

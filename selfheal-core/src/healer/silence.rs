@@ -1,5 +1,8 @@
 //! Silences and maintenance windows: by target, pattern or fingerprint, with a start
 //! and an end. Signals they match are counted but open nothing and run nothing.
+//! Silences are kept in the store (`control.rs`): one added on any replica holds on
+//! every replica that shares the store (within `safety.control_refresh`) and after a
+//! restart. What each silence suppressed is counted per process.
 //!
 //! ```
 //! use std::time::Duration;
@@ -124,8 +127,24 @@ struct Entry {
 }
 
 impl Entry {
+    fn new(id: Uuid, silence: Silence, created_by: String) -> Self {
+        Entry {
+            id,
+            start: super::control::instant_at(silence.starts_at),
+            end: super::control::instant_at(silence.ends_at),
+            silence,
+            created_by,
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
     fn active(&self, now: Instant) -> bool {
         self.start <= now && now < self.end
+    }
+
+    /// Silences that ended a day ago are of no use to anyone: the list stays short.
+    fn stale(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.end) >= Duration::from_secs(86_400)
     }
 }
 
@@ -201,29 +220,35 @@ impl Silences {
         })
     }
 
-    fn add(&self, silence: Silence, created_by: &str) -> Uuid {
+    fn add(&self, id: Uuid, silence: Silence, created_by: &str) {
+        let entry = Entry::new(id, silence, created_by.to_owned());
         let now = Instant::now();
-        let wall = Utc::now();
-        let at = |t: DateTime<Utc>| match (t - wall).to_std() {
-            Ok(ahead) => now + ahead,
-            Err(_) => now
-                .checked_sub((wall - t).to_std().unwrap_or_default())
-                .unwrap_or(now),
-        };
-        let entry = Entry {
-            id: Uuid::new_v4(),
-            start: at(silence.starts_at),
-            end: at(silence.ends_at),
-            silence,
-            created_by: created_by.to_owned(),
-            suppressed: AtomicU64::new(0),
-        };
-        let id = entry.id;
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
-        // Silences that ended a day ago are of no use to anyone: keep the list short.
-        list.retain(|e| now.saturating_duration_since(e.end) < Duration::from_secs(86_400));
+        list.retain(|e| !e.stale(now));
         list.push(Arc::new(entry));
-        id
+    }
+
+    /// Takes the silences read from the store (id, silence, who added it), keeping
+    /// what each one already here suppressed. Returns the ids of those that ended a
+    /// day ago, which the store need not keep.
+    pub(super) fn replace(&self, stored: Vec<(Uuid, Silence, String)>) -> Vec<Uuid> {
+        let now = Instant::now();
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        let mut kept = Vec::with_capacity(stored.len());
+        let mut stale = Vec::new();
+        for (id, silence, created_by) in stored {
+            let entry = match list.iter().find(|e| e.id == id && e.silence == silence) {
+                Some(e) => e.clone(),
+                None => Arc::new(Entry::new(id, silence, created_by)),
+            };
+            if entry.stale(now) {
+                stale.push(id);
+            } else {
+                kept.push(entry);
+            }
+        }
+        *list = kept;
+        stale
     }
 
     fn remove(&self, id: Uuid) -> Option<Silence> {
@@ -269,7 +294,11 @@ impl Healer {
             )));
         }
         let detail = serde_json::to_value(&silence).unwrap_or_default();
-        let id = self.inner.silences.add(silence, actor);
+        let id = Uuid::new_v4();
+        let doc = super::control::silence_doc(id, &silence, actor);
+        self.control_changed(|| self.inner.silences.add(id, silence, actor));
+        self.save_control(super::control::silence_key(id), Some(doc))
+            .await;
         self.audit(AuditEntry {
             actor: actor.to_owned(),
             detail,
@@ -286,9 +315,17 @@ impl Healer {
 
     /// Lifts a silence now; `actor` is audited.
     pub async fn remove_silence(&self, id: Uuid, actor: &str) -> Result<()> {
-        let silence = self.inner.silences.remove(id).ok_or_else(|| {
+        let mut removed = self.control_changed(|| self.inner.silences.remove(id));
+        if removed.is_none() {
+            // Added on another replica since the last re-read, perhaps.
+            let _ = self.reload_control().await;
+            removed = self.control_changed(|| self.inner.silences.remove(id));
+        }
+        let silence = removed.ok_or_else(|| {
             Error::not_found(format!("no silence {id}; list them with Healer::silences"))
         })?;
+        self.save_control(super::control::silence_key(id), None)
+            .await;
         self.audit(AuditEntry {
             actor: actor.to_owned(),
             detail: serde_json::to_value(&silence).unwrap_or_default(),

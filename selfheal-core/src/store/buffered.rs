@@ -29,9 +29,9 @@ use uuid::Uuid;
 
 use crate::store::report::{OverviewRow, PatternReport};
 use crate::{
-    ActionRecord, Approval, AuditRecord, AuditStore, Diagnosis, DiagnosisCache, Error, ErrorKind,
-    FleetStore, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore, ReportStore,
-    Result, Store,
+    ActionRecord, Approval, AuditRecord, AuditStore, ControlStore, Diagnosis, DiagnosisCache,
+    Error, ErrorKind, FleetStore, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore,
+    ReportStore, Result, Store,
 };
 
 /// Writes kept by default while the store is unreachable.
@@ -55,6 +55,11 @@ enum Op {
         diagnosis: Box<Diagnosis>,
         expires: DateTime<Utc>,
     },
+    /// A control document stored (`Some`) or deleted (`None`).
+    Control {
+        key: String,
+        value: Option<serde_json::Value>,
+    },
 }
 
 impl Op {
@@ -66,6 +71,7 @@ impl Op {
             Op::Action(a) => Some((1, a.id.to_string())),
             Op::Approval(a) => Some((2, a.id.to_string())),
             Op::Diagnosis { fingerprint, .. } => Some((3, fingerprint.clone())),
+            Op::Control { key, .. } => Some((4, key.clone())),
             Op::Audit(_) | Op::Outcome { .. } => None,
         }
     }
@@ -86,6 +92,11 @@ fn outage(e: &Error) -> bool {
 /// position another replica took meanwhile is chained again after the store's newest
 /// record, and so are the buffered records after it; a later write chained after it
 /// gets `Conflict`, so its writer chains it after the newest record too.
+///
+/// Control documents are buffered like the other upserts (the latest state per key),
+/// and [`ControlStore::list_control`] lays the buffered ones over what the store
+/// returns, so a silence added during an outage is not lifted by the next re-read. A
+/// buffered `delete_control` answers `true`.
 ///
 /// Reads and fleet coordination go to the store (they fail while it is unreachable,
 /// and the pipeline goes on with what it holds in memory). While writes are buffered the
@@ -272,6 +283,11 @@ impl BufferedStore {
                     .cache_diagnosis(fingerprint, diagnosis, ttl)
                     .await
             }
+            Op::Control {
+                key,
+                value: Some(value),
+            } => self.inner.put_control(key, value).await,
+            Op::Control { key, value: None } => self.inner.delete_control(key).await.map(|_| ()),
         }
     }
 
@@ -605,6 +621,51 @@ impl ReportStore for BufferedStore {
     }
 }
 
+#[async_trait]
+impl ControlStore for BufferedStore {
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.write(Op::Control {
+            key: key.to_owned(),
+            value: Some(value.clone()),
+        })
+        .await
+    }
+
+    async fn delete_control(&self, key: &str) -> Result<bool> {
+        let error = match self.drain(false).await {
+            Ok(()) => match self.inner.delete_control(key).await {
+                Ok(found) => return Ok(found),
+                Err(e) if outage(&e) => e,
+                Err(e) => return Err(e),
+            },
+            Err(e) => e,
+        };
+        let op = Op::Control {
+            key: key.to_owned(),
+            value: None,
+        };
+        self.keep(op, error).map(|()| true)
+    }
+
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let _ = self.drain(false).await;
+        let stored = self.inner.list_control(prefix).await?;
+        let mut docs: std::collections::BTreeMap<_, _> = stored.into_iter().collect();
+        // Writes still waiting for the store are newer than what it returned.
+        for (_, op) in &self.buffer().ops {
+            if let Op::Control { key, value } = op
+                && key.starts_with(prefix)
+            {
+                match value {
+                    Some(v) => docs.insert(key.clone(), v.clone()),
+                    None => docs.remove(key),
+                };
+            }
+        }
+        Ok(docs.into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,6 +802,22 @@ mod tests {
     #[async_trait]
     impl ReportStore for Flaky {}
 
+    #[async_trait]
+    impl ControlStore for Flaky {
+        async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()> {
+            self.wrote()?;
+            self.store.put_control(key, value).await
+        }
+        async fn delete_control(&self, key: &str) -> Result<bool> {
+            self.wrote()?;
+            self.store.delete_control(key).await
+        }
+        async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+            self.check()?;
+            self.store.list_control(prefix).await
+        }
+    }
+
     fn incident(target: &str) -> Incident {
         let now = Utc::now();
         Incident {
@@ -767,6 +844,35 @@ mod tests {
     async fn a_buffered_store_passes_the_conformance_suite() {
         let store = BufferedStore::new(Arc::new(MemoryStore::new()));
         crate::testkit::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn control_writes_in_an_outage_are_read_back_before_they_are_replayed() {
+        let flaky = Arc::new(Flaky::default());
+        let store = BufferedStore::new(flaky.clone()).retry_every(Duration::from_secs(3600));
+        let on = serde_json::json!({"on": true});
+        store.put_control("silence/old", &on).await.unwrap();
+
+        flaky.down.store(true, Ordering::SeqCst);
+        store.put_control("silence/new", &on).await.unwrap();
+        assert!(store.delete_control("silence/old").await.unwrap());
+        assert_eq!(store.pending(), 2);
+
+        // The store answers reads again, but the buffer waits for its retry: what it
+        // holds is laid over the store's older state.
+        flaky.down.store(false, Ordering::SeqCst);
+        let read = store.list_control("silence/").await.unwrap();
+        assert_eq!(read, vec![("silence/new".to_owned(), on.clone())]);
+        assert_eq!(
+            flaky.store.list_control("silence/").await.unwrap(),
+            vec![("silence/old".to_owned(), on.clone())],
+            "not replayed yet"
+        );
+        store.flush().await.unwrap();
+        assert_eq!(
+            flaky.store.list_control("silence/").await.unwrap(),
+            vec![("silence/new".to_owned(), on)]
+        );
     }
 
     #[tokio::test]

@@ -9,13 +9,13 @@ mod traits;
 
 pub use buffered::{BufferedStore, DEFAULT_CAPACITY};
 pub use traits::{
-    AuditStore, DiagnosisCache, FleetStore, IncidentFilter, IncidentStore, PatternStore,
-    ReportStore, Store,
+    AuditStore, ControlStore, DiagnosisCache, FleetStore, IncidentFilter, IncidentStore,
+    PatternStore, ReportStore, Store,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use traits::{
-    MockAuditStore, MockDiagnosisCache, MockFleetStore, MockIncidentStore, MockPatternStore,
-    MockStore,
+    MockAuditStore, MockControlStore, MockDiagnosisCache, MockFleetStore, MockIncidentStore,
+    MockPatternStore, MockStore,
 };
 
 use std::time::Duration;

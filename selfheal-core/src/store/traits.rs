@@ -7,6 +7,7 @@
 //! | [`AuditStore`] | the append-only, hash-chained audit trail |
 //! | [`DiagnosisCache`] | advisor diagnoses by fingerprint, with an expiry |
 //! | [`ReportStore`] | read models for operators (computed from the above by default) |
+//! | [`ControlStore`] | operator and safety state shared by replicas: silences, dry-run switches, the breaker, back-off |
 //! | [`FleetStore`] | coordination of replicas: leases, shared cooldowns, attempts, rate permits |
 //!
 //! A [`Store`] is all of them but the last, plus a name, and says whether it can
@@ -160,6 +161,22 @@ pub trait ReportStore: IncidentStore {
     }
 }
 
+/// Operator and safety state that must outlive a process and hold on every replica
+/// that shares the store: silences, dry-run switches, the breaker and back-off. Plain
+/// JSON documents by key (`silence/<id>`, `dry_run/all`, …); the healer owns the keys
+/// and their shapes (see `healer/control.rs`), the store only keeps them. Every method
+/// is required: a store that forgets these would silently lift a silence.
+#[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
+#[async_trait]
+pub trait ControlStore: Send + Sync + Debug + 'static {
+    /// Stores `value` under `key`, replacing what was there.
+    async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()>;
+    /// Deletes `key`; `false` if there was nothing under it.
+    async fn delete_control(&self, key: &str) -> Result<bool>;
+    /// Every document whose key starts with `prefix` (all with `""`), sorted by key.
+    async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
+}
+
 /// Coordination of the replicas that share one store. Every method is required: a
 /// store either coordinates for real or does not offer this trait.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
@@ -208,7 +225,7 @@ pub trait FleetStore: Send + Sync + Debug + 'static {
 }
 
 /// Everything a [`Healer`](crate::Healer) keeps: patterns, incidents, the audit trail,
-/// the diagnosis cache and the reports, and, where the store can share it between
+/// the diagnosis cache, the reports, the operators' control state, and, where the store can share it between
 /// replicas, fleet coordination.
 ///
 /// ```
@@ -217,7 +234,9 @@ pub trait FleetStore: Send + Sync + Debug + 'static {
 /// assert_eq!(store.name(), "memory");
 /// assert!(store.fleet().is_some(), "replicas in one process can share a MemoryStore");
 /// ```
-pub trait Store: PatternStore + IncidentStore + AuditStore + DiagnosisCache + ReportStore {
+pub trait Store:
+    PatternStore + IncidentStore + AuditStore + DiagnosisCache + ReportStore + ControlStore
+{
     /// A short name for diagnostics (`memory`, `sqlite`, …).
     fn name(&self) -> &str;
 
@@ -282,6 +301,13 @@ mockall::mock! {
     impl ReportStore for Store {
         async fn healing_overview(&self, limit: Option<usize>) -> Result<Vec<OverviewRow>>;
         async fn pattern_report(&self, since: DateTime<Utc>) -> Result<Vec<PatternReport>>;
+    }
+
+    #[async_trait]
+    impl ControlStore for Store {
+        async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()>;
+        async fn delete_control(&self, key: &str) -> Result<bool>;
+        async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
     }
 }
 

@@ -17,10 +17,12 @@
 //! # }
 //! ```
 
+mod control;
 mod diagnosis;
 mod fleet;
 mod report;
 
+pub use control::control_documents_round_trip_by_key;
 pub use diagnosis::diagnosis_cache_keeps_one_per_fingerprint;
 pub use fleet::{
     attempts_are_counted_per_episode, cooldowns_are_shared, leases_are_exclusive_and_expire,
@@ -55,6 +57,7 @@ pub async fn run_all(store: &dyn Store) {
     audit_is_append_only_and_chained(store).await;
     reports_answer_the_operators_questions(store).await;
     retention_deletes_only_old_terminal_incidents(store).await;
+    control_documents_round_trip_by_key(store).await;
     if store.fleet().is_some() {
         leases_are_exclusive_and_expire(store).await;
         cooldowns_are_shared(store).await;
@@ -64,7 +67,7 @@ pub async fn run_all(store: &dyn Store) {
 }
 
 /// The number of checks [`run_all`] runs.
-pub const CHECKS: usize = 14;
+pub const CHECKS: usize = 15;
 
 /// Patterns come back exactly as they were added and updated (every field, fixes in
 /// order), `list_patterns` is sorted by name, and a missing pattern is `None`.
