@@ -367,17 +367,18 @@ impl Healer {
             let dry = self.is_dry_run(incident.pattern.as_deref());
             // Attempts at this error on this target are counted in the store, so a
             // restart (or a new incident of the same episode) does not start over.
-            if !dry && let Some(counted) = self.count_episode_attempt(&incident).await {
-                if counted > max_attempts {
-                    last_failure = format!(
-                        "{} attempt(s) at this error on `{}` already, counted across incidents \
-                         and restarts (max_attempts = {max_attempts})",
-                        counted - 1,
-                        incident.target
-                    );
-                    self.fleet_release(hold).await;
-                    break;
-                }
+            if !dry
+                && let Some(counted) = self.count_episode_attempt(&incident).await
+                && counted > max_attempts
+            {
+                last_failure = format!(
+                    "{} attempt(s) at this error on `{}` already, counted across incidents \
+                     and restarts (max_attempts = {max_attempts})",
+                    counted - 1,
+                    incident.target
+                );
+                self.fleet_release(hold).await;
+                break;
             }
             attempts += 1;
             let result = self
