@@ -94,6 +94,12 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
     // Cooldowns survive a restart (they are re-armed from the stored actions), so the
     // default 10 minutes would rightly hold the fix when the demo runs twice in a row.
     config.guards.cooldown = Duration::from_secs(5);
+    // Each run breaks the same thing on purpose. In a service, an error that keeps coming
+    // back after "successful" fixes doubles the cooldown and is flagged as masking (that
+    // state is kept in the store across restarts); here it would stop the demo after a
+    // few runs, so the back-off stays at the cooldown and masking is not flagged.
+    config.safety.backoff.cap = config.guards.cooldown;
+    config.safety.backoff.masking_after = 0;
 
     let healer = Healer::builder()
         .config(config)

@@ -98,8 +98,8 @@ pub use uuid::Uuid;
 /// The traits and types most integrations need.
 pub mod prelude {
     pub use crate::{
-        AuditStore, DiagnosisCache, Executor, Fingerprinter, FleetStore, Healer, IncidentStore,
-        Integration, LlmAdvisor, Notifier, Pattern, PatternStore, ReportStore, Signal, Store,
-        Strategy, Verifier,
+        AuditStore, ControlStore, DiagnosisCache, Executor, Fingerprinter, FleetStore, Healer,
+        IncidentStore, Integration, LlmAdvisor, Notifier, Pattern, PatternStore, ReportStore,
+        Signal, Store, Strategy, Verifier,
     };
 }

@@ -383,6 +383,11 @@ impl AuditStore for MemoryStore {
         let start = state.audit.len().saturating_sub(limit);
         Ok(state.audit.range(start..).cloned().collect())
     }
+
+    /// None: nothing outlives a `MemoryStore`, so there is nothing to truncate unseen.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
+        Ok(None)
+    }
 }
 
 #[async_trait]

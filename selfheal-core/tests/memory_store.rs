@@ -164,6 +164,9 @@ impl AuditStore for Flawed {
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
         self.inner.list_audit(limit).await
     }
+    async fn audit_checkpoint(&self) -> Result<Option<selfheal_core::ChainHead>> {
+        self.inner.audit_checkpoint().await
+    }
 }
 
 #[async_trait]

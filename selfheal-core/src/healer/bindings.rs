@@ -113,9 +113,12 @@ impl Healer {
     /// Logs the problems of the stored bindings that `build()` did not already report
     /// for the stock catalog.
     pub(super) async fn warn_stored_binding_problems(&self) {
+        // Said when the pipeline starts rather than in `build()`: the host's tracing
+        // subscriber, which needs the built healer for its layer, is installed by then.
+        let stock = check_bindings(&crate::catalog::stock(), &self.inner.strategies);
+        warn_binding_problems(&stock, "the stock catalog");
         match self.binding_problems().await {
             Ok(mut problems) => {
-                let stock = check_bindings(&crate::catalog::stock(), &self.inner.strategies);
                 problems.retain(|p| !stock.contains(p));
                 warn_binding_problems(&problems, "the store");
             }

@@ -214,10 +214,6 @@ impl HealerBuilder {
                 )));
             }
         }
-        super::bindings::warn_binding_problems(
-            &super::bindings::check_bindings(&crate::catalog::stock(), &strategies),
-            "the stock catalog",
-        );
         let (events, _) = broadcast::channel(self.config.intake.event_capacity);
         let guards = Guards::new(&self.config.guards);
         let safety = &self.config.safety;

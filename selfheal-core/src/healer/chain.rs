@@ -2,7 +2,7 @@
 //! so (an error log, an event, one notification, [`Healer::audit_chain`]) instead of
 //! appending after a tampered or corrupted record as if nothing happened. The newest
 //! [`CHECKED_AT_START`] records are checked, so a start costs a bounded read, and so is
-//! the store's checkpoint of the head ([`crate::PatternStore::audit_checkpoint`]): a log
+//! the store's checkpoint of the head ([`crate::AuditStore::audit_checkpoint`]): a log
 //! truncated or emptied since the last write is reported the same way.
 
 use std::sync::Mutex;

@@ -785,6 +785,10 @@ mod tests {
             self.check()?;
             self.store.list_audit(limit).await
         }
+        async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
+            self.check()?;
+            self.store.audit_checkpoint().await
+        }
     }
 
     #[async_trait]

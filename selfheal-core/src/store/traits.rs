@@ -111,11 +111,10 @@ pub trait AuditStore: Send + Sync + Debug + 'static {
     /// The audit chain's head as last kept outside the audit table (a checkpoint file,
     /// a row of its own), written with every appended record: what
     /// [`crate::verify_checkpoint`] compares the table with at start, so a truncated or
-    /// emptied log is noticed. `None` when none was kept yet. The default, for a store
-    /// without one (in memory), is `None`.
-    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>> {
-        Ok(None)
-    }
+    /// emptied log is noticed. `None` when none was kept yet, or when the store keeps
+    /// no checkpoint (`MemoryStore`: nothing outlives it anyway). Required, so a wrapper
+    /// cannot silently turn truncation detection off by not forwarding it.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::ChainHead>>;
 }
 
 /// Advisor diagnoses by fingerprint, so an unknown error is not sent to the advisor
