@@ -358,12 +358,12 @@ impl IncidentStore for MemoryStore {
 impl AuditStore for MemoryStore {
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         let mut state = self.state();
-        // Records arrive in chain order, so a taken seq is at most the newest one's.
+        // Records arrive in chain order: a seq at or below the newest one's is taken (or
+        // was, by a record the limit has since forgotten), never appended out of order.
         let taken = state
             .audit
             .back()
-            .is_some_and(|newest| record.seq <= newest.seq)
-            && state.audit.iter().rev().any(|r| r.seq == record.seq);
+            .is_some_and(|newest| record.seq <= newest.seq);
         if taken {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -682,11 +682,18 @@ mod tests {
         assert_eq!(audit.len(), 5);
         assert_eq!(audit.last().map(|r| r.seq), Some(12));
         crate::verify_chain(&audit).expect("the kept window still chains");
-        // A taken position is still refused.
+        // A taken position is still refused, and so is one whose record was forgotten.
         let again = head.unwrap();
         assert_eq!(
             store.append_audit(&again).await.unwrap_err().kind(),
             crate::ErrorKind::Conflict
+        );
+        let forgotten = AuditEntry::new("test", "late").chain(None, chrono::Utc::now());
+        assert_eq!(forgotten.seq, 1);
+        assert_eq!(
+            store.append_audit(&forgotten).await.unwrap_err().kind(),
+            crate::ErrorKind::Conflict,
+            "never appended out of chain order"
         );
     }
 
