@@ -28,6 +28,13 @@ pub use ::redis;
 #[cfg(feature = "postgres")]
 pub use ::sqlx;
 
+/// The operator surface (feature `admin`): an axum router with the dashboard, the JSON
+/// API, live events, metrics and OpenAPI; nest it in the host's router.
+#[cfg(feature = "admin")]
+pub mod admin {
+    pub use selfheal_admin::*;
+}
+
 /// LLM advisors (feature `llm`; the HTTP advisors with `openai` and `ollama`).
 #[cfg(feature = "llm")]
 pub mod llm {
