@@ -85,6 +85,7 @@ pub(crate) struct Metrics {
     sse_clients: Gauge,
     sse_dropped: Counter,
     events_lagged: Counter,
+    sse_lost: Counter,
     // Fed from the event stream.
     incidents: Family<PatternLabel, Counter>,
     actions: Family<ActionLabels, Counter>,
@@ -135,6 +136,7 @@ impl Metrics {
         let sse_clients = Gauge::default();
         let sse_dropped = Counter::default();
         let events_lagged = Counter::default();
+        let sse_lost = Counter::default();
         let incidents = Family::<PatternLabel, Counter>::default();
         let actions = Family::<ActionLabels, Counter>::default();
         let rollbacks = Family::<StrategyLabel, Counter>::default();
@@ -222,6 +224,11 @@ impl Metrics {
             "Healing events the admin surface missed because it fell behind",
             events_lagged.clone(),
         );
+        registry.register(
+            "selfheal_admin_sse_events_lost",
+            "Healing events /events never numbered because its hub fell behind (clients got a gap)",
+            sse_lost.clone(),
+        );
         Self {
             registry,
             observed,
@@ -235,6 +242,7 @@ impl Metrics {
             sse_clients,
             sse_dropped,
             events_lagged,
+            sse_lost,
             incidents,
             actions,
             rollbacks,
@@ -352,6 +360,7 @@ impl Metrics {
         set_counter(&self.failed, healer.failed());
         set_counter(&self.store_errors, healer.store_errors());
         set_counter(&self.sse_dropped, hub.dropped_clients());
+        set_counter(&self.sse_lost, hub.lagged());
         self.breaker_open.set(i64::from(healer.breaker_open()));
         self.storm_active.set(i64::from(healer.storm_active()));
         self.open_incidents
