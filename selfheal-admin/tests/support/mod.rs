@@ -1,6 +1,8 @@
 //! What the admin tests share: a served router, an SSE reader over real HTTP, a token.
 #![allow(dead_code)] // each test binary uses its part
 
+pub mod stub_api;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,6 +30,23 @@ pub async fn serve(healer: &Healer, token: &str) -> String {
         axum::serve(listener, app).await.unwrap();
     });
     format!("http://{addr}")
+}
+
+/// Serves the admin router of `healer` nested at `/selfheal` the way a host would, with
+/// the stand-in API until the real one lands; answers the dashboard's URL (`…/selfheal`: axum nests `/` at the prefix without a trailing slash).
+pub async fn serve_nested(healer: &Healer, token: &str) -> String {
+    let app = axum::Router::new()
+        .nest("/selfheal/api", stub_api::routes(healer.clone()))
+        .nest(
+            "/selfheal",
+            selfheal_admin::router(healer.clone(), config(token)),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}/selfheal")
 }
 
 /// One server-sent event as read off the wire.

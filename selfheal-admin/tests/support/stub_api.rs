@@ -1,0 +1,128 @@
+//! A stand-in for the JSON API (owned by another branch) with the answers API.md
+//! specifies, for the endpoints the dashboard calls. Replaced by the real router's API
+//! once it lands.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::{get, post, put},
+};
+use selfheal_core::{Healer, IncidentFilter, Silence, SilenceScope, Uuid};
+use serde_json::{Value, json};
+
+const ACTOR: &str = "stub-operator";
+
+type Answer = Result<Json<Value>, (StatusCode, String)>;
+
+fn fail(e: impl std::fmt::Display) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Routes relative to `/api`.
+pub fn routes(healer: Healer) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/health", get(health))
+        .route("/approvals", get(approvals))
+        .route("/approvals/{id}/approve", post(approve))
+        .route("/approvals/{id}/reject", post(reject))
+        .route("/incidents", get(incidents))
+        .route("/reports", get(reports))
+        .route("/audit", get(audit))
+        .route("/audit/verify", get(verify))
+        .route("/dry-run", put(dry_run))
+        .route("/silences", post(silence))
+        .route("/breaker/rearm", post(rearm))
+        .with_state(healer)
+}
+
+async fn status(State(h): State<Healer>) -> Answer {
+    let pending = h.pending_approvals().await.map_err(fail)?.len();
+    let safety = h.safety();
+    Ok(Json(json!({
+        "replica": h.replica(), "observed": h.observed(), "dropped": h.dropped(),
+        "failed": h.failed(), "store_errors": h.store_errors(),
+        "open_incidents": h.open_incidents().len(), "pending_approvals": pending,
+        "dry_run": safety.dry_run,
+        "safety": {"breaker_open": safety.breaker_open, "storm_active": safety.storm},
+    })))
+}
+
+async fn health(State(h): State<Healer>) -> Answer {
+    Ok(Json(serde_json::to_value(h.health().await).map_err(fail)?))
+}
+
+async fn approvals(State(h): State<Healer>) -> Answer {
+    Ok(Json(
+        serde_json::to_value(h.pending_approvals().await.map_err(fail)?).map_err(fail)?,
+    ))
+}
+
+async fn approve(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
+    h.approve(id, ACTOR).await.map_err(fail)?;
+    Ok(Json(json!({"id": id})))
+}
+
+async fn reject(State(h): State<Healer>, Path(id): Path<Uuid>, Json(body): Json<Value>) -> Answer {
+    let reason = body["reason"].as_str().unwrap_or_default().to_owned();
+    h.reject(id, ACTOR, &reason).await.map_err(fail)?;
+    Ok(Json(json!({"id": id})))
+}
+
+async fn incidents(State(h): State<Healer>) -> Answer {
+    let filter = IncidentFilter {
+        limit: Some(50),
+        ..Default::default()
+    };
+    let items = h.incidents(&filter).await.map_err(fail)?;
+    Ok(Json(json!({"items": items, "limit": 50, "offset": 0})))
+}
+
+async fn reports() -> Answer {
+    Ok(Json(
+        json!({"occurrences": [], "strategies": [], "mttr_seconds": {}}),
+    ))
+}
+
+async fn audit(State(h): State<Healer>) -> Answer {
+    Ok(Json(
+        serde_json::to_value(h.audit_log(50).await.map_err(fail)?).map_err(fail)?,
+    ))
+}
+
+async fn verify(State(h): State<Healer>) -> Answer {
+    let records = h.audit_log(usize::MAX).await.map_err(fail)?;
+    let mut ordered = records.clone();
+    ordered.sort_by_key(|r| r.seq);
+    Ok(Json(match selfheal_core::verify_chain(&ordered) {
+        Ok(()) => json!({"ok": true, "records": records.len(), "first_broken": null}),
+        Err(e) => json!({"ok": false, "records": records.len(),
+                         "first_broken": {"seq": e.seq, "reason": e.reason}}),
+    }))
+}
+
+async fn dry_run(State(h): State<Healer>, Json(body): Json<Value>) -> Answer {
+    let on = body["on"].as_bool().unwrap_or(false);
+    h.set_dry_run(on, ACTOR).await;
+    Ok(Json(json!({"dry_run": on, "pattern": null})))
+}
+
+async fn silence(State(h): State<Healer>, Json(body): Json<Value>) -> Answer {
+    let target = body["target"].as_str().unwrap_or_default().to_owned();
+    let minutes: u64 = body["duration"]
+        .as_str()
+        .and_then(|d| d.strip_suffix('m')?.parse().ok())
+        .unwrap_or(1);
+    let silence = Silence::from_now(
+        SilenceScope::Target(target),
+        std::time::Duration::from_secs(minutes * 60),
+    );
+    let id = h.add_silence(silence, ACTOR).await.map_err(fail)?;
+    Ok(Json(json!({"id": id})))
+}
+
+async fn rearm(State(h): State<Healer>) -> Answer {
+    h.rearm(ACTOR).await.map_err(fail)?;
+    Ok(Json(serde_json::to_value(h.safety()).map_err(fail)?))
+}
