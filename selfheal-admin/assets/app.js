@@ -137,12 +137,14 @@
   }
 
   function planView(plan) {
+    // Every step; a step that runs a command shows the command exactly (program and
+    // arguments as passed, quoted for reading), and its preview when that says more.
     const lines = (plan.steps || []).map((s, i) => {
-      let line = (i + 1) + ". " + s.preview;
-      if (s.command) line += "\n   $ " + [s.command.program].concat(s.command.args || []).map(quote).join(" ");
-      return line;
+      if (!s.command) return (i + 1) + ". " + s.preview;
+      const cmd = [s.command.program].concat(s.command.args || []).map(quote).join(" ");
+      return (i + 1) + ". $ " + cmd + (s.preview && s.preview !== cmd ? "\n   (" + s.preview + ")" : "");
     });
-    return el("pre", { "data-testid": "plan-" + "steps" }, lines.join("\n") || "(no steps)");
+    return el("pre", { "data-testid": "plan-steps" }, lines.join("\n") || "(no steps)");
   }
   function quote(a) { return /^[A-Za-z0-9_\-./=:@%+,]+$/.test(a) ? a : "'" + a.replace(/'/g, "'\\''") + "'"; }
 

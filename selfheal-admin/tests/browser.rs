@@ -10,95 +10,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use fantoccini::{Client, ClientBuilder, Locator};
-use selfheal_core::{
-    ActionContext, ActionOutcome, Command, Executor, FixBinding, Healer, HealerConfig, Health,
-    MemoryStore, Pattern, PatternMode, RemediationPlan, Result, Severity, Signal, Strategy,
-    Verifier,
-};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const TARGET: &str = "flagd";
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// The service's health: whether its flag file is there.
-#[derive(Debug, Clone)]
-struct FlagFile(PathBuf);
-
-#[async_trait]
-impl Verifier for FlagFile {
-    fn name(&self) -> &str {
-        "flag_file"
-    }
-    async fn check(&self) -> Result<Health> {
-        Ok(if self.0.exists() {
-            Health::new(100, "flag file present")
-        } else {
-            Health::new(0, "flag file missing")
-        })
-    }
-}
-
-/// The fix: recreate the flag file with `touch`, through the executor.
-#[derive(Debug, Clone)]
-struct RecreateFlag(PathBuf);
-
-#[async_trait]
-impl Strategy for RecreateFlag {
-    fn name(&self) -> &str {
-        "recreate_flag"
-    }
-    async fn plan(&self, ctx: &ActionContext) -> Result<RemediationPlan> {
-        Ok(
-            RemediationPlan::new("recreate_flag", &ctx.target).command(Command::new(
-                "touch",
-                [self.0.to_string_lossy().into_owned()],
-            )),
-        )
-    }
-    async fn execute(
-        &self,
-        plan: &RemediationPlan,
-        executor: Arc<dyn Executor>,
-    ) -> Result<ActionOutcome> {
-        let mut last = ActionOutcome::ok(Duration::ZERO);
-        for step in &plan.steps {
-            if let Some(command) = &step.command {
-                last = executor.run(command).await?;
-            }
-        }
-        Ok(last)
-    }
-}
-
-/// Runs a command as a process (program and arguments, no shell).
-#[derive(Debug)]
-struct Spawn;
-
-#[async_trait]
-impl Executor for Spawn {
-    fn name(&self) -> &str {
-        "spawn"
-    }
-    async fn run(&self, command: &Command) -> Result<ActionOutcome> {
-        let started = Instant::now();
-        let status = tokio::process::Command::new(&command.program)
-            .args(&command.args)
-            .status()
-            .await
-            .map_err(|e| {
-                selfheal_core::Error::new(selfheal_core::ErrorKind::Unavailable, e.to_string())
-            })?;
-        let mut outcome = ActionOutcome::ok(started.elapsed());
-        outcome.success = status.success();
-        outcome.exit_code = status.code();
-        Ok(outcome)
-    }
-}
 
 struct Timeline(Instant);
 
@@ -163,36 +81,8 @@ async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live()
 
     // The service and its healer.
     let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("ready.flag");
-    std::fs::write(&flag, b"ok").unwrap();
-    let mut config = HealerConfig::default();
-    config.verification.window = Duration::from_secs(20);
-    config.verification.interval = Duration::from_millis(200);
-    config.verification.quiet_for = Duration::from_secs(1);
-    let healer = Healer::builder()
-        .config(config)
-        .store(MemoryStore::new())
-        .strategy(RecreateFlag(flag.clone()))
-        .verifier(TARGET, FlagFile(flag.clone()))
-        .executor(Spawn)
-        .build()
-        .unwrap();
-    let running = healer.spawn();
-    healer
-        .add_pattern(
-            Pattern::new("flag_file_missing")
-                .regex("flag file .* is missing")
-                .severity(Severity::High)
-                .mode(PatternMode::Active)
-                .auto_healable(true)
-                // Under the auto threshold: a human approves.
-                .confidence(0.5)
-                .threshold(3, Duration::from_secs(60))
-                .fix(FixBinding::new("recreate_flag")),
-            "test",
-        )
-        .await
-        .unwrap();
+    let flag = support::flag::flag(dir.path(), TARGET);
+    let (healer, running) = support::flag::healer(dir.path(), &[TARGET], 0.5).await;
     let token = support::token();
     let url = support::serve_nested(&healer, &token).await;
     t.step("healer and router up");
@@ -266,14 +156,7 @@ async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live()
     shot(&client, "1-connected").await;
 
     // The failure: the flag file is gone, and the service says so.
-    std::fs::remove_file(&flag).unwrap();
-    for _ in 0..3 {
-        assert!(!flag.exists());
-        healer.observe(Signal::new(
-            TARGET,
-            format!("flag file {} is missing", flag.display()),
-        ));
-    }
+    support::flag::break_it(&healer, dir.path(), TARGET);
     t.step("failure made: flag file removed, 3 errors observed");
 
     wait_for(&client, "[data-testid^=incident-status-]", |s| {

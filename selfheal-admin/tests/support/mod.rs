@@ -1,6 +1,7 @@
 //! What the admin tests share: a served router, an SSE reader over real HTTP, a token.
 #![allow(dead_code)] // each test binary uses its part
 
+pub mod flag;
 pub mod stub_api;
 
 use std::net::SocketAddr;
