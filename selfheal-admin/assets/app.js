@@ -11,6 +11,8 @@
     token: sessionStorage.getItem(TOKEN_KEY) || "",
     source: null,
     phases: new Map(), // incident id -> [phase, ...] seen live
+    history: new Map(), // incident id -> [step, ...] from its audit records (before the page opened)
+    lastId: null, // the last event id seen, to resume from
     refreshTimer: null,
   };
 
@@ -195,11 +197,17 @@
     const page = await api("GET", "api/incidents?limit=50" + (filter ? "&status=" + encodeURIComponent(filter) : ""));
     const items = Array.isArray(page) ? page : (page.items || []);
     const rows = $("incident-rows");
+    const missing = [];
     clear(rows);
     for (const i of items) {
       const phases = el("td", { "data-testid": "phases-" + i.id });
-      for (const p of state.phases.get(i.id) || []) {
-        phases.append(el("span", { class: "phase phase-" + p, "data-phase": p, text: p }));
+      const live = state.phases.get(i.id);
+      if (live) {
+        for (const p of live) phases.append(el("span", { class: "phase phase-" + p, "data-phase": p, text: p }));
+      } else if (state.history.has(i.id)) {
+        for (const p of state.history.get(i.id)) phases.append(el("span", { class: "phase phase-" + p, "data-step": p, text: p }));
+      } else {
+        missing.push(i.id);
       }
       rows.append(el("tr", { "data-testid": "incident-" + i.id, "data-status": i.status },
         el("td", { text: when(i.opened_at) }),
@@ -209,6 +217,23 @@
         phases));
     }
     if (!rows.firstChild) rows.append(el("tr", {}, el("td", { colspan: 5, class: "muted", text: "No incident." })));
+    loadHistory(missing.slice(0, 20));
+  }
+
+  // What happened to incidents opened before the page: the steps of their audit trail.
+  async function loadHistory(ids) {
+    await Promise.all(ids.map(async (id) => {
+      try {
+        const d = await api("GET", "api/incidents/" + id);
+        const steps = (d.audit || []).map((a) => String(a.event_type).replace(/^self_heal\./, ""));
+        state.history.set(id, steps);
+        const cell = document.querySelector('[data-testid="phases-' + id + '"]');
+        if (cell && !state.phases.has(id)) {
+          clear(cell);
+          for (const p of steps) cell.append(el("span", { class: "phase phase-" + p, "data-step": p, text: p }));
+        }
+      } catch (_) { state.history.set(id, []); }
+    }));
   }
 
   async function loadReports() {
@@ -294,6 +319,7 @@
   function onEvent(e) {
     let ev;
     try { ev = JSON.parse(e.data); } catch (_) { return; }
+    if (e.lastEventId) state.lastId = e.lastEventId;
     const log = $("event-log");
     log.prepend(el("li", { "data-phase": ev.phase, "data-id": e.lastEventId },
       "#" + e.lastEventId + " " + when(ev.at) + " " + ev.phase + " " + ev.target + ": " + (ev.detail || "").split("\n")[0]));
@@ -317,7 +343,9 @@
   function connectEvents() {
     if (state.source) state.source.close();
     // The browser resends the last id it saw (Last-Event-ID) when it reconnects.
-    const src = new EventSource("events?access_token=" + encodeURIComponent(state.token));
+    let url = "events?access_token=" + encodeURIComponent(state.token);
+    if (state.lastId !== null) url += "&last_event_id=" + encodeURIComponent(state.lastId);
+    const src = new EventSource(url);
     state.source = src;
     src.onopen = () => setConn("live", "ok");
     src.onerror = () => setConn(src.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting…", "warn");

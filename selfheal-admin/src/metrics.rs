@@ -331,11 +331,11 @@ impl Metrics {
                 .get_or_create(&StrategyLabel { strategy })
                 .inc();
         }
-        if event.phase == Phase::Resolved {
-            if let Some(opened) = entry.opened_at {
-                let secs = (event.at - opened).num_milliseconds().max(0) as f64 / 1000.0;
-                self.time_to_recover.observe(secs);
-            }
+        if event.phase == Phase::Resolved
+            && let Some(opened) = entry.opened_at
+        {
+            let secs = (event.at - opened).num_milliseconds().max(0) as f64 / 1000.0;
+            self.time_to_recover.observe(secs);
         }
         if matches!(
             event.phase,

@@ -52,12 +52,11 @@ fn free_port() -> u16 {
 async fn wait_for(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Ok(found) = client.find(Locator::Css(css)).await {
-            if let Ok(text) = found.text().await {
-                if ok(&text) {
-                    return text;
-                }
-            }
+        if let Ok(found) = client.find(Locator::Css(css)).await
+            && let Ok(text) = found.text().await
+            && ok(&text)
+        {
+            return text;
         }
         assert!(
             Instant::now() < deadline,
@@ -211,6 +210,25 @@ async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live()
     assert_eq!(marker, serde_json::json!(42), "the page never reloaded");
     shot(&client, "3-resolved").await;
     t.step("screenshots saved");
+
+    // Opened again later, the page keeps the tab's token and shows the incident's
+    // history from its audit trail.
+    client.refresh().await.unwrap();
+    wait_for(&client, "[data-testid=conn-status]", |s| s == "live").await;
+    wait_for(
+        &client,
+        "[data-testid^=phases-] [data-step=approved]",
+        |s| s == "approved",
+    )
+    .await;
+    wait_for(
+        &client,
+        "[data-testid^=phases-] [data-step=resolved]",
+        |s| s == "resolved",
+    )
+    .await;
+    shot(&client, "4-history").await;
+    t.step("reopened: token kept, history from the audit trail");
 
     client.close().await.unwrap();
     driver.kill().await.unwrap();

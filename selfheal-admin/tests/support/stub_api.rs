@@ -28,6 +28,7 @@ pub fn routes(healer: Healer) -> Router {
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/reject", post(reject))
         .route("/incidents", get(incidents))
+        .route("/incidents/{id}", get(incident))
         .route("/reports", get(reports))
         .route("/audit", get(audit))
         .route("/audit/verify", get(verify))
@@ -77,6 +78,19 @@ async fn incidents(State(h): State<Healer>) -> Answer {
     };
     let items = h.incidents(&filter).await.map_err(fail)?;
     Ok(Json(json!({"items": items, "limit": 50, "offset": 0})))
+}
+
+async fn incident(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
+    let Some(incident) = h.incident(id).await.map_err(fail)? else {
+        return Err((StatusCode::NOT_FOUND, format!("no incident {id}")));
+    };
+    let actions = h.actions(Some(id)).await.map_err(fail)?;
+    let mut audit = h.audit_log(usize::MAX).await.map_err(fail)?;
+    audit.retain(|r| r.incident == Some(id));
+    audit.sort_by_key(|r| r.seq);
+    Ok(Json(
+        json!({"incident": incident, "actions": actions, "approvals": [], "audit": audit}),
+    ))
 }
 
 async fn reports() -> Answer {
