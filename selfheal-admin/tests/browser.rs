@@ -51,31 +51,122 @@ fn free_port() -> u16 {
 /// Polls `css` until an element matches and `ok(text)` holds, within the deadline.
 async fn wait_for(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + DEADLINE;
+    let mut last = None;
     loop {
         if let Ok(found) = client.find(Locator::Css(css)).await
             && let Ok(text) = found.text().await
-            && ok(&text)
         {
-            return text;
+            if ok(&text) {
+                return text;
+            }
+            last = Some(text);
         }
         assert!(
             Instant::now() < deadline,
-            "`{css}` never showed up as expected"
+            "`{css}` never showed up as expected; last text: {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// A headless Chromium driven through chromedriver, each with a fresh profile.
+struct Browser {
+    client: Client,
+    driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// `None` (and a note) when chromedriver is not installed; fails under `CI=true`.
+    async fn open() -> Option<Browser> {
+        if !Path::new(CHROMEDRIVER).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "chromedriver is missing at {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)"
+            );
+            println!("skipped: no {CHROMEDRIVER}");
+            return None;
+        }
+        let port = free_port();
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let caps: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({
+                "goog:chromeOptions": {
+                    "binary": "/usr/bin/chromium",
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--window-size=1400,1800",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ]
+                }
+            }))
+            .unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let client = loop {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "chromedriver never answered: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Opens the dashboard and gives it the token from the keyboard (typed, then Enter).
+    async fn sign_in(&self, url: &str, token: &str) {
+        self.client.goto(url).await.unwrap();
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css("[data-testid=token-input]"))
+            .await
+            .unwrap()
+            .send_keys(&format!("{token}\u{E007}")) // WebDriver's Enter key
+            .await
+            .unwrap();
+        wait_for(&self.client, "[data-testid=conn-status]", |s| s == "live").await;
+    }
+
+    async fn close(mut self) {
+        self.client.close().await.unwrap();
+        self.driver.kill().await.unwrap();
+    }
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live() {
-    if !Path::new(CHROMEDRIVER).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromedriver is missing at {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)"
-        );
-        println!("skipped: no {CHROMEDRIVER}");
-        return;
-    }
     let t = Timeline(Instant::now());
 
     // The service and its healer.
@@ -86,84 +177,28 @@ async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live()
     let url = support::serve_nested(&healer, &token).await;
     t.step("healer and router up");
 
-    // The browser.
-    let port = free_port();
-    let mut driver = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1800",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    }))
-    .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let client = loop {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "chromedriver never answered: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+    let Some(browser) = Browser::open().await else {
+        running.shutdown().await;
+        return;
     };
+    let client = &browser.client;
     t.step("browser session open");
-
-    client.goto(&url).await.unwrap();
-    client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("[data-testid=token-input]"))
-        .await
-        .unwrap()
-        .send_keys(&token)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("[data-testid=token-submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_for(&client, "[data-testid=conn-status]", |s| s == "live").await;
+    browser.sign_in(&url, &token).await;
     // A marker a reload would erase.
     client
         .execute("window.__noReload = 42; return null;", vec![])
         .await
         .unwrap();
     t.step("dashboard open, token entered, event stream live");
-    shot(&client, "1-connected").await;
+    shot(client, "1-connected").await;
 
     // The failure: the flag file is gone, and the service says so.
     support::flag::break_it(&healer, dir.path(), TARGET);
     t.step("failure made: flag file removed, 3 errors observed");
 
-    wait_for(&client, "[data-testid^=incident-status-]", |s| {
-        !s.is_empty()
-    })
-    .await;
+    wait_for(client, "[data-testid^=incident-status-]", |s| !s.is_empty()).await;
     t.step("incident on the page");
-    let plan = wait_for(&client, "[data-testid^=approval-] pre", |s| {
+    let plan = wait_for(client, "[data-testid^=approval-] pre", |s| {
         s.contains("touch")
     })
     .await;
@@ -172,66 +207,130 @@ async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live()
         "the full command is previewed: {plan}"
     );
     t.step("pending approval on the page, with its command");
-    shot(&client, "2-approval-pending").await;
+    shot(client, "2-approval-pending").await;
 
-    client
-        .find(Locator::Css("button[data-testid^=approve-]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "button[data-testid^=approve-]").await;
     t.step("approve clicked");
 
     wait_for(
-        &client,
+        client,
         "[data-testid^=phases-] [data-phase=verified]",
         |s| s == "verified",
     )
     .await;
     t.step("verified shown");
-    wait_for(&client, "[data-testid^=incident-status-]", |s| {
+    wait_for(client, "[data-testid^=incident-status-]", |s| {
         s == "resolved"
     })
     .await;
     wait_for(
-        &client,
+        client,
         "[data-testid^=phases-] [data-phase=resolved]",
         |s| s == "resolved",
     )
     .await;
     t.step("resolved shown");
-    wait_for(&client, "[data-testid=approvals-empty]", |s| s == "None.").await;
+    wait_for(client, "[data-testid=approvals-empty]", |s| s == "None.").await;
     assert!(flag.exists(), "the fix really recreated the flag file");
     let marker = client
         .execute("return window.__noReload;", vec![])
         .await
         .unwrap();
     assert_eq!(marker, serde_json::json!(42), "the page never reloaded");
-    shot(&client, "3-resolved").await;
+    shot(client, "3-resolved").await;
     t.step("screenshots saved");
 
     // Opened again later, the page keeps the tab's token and shows the incident's
     // history from its audit trail.
     client.refresh().await.unwrap();
-    wait_for(&client, "[data-testid=conn-status]", |s| s == "live").await;
-    wait_for(
-        &client,
-        "[data-testid^=phases-] [data-step=approved]",
-        |s| s == "approved",
-    )
+    wait_for(client, "[data-testid=conn-status]", |s| s == "live").await;
+    wait_for(client, "[data-testid^=phases-] [data-step=approved]", |s| {
+        s == "approved"
+    })
     .await;
-    wait_for(
-        &client,
-        "[data-testid^=phases-] [data-step=resolved]",
-        |s| s == "resolved",
-    )
+    wait_for(client, "[data-testid^=phases-] [data-step=resolved]", |s| {
+        s == "resolved"
+    })
     .await;
-    shot(&client, "4-history").await;
+    shot(client, "4-history").await;
     t.step("reopened: token kept, history from the audit trail");
 
-    client.close().await.unwrap();
-    driver.kill().await.unwrap();
+    browser.close().await;
     running.shutdown().await;
     t.step("done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emergency_controls_switch_dry_run_silence_a_target_and_explain_a_refused_rearm() {
+    let t = Timeline(Instant::now());
+    let dir = tempfile::tempdir().unwrap();
+    let (healer, running) = support::flag::healer(dir.path(), &[TARGET], 0.9).await;
+    let token = support::token();
+    let url = support::serve_nested(&healer, &token).await;
+    let Some(browser) = Browser::open().await else {
+        running.shutdown().await;
+        return;
+    };
+    let client = &browser.client;
+    browser.sign_in(&url, &token).await;
+    t.step("signed in");
+
+    // Dry run for everything: the healer switches, the stream says so, the page too.
+    assert!(!healer.is_dry_run(None));
+    click(client, "[data-testid=dry-run-all]").await;
+    wait_for(
+        client,
+        "[data-testid=event-log] li[data-phase=mode_changed]",
+        |s| s.contains("dry_run"),
+    )
+    .await;
+    wait_for(client, "[data-testid=status-dry-run]", |s| s == "on").await;
+    assert!(healer.is_dry_run(None), "the checkbox switched the healer");
+    t.step("dry run on");
+
+    // Silence the target for 15 minutes, typed in the form and sent with Enter.
+    client
+        .find(Locator::Css("[data-testid=silence-target]"))
+        .await
+        .unwrap()
+        .send_keys(TARGET)
+        .await
+        .unwrap();
+    let minutes = client
+        .find(Locator::Css("[data-testid=silence-minutes]"))
+        .await
+        .unwrap();
+    minutes.clear().await.unwrap();
+    minutes.send_keys("15").await.unwrap();
+    client
+        .find(Locator::Css("[data-testid=silence-reason]"))
+        .await
+        .unwrap()
+        .send_keys("deploy in progress\u{E007}")
+        .await
+        .unwrap();
+    wait_for(client, "[data-testid=controls-result]", |s| {
+        s.contains("Silenced flagd for 15 minutes")
+    })
+    .await;
+    let silences = healer.silences();
+    assert_eq!(silences.len(), 1, "{silences:?}");
+    t.step("target silenced");
+
+    // The breaker is closed: re-arming is refused, and the page says why.
+    assert!(!healer.breaker_open());
+    click(client, "[data-testid=breaker-rearm]").await;
+    wait_for(client, "[data-testid=controls-result]", |s| {
+        s.starts_with("Not re-armed:") && s.contains("not open")
+    })
+    .await;
+    wait_for(client, "[data-testid=audit-chain]", |s| {
+        s.starts_with("Chain intact")
+    })
+    .await;
+    shot(client, "5-controls").await;
+    t.step("re-arm refused while the breaker is closed; audit chain intact");
+
+    browser.close().await;
+    running.shutdown().await;
 }

@@ -13,10 +13,22 @@ use serde_json::{Value, json};
 
 const ACTOR: &str = "stub-operator";
 
-type Answer = Result<Json<Value>, (StatusCode, String)>;
+type Answer = Result<Json<Value>, (StatusCode, Json<Value>)>;
 
-fn fail(e: impl std::fmt::Display) -> (StatusCode, String) {
-    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+/// An error as API.md answers it: `{"status", "error"}` with the status that fits.
+fn fail(e: selfheal_core::Error) -> (StatusCode, Json<Value>) {
+    let status = match e.kind() {
+        selfheal_core::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        selfheal_core::ErrorKind::Conflict => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = json!({"status": status.as_u16(), "error": e.to_string()});
+    (status, Json(body))
+}
+
+fn internal(e: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
+    (status, Json(json!({"status": 500, "error": e.to_string()})))
 }
 
 /// Routes relative to `/api`.
@@ -51,12 +63,14 @@ async fn status(State(h): State<Healer>) -> Answer {
 }
 
 async fn health(State(h): State<Healer>) -> Answer {
-    Ok(Json(serde_json::to_value(h.health().await).map_err(fail)?))
+    Ok(Json(
+        serde_json::to_value(h.health().await).map_err(internal)?,
+    ))
 }
 
 async fn approvals(State(h): State<Healer>) -> Answer {
     Ok(Json(
-        serde_json::to_value(h.pending_approvals().await.map_err(fail)?).map_err(fail)?,
+        serde_json::to_value(h.pending_approvals().await.map_err(fail)?).map_err(internal)?,
     ))
 }
 
@@ -82,7 +96,8 @@ async fn incidents(State(h): State<Healer>) -> Answer {
 
 async fn incident(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
     let Some(incident) = h.incident(id).await.map_err(fail)? else {
-        return Err((StatusCode::NOT_FOUND, format!("no incident {id}")));
+        let error = json!({"status": 404, "error": format!("no incident {id}")});
+        return Err((StatusCode::NOT_FOUND, Json(error)));
     };
     let actions = h.actions(Some(id)).await.map_err(fail)?;
     let mut audit = h.audit_log(usize::MAX).await.map_err(fail)?;
@@ -101,7 +116,7 @@ async fn reports() -> Answer {
 
 async fn audit(State(h): State<Healer>) -> Answer {
     Ok(Json(
-        serde_json::to_value(h.audit_log(50).await.map_err(fail)?).map_err(fail)?,
+        serde_json::to_value(h.audit_log(50).await.map_err(fail)?).map_err(internal)?,
     ))
 }
 
@@ -138,5 +153,5 @@ async fn silence(State(h): State<Healer>, Json(body): Json<Value>) -> Answer {
 
 async fn rearm(State(h): State<Healer>) -> Answer {
     h.rearm(ACTOR).await.map_err(fail)?;
-    Ok(Json(serde_json::to_value(h.safety()).map_err(fail)?))
+    Ok(Json(serde_json::to_value(h.safety()).map_err(internal)?))
 }
