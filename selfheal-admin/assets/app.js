@@ -246,7 +246,7 @@
       const slot = 23 - Math.floor((now - new Date(o.hour).getTime()) / 3600000);
       if (slot < 0 || slot > 23) continue;
       if (!byPattern.has(o.pattern)) byPattern.set(o.pattern, new Array(24).fill(0));
-      byPattern.get(o.pattern)[slot] += o.count;
+      byPattern.get(o.pattern)[slot] += Number(o.count ?? o.occurrences ?? o.incidents ?? 0);
     }
     if (byPattern.size === 0) { box.append(el("p", { class: "muted", text: "Nothing matched in the last 24 hours." })); return; }
     const NS = "http://www.w3.org/2000/svg";

@@ -252,8 +252,24 @@ async fn an_operator_approves_a_fix_on_the_dashboard_and_sees_it_verified_live()
         s == "resolved"
     })
     .await;
+    wait_for(client, "[data-testid=chart-flag_file_missing]", |s| {
+        s.contains("flag_file_missing (3)")
+    })
+    .await;
+    let chart = client
+        .find(Locator::Css("[data-testid=chart-flag_file_missing] svg"))
+        .await
+        .unwrap()
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        chart.starts_with("flag_file_missing: 3 in 24 hours"),
+        "the chart counts the 3 errors: {chart}"
+    );
     shot(client, "4-history").await;
-    t.step("reopened: token kept, history from the audit trail");
+    t.step("reopened: token kept, history from the audit trail, 24h chart");
 
     browser.close().await;
     running.shutdown().await;

@@ -108,9 +108,19 @@ async fn incident(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
     ))
 }
 
-async fn reports() -> Answer {
+async fn reports(State(h): State<Healer>) -> Answer {
+    let since = chrono::Utc::now() - chrono::Duration::hours(24);
+    let reports = h.pattern_report(since).await.map_err(fail)?;
+    let occurrences: Vec<Value> = reports
+        .iter()
+        .flat_map(|r| {
+            r.hourly
+                .iter()
+                .map(|c| json!({"pattern": r.pattern, "hour": c.hour, "count": c.occurrences}))
+        })
+        .collect();
     Ok(Json(
-        json!({"occurrences": [], "strategies": [], "mttr_seconds": {}}),
+        json!({"occurrences": occurrences, "strategies": [], "mttr_seconds": {}}),
     ))
 }
 
