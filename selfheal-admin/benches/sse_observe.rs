@@ -62,7 +62,7 @@ async fn setup(stalled: usize) -> Setup {
         loop {
             tick.tick().await;
             on = !on;
-            generator.set_dry_run(on, "bench").await;
+            generator.admin().set_dry_run(on, "bench").await;
         }
     });
     Setup {

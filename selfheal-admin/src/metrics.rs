@@ -361,13 +361,14 @@ impl Metrics {
         set_counter(&self.store_errors, healer.store_errors());
         set_counter(&self.sse_dropped, hub.dropped_clients());
         set_counter(&self.sse_lost, hub.lagged());
-        self.breaker_open.set(i64::from(healer.breaker_open()));
-        self.storm_active.set(i64::from(healer.storm_active()));
+        let admin = healer.admin();
+        self.breaker_open.set(i64::from(admin.breaker_open()));
+        self.storm_active.set(i64::from(admin.storm_active()));
         self.open_incidents
-            .set(healer.open_incidents().len().try_into().unwrap_or(i64::MAX));
+            .set(admin.open_incidents().len().try_into().unwrap_or(i64::MAX));
         self.sse_clients
             .set(hub.clients().try_into().unwrap_or(i64::MAX));
-        match healer.pending_approvals().await {
+        match admin.pending_approvals().await {
             Ok(pending) => {
                 self.approvals_pending
                     .set(pending.len().try_into().unwrap_or(i64::MAX));

@@ -292,7 +292,7 @@ async fn the_emergency_controls_switch_dry_run_silence_a_target_and_explain_a_re
     t.step("signed in");
 
     // Dry run for everything: the healer switches, the stream says so, the page too.
-    assert!(!healer.is_dry_run(None));
+    assert!(!healer.admin().is_dry_run(None));
     click(client, "[data-testid=dry-run-all]").await;
     wait_for(
         client,
@@ -301,7 +301,10 @@ async fn the_emergency_controls_switch_dry_run_silence_a_target_and_explain_a_re
     )
     .await;
     wait_for(client, "[data-testid=status-dry-run]", |s| s == "on").await;
-    assert!(healer.is_dry_run(None), "the checkbox switched the healer");
+    assert!(
+        healer.admin().is_dry_run(None),
+        "the checkbox switched the healer"
+    );
     t.step("dry run on");
 
     // Silence the target for 15 minutes, typed in the form and sent with Enter.
@@ -329,12 +332,12 @@ async fn the_emergency_controls_switch_dry_run_silence_a_target_and_explain_a_re
         s.contains("Silenced flagd for 15 minutes")
     })
     .await;
-    let silences = healer.silences();
+    let silences = healer.admin().silences();
     assert_eq!(silences.len(), 1, "{silences:?}");
     t.step("target silenced");
 
     // The breaker is closed: re-arming is refused, and the page says why.
-    assert!(!healer.breaker_open());
+    assert!(!healer.admin().breaker_open());
     click(client, "[data-testid=breaker-rearm]").await;
     wait_for(client, "[data-testid=controls-result]", |s| {
         s.starts_with("Not re-armed:") && s.contains("not open")

@@ -21,7 +21,7 @@ async fn healer() -> (Healer, selfheal_core::Running) {
 /// Emits `n` events (dry-run switches, each one `mode_changed` event).
 async fn toggle(healer: &Healer, n: usize, actor: &str) {
     for i in 0..n {
-        healer.set_dry_run(i % 2 == 0, actor).await;
+        healer.admin().set_dry_run(i % 2 == 0, actor).await;
     }
 }
 

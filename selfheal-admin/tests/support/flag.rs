@@ -113,6 +113,7 @@ pub async fn healer(
     let healer = builder.build().unwrap();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             Pattern::new(PATTERN)
                 .regex("flag file .* is missing")

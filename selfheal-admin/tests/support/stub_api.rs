@@ -51,12 +51,12 @@ pub fn routes(healer: Healer) -> Router {
 }
 
 async fn status(State(h): State<Healer>) -> Answer {
-    let pending = h.pending_approvals().await.map_err(fail)?.len();
-    let safety = h.safety();
+    let pending = h.admin().pending_approvals().await.map_err(fail)?.len();
+    let safety = h.admin().safety();
     Ok(Json(json!({
         "replica": h.replica(), "observed": h.observed(), "dropped": h.dropped(),
         "failed": h.failed(), "store_errors": h.store_errors(),
-        "open_incidents": h.open_incidents().len(), "pending_approvals": pending,
+        "open_incidents": h.admin().open_incidents().len(), "pending_approvals": pending,
         "dry_run": safety.dry_run,
         "safety": {"breaker_open": safety.breaker_open, "storm_active": safety.storm},
     })))
@@ -64,24 +64,25 @@ async fn status(State(h): State<Healer>) -> Answer {
 
 async fn health(State(h): State<Healer>) -> Answer {
     Ok(Json(
-        serde_json::to_value(h.health().await).map_err(internal)?,
+        serde_json::to_value(h.admin().health().await).map_err(internal)?,
     ))
 }
 
 async fn approvals(State(h): State<Healer>) -> Answer {
     Ok(Json(
-        serde_json::to_value(h.pending_approvals().await.map_err(fail)?).map_err(internal)?,
+        serde_json::to_value(h.admin().pending_approvals().await.map_err(fail)?)
+            .map_err(internal)?,
     ))
 }
 
 async fn approve(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
-    h.approve(id, ACTOR).await.map_err(fail)?;
+    h.admin().approve(id, ACTOR).await.map_err(fail)?;
     Ok(Json(json!({"id": id})))
 }
 
 async fn reject(State(h): State<Healer>, Path(id): Path<Uuid>, Json(body): Json<Value>) -> Answer {
     let reason = body["reason"].as_str().unwrap_or_default().to_owned();
-    h.reject(id, ACTOR, &reason).await.map_err(fail)?;
+    h.admin().reject(id, ACTOR, &reason).await.map_err(fail)?;
     Ok(Json(json!({"id": id})))
 }
 
@@ -90,17 +91,17 @@ async fn incidents(State(h): State<Healer>) -> Answer {
         limit: Some(50),
         ..Default::default()
     };
-    let items = h.incidents(&filter).await.map_err(fail)?;
+    let items = h.admin().incidents(&filter).await.map_err(fail)?;
     Ok(Json(json!({"items": items, "limit": 50, "offset": 0})))
 }
 
 async fn incident(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
-    let Some(incident) = h.incident(id).await.map_err(fail)? else {
+    let Some(incident) = h.admin().incident(id).await.map_err(fail)? else {
         let error = json!({"status": 404, "error": format!("no incident {id}")});
         return Err((StatusCode::NOT_FOUND, Json(error)));
     };
-    let actions = h.actions(Some(id)).await.map_err(fail)?;
-    let mut audit = h.audit_log(usize::MAX).await.map_err(fail)?;
+    let actions = h.admin().actions(Some(id)).await.map_err(fail)?;
+    let mut audit = h.admin().audit_log(usize::MAX).await.map_err(fail)?;
     audit.retain(|r| r.incident == Some(id));
     audit.sort_by_key(|r| r.seq);
     Ok(Json(
@@ -110,7 +111,7 @@ async fn incident(State(h): State<Healer>, Path(id): Path<Uuid>) -> Answer {
 
 async fn reports(State(h): State<Healer>) -> Answer {
     let since = chrono::Utc::now() - chrono::Duration::hours(24);
-    let reports = h.pattern_report(since).await.map_err(fail)?;
+    let reports = h.admin().pattern_report(since).await.map_err(fail)?;
     let occurrences: Vec<Value> = reports
         .iter()
         .flat_map(|r| {
@@ -126,12 +127,12 @@ async fn reports(State(h): State<Healer>) -> Answer {
 
 async fn audit(State(h): State<Healer>) -> Answer {
     Ok(Json(
-        serde_json::to_value(h.audit_log(50).await.map_err(fail)?).map_err(internal)?,
+        serde_json::to_value(h.admin().audit_log(50).await.map_err(fail)?).map_err(internal)?,
     ))
 }
 
 async fn verify(State(h): State<Healer>) -> Answer {
-    let records = h.audit_log(usize::MAX).await.map_err(fail)?;
+    let records = h.admin().audit_log(usize::MAX).await.map_err(fail)?;
     let mut ordered = records.clone();
     ordered.sort_by_key(|r| r.seq);
     Ok(Json(match selfheal_core::verify_chain(&ordered) {
@@ -143,7 +144,7 @@ async fn verify(State(h): State<Healer>) -> Answer {
 
 async fn dry_run(State(h): State<Healer>, Json(body): Json<Value>) -> Answer {
     let on = body["on"].as_bool().unwrap_or(false);
-    h.set_dry_run(on, ACTOR).await;
+    h.admin().set_dry_run(on, ACTOR).await;
     Ok(Json(json!({"dry_run": on, "pattern": null})))
 }
 
@@ -157,11 +158,13 @@ async fn silence(State(h): State<Healer>, Json(body): Json<Value>) -> Answer {
         SilenceScope::Target(target),
         std::time::Duration::from_secs(minutes * 60),
     );
-    let id = h.add_silence(silence, ACTOR).await.map_err(fail)?;
+    let id = h.admin().add_silence(silence, ACTOR).await.map_err(fail)?;
     Ok(Json(json!({"id": id})))
 }
 
 async fn rearm(State(h): State<Healer>) -> Answer {
-    h.rearm(ACTOR).await.map_err(fail)?;
-    Ok(Json(serde_json::to_value(h.safety()).map_err(internal)?))
+    h.admin().rearm(ACTOR).await.map_err(fail)?;
+    Ok(Json(
+        serde_json::to_value(h.admin().safety()).map_err(internal)?,
+    ))
 }
