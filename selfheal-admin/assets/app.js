@@ -86,6 +86,8 @@
     $("token-dialog").close();
     start();
   });
+  // Escape does not leave the page without a token: nothing would work.
+  $("token-dialog").addEventListener("cancel", (e) => { if (!state.token) e.preventDefault(); });
   $("token-forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = "";
