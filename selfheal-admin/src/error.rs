@@ -1,15 +1,18 @@
-//! JSON errors with the status that fits.
-//! (Skeleton: the admin-API helper completes it.)
+//! JSON errors with the status that fits: core errors by kind, request rejections by
+//! what was wrong with the request.
 
 use axum::{
     Json,
-    http::StatusCode,
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
+use selfheal_core::ErrorKind;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// An error answered as `{"error": "...", "status": N}`.
-#[derive(Debug, Clone, Serialize)]
+/// An error answered as `{"status": N, "error": "..."}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApiError {
     /// The HTTP status.
     pub status: u16,
@@ -17,10 +20,95 @@ pub struct ApiError {
     pub error: String,
 }
 
+impl ApiError {
+    /// An error with `status` and a message saying what to do.
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status: status.as_u16(),
+            error: error.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    pub(crate) fn not_found(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self)).into_response()
+        let mut response = (status, Json(self)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// The status of a core error's kind.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        // The healer said no in its current state (an approval nothing waits for any
+        // more): a conflict with the state, not an outage.
+        ErrorKind::Closed => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<selfheal_core::Error> for ApiError {
+    fn from(e: selfheal_core::Error) -> Self {
+        let status = status_of(e.kind());
+        if status.is_server_error() {
+            tracing::warn!(error = %e, status = status.as_u16(), "admin request failed");
+        }
+        ApiError::new(status, e.message())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match &rejection {
+            // DefaultBodyLimit's refusal, surfaced through the body read.
+            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is larger than this API accepts \
+                     (AdminConfig::body_limit, 1 MiB by default); send less",
+                );
+            }
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // Everything else the caller sent wrong is a 400: axum's 422 for
+            // well-formed JSON of the wrong shape is folded in, as the contract says.
+            _ if rejection.status().is_client_error() => StatusCode::BAD_REQUEST,
+            _ => rejection.status(),
+        };
+        // body_text carries serde's message with the path of the field that is wrong
+        // (`fixes[0].strategy: invalid type: ...`).
+        ApiError::new(status, rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
     }
 }

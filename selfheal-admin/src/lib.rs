@@ -5,7 +5,7 @@
 //! # async fn run(healer: selfheal_core::Healer) -> std::io::Result<()> {
 //! use selfheal_admin::{AdminConfig, router};
 //!
-//! let admin = AdminConfig::from_env()?; // SELFHEAL_ADMIN_TOKENS="operator:…,viewer:…"
+//! let admin = AdminConfig::from_env()?; // SELFHEAL_ADMIN_TOKENS="operator:alice:…,viewer:grafana:…"
 //! let app = axum::Router::new().nest("/selfheal", router(healer, admin));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app).await
@@ -37,11 +37,13 @@ mod metrics;
 mod openapi;
 mod state;
 
-use axum::Router;
+use axum::{Router, extract::DefaultBodyLimit};
 use selfheal_core::Healer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::{Principal, Role};
-pub use config::{AdminConfig, MetricsAuth};
+pub use config::{AdminConfig, DEFAULT_BODY_LIMIT, MetricsAuth, TOKENS_ENV};
 pub use error::ApiError;
 
 /// The operator surface of `healer`, to nest under a path of the host's router.
@@ -49,16 +51,22 @@ pub use error::ApiError;
 /// Starts the background work that feeds live events and metrics (it ends when the
 /// healer shuts down). Must be called inside a Tokio runtime.
 pub fn router(healer: Healer, config: AdminConfig) -> Router {
+    let body_limit = config.body_limit;
+    let public_base_url = config.public_base_url.clone();
     let state = state::AppState::new(healer, config);
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api", api::routes())
+        .split_for_parts();
     Router::new()
         .merge(dashboard::routes())
-        .nest("/api", api::routes())
+        .merge(api)
         .merge(events::routes())
         .merge(metrics::routes())
-        .merge(openapi::routes())
+        .merge(openapi::routes(doc, public_base_url))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -37,6 +37,7 @@ mod heal;
 mod intake;
 mod learning;
 mod lifecycle;
+mod lookup;
 mod limits;
 mod queue;
 mod reconcile;
