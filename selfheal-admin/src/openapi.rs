@@ -34,7 +34,7 @@ use crate::{error::ApiError, state::AppState};
                        silences, dry run, safety, health, backups, reports and the audit trail. \
                        Viewers read; operators act. Errors are `{\"status\": N, \"error\": \"...\"}`."
     ),
-    modifiers(&Security, &SharedErrors),
+    modifiers(&Security),
     security(("bearer" = [])),
     components(schemas(ApiError))
 )]
@@ -59,7 +59,8 @@ impl Modify for Security {
     }
 }
 
-/// Adds the answers the middleware and extractors give to the operations they apply to.
+/// Adds the answers the middleware and extractors give to the operations they apply to
+/// (applied to the finished document, once utoipa-axum has collected the paths).
 struct SharedErrors;
 
 fn error(description: &str) -> RefOr<openapi::Response> {
@@ -139,7 +140,11 @@ impl Modify for SharedErrors {
 
 /// `/openapi.json`: `doc` with the server it is reached at, the configured public URL
 /// or else the path the host mounted the router under.
-pub(crate) fn routes(doc: openapi::OpenApi, public_base_url: Option<String>) -> Router<AppState> {
+pub(crate) fn routes(
+    mut doc: openapi::OpenApi,
+    public_base_url: Option<String>,
+) -> Router<AppState> {
+    SharedErrors.modify(&mut doc);
     let doc = Arc::new(doc);
     Router::new().route(
         "/openapi.json",
