@@ -26,7 +26,7 @@ pub(crate) struct AuditQuery {
     /// Only records before this position (the `seq` of the oldest record of the page
     /// before), to page back through the trail.
     #[param(minimum = 1)]
-    before_seq: Option<u64>,
+    before_seq: Option<i64>,
 }
 
 /// The newest audit records (before `before_seq` when given), oldest first.
@@ -45,6 +45,11 @@ async fn list(
     let limit = limit as usize;
     let Some(before) = q.before_seq else {
         return Ok(Json(s.healer.audit_log(limit).await?));
+    };
+    let Ok(before) = u64::try_from(before) else {
+        return Err(ApiError::bad_request(
+            "before_seq: positions start at 1; give the seq of a record",
+        ));
     };
     if before == 0 {
         return Err(ApiError::bad_request(

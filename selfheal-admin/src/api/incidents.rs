@@ -52,11 +52,15 @@ impl From<StatusFilter> for IncidentStatus {
     }
 }
 
+/// The furthest a page may start.
+const MAX_OFFSET: u32 = 1_000_000;
+
 /// Which incidents, and which page of them.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Only this status.
+    #[param(inline)]
     status: Option<StatusFilter>,
     /// Only this target.
     target: Option<String>,
@@ -64,7 +68,7 @@ pub(crate) struct ListQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Skip this many, newest first (default 0).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1000000)]
     offset: Option<u32>,
 }
 
@@ -97,6 +101,11 @@ async fn list(
         )));
     }
     let offset = q.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(format!(
+            "offset: {offset} is out of range; skip at most {MAX_OFFSET}, or filter"
+        )));
+    }
     let filter = IncidentFilter {
         statuses: q.status.map(IncidentStatus::from).into_iter().collect(),
         target: q.target,
