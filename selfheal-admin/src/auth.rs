@@ -51,8 +51,7 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    if PUBLIC.contains(&path) || (path == "/metrics" && state.config.metrics == MetricsAuth::Open)
-    {
+    if PUBLIC.contains(&path) || (path == "/metrics" && state.config.metrics == MetricsAuth::Open) {
         return next.run(request).await;
     }
     let config = &state.config;

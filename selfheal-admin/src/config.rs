@@ -222,7 +222,10 @@ mod tests {
         assert_eq!(c.principal_of("other").unwrap().role, Role::Viewer);
         assert!(c.principal_of("s3cr").is_none());
         let debug = format!("{c:?}");
-        assert!(!debug.contains("s3cr") && !debug.contains("other"), "{debug}");
+        assert!(
+            !debug.contains("s3cr") && !debug.contains("other"),
+            "{debug}"
+        );
         assert!(debug.contains("operator:alice"), "{debug}");
     }
 

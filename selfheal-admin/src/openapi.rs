@@ -104,7 +104,10 @@ fn add_shared(method: HttpMethod, op: &mut Operation) {
     );
     add("500", error("the healer or its store failed"));
     if !matches!(method, HttpMethod::Get | HttpMethod::Head) {
-        add("403", error("the token is a viewer's; this needs the operator role"));
+        add(
+            "403",
+            error("the token is a viewer's; this needs the operator role"),
+        );
     }
     let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let has_body = op.request_body.is_some();
@@ -115,7 +118,10 @@ fn add_shared(method: HttpMethod, op: &mut Operation) {
         );
     }
     if has_body {
-        add("413", error("the body is over the limit (1 MiB by default)"));
+        add(
+            "413",
+            error("the body is over the limit (1 MiB by default)"),
+        );
         add("415", error("the body is not sent as application/json"));
     }
 }
@@ -148,23 +154,25 @@ pub(crate) fn routes(
     let doc = Arc::new(doc);
     Router::new().route(
         "/openapi.json",
-        get(move |OriginalUri(original): OriginalUri, request: Request| {
-            let doc = Arc::clone(&doc);
-            let base = public_base_url.clone();
-            async move {
-                let base = base.unwrap_or_else(|| {
-                    let full = original.path();
-                    let prefix = full.strip_suffix(request.uri().path()).unwrap_or("");
-                    if prefix.is_empty() {
-                        "/".to_owned()
-                    } else {
-                        prefix.to_owned()
-                    }
-                });
-                let mut doc = (*doc).clone();
-                doc.servers = Some(vec![Server::new(base)]);
-                Json(doc)
-            }
-        }),
+        get(
+            move |OriginalUri(original): OriginalUri, request: Request| {
+                let doc = Arc::clone(&doc);
+                let base = public_base_url.clone();
+                async move {
+                    let base = base.unwrap_or_else(|| {
+                        let full = original.path();
+                        let prefix = full.strip_suffix(request.uri().path()).unwrap_or("");
+                        if prefix.is_empty() {
+                            "/".to_owned()
+                        } else {
+                            prefix.to_owned()
+                        }
+                    });
+                    let mut doc = (*doc).clone();
+                    doc.servers = Some(vec![Server::new(base)]);
+                    Json(doc)
+                }
+            },
+        ),
     )
 }

@@ -51,7 +51,11 @@ async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix()
     .expect("the incident waits for approval");
     assert_eq!(f.cleanup.runs.load(std::sync::atomic::Ordering::SeqCst), 0);
 
-    let pending = body(f.get("/api/approvals").send().await.unwrap(), StatusCode::OK).await;
+    let pending = body(
+        f.get("/api/approvals").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     let pending = pending.as_array().unwrap();
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["state"], "pending");
@@ -87,10 +91,16 @@ async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix()
         StatusCode::CONFLICT,
     )
     .await;
-    assert!(again["error"].as_str().unwrap().contains("already"), "{again}");
+    assert!(
+        again["error"].as_str().unwrap().contains("already"),
+        "{again}"
+    );
 
     let detail = body(
-        f.get(&format!("/api/incidents/{incident}")).send().await.unwrap(),
+        f.get(&format!("/api/incidents/{incident}"))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -105,7 +115,11 @@ async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix()
         "{audit:?}"
     );
 
-    let report = body(f.get("/api/reports?hours=24").send().await.unwrap(), StatusCode::OK).await;
+    let report = body(
+        f.get("/api/reports?hours=24").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(report["occurrences"][0]["pattern"], "disk_full");
     assert_eq!(report["occurrences"][0]["count"], 1);
     assert_eq!(report["strategies"][0]["strategy"], "cleanup");
@@ -113,14 +127,20 @@ async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix()
     assert!(report["mttr_seconds"]["disk_full"].as_f64().unwrap() >= 0.0);
 
     let page = body(
-        f.get("/api/incidents?status=resolved&limit=1").send().await.unwrap(),
+        f.get("/api/incidents?status=resolved&limit=1")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
     assert_eq!(page["items"][0]["id"], incident.as_str());
     assert_eq!(page["total"], 1);
     let empty = body(
-        f.get("/api/incidents?status=open&target=db").send().await.unwrap(),
+        f.get("/api/incidents?status=open&target=db")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -185,7 +205,10 @@ async fn every_endpoint_answers_with_its_body() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(renamed["error"].as_str().unwrap().contains("name"), "{renamed}");
+    assert!(
+        renamed["error"].as_str().unwrap().contains("name"),
+        "{renamed}"
+    );
 
     let disabled = body(
         f.op(Method::POST, "/api/patterns/oom/enabled")
@@ -206,16 +229,31 @@ async fn every_endpoint_answers_with_its_body() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!((promoted["mode"].as_str(), promoted["auto_healable"].as_bool()), (Some("active"), Some(true)));
+    assert_eq!(
+        (
+            promoted["mode"].as_str(),
+            promoted["auto_healable"].as_bool()
+        ),
+        (Some("active"), Some(true))
+    );
     let demoted = body(
-        f.op(Method::POST, "/api/patterns/oom/demote").send().await.unwrap(),
+        f.op(Method::POST, "/api/patterns/oom/demote")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
-    assert_eq!((demoted["mode"].as_str(), demoted["auto_healable"].as_bool()), (Some("alert_only"), Some(false)));
+    assert_eq!(
+        (demoted["mode"].as_str(), demoted["auto_healable"].as_bool()),
+        (Some("alert_only"), Some(false))
+    );
 
     let doc = body(
-        f.get("/api/patterns/export?source=test-svc").send().await.unwrap(),
+        f.get("/api/patterns/export?source=test-svc")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -236,9 +274,20 @@ async fn every_endpoint_answers_with_its_body() {
     let listed = body(f.get("/api/patterns").send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
 
-    let incidents = body(f.get("/api/incidents").send().await.unwrap(), StatusCode::OK).await;
-    assert_eq!(incidents, json!({"items": [], "total": 0, "limit": 50, "offset": 0}));
-    let approvals = body(f.get("/api/approvals").send().await.unwrap(), StatusCode::OK).await;
+    let incidents = body(
+        f.get("/api/incidents").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        incidents,
+        json!({"items": [], "total": 0, "limit": 50, "offset": 0})
+    );
+    let approvals = body(
+        f.get("/api/approvals").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(approvals, json!([]));
 
     let created = body(
@@ -264,7 +313,10 @@ async fn every_endpoint_answers_with_its_body() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(both["error"].as_str().unwrap().contains("exactly one"), "{both}");
+    assert!(
+        both["error"].as_str().unwrap().contains("exactly one"),
+        "{both}"
+    );
     let bad_duration = body(
         f.op(Method::POST, "/api/silences")
             .json(&json!({"target": "db", "duration": "soon"}))
@@ -274,7 +326,13 @@ async fn every_endpoint_answers_with_its_body() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(bad_duration["error"].as_str().unwrap().starts_with("duration"), "{bad_duration}");
+    assert!(
+        bad_duration["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("duration"),
+        "{bad_duration}"
+    );
     let removed = f
         .op(Method::DELETE, &format!("/api/silences/{sid}"))
         .send()
@@ -319,16 +377,25 @@ async fn every_endpoint_answers_with_its_body() {
     assert!(f.healer.is_dry_run(Some("oom")) && !f.healer.is_dry_run(None));
 
     let rearm = body(
-        f.op(Method::POST, "/api/breaker/rearm").send().await.unwrap(),
+        f.op(Method::POST, "/api/breaker/rearm")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::CONFLICT,
     )
     .await;
-    assert!(rearm["error"].as_str().unwrap().contains("not open"), "{rearm}");
+    assert!(
+        rearm["error"].as_str().unwrap().contains("not open"),
+        "{rearm}"
+    );
 
     let health = body(f.get("/api/health").send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(health["db"]["score"], 10);
     let checked = body(
-        f.op(Method::POST, "/api/health/db/check").send().await.unwrap(),
+        f.op(Method::POST, "/api/health/db/check")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -352,10 +419,18 @@ async fn every_endpoint_answers_with_its_body() {
     assert_eq!(report["occurrences"], json!([]));
     assert_eq!(report["strategies"], json!([]));
 
-    let audit = body(f.get("/api/audit?limit=1000").send().await.unwrap(), StatusCode::OK).await;
+    let audit = body(
+        f.get("/api/audit?limit=1000").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     let audit = audit.as_array().unwrap();
     assert!(audit.len() >= 10, "{}", audit.len());
-    let verdict = body(f.get("/api/audit/verify").send().await.unwrap(), StatusCode::OK).await;
+    let verdict = body(
+        f.get("/api/audit/verify").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(verdict["ok"], true);
     assert_eq!(verdict["records"], audit.len());
     assert_eq!(verdict["first_broken"], Value::Null);
@@ -371,7 +446,11 @@ async fn audit_pages_back_by_seq() {
             .await
             .unwrap();
     }
-    let newest = body(f.get("/api/audit?limit=2").send().await.unwrap(), StatusCode::OK).await;
+    let newest = body(
+        f.get("/api/audit?limit=2").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     let newest = newest.as_array().unwrap();
     assert_eq!(newest.len(), 2);
     let oldest_seq = newest[0]["seq"].as_u64().unwrap();
@@ -421,12 +500,22 @@ async fn no_token_or_an_unknown_one_is_401_with_a_bearer_challenge() {
     let f = Fixture::start().await;
     let r = f.client.get(f.url("/api/status")).send().await.unwrap();
     assert_eq!(
-        r.headers().get("www-authenticate").unwrap().to_str().unwrap(),
+        r.headers()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap(),
         "Bearer"
     );
     let e = body(r, StatusCode::UNAUTHORIZED).await;
     assert_eq!(e["status"], 401);
-    assert!(e["error"].as_str().unwrap().contains("Authorization: Bearer"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{e}"
+    );
     let r = f
         .client
         .get(f.url("/api/status"))
@@ -458,7 +547,10 @@ async fn a_viewer_calling_a_mutation_is_403_naming_the_role() {
         .unwrap();
     let e = body(r, StatusCode::FORBIDDEN).await;
     assert!(e["error"].as_str().unwrap().contains("operator"), "{e}");
-    assert!(f.healer.patterns().await.unwrap().is_empty(), "nothing added");
+    assert!(
+        f.healer.patterns().await.unwrap().is_empty(),
+        "nothing added"
+    );
     f.stop().await;
 }
 
@@ -493,7 +585,11 @@ async fn unknown_ids_and_names_are_404() {
         (Method::POST, "/api/patterns/ghost/demote".to_owned()),
         (Method::POST, "/api/health/ghost/check".to_owned()),
     ] {
-        let e = body(f.op(method.clone(), &path).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+        let e = body(
+            f.op(method.clone(), &path).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
         assert_eq!(e["status"], 404, "{method} {path}");
     }
     let e = body(
@@ -511,7 +607,10 @@ async fn unknown_ids_and_names_are_404() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(e["error"].as_str().unwrap().to_lowercase().contains("uuid"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().to_lowercase().contains("uuid"),
+        "{e}"
+    );
     f.stop().await;
 }
 
@@ -525,7 +624,11 @@ async fn a_body_over_the_limit_is_413() {
     let mut big = pattern_json("big", "big");
     big["description"] = json!("x".repeat(4096));
     let e = body(
-        f.op(Method::POST, "/api/patterns").json(&big).send().await.unwrap(),
+        f.op(Method::POST, "/api/patterns")
+            .json(&big)
+            .send()
+            .await
+            .unwrap(),
         StatusCode::PAYLOAD_TOO_LARGE,
     )
     .await;
@@ -536,7 +639,12 @@ async fn a_body_over_the_limit_is_413() {
     let f = Fixture::start().await;
     let mut big = pattern_json("big", "big");
     big["description"] = json!("x".repeat(1024 * 1024 + 1));
-    let r = f.op(Method::POST, "/api/patterns").json(&big).send().await.unwrap();
+    let r = f
+        .op(Method::POST, "/api/patterns")
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     f.stop().await;
 }
@@ -553,7 +661,10 @@ async fn malformed_json_is_400_naming_the_field() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert!(e["error"].as_str().unwrap().contains("fixes[0].strategy"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("fixes[0].strategy"),
+        "{e}"
+    );
     let e = body(
         f.op(Method::PUT, "/api/dry-run")
             .json(&json!({"on": "yes"}))
@@ -592,11 +703,25 @@ async fn nothing_is_served_until_auth_is_configured_except_the_openapi_document(
     ))
     .await;
     let client = reqwest::Client::new();
-    let r = client.get(format!("{base}/api/status")).send().await.unwrap();
+    let r = client
+        .get(format!("{base}/api/status"))
+        .send()
+        .await
+        .unwrap();
     let e = body(r, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(e["error"].as_str().unwrap().contains("SELFHEAL_ADMIN_TOKENS"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("SELFHEAL_ADMIN_TOKENS"),
+        "{e}"
+    );
     let doc = body(
-        client.get(format!("{base}/openapi.json")).send().await.unwrap(),
+        client
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;
@@ -610,7 +735,11 @@ async fn the_hosts_own_principal_is_trusted_with_host_auth() {
     // The host's own auth: here, anyone presenting `X-Test-User` is that operator.
     let app = admin.layer(axum::middleware::from_fn(
         |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
-            if let Some(user) = req.headers().get("x-test-user").and_then(|v| v.to_str().ok()) {
+            if let Some(user) = req
+                .headers()
+                .get("x-test-user")
+                .and_then(|v| v.to_str().ok())
+            {
                 let principal = Principal {
                     name: user.to_owned(),
                     role: Role::Operator,
@@ -632,7 +761,11 @@ async fn the_hosts_own_principal_is_trusted_with_host_auth() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let audit = healer.audit_log(10).await.unwrap();
     assert!(audit.iter().any(|r| r.actor == "hostuser"), "{audit:?}");
-    let r = client.get(format!("{base}/api/status")).send().await.unwrap();
+    let r = client
+        .get(format!("{base}/api/status"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -645,15 +778,24 @@ async fn the_openapi_document_names_bearer_auth_and_the_error_answers() {
     )
     .await;
     assert_eq!(doc["servers"][0]["url"], "/selfheal");
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     assert_eq!(doc["security"][0]["bearer"], json!([]));
     let post = &doc["paths"]["/api/patterns"]["post"];
     for code in ["201", "400", "401", "403", "409", "413"] {
-        assert!(post["responses"][code].is_object(), "POST /api/patterns lacks {code}");
+        assert!(
+            post["responses"][code].is_object(),
+            "POST /api/patterns lacks {code}"
+        );
     }
     let approve = &doc["paths"]["/api/approvals/{id}/approve"]["post"];
     for code in ["200", "401", "403", "404", "409"] {
-        assert!(approve["responses"][code].is_object(), "approve lacks {code}");
+        assert!(
+            approve["responses"][code].is_object(),
+            "approve lacks {code}"
+        );
     }
     // Every row of the contract under /api: 28 operations on 26 paths.
     let paths = doc["paths"].as_object().unwrap();

@@ -37,7 +37,10 @@ async fn schemathesis_finds_no_violation() {
             println!("{}", String::from_utf8_lossy(&out.stdout).trim());
         }
         _ => {
-            assert!(!ci, "schemathesis is not installed, and CI=true requires it");
+            assert!(
+                !ci,
+                "schemathesis is not installed, and CI=true requires it"
+            );
             println!("skipped: schemathesis is not installed (pip install schemathesis)");
             return;
         }
@@ -52,11 +55,20 @@ async fn schemathesis_finds_no_violation() {
         .arg(std::env::var("SCHEMATHESIS_EXCLUDE").unwrap_or_else(|_| EXCLUDED_CHECKS.into()))
         .args(["--max-examples", MAX_EXAMPLES])
         // A fixed seed by default, so a failure reproduces; SCHEMATHESIS_SEED explores.
-        .args(["--seed", &std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into())])
+        .args([
+            "--seed",
+            &std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into()),
+        ])
         .args(["--workers", "1"])
         .args(["--header", &format!("Authorization: Bearer {}", f.operator)])
         .args(["--report", "ndjson", "--report-dir"])
         .arg(&report_dir)
+        // Extra arguments for a local investigation (`--output-sanitize false`, ...).
+        .args(
+            std::env::var("SCHEMATHESIS_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -58,14 +58,9 @@ async fn list(
     }
     // The store reads the newest records: read back far enough to cover the page
     // (positions are consecutive, so at most `newest - before + 1` come after it).
-    let newest = s
-        .healer
-        .audit_log(1)
-        .await?
-        .first()
-        .map_or(0, |r| r.seq);
-    let after = usize::try_from(newest.saturating_sub(before).saturating_add(1))
-        .unwrap_or(usize::MAX);
+    let newest = s.healer.audit_log(1).await?.first().map_or(0, |r| r.seq);
+    let after =
+        usize::try_from(newest.saturating_sub(before).saturating_add(1)).unwrap_or(usize::MAX);
     let mut records = s.healer.audit_log(after.saturating_add(limit)).await?;
     records.retain(|r| r.seq < before);
     let skip = records.len().saturating_sub(limit);

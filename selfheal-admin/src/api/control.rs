@@ -127,7 +127,13 @@ async fn dry_run(
 ) -> Result<Json<DryRunState>, ApiError> {
     match &body.pattern {
         Some(pattern) => {
-            if !s.healer.patterns().await?.iter().any(|p| &p.name == pattern) {
+            if !s
+                .healer
+                .patterns()
+                .await?
+                .iter()
+                .any(|p| &p.name == pattern)
+            {
                 return Err(ApiError::not_found(format!("no pattern named `{pattern}`")));
             }
             s.healer

@@ -8,9 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Body, Path, Query};
-use super::schemas::{
-    ExportDocumentSchema, ImportReportSchema, PatternSchema, PatternStatsSchema,
-};
+use super::schemas::{ExportDocumentSchema, ImportReportSchema, PatternSchema, PatternStatsSchema};
 use crate::{Principal, error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

@@ -85,8 +85,8 @@ pub(crate) struct PatternSchema {
     #[serde(default)]
     target: Option<String>,
     /// How bad it is (default medium).
-    #[serde(default)]
-    severity: Option<SeveritySchema>,
+    #[schema(required = false)]
+    severity: SeveritySchema,
     /// The usual root cause, for humans.
     #[serde(default)]
     root_cause: String,
@@ -94,20 +94,17 @@ pub(crate) struct PatternSchema {
     #[serde(default)]
     auto_healable: bool,
     /// Learned confidence in [0, 1] (default 0.5).
-    #[serde(default)]
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    confidence: Option<f64>,
+    #[schema(required = false, minimum = 0.0, maximum = 1.0)]
+    confidence: f64,
     /// Active or alert-only (default alert_only).
-    #[serde(default)]
-    mode: Option<PatternModeSchema>,
+    #[schema(required = false)]
+    mode: PatternModeSchema,
     /// Occurrences needed within `window` before an incident opens (default 3).
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 4294967295_u64)]
-    min_occurrences: Option<u32>,
+    #[schema(required = false, minimum = 1, maximum = 4294967295_u64)]
+    min_occurrences: u32,
     /// The detection window as a humantime duration (`60s`, `5m`; default 1m).
-    #[serde(default)]
-    #[schema(example = "1m")]
-    window: Option<String>,
+    #[schema(required = false, example = "1m")]
+    window: String,
     /// Fixes, tried in priority order.
     #[serde(default)]
     fixes: Vec<FixBindingSchema>,
@@ -115,8 +112,8 @@ pub(crate) struct PatternSchema {
     #[serde(default)]
     use_count: u64,
     /// Disabled patterns never match (default true).
-    #[serde(default)]
-    enabled: Option<bool>,
+    #[schema(required = false)]
+    enabled: bool,
     /// The text has more than one cause; the target's probe decides.
     #[serde(default)]
     ambiguous: bool,

@@ -138,9 +138,7 @@ impl Fixture {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(&self.viewer)
+        self.client.get(self.url(path)).bearer_auth(&self.viewer)
     }
 
     pub fn op(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
