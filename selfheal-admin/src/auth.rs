@@ -14,7 +14,11 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::{config::MetricsAuth, error::ApiError, state::AppState};
+use crate::{
+    config::{AdminConfig, MetricsAuth},
+    error::ApiError,
+    state::AppState,
+};
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -50,19 +54,32 @@ pub(crate) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    if PUBLIC.contains(&path) || (path == "/metrics" && state.config.metrics == MetricsAuth::Open) {
-        return next.run(request).await;
+    match admit(&state.config, &request) {
+        Err(e) => e.into_response(),
+        Ok(None) => next.run(request).await,
+        Ok(Some(principal)) => {
+            tracing::debug!(principal = %principal.name, method = %request.method(), path = %request.uri().path(), "admin request");
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
     }
-    let config = &state.config;
+}
+
+/// Who is calling and whether they may: `Ok(None)` for a public path, `Ok(Some(..))`
+/// for an authenticated caller allowed to make this request, `Err` with the answer
+/// otherwise.
+fn admit(config: &AdminConfig, request: &Request) -> Result<Option<Principal>, ApiError> {
+    let path = request.uri().path();
+    if PUBLIC.contains(&path) || (path == "/metrics" && config.metrics == MetricsAuth::Open) {
+        return Ok(None);
+    }
     if !config.auth_configured() {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the selfheal admin API has no auth configured, so it serves nothing; set \
              SELFHEAL_ADMIN_TOKENS=role:name:secret,... (AdminConfig::from_env), add tokens \
              with AdminConfig::token, or trust your own auth with AdminConfig::host_auth",
-        )
-        .into_response();
+        ));
     }
     let from_host = config
         .host_auth
@@ -70,43 +87,35 @@ pub(crate) async fn authenticate(
         .flatten();
     let principal = match from_host {
         Some(p) => p,
-        None => match bearer(&request) {
-            None => {
-                return ApiError::new(
+        None => {
+            let token = bearer(request).ok_or_else(|| {
+                ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "no bearer token; send `Authorization: Bearer <token>` with a viewer or \
                      operator token",
                 )
-                .into_response();
-            }
-            Some(token) => match config.principal_of(token) {
-                Some(p) => p,
-                None => {
-                    return ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unknown bearer token; use a token configured in SELFHEAL_ADMIN_TOKENS \
-                         (or AdminConfig::token)",
-                    )
-                    .into_response();
-                }
-            },
-        },
+            })?;
+            config.principal_of(token).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown bearer token; use a token configured in SELFHEAL_ADMIN_TOKENS \
+                     (or AdminConfig::token)",
+                )
+            })?
+        }
     };
     if is_mutation(request.method()) && principal.role < Role::Operator {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "{} {} changes the healer and needs the operator role; `{}` is a viewer",
                 request.method(),
-                request.uri().path(),
+                path,
                 principal.name
             ),
-        )
-        .into_response();
+        ));
     }
-    tracing::debug!(principal = %principal.name, method = %request.method(), path = %request.uri().path(), "admin request");
-    request.extensions_mut().insert(principal);
-    next.run(request).await
+    Ok(Some(principal))
 }
 
 fn is_mutation(method: &Method) -> bool {
@@ -135,5 +144,82 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
                 "no authenticated principal; send `Authorization: Bearer <token>`",
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn request(method: Method, path: &str, token: Option<&str>) -> Request {
+        let mut r = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            r = r.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        r.body(Body::empty()).unwrap()
+    }
+
+    fn status(result: Result<Option<Principal>, ApiError>) -> u16 {
+        result.err().map_or(200, |e| e.status)
+    }
+
+    #[test]
+    fn metrics_follow_their_own_setting() {
+        let secret = format!("{:x}", std::process::id() as u128 * 7919);
+        let tokens = AdminConfig::default().token(Role::Viewer, "v", &secret);
+        let get = |c: &AdminConfig, t| status(admit(c, &request(Method::GET, "/metrics", t)));
+        assert_eq!(get(&tokens, None), 401);
+        assert_eq!(get(&tokens, Some(&secret)), 200);
+        let open = AdminConfig::default().metrics(MetricsAuth::Open);
+        assert_eq!(get(&open, None), 200, "open even with no auth configured");
+        assert_eq!(
+            status(admit(&open, &request(Method::GET, "/api/status", None))),
+            503,
+            "the rest still waits for auth"
+        );
+        assert_eq!(
+            status(admit(
+                &AdminConfig::default(),
+                &request(Method::GET, "/metrics", None)
+            )),
+            503
+        );
+    }
+
+    #[test]
+    fn roles_and_schemes() {
+        let secret = format!("{:x}", std::process::id() as u128 * 104_729);
+        let c = AdminConfig::default().token(Role::Viewer, "v", &secret);
+        assert_eq!(
+            status(admit(
+                &c,
+                &request(Method::HEAD, "/api/status", Some(&secret))
+            )),
+            200
+        );
+        assert_eq!(
+            status(admit(
+                &c,
+                &request(Method::DELETE, "/api/silences/x", Some(&secret))
+            )),
+            403
+        );
+        let mut lower = request(Method::GET, "/api/status", None);
+        lower.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("bearer {secret}").parse().unwrap(),
+        );
+        assert_eq!(
+            status(admit(&c, &lower)),
+            200,
+            "the scheme is case-insensitive"
+        );
+        let mut basic = request(Method::GET, "/api/status", None);
+        basic
+            .headers_mut()
+            .insert(header::AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
+        assert_eq!(status(admit(&c, &basic)), 401);
     }
 }

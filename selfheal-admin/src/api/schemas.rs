@@ -129,10 +129,34 @@ pub(crate) struct PatternStatsSchema(serde_json::Value);
 #[schema(as = Stats, value_type = Object)]
 pub(crate) struct StatsSchema(serde_json::Value);
 
-/// An export document of patterns (`selfheal_core::catalog::export`).
-#[derive(ToSchema)]
-#[schema(as = ExportDocument, value_type = Object)]
-pub(crate) struct ExportDocumentSchema(serde_json::Value);
+/// The only export format.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = ExportFormat)]
+pub(crate) enum ExportFormatSchema {
+    /// Patterns exported by selfheal.
+    #[serde(rename = "selfheal.patterns")]
+    Patterns,
+}
+
+/// An export document of patterns (`selfheal_core::catalog::PatternDocument`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ExportDocument)]
+pub(crate) struct ExportDocumentSchema {
+    /// Always `selfheal.patterns`.
+    format: ExportFormatSchema,
+    /// The document version (this release reads 1).
+    #[schema(minimum = 1, maximum = 1)]
+    version: u32,
+    /// When it was exported (RFC 3339).
+    exported_at: chrono::DateTime<chrono::Utc>,
+    /// Who exported it (a service name), free text.
+    #[serde(default)]
+    source: String,
+    /// The patterns, each as its JSON form; each is checked on its own at import, and
+    /// one that does not decode is reported without spoiling the rest.
+    patterns: Vec<serde_json::Value>,
+}
 
 /// One pattern an import refused.
 #[derive(ToSchema)]
