@@ -802,5 +802,13 @@ async fn the_openapi_document_names_bearer_auth_and_the_error_answers() {
     assert_eq!(paths.len(), 26, "{:?}", paths.keys().collect::<Vec<_>>());
     let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(operations, 28);
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|p| p.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 28, "operation ids are unique: {ids:?}");
     f.stop().await;
 }

@@ -12,7 +12,7 @@ use crate::{Principal, error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(pending))
+        .routes(routes!(pending_approvals))
         .routes(routes!(approve))
         .routes(routes!(reject))
 }
@@ -20,7 +20,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 /// Approvals waiting for an answer, oldest first.
 #[utoipa::path(get, path = "/approvals", tag = "approvals",
     responses((status = 200, description = "pending approvals", body = [ApprovalSchema])))]
-async fn pending(State(s): State<AppState>) -> Result<Json<Vec<Approval>>, ApiError> {
+async fn pending_approvals(State(s): State<AppState>) -> Result<Json<Vec<Approval>>, ApiError> {
     Ok(Json(s.healer.pending_approvals().await?))
 }
 

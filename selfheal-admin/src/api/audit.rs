@@ -12,8 +12,8 @@ use crate::{error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(verify))
+        .routes(routes!(audit_log))
+        .routes(routes!(verify_audit))
 }
 
 /// Which records.
@@ -32,7 +32,7 @@ pub(crate) struct AuditQuery {
 /// The newest audit records (before `before_seq` when given), oldest first.
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, description = "audit records, oldest first", body = [AuditRecordSchema])))]
-async fn list(
+async fn audit_log(
     State(s): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
@@ -90,7 +90,7 @@ pub(crate) struct Verification {
 /// Verifies the whole audit chain and names the first broken link.
 #[utoipa::path(get, path = "/audit/verify", tag = "audit",
     responses((status = 200, description = "the verdict", body = Verification)))]
-async fn verify(State(s): State<AppState>) -> Result<Json<Verification>, ApiError> {
+async fn verify_audit(State(s): State<AppState>) -> Result<Json<Verification>, ApiError> {
     let records = s.healer.audit_log(usize::MAX).await?;
     let verdict = verify_chain(&records);
     Ok(Json(Verification {

@@ -10,14 +10,14 @@ use crate::{Principal, error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(restore))
+        .routes(routes!(list_backups))
+        .routes(routes!(restore_backup))
 }
 
 /// Every backup the registered strategies hold, newest first.
 #[utoipa::path(get, path = "/backups", tag = "backups",
     responses((status = 200, description = "backups", body = [BackupSchema])))]
-async fn list(State(s): State<AppState>) -> Result<Json<Vec<Backup>>, ApiError> {
+async fn list_backups(State(s): State<AppState>) -> Result<Json<Vec<Backup>>, ApiError> {
     Ok(Json(s.healer.backups().await?))
 }
 
@@ -27,7 +27,7 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<Backup>>, ApiError> 
     responses(
         (status = 200, description = "restored", body = BackupSchema),
         (status = 404, description = "no registered strategy holds that backup", body = ApiError)))]
-async fn restore(
+async fn restore_backup(
     State(s): State<AppState>,
     principal: Principal,
     Path(id): Path<Uuid>,

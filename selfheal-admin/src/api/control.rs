@@ -12,9 +12,9 @@ use crate::{Principal, error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(silences, add_silence))
+        .routes(routes!(list_silences, add_silence))
         .routes(routes!(remove_silence))
-        .routes(routes!(dry_run))
+        .routes(routes!(set_dry_run))
         .routes(routes!(safety))
         .routes(routes!(rearm))
 }
@@ -22,7 +22,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 /// Every silence, in force, to come or recently ended, with what it suppressed.
 #[utoipa::path(get, path = "/silences", tag = "control",
     responses((status = 200, description = "silences", body = [SilenceStatusSchema])))]
-async fn silences(State(s): State<AppState>) -> Json<Vec<SilenceStatus>> {
+async fn list_silences(State(s): State<AppState>) -> Json<Vec<SilenceStatus>> {
     Json(s.healer.silences())
 }
 
@@ -120,7 +120,7 @@ pub(crate) struct DryRunState {
     responses(
         (status = 200, description = "where dry run stands now", body = DryRunState),
         (status = 404, description = "no pattern by that name", body = ApiError)))]
-async fn dry_run(
+async fn set_dry_run(
     State(s): State<AppState>,
     principal: Principal,
     Body(body): Body<DryRunBody>,

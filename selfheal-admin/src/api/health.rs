@@ -12,15 +12,15 @@ use crate::{error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(all))
-        .routes(routes!(check))
+        .routes(routes!(health))
+        .routes(routes!(check_health))
 }
 
 /// The health of every target with a verifier (a verifier that cannot check reports
 /// score 0 with the reason).
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "health by target", body = HealthByTargetSchema)))]
-async fn all(State(s): State<AppState>) -> Json<BTreeMap<String, Health>> {
+async fn health(State(s): State<AppState>) -> Json<BTreeMap<String, Health>> {
     Json(s.healer.health().await)
 }
 
@@ -30,7 +30,7 @@ async fn all(State(s): State<AppState>) -> Json<BTreeMap<String, Health>> {
     responses(
         (status = 200, description = "its health now", body = HealthSchema),
         (status = 404, description = "no verifier for that target", body = ApiError)))]
-async fn check(
+async fn check_health(
     State(s): State<AppState>,
     Path(target): Path<String>,
 ) -> Result<Json<Health>, ApiError> {

@@ -14,8 +14,8 @@ use crate::{error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(one))
+        .routes(routes!(list_incidents))
+        .routes(routes!(incident))
 }
 
 /// An incident's status, as filtered on.
@@ -90,7 +90,7 @@ pub(crate) struct IncidentPage {
 /// Incidents matching the filter, newest first, a page at a time.
 #[utoipa::path(get, path = "/incidents", tag = "incidents", params(ListQuery),
     responses((status = 200, description = "a page of incidents", body = IncidentPage)))]
-async fn list(
+async fn list_incidents(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<IncidentPage>, ApiError> {
@@ -151,7 +151,7 @@ pub(crate) struct IncidentDetail {
     responses(
         (status = 200, description = "the incident", body = IncidentDetail),
         (status = 404, description = "no incident with that id", body = ApiError)))]
-async fn one(
+async fn incident(
     State(s): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<IncidentDetail>, ApiError> {

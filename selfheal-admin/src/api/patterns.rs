@@ -13,13 +13,13 @@ use crate::{Principal, error::ApiError, state::AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, add))
-        .routes(routes!(replace))
-        .routes(routes!(set_enabled))
-        .routes(routes!(promote))
-        .routes(routes!(demote))
-        .routes(routes!(export))
-        .routes(routes!(import))
+        .routes(routes!(list_patterns, add_pattern))
+        .routes(routes!(replace_pattern))
+        .routes(routes!(set_pattern_enabled))
+        .routes(routes!(promote_pattern))
+        .routes(routes!(demote_pattern))
+        .routes(routes!(export_patterns))
+        .routes(routes!(import_patterns))
 }
 
 /// A pattern with its figures.
@@ -35,7 +35,7 @@ pub(crate) struct PatternWithStats {
 /// Every pattern with its figures (incidents, occurrences, success rates, MTTR).
 #[utoipa::path(get, path = "/patterns", tag = "patterns",
     responses((status = 200, description = "every pattern", body = [PatternWithStats])))]
-async fn list(State(s): State<AppState>) -> Result<Json<Vec<PatternWithStats>>, ApiError> {
+async fn list_patterns(State(s): State<AppState>) -> Result<Json<Vec<PatternWithStats>>, ApiError> {
     let mut stats = s.healer.stats().await?.patterns;
     let patterns = s.healer.patterns().await?;
     let out = patterns
@@ -68,7 +68,7 @@ async fn stored(s: &AppState, name: &str) -> Result<Pattern, ApiError> {
     responses(
         (status = 201, description = "added", body = PatternSchema),
         (status = 409, description = "a pattern by that name exists", body = ApiError)))]
-async fn add(
+async fn add_pattern(
     State(s): State<AppState>,
     principal: Principal,
     Body(pattern): Body<Pattern>,
@@ -85,7 +85,7 @@ async fn add(
     responses(
         (status = 200, description = "replaced", body = PatternSchema),
         (status = 404, description = "no pattern by that name", body = ApiError)))]
-async fn replace(
+async fn replace_pattern(
     State(s): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
@@ -115,7 +115,7 @@ pub(crate) struct EnabledBody {
     responses(
         (status = 200, description = "the pattern as stored", body = PatternSchema),
         (status = 404, description = "no pattern by that name", body = ApiError)))]
-async fn set_enabled(
+async fn set_pattern_enabled(
     State(s): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
@@ -142,7 +142,7 @@ pub(crate) struct PromoteBody {
     responses(
         (status = 200, description = "the pattern as stored", body = PatternSchema),
         (status = 404, description = "no pattern by that name", body = ApiError)))]
-async fn promote(
+async fn promote_pattern(
     State(s): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
@@ -161,7 +161,7 @@ async fn promote(
     responses(
         (status = 200, description = "the pattern as stored", body = PatternSchema),
         (status = 404, description = "no pattern by that name", body = ApiError)))]
-async fn demote(
+async fn demote_pattern(
     State(s): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
@@ -182,7 +182,7 @@ pub(crate) struct ExportQuery {
 #[utoipa::path(get, path = "/patterns/export", tag = "patterns",
     params(ExportQuery),
     responses((status = 200, description = "the export document", body = ExportDocumentSchema)))]
-async fn export(
+async fn export_patterns(
     State(s): State<AppState>,
     Query(q): Query<ExportQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -216,7 +216,7 @@ pub(crate) struct ImportBody {
 #[utoipa::path(post, path = "/patterns/import", tag = "patterns",
     request_body = ImportBody,
     responses((status = 200, description = "what the import did", body = ImportReportSchema)))]
-async fn import(
+async fn import_patterns(
     State(s): State<AppState>,
     principal: Principal,
     Body(body): Body<ImportBody>,
