@@ -52,7 +52,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The status of a core error's kind.
+/// The status of a core error's kind: what the caller got wrong is a 4xx, what the
+/// healer could not do a 5xx with the core's message (which says what to do).
 pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
@@ -61,8 +62,8 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         // The healer said no in its current state (an approval nothing waits for any
         // more): a conflict with the state, not an outage.
         ErrorKind::Closed => StatusCode::CONFLICT,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // A backend that did not answer, or not in time: retrying later may help.
+        ErrorKind::Unavailable | ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -109,5 +110,33 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::bad_request(rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use selfheal_core::Error;
+
+    use super::*;
+
+    #[test]
+    fn core_kinds_map_to_statuses_and_keep_the_message() {
+        for (kind, status) in [
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::InvalidInput, 400),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::Closed, 409),
+            (ErrorKind::Unavailable, 503),
+            (ErrorKind::Timeout, 503),
+            (ErrorKind::Execution, 500),
+            (ErrorKind::Internal, 500),
+        ] {
+            let e = ApiError::from(Error::new(kind, "what to do"));
+            assert_eq!(
+                (e.status, e.error.as_str()),
+                (status, "what to do"),
+                "{kind:?}"
+            );
+        }
     }
 }
