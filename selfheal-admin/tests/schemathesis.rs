@@ -17,6 +17,9 @@
 mod support;
 
 use std::process::Stdio;
+use std::time::Duration;
+
+use selfheal_core::{FixBinding, Pattern, PatternMode, Phase, Signal};
 
 use support::Fixture;
 
@@ -47,6 +50,26 @@ async fn schemathesis_finds_no_violation() {
     }
 
     let f = Fixture::start().await;
+    // Something to find: a pattern, and an incident waiting for approval, so the
+    // operations on ids reach the healer and not only its 404s.
+    let mut events = f.healer.subscribe();
+    f.healer
+        .add_pattern(
+            Pattern::new("disk_full")
+                .regex("disk full on")
+                .mode(PatternMode::Active)
+                .threshold(1, Duration::from_secs(60))
+                .fix(FixBinding::new("cleanup").requires_approval(true)),
+            "test",
+        )
+        .await
+        .unwrap();
+    f.healer.observe(Signal::new("db", "disk full on /var"));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while events.recv().await.unwrap().phase != Phase::AwaitingApproval {}
+    })
+    .await
+    .expect("the incident waits for approval");
     let schema = f.url("/openapi.json");
     let report_dir = std::env::temp_dir().join(format!("schemathesis-{}", std::process::id()));
     let out = tokio::process::Command::new("schemathesis")

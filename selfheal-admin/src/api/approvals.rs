@@ -19,7 +19,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// Approvals waiting for an answer, oldest first.
 #[utoipa::path(get, path = "/approvals", tag = "approvals",
-    responses((status = 200, description = "pending approvals", body = [ApprovalSchema])))]
+    responses((status = 200, description = "pending approvals", body = [ApprovalSchema], links(
+        ("ApproveOldest" = (operation_id = "approve",
+            parameters(("id" = "$response.body#/0/id")))),
+        ("RejectOldest" = (operation_id = "reject",
+            parameters(("id" = "$response.body#/0/id"))))))))]
 async fn pending_approvals(State(s): State<AppState>) -> Result<Json<Vec<Approval>>, ApiError> {
     Ok(Json(s.healer.pending_approvals().await?))
 }

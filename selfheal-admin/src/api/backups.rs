@@ -16,7 +16,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// Every backup the registered strategies hold, newest first.
 #[utoipa::path(get, path = "/backups", tag = "backups",
-    responses((status = 200, description = "backups", body = [BackupSchema])))]
+    responses((status = 200, description = "backups", body = [BackupSchema], links(
+        ("RestoreNewest" = (operation_id = "restore_backup",
+            parameters(("id" = "$response.body#/0/id"))))))))]
 async fn list_backups(State(s): State<AppState>) -> Result<Json<Vec<Backup>>, ApiError> {
     Ok(Json(s.healer.backups().await?))
 }

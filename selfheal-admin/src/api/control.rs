@@ -53,7 +53,10 @@ pub(crate) struct Created {
 /// Adds a silence (maintenance window) starting now.
 #[utoipa::path(post, path = "/silences", tag = "control",
     request_body = SilenceBody,
-    responses((status = 201, description = "added", body = Created)))]
+    responses((status = 201, description = "added", body = Created, links(
+        ("RemoveSilence" = (operation_id = "remove_silence",
+            parameters(("id" = "$response.body#/id")),
+            description = "lift the silence just added"))))))]
 async fn add_silence(
     State(s): State<AppState>,
     principal: Principal,

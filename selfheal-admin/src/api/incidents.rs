@@ -89,7 +89,9 @@ pub(crate) struct IncidentPage {
 
 /// Incidents matching the filter, newest first, a page at a time.
 #[utoipa::path(get, path = "/incidents", tag = "incidents", params(ListQuery),
-    responses((status = 200, description = "a page of incidents", body = IncidentPage)))]
+    responses((status = 200, description = "a page of incidents", body = IncidentPage, links(
+        ("FirstIncident" = (operation_id = "incident",
+            parameters(("id" = "$response.body#/items/0/id"))))))))]
 async fn list_incidents(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,

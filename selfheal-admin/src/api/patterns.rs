@@ -66,7 +66,11 @@ async fn stored(s: &AppState, name: &str) -> Result<Pattern, ApiError> {
 #[utoipa::path(post, path = "/patterns", tag = "patterns",
     request_body = PatternSchema,
     responses(
-        (status = 201, description = "added", body = PatternSchema),
+        (status = 201, description = "added", body = PatternSchema, links(
+            ("ReplacePattern" = (operation_id = "replace_pattern",
+                parameters(("name" = "$response.body#/name")))),
+            ("DemotePattern" = (operation_id = "demote_pattern",
+                parameters(("name" = "$response.body#/name")))))),
         (status = 409, description = "a pattern by that name exists", body = ApiError)))]
 async fn add_pattern(
     State(s): State<AppState>,
