@@ -2,7 +2,7 @@
 //! error statuses, the audit trail, and an approval raised by a real incident and
 //! approved over HTTP.
 
-mod support;
+mod api_fixture;
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use selfheal_admin::{AdminConfig, Principal, Role};
 use selfheal_core::{FixBinding, Pattern, PatternMode, Phase, Signal};
 use serde_json::{Value, json};
-use support::{Fixture, serve, token};
+use api_fixture::{Fixture, serve, token};
 
 fn pattern_json(name: &str, regex: &str) -> Value {
     json!({"name": name, "regex": regex, "keywords": ["disk"], "window": "1m"})

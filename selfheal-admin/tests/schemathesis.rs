@@ -14,14 +14,14 @@
 //! own validation rather than on a defect.
 #![allow(clippy::print_stdout)]
 
-mod support;
+mod api_fixture;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use selfheal_core::{FixBinding, Pattern, PatternMode, Phase, Signal};
 
-use support::Fixture;
+use api_fixture::Fixture;
 
 const EXCLUDED_CHECKS: &str = "positive_data_acceptance";
 const MAX_EXAMPLES: &str = "20";
