@@ -5,6 +5,11 @@
 //! auth when [`AdminConfig::host_auth`](crate::AdminConfig::host_auth) trusts it, else
 //! from an `Authorization: Bearer` token. Viewers read; only operators change anything.
 //! No cookies are read or set.
+//!
+//! The dashboard's page and assets (`/`, `/assets/…`) are public: they hold no data,
+//! and a browser cannot attach a bearer token to a page load. The page asks for a token
+//! and sends it with every API call. `/events` also takes it as `?access_token=`,
+//! because a browser's `EventSource` cannot send headers.
 
 use axum::{
     extract::{FromRequestParts, Request, State},
@@ -43,8 +48,14 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// Paths served to anyone, before any auth check.
-const PUBLIC: &[&str] = &["/openapi.json"];
+/// Served to anyone, even before auth is configured.
+const OPENAPI: &str = "/openapi.json";
+
+/// The dashboard's static assets, public (like its page, `/`) once auth is configured.
+const ASSETS: &str = "/assets/";
+
+/// The one path that also takes its token as `?access_token=` (for `EventSource`).
+const EVENTS: &str = "/events";
 
 /// The auth middleware: answers 503 until auth is configured, 401 without a known
 /// principal, 403 to a viewer calling a mutation; otherwise puts the [`Principal`] in
@@ -70,7 +81,7 @@ pub(crate) async fn authenticate(
 /// otherwise.
 fn admit(config: &AdminConfig, request: &Request) -> Result<Option<Principal>, ApiError> {
     let path = request.uri().path();
-    if PUBLIC.contains(&path) || (path == "/metrics" && config.metrics == MetricsAuth::Open) {
+    if path == OPENAPI || (path == "/metrics" && config.metrics == MetricsAuth::Open) {
         return Ok(None);
     }
     if !config.auth_configured() {
@@ -81,6 +92,9 @@ fn admit(config: &AdminConfig, request: &Request) -> Result<Option<Principal>, A
              with AdminConfig::token, or trust your own auth with AdminConfig::host_auth",
         ));
     }
+    if request.method() == Method::GET && (path == "/" || path.starts_with(ASSETS)) {
+        return Ok(None);
+    }
     let from_host = config
         .host_auth
         .then(|| request.extensions().get::<Principal>().cloned())
@@ -88,7 +102,9 @@ fn admit(config: &AdminConfig, request: &Request) -> Result<Option<Principal>, A
     let principal = match from_host {
         Some(p) => p,
         None => {
-            let token = bearer(request).ok_or_else(|| {
+            let token = bearer(request)
+                .or_else(|| (path == EVENTS).then(|| query_token(request)).flatten());
+            let token = token.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "no bearer token; send `Authorization: Bearer <token>` with a viewer or \
@@ -132,6 +148,17 @@ fn bearer(request: &Request) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The `access_token` query parameter (percent-decoding not needed: tokens are
+/// written in URL-safe characters; one that is not simply does not match).
+fn query_token(request: &Request) -> Option<&str> {
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token="))
+        .filter(|t| !t.is_empty())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
@@ -185,6 +212,34 @@ mod tests {
                 &request(Method::GET, "/metrics", None)
             )),
             503
+        );
+    }
+
+    #[test]
+    fn the_dashboard_is_public_and_events_take_a_query_token() {
+        let secret = format!("{:x}", std::process::id() as u128 * 7_727);
+        let c = AdminConfig::default().token(Role::Viewer, "v", &secret);
+        for path in ["/", "/assets/app.js", "/openapi.json"] {
+            assert_eq!(
+                status(admit(&c, &request(Method::GET, path, None))),
+                200,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            status(admit(&c, &request(Method::GET, "/events", None))),
+            401
+        );
+        let with_query = format!("/events?last_event_id=3&access_token={secret}");
+        assert_eq!(
+            status(admit(&c, &request(Method::GET, &with_query, None))),
+            200
+        );
+        let elsewhere = format!("/api/status?access_token={secret}");
+        assert_eq!(
+            status(admit(&c, &request(Method::GET, &elsewhere, None))),
+            401,
+            "only /events takes a token in the URL"
         );
     }
 

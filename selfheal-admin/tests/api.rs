@@ -6,11 +6,11 @@ mod api_fixture;
 
 use std::time::Duration;
 
+use api_fixture::{Fixture, serve, token};
 use reqwest::{Method, StatusCode};
 use selfheal_admin::{AdminConfig, Principal, Role};
 use selfheal_core::{FixBinding, Pattern, PatternMode, Phase, Signal};
 use serde_json::{Value, json};
-use api_fixture::{Fixture, serve, token};
 
 fn pattern_json(name: &str, regex: &str) -> Value {
     json!({"name": name, "regex": regex, "keywords": ["disk"], "window": "1m"})
