@@ -8,6 +8,7 @@ use crate::{config::AdminConfig, events::Hub, metrics::Metrics};
 
 /// Shared by every handler: the healer, the config, the live event hub and metrics.
 #[derive(Clone)]
+#[allow(dead_code)] // read by the handlers the skeleton's modules grow
 pub(crate) struct AppState {
     pub(crate) healer: Healer,
     pub(crate) config: Arc<AdminConfig>,
@@ -26,5 +27,12 @@ impl AppState {
             events,
             metrics,
         }
+    }
+}
+
+impl AppState {
+    /// The operator handle the API acts through (every change audited with its actor).
+    pub(crate) fn admin(&self) -> selfheal_core::Admin {
+        self.healer.admin()
     }
 }

@@ -42,7 +42,11 @@ fn disk_full() -> Pattern {
 async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix() {
     let f = Fixture::start().await;
     let mut events = f.healer.subscribe();
-    f.healer.add_pattern(disk_full(), "test").await.unwrap();
+    f.healer
+        .admin()
+        .add_pattern(disk_full(), "test")
+        .await
+        .unwrap();
     f.healer.observe(Signal::new("db", "disk full on /var"));
     tokio::time::timeout(Duration::from_secs(10), async {
         while events.recv().await.unwrap().phase != Phase::AwaitingApproval {}
@@ -339,7 +343,13 @@ async fn every_endpoint_answers_with_its_body() {
         .await
         .unwrap();
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
-    assert!(f.healer.silences().iter().all(|s| s.id.to_string() != sid));
+    assert!(
+        f.healer
+            .admin()
+            .silences()
+            .iter()
+            .all(|s| s.id.to_string() != sid)
+    );
 
     let dry = body(
         f.op(Method::PUT, "/api/dry-run")
@@ -351,7 +361,7 @@ async fn every_endpoint_answers_with_its_body() {
     )
     .await;
     assert_eq!(dry, json!({"dry_run": true, "pattern": null}));
-    assert!(f.healer.is_dry_run(None));
+    assert!(f.healer.admin().is_dry_run(None));
     let safety = body(f.get("/api/safety").send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(safety["dry_run"], true);
     let dry = body(
@@ -374,7 +384,7 @@ async fn every_endpoint_answers_with_its_body() {
     )
     .await;
     assert_eq!(one, json!({"dry_run": true, "pattern": "oom"}));
-    assert!(f.healer.is_dry_run(Some("oom")) && !f.healer.is_dry_run(None));
+    assert!(f.healer.admin().is_dry_run(Some("oom")) && !f.healer.admin().is_dry_run(None));
 
     let rearm = body(
         f.op(Method::POST, "/api/breaker/rearm")
@@ -442,6 +452,7 @@ async fn audit_pages_back_by_seq() {
     let f = Fixture::start().await;
     for i in 0..5 {
         f.healer
+            .admin()
             .add_pattern(Pattern::new(format!("p{i}")).regex(format!("e{i}")), "test")
             .await
             .unwrap();
@@ -548,7 +559,7 @@ async fn a_viewer_calling_a_mutation_is_403_naming_the_role() {
     let e = body(r, StatusCode::FORBIDDEN).await;
     assert!(e["error"].as_str().unwrap().contains("operator"), "{e}");
     assert!(
-        f.healer.patterns().await.unwrap().is_empty(),
+        f.healer.admin().patterns().await.unwrap().is_empty(),
         "nothing added"
     );
     f.stop().await;
@@ -759,7 +770,7 @@ async fn the_hosts_own_principal_is_trusted_with_host_auth() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let audit = healer.audit_log(10).await.unwrap();
+    let audit = healer.admin().audit_log(10).await.unwrap();
     assert!(audit.iter().any(|r| r.actor == "hostuser"), "{audit:?}");
     let r = client
         .get(format!("{base}/api/status"))

@@ -54,6 +54,7 @@ async fn schemathesis_finds_no_violation() {
     // operations on ids reach the healer and not only its 404s.
     let mut events = f.healer.subscribe();
     f.healer
+        .admin()
         .add_pattern(
             Pattern::new("disk_full")
                 .regex("disk full on")
@@ -71,7 +72,9 @@ async fn schemathesis_finds_no_violation() {
     .await
     .expect("the incident waits for approval");
     let schema = f.url("/openapi.json");
+    // Schemathesis keeps a cache in its working directory: give it a scratch one.
     let report_dir = std::env::temp_dir().join(format!("schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&report_dir).unwrap();
     let out = tokio::process::Command::new("schemathesis")
         .args(["run", &schema])
         .args(["--checks", "all", "--exclude-checks"])
@@ -92,6 +95,7 @@ async fn schemathesis_finds_no_violation() {
                 .unwrap_or_default()
                 .split_whitespace(),
         )
+        .current_dir(&report_dir)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -25,7 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         ("RejectOldest" = (operation_id = "reject",
             parameters(("id" = "$response.body#/0/id"))))))))]
 async fn pending_approvals(State(s): State<AppState>) -> Result<Json<Vec<Approval>>, ApiError> {
-    Ok(Json(s.healer.pending_approvals().await?))
+    Ok(Json(s.admin().pending_approvals().await?))
 }
 
 /// The approval as decided: the healer records the answer as it resumes the incident,
@@ -37,7 +37,7 @@ async fn decide(
     by: &str,
 ) -> Result<Approval, ApiError> {
     let mut approval = s
-        .healer
+        .admin()
         .approval(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
@@ -58,7 +58,7 @@ async fn approve(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Approval>, ApiError> {
-    s.healer.approve(id, &principal.name).await?;
+    s.admin().approve(id, &principal.name).await?;
     Ok(Json(
         decide(&s, id, ApprovalState::Approved, &principal.name).await?,
     ))
@@ -85,7 +85,7 @@ async fn reject(
     Path(id): Path<Uuid>,
     Body(body): Body<RejectBody>,
 ) -> Result<Json<Approval>, ApiError> {
-    s.healer.reject(id, &principal.name, &body.reason).await?;
+    s.admin().reject(id, &principal.name, &body.reason).await?;
     Ok(Json(
         decide(&s, id, ApprovalState::Rejected, &principal.name).await?,
     ))

@@ -44,7 +44,7 @@ async fn audit_log(
     }
     let limit = limit as usize;
     let Some(before) = q.before_seq else {
-        return Ok(Json(s.healer.audit_log(limit).await?));
+        return Ok(Json(s.admin().audit_log(limit).await?));
     };
     let Ok(before) = u64::try_from(before) else {
         return Err(ApiError::bad_request(
@@ -58,10 +58,10 @@ async fn audit_log(
     }
     // The store reads the newest records: read back far enough to cover the page
     // (positions are consecutive, so at most `newest - before + 1` come after it).
-    let newest = s.healer.audit_log(1).await?.first().map_or(0, |r| r.seq);
+    let newest = s.admin().audit_log(1).await?.first().map_or(0, |r| r.seq);
     let after =
         usize::try_from(newest.saturating_sub(before).saturating_add(1)).unwrap_or(usize::MAX);
-    let mut records = s.healer.audit_log(after.saturating_add(limit)).await?;
+    let mut records = s.admin().audit_log(after.saturating_add(limit)).await?;
     records.retain(|r| r.seq < before);
     let skip = records.len().saturating_sub(limit);
     Ok(Json(records.split_off(skip)))
@@ -91,7 +91,7 @@ pub(crate) struct Verification {
 #[utoipa::path(get, path = "/audit/verify", tag = "audit",
     responses((status = 200, description = "the verdict", body = Verification)))]
 async fn verify_audit(State(s): State<AppState>) -> Result<Json<Verification>, ApiError> {
-    let records = s.healer.audit_log(usize::MAX).await?;
+    let records = s.admin().audit_log(usize::MAX).await?;
     let verdict = verify_chain(&records);
     Ok(Json(Verification {
         ok: verdict.is_ok(),

@@ -20,7 +20,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         ("RestoreNewest" = (operation_id = "restore_backup",
             parameters(("id" = "$response.body#/0/id"))))))))]
 async fn list_backups(State(s): State<AppState>) -> Result<Json<Vec<Backup>>, ApiError> {
-    Ok(Json(s.healer.backups().await?))
+    Ok(Json(s.admin().backups().await?))
 }
 
 /// Puts a backup back in place.
@@ -34,5 +34,5 @@ async fn restore_backup(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Backup>, ApiError> {
-    Ok(Json(s.healer.restore_backup(id, &principal.name).await?))
+    Ok(Json(s.admin().restore_backup(id, &principal.name).await?))
 }

@@ -23,7 +23,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/silences", tag = "control",
     responses((status = 200, description = "silences", body = [SilenceStatusSchema])))]
 async fn list_silences(State(s): State<AppState>) -> Json<Vec<SilenceStatus>> {
-    Json(s.healer.silences())
+    Json(s.admin().silences())
 }
 
 /// A silence to add: exactly one of `target`, `pattern` and `fingerprint`.
@@ -79,7 +79,7 @@ async fn add_silence(
         ))
     })?;
     let silence = Silence::from_now(scope, duration).reason(body.reason);
-    let id = s.healer.add_silence(silence, &principal.name).await?;
+    let id = s.admin().add_silence(silence, &principal.name).await?;
     Ok((StatusCode::CREATED, Json(Created { id })))
 }
 
@@ -94,7 +94,7 @@ async fn remove_silence(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    s.healer.remove_silence(id, &principal.name).await?;
+    s.admin().remove_silence(id, &principal.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,7 +131,7 @@ async fn set_dry_run(
     match &body.pattern {
         Some(pattern) => {
             if !s
-                .healer
+                .admin()
                 .patterns()
                 .await?
                 .iter()
@@ -139,14 +139,14 @@ async fn set_dry_run(
             {
                 return Err(ApiError::not_found(format!("no pattern named `{pattern}`")));
             }
-            s.healer
+            s.admin()
                 .set_pattern_dry_run(pattern, body.on, &principal.name)
                 .await;
         }
-        None => s.healer.set_dry_run(body.on, &principal.name).await,
+        None => s.admin().set_dry_run(body.on, &principal.name).await,
     }
     Ok(Json(DryRunState {
-        dry_run: s.healer.is_dry_run(body.pattern.as_deref()),
+        dry_run: s.admin().is_dry_run(body.pattern.as_deref()),
         pattern: body.pattern,
     }))
 }
@@ -155,7 +155,7 @@ async fn set_dry_run(
 #[utoipa::path(get, path = "/safety", tag = "control",
     responses((status = 200, description = "the safety envelope", body = SafetyStatusSchema)))]
 async fn safety(State(s): State<AppState>) -> Json<SafetyStatus> {
-    Json(s.healer.safety())
+    Json(s.admin().safety())
 }
 
 /// Re-arms the healer after its breaker tripped.
@@ -167,6 +167,6 @@ async fn rearm(
     State(s): State<AppState>,
     principal: Principal,
 ) -> Result<Json<SafetyStatus>, ApiError> {
-    s.healer.rearm(&principal.name).await?;
-    Ok(Json(s.healer.safety()))
+    s.admin().rearm(&principal.name).await?;
+    Ok(Json(s.admin().safety()))
 }

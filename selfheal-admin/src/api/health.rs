@@ -21,7 +21,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "health by target", body = HealthByTargetSchema)))]
 async fn health(State(s): State<AppState>) -> Json<BTreeMap<String, Health>> {
-    Json(s.healer.health().await)
+    Json(s.admin().health().await)
 }
 
 /// Checks one target now.
@@ -34,5 +34,5 @@ async fn check_health(
     State(s): State<AppState>,
     Path(target): Path<String>,
 ) -> Result<Json<Health>, ApiError> {
-    Ok(Json(s.healer.check(&target).await?))
+    Ok(Json(s.admin().check(&target).await?))
 }

@@ -114,7 +114,7 @@ async fn list_incidents(
         // One more than the page, to know whether the page is the last.
         limit: Some(offset as usize + limit as usize + 1),
     };
-    let all = s.healer.incidents(&filter).await?;
+    let all = s.admin().incidents(&filter).await?;
     let seen = all.len();
     let items: Vec<Incident> = all
         .into_iter()
@@ -158,15 +158,15 @@ async fn incident(
     Path(id): Path<Uuid>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
     let incident = s
-        .healer
+        .admin()
         .incident(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
-    let actions = s.healer.actions(Some(id)).await?;
-    let approvals = s.healer.approvals(Some(id)).await?;
+    let actions = s.admin().actions(Some(id)).await?;
+    let approvals = s.admin().approvals(Some(id)).await?;
     // Its records are at or after its opening: read from there, not the whole trail.
     let since = incident.opened_at - chrono::TimeDelta::seconds(1);
-    let mut audit = s.healer.recent_activity(since).await?;
+    let mut audit = s.admin().recent_activity(since).await?;
     audit.retain(|r| r.incident == Some(id));
     Ok(Json(IncidentDetail {
         incident,

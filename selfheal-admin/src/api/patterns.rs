@@ -36,8 +36,8 @@ pub(crate) struct PatternWithStats {
 #[utoipa::path(get, path = "/patterns", tag = "patterns",
     responses((status = 200, description = "every pattern", body = [PatternWithStats])))]
 async fn list_patterns(State(s): State<AppState>) -> Result<Json<Vec<PatternWithStats>>, ApiError> {
-    let mut stats = s.healer.stats().await?.patterns;
-    let patterns = s.healer.patterns().await?;
+    let mut stats = s.admin().stats().await?.patterns;
+    let patterns = s.admin().patterns().await?;
     let out = patterns
         .into_iter()
         .map(|pattern| {
@@ -53,7 +53,7 @@ async fn list_patterns(State(s): State<AppState>) -> Result<Json<Vec<PatternWith
 
 /// The stored pattern called `name`.
 async fn stored(s: &AppState, name: &str) -> Result<Pattern, ApiError> {
-    s.healer
+    s.admin()
         .patterns()
         .await?
         .into_iter()
@@ -78,7 +78,7 @@ async fn add_pattern(
     Body(pattern): Body<Pattern>,
 ) -> Result<(StatusCode, Json<Pattern>), ApiError> {
     let name = pattern.name.clone();
-    s.healer.add_pattern(pattern, &principal.name).await?;
+    s.admin().add_pattern(pattern, &principal.name).await?;
     Ok((StatusCode::CREATED, Json(stored(&s, &name).await?)))
 }
 
@@ -101,7 +101,7 @@ async fn replace_pattern(
             pattern.name
         )));
     }
-    s.healer.update_pattern(pattern, &principal.name).await?;
+    s.admin().update_pattern(pattern, &principal.name).await?;
     Ok(Json(stored(&s, &name).await?))
 }
 
@@ -126,7 +126,7 @@ async fn set_pattern_enabled(
     Body(body): Body<EnabledBody>,
 ) -> Result<Json<Pattern>, ApiError> {
     let p = s
-        .healer
+        .admin()
         .set_pattern_enabled(&name, body.enabled, &principal.name)
         .await?;
     Ok(Json(p))
@@ -153,7 +153,7 @@ async fn promote_pattern(
     Body(body): Body<PromoteBody>,
 ) -> Result<Json<Pattern>, ApiError> {
     let p = s
-        .healer
+        .admin()
         .promote_pattern(&name, body.auto_healable, &principal.name)
         .await?;
     Ok(Json(p))
@@ -170,7 +170,9 @@ async fn demote_pattern(
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<Pattern>, ApiError> {
-    Ok(Json(s.healer.demote_pattern(&name, &principal.name).await?))
+    Ok(Json(
+        s.admin().demote_pattern(&name, &principal.name).await?,
+    ))
 }
 
 /// Where an export comes from.
@@ -191,7 +193,7 @@ async fn export_patterns(
     Query(q): Query<ExportQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let source = q.source.as_deref().unwrap_or("selfheal");
-    let text = s.healer.export_patterns(source).await?;
+    let text = s.admin().export_patterns(source).await?;
     let doc = serde_json::from_str(&text).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -233,7 +235,7 @@ async fn import_patterns(
         .trust_modes(body.trust_modes)
         .replace_existing(body.replace_existing);
     let report = s
-        .healer
+        .admin()
         .import_patterns(&text, &options, &principal.name)
         .await?;
     Ok(Json(report))

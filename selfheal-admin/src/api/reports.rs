@@ -79,7 +79,7 @@ async fn report(
         )));
     }
     let since = Utc::now() - TimeDelta::hours(i64::from(hours));
-    let reports = s.healer.pattern_report(since).await?;
+    let reports = s.admin().pattern_report(since).await?;
     let mut occurrences = Vec::new();
     let mut strategies: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut mttr_seconds = BTreeMap::new();

@@ -43,18 +43,18 @@ pub(crate) struct Status {
 #[utoipa::path(get, path = "/status", tag = "status",
     responses((status = 200, description = "the healer at a glance", body = Status)))]
 async fn status(State(s): State<AppState>) -> Result<Json<Status>, ApiError> {
-    let h = &s.healer;
-    let pending_approvals = h.pending_approvals().await?.len();
+    let (admin, healer) = (s.admin(), &s.healer);
+    let pending_approvals = admin.pending_approvals().await?.len();
     Ok(Json(Status {
-        replica: h.replica().to_owned(),
-        observed: h.observed(),
-        dropped: h.dropped(),
-        failed: h.failed(),
-        store_errors: h.store_errors(),
-        open_incidents: h.open_incidents().len(),
+        replica: healer.replica().to_owned(),
+        observed: healer.observed(),
+        dropped: healer.dropped(),
+        failed: healer.failed(),
+        store_errors: healer.store_errors(),
+        open_incidents: admin.open_incidents().len(),
         pending_approvals,
-        dry_run: h.is_dry_run(None),
-        safety: h.safety(),
+        dry_run: admin.is_dry_run(None),
+        safety: admin.safety(),
     }))
 }
 
@@ -62,5 +62,5 @@ async fn status(State(s): State<AppState>) -> Result<Json<Status>, ApiError> {
 #[utoipa::path(get, path = "/stats", tag = "status",
     responses((status = 200, description = "the stats", body = StatsSchema)))]
 async fn stats(State(s): State<AppState>) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(s.healer.stats().await?))
+    Ok(Json(s.admin().stats().await?))
 }

@@ -2,13 +2,13 @@
 
 use uuid::Uuid;
 
-use super::Healer;
+use super::Admin;
 use crate::{Approval, Result};
 
-impl Healer {
+impl Admin {
     /// Every approval, decided or not, oldest first; only those of `incident` when given.
     pub async fn approvals(&self, incident: Option<Uuid>) -> Result<Vec<Approval>> {
-        let mut all = self.inner.store.list_approvals(false).await?;
+        let mut all = self.healer.inner.store.list_approvals(false).await?;
         if let Some(id) = incident {
             all.retain(|a| a.incident == id);
         }
@@ -18,6 +18,7 @@ impl Healer {
     /// One approval by id, decided or not.
     pub async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
         Ok(self
+            .healer
             .inner
             .store
             .list_approvals(false)
