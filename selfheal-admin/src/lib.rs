@@ -14,17 +14,21 @@
 //!
 //! Under the mount point:
 //!
-//! | path | what | role |
+//! | path | what | who |
 //! |---|---|---|
-//! | `/` | the dashboard (assets embedded, works offline) | viewer |
+//! | `/` | the dashboard (assets embedded, works offline); the page holds no data and asks for a token | anyone, once auth is configured |
 //! | `/api/…` | the JSON API, one endpoint per operator verb | viewer reads, operator acts |
-//! | `/events` | every `HealingEvent` as server-sent events, `Last-Event-ID` resume | viewer |
+//! | `/events` | every `HealingEvent` as server-sent events, `Last-Event-ID` resume | viewer (token also as `?access_token=`, for `EventSource`) |
 //! | `/metrics` | Prometheus text format | its own setting ([`AdminConfig::metrics`]) |
-//! | `/openapi.json` | the OpenAPI 3 document of the API | none |
+//! | `/openapi.json` | the OpenAPI 3 document of the API | anyone, always |
 //!
-//! Nothing is served until auth is configured: bearer tokens ([`AdminConfig::token`]),
-//! or the host's own auth ([`AdminConfig::host_auth`]) putting a [`Principal`] in the
-//! request's extensions.
+//! Nothing else is served until auth is configured (503 saying how): bearer tokens
+//! ([`AdminConfig::token`], [`AdminConfig::from_env`] reading `SELFHEAL_ADMIN_TOKENS` as
+//! `role:name:secret,...`), or the host's own auth ([`AdminConfig::host_auth`]) putting
+//! a [`Principal`] in the request's extensions. The principal's name is the actor of
+//! every change in the audit trail. Errors are JSON, `{"status": N, "error": "..."}`:
+//! 401 without a known token, 403 for a viewer's mutation, 400 naming the malformed
+//! field, 404, 409, 413 over [`AdminConfig::body_limit`].
 #![deny(missing_docs)]
 
 mod api;
