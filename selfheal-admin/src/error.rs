@@ -11,13 +11,18 @@ use selfheal_core::ErrorKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// An error answered as `{"status": N, "error": "..."}`.
+/// An error answered as `{"status": N, "error": "..."}`, with `"field"` naming the
+/// part of the request that is wrong when it is known.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApiError {
     /// The HTTP status.
     pub status: u16,
     /// What went wrong and what to do.
     pub error: String,
+    /// The field of the body (a path such as `fixes[0].strategy`) or the query
+    /// parameter that is wrong, when the error is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -26,11 +31,23 @@ impl ApiError {
         ApiError {
             status: status.as_u16(),
             error: error.into(),
+            field: None,
         }
+    }
+
+    /// The same error about `field`.
+    pub(crate) fn with_field(mut self, field: Option<String>) -> Self {
+        self.field = field;
+        self
     }
 
     pub(crate) fn bad_request(error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    /// A 400 about one field; the message starts with the field's name.
+    pub(crate) fn bad_field(field: &str, error: impl Into<String>) -> Self {
+        Self::bad_request(error).with_field(Some(field.to_owned()))
     }
 
     pub(crate) fn not_found(error: impl Into<String>) -> Self {
@@ -97,7 +114,29 @@ impl From<JsonRejection> for ApiError {
         };
         // body_text carries serde's message with the path of the field that is wrong
         // (`fixes[0].strategy: invalid type: ...`).
-        ApiError::new(status, rejection.body_text())
+        let text = rejection.body_text();
+        let field = field_of(&text);
+        ApiError::new(status, text).with_field(field)
+    }
+}
+
+/// The field a deserialization message is about: serde's path before the message
+/// (`…: fixes[0].strategy: invalid type …`), or the name of a missing field.
+fn field_of(text: &str) -> Option<String> {
+    let detail = text.split_once("target type: ").map_or(text, |(_, d)| d);
+    let (path, message) = match detail.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') => (Some(p).filter(|p| *p != "."), m),
+        _ => (None, detail),
+    };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split_once('`'))
+        .map(|(name, _)| name);
+    match (path, missing) {
+        (Some(p), Some(name)) => Some(format!("{p}.{name}")),
+        (None, Some(name)) => Some(name.to_owned()),
+        (Some(p), None) => Some(p.to_owned()),
+        (None, None) => None,
     }
 }
 
@@ -109,7 +148,15 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::bad_request(rejection.body_text())
+        // `Failed to deserialize query string: limit: invalid digit found in string`
+        let text = rejection.body_text();
+        let field = text
+            .split_once("query string: ")
+            .and_then(|(_, d)| d.split_once(": "))
+            .map(|(f, _)| f)
+            .filter(|f| !f.contains(' '))
+            .map(str::to_owned);
+        ApiError::bad_request(text).with_field(field)
     }
 }
 
@@ -118,6 +165,33 @@ mod tests {
     use selfheal_core::Error;
 
     use super::*;
+
+    #[test]
+    fn the_field_is_read_from_serdes_message() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        for (message, field) in [
+            (
+                "fixes[0].strategy: invalid type: integer `7`, expected a string at line 1 column 45",
+                Some("fixes[0].strategy"),
+            ),
+            (
+                "on: invalid type: string \"yes\", expected a boolean at line 1 column 11",
+                Some("on"),
+            ),
+            ("missing field `on` at line 1 column 2", Some("on")),
+            (
+                "fixes[0]: missing field `strategy` at line 1 column 30",
+                Some("fixes[0].strategy"),
+            ),
+            ("expected value at line 1 column 1", None),
+        ] {
+            assert_eq!(
+                field_of(&format!("{prefix}{message}")).as_deref(),
+                field,
+                "{message}"
+            );
+        }
+    }
 
     #[test]
     fn core_kinds_map_to_statuses_and_keep_the_message() {

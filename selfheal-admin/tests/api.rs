@@ -686,6 +686,17 @@ async fn malformed_json_is_400_naming_the_field() {
     )
     .await;
     assert!(e["error"].as_str().unwrap().contains("on:"), "{e}");
+    assert_eq!(e["field"], "on");
+    let e = body(
+        f.op(Method::PUT, "/api/dry-run")
+            .json(&json!({"pattern": "p"}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(e["field"], "on", "a missing field is named too: {e}");
     let e = body(
         f.op(Method::PUT, "/api/dry-run")
             .header("content-type", "application/json")

@@ -38,21 +38,24 @@ async fn audit_log(
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit: {limit} is out of range; ask for 1 to 10000"
-        )));
+        return Err(ApiError::bad_field(
+            "limit",
+            format!("limit: {limit} is out of range; ask for 1 to 10000"),
+        ));
     }
     let limit = limit as usize;
     let Some(before) = q.before_seq else {
         return Ok(Json(s.admin().audit_log(limit).await?));
     };
     let Ok(before) = u64::try_from(before) else {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::bad_field(
+            "before_seq",
             "before_seq: positions start at 1; give the seq of a record",
         ));
     };
     if before == 0 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::bad_field(
+            "before_seq",
             "before_seq: positions start at 1; give the seq of a record",
         ));
     }

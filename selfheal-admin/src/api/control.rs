@@ -73,10 +73,13 @@ async fn add_silence(
         }
     };
     let duration = humantime::parse_duration(&body.duration).map_err(|e| {
-        ApiError::bad_request(format!(
-            "duration: `{}` is not a duration ({e}); write e.g. 30m, 1h or 2d",
-            body.duration
-        ))
+        ApiError::bad_field(
+            "duration",
+            format!(
+                "duration: `{}` is not a duration ({e}); write e.g. 30m, 1h or 2d",
+                body.duration
+            ),
+        )
     })?;
     let silence = Silence::from_now(scope, duration).reason(body.reason);
     let id = s.admin().add_silence(silence, &principal.name).await?;

@@ -98,15 +98,17 @@ async fn list_incidents(
 ) -> Result<Json<IncidentPage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit: {limit} is out of range; ask for 1 to 1000"
-        )));
+        return Err(ApiError::bad_field(
+            "limit",
+            format!("limit: {limit} is out of range; ask for 1 to 1000"),
+        ));
     }
     let offset = q.offset.unwrap_or(0);
     if offset > MAX_OFFSET {
-        return Err(ApiError::bad_request(format!(
-            "offset: {offset} is out of range; skip at most {MAX_OFFSET}, or filter"
-        )));
+        return Err(ApiError::bad_field(
+            "offset",
+            format!("offset: {offset} is out of range; skip at most {MAX_OFFSET}, or filter"),
+        ));
     }
     let filter = IncidentFilter {
         statuses: q.status.map(IncidentStatus::from).into_iter().collect(),

@@ -96,10 +96,13 @@ async fn replace_pattern(
     Body(pattern): Body<Pattern>,
 ) -> Result<Json<Pattern>, ApiError> {
     if pattern.name != name {
-        return Err(ApiError::bad_request(format!(
-            "name: the body names pattern `{}` but the path `{name}`; a pattern cannot be renamed",
-            pattern.name
-        )));
+        return Err(ApiError::bad_field(
+            "name",
+            format!(
+                "name: the body names pattern `{}` but the path `{name}`; a pattern cannot be renamed",
+                pattern.name
+            ),
+        ));
     }
     s.admin().update_pattern(pattern, &principal.name).await?;
     Ok(Json(stored(&s, &name).await?))

@@ -74,9 +74,10 @@ async fn report(
 ) -> Result<Json<Report>, ApiError> {
     let hours = q.hours.unwrap_or(24);
     if !(1..=720).contains(&hours) {
-        return Err(ApiError::bad_request(format!(
-            "hours: {hours} is out of range; ask for 1 to 720"
-        )));
+        return Err(ApiError::bad_field(
+            "hours",
+            format!("hours: {hours} is out of range; ask for 1 to 720"),
+        ));
     }
     let since = Utc::now() - TimeDelta::hours(i64::from(hours));
     let reports = s.admin().pattern_report(since).await?;
