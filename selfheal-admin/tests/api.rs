@@ -40,7 +40,22 @@ fn disk_full() -> Pattern {
 
 #[tokio::test]
 async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix() {
-    let f = Fixture::start().await;
+    approval_flow(Fixture::start().await).await;
+}
+
+#[tokio::test]
+async fn the_approval_flow_and_its_reports_hold_on_sqlite() {
+    let store = selfheal_storage::SqliteStore::in_memory().await.unwrap();
+    approval_flow(Fixture::on(store).await).await;
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_on_sqlite_too() {
+    let store = selfheal_storage::SqliteStore::in_memory().await.unwrap();
+    every_endpoint(Fixture::on(store).await).await;
+}
+
+async fn approval_flow(f: Fixture) {
     let mut events = f.healer.subscribe();
     f.healer
         .admin()
@@ -158,8 +173,10 @@ async fn an_approval_raised_by_an_incident_and_approved_over_http_runs_the_fix()
 
 #[tokio::test]
 async fn every_endpoint_answers_with_its_body() {
-    let f = Fixture::start().await;
+    every_endpoint(Fixture::start().await).await;
+}
 
+async fn every_endpoint(f: Fixture) {
     let status = body(f.get("/api/status").send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(status["replica"], f.healer.replica());
     assert_eq!(status["safety"]["breaker_open"], false);

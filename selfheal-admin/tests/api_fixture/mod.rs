@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use selfheal_admin::{AdminConfig, Role};
 use selfheal_core::{
     ActionContext, ActionOutcome, Backup, Executor, Healer, HealerConfig, Health, MemoryStore,
-    RemediationPlan, Result, Running, Strategy, Uuid, Verifier,
+    RemediationPlan, Result, Running, Store, Strategy, Uuid, Verifier,
 };
 
 /// Health of the fake target, shared by the strategy (which heals it) and the verifier.
@@ -95,6 +95,25 @@ impl Fixture {
     }
 
     pub async fn with_config(config: AdminConfig, operator: String, viewer: String) -> Fixture {
+        Self::with_store(config, operator, viewer, MemoryStore::new()).await
+    }
+
+    /// Operator `alice` and viewer `victor` over `store`.
+    pub async fn on(store: impl Store) -> Fixture {
+        let operator = token();
+        let viewer = token();
+        let config = AdminConfig::default()
+            .token(Role::Operator, "alice", &operator)
+            .token(Role::Viewer, "victor", &viewer);
+        Self::with_store(config, operator, viewer, store).await
+    }
+
+    pub async fn with_store(
+        config: AdminConfig,
+        operator: String,
+        viewer: String,
+        store: impl Store,
+    ) -> Fixture {
         let mut hc = HealerConfig::default();
         hc.verification.interval = Duration::from_millis(20);
         hc.verification.window = Duration::from_secs(10);
@@ -115,7 +134,7 @@ impl Fixture {
         };
         let healer = Healer::builder()
             .config(hc)
-            .store(MemoryStore::new())
+            .store(store)
             .strategy(cleanup.clone())
             .verifier("db", gauge)
             .build()
