@@ -851,3 +851,22 @@ async fn the_openapi_document_names_bearer_auth_and_the_error_answers() {
     assert_eq!(ids.len(), 28, "operation ids are unique: {ids:?}");
     f.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_server_is_the_public_base_url_when_given() {
+    let operator = token();
+    let config = AdminConfig::default()
+        .token(Role::Operator, "alice", &operator)
+        .public_base_url(Some("https://ops.example.com/selfheal/".into()));
+    let f = Fixture::with_config(config, operator, token()).await;
+    let doc = body(
+        f.client.get(f.url("/openapi.json")).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        doc["servers"],
+        json!([{"url": "https://ops.example.com/selfheal"}])
+    );
+    f.stop().await;
+}
