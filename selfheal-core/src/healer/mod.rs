@@ -38,6 +38,7 @@ mod intake;
 mod learning;
 mod lifecycle;
 mod limits;
+mod lookup;
 mod queue;
 mod reconcile;
 #[cfg(test)]
