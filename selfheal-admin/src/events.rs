@@ -298,13 +298,14 @@ mod tests {
     use selfheal_core::Phase;
 
     fn event(n: usize) -> HealingEvent {
-        HealingEvent {
-            incident: None,
-            target: format!("t{n}"),
-            phase: Phase::AwaitingApproval,
-            detail: "line one\nline two".into(),
-            at: chrono::Utc::now(),
-        }
+        serde_json::from_value(serde_json::json!({
+            "incident": null,
+            "target": format!("t{n}"),
+            "phase": Phase::AwaitingApproval,
+            "detail": "line one\nline two",
+            "at": chrono::Utc::now(),
+        }))
+        .unwrap()
     }
 
     fn ids(items: &[Item]) -> Vec<String> {

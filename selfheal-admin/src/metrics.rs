@@ -430,13 +430,14 @@ mod tests {
     use super::*;
 
     fn event(id: Uuid, phase: Phase, detail: &str, at: DateTime<Utc>) -> HealingEvent {
-        HealingEvent {
-            incident: Some(id),
-            target: "db".into(),
-            phase,
-            detail: detail.into(),
-            at,
-        }
+        serde_json::from_value(serde_json::json!({
+            "incident": id,
+            "target": "db",
+            "phase": phase,
+            "detail": detail,
+            "at": at,
+        }))
+        .unwrap()
     }
 
     fn encoded(m: &Metrics) -> String {
@@ -464,6 +465,16 @@ mod tests {
             "",
             t0 + chrono::Duration::seconds(3),
         ));
+        // With the typed fields: the pattern at detection, the strategy from the plan.
+        let typed = Uuid::new_v4();
+        let mut detected = event(typed, Phase::Detected, "x", t0);
+        detected.pattern = Some("disk_full".into());
+        m.record(&detected);
+        let mut executing = event(typed, Phase::Executing, "rm /tmp/x", t0);
+        executing.plan = Some(selfheal_core::RemediationPlan::new("clean_tmp", "db"));
+        m.record(&executing);
+        m.record(&event(typed, Phase::Failed, "no", t0));
+        m.record(&event(typed, Phase::Escalated, "no", t0));
         let other = Uuid::new_v4();
         m.record(&event(other, Phase::Detected, "x", t0));
         m.record(&event(other, Phase::Escalated, "no pattern", t0));
@@ -481,11 +492,19 @@ mod tests {
             "{text}"
         );
         assert!(
+            text.contains("selfheal_incidents_opened_total{pattern=\"disk_full\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("selfheal_actions_total{strategy=\"clean_tmp\",outcome=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(
             text.contains("selfheal_time_to_recover_seconds_sum 3.0"),
             "{text}"
         );
         assert!(
-            text.contains("selfheal_events_total{phase=\"detected\"} 2"),
+            text.contains("selfheal_events_total{phase=\"detected\"} 3"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

@@ -133,7 +133,7 @@ async fn prometheus_scrapes_the_counters_of_two_heals() {
     until(
         &client,
         &prom,
-        "sum(selfheal_actions_total{outcome=\"verified\"})",
+        "selfheal_actions_total{strategy=\"recreate_flag\",outcome=\"verified\"}",
         2.0,
     )
     .await;

@@ -2,7 +2,6 @@
 #![allow(dead_code)] // each test binary uses its part
 
 pub mod flag;
-pub mod stub_api;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,8 +17,8 @@ pub fn token() -> String {
 }
 
 /// The admin config the tests use: `token` as an operator.
-pub fn config(_token: &str) -> AdminConfig {
-    AdminConfig::default()
+pub fn config(token: &str) -> AdminConfig {
+    AdminConfig::default().token(selfheal_admin::Role::Operator, "test-operator", token)
 }
 
 /// Serves the admin router of `healer` on 127.0.0.1 and answers its base URL.
@@ -33,15 +32,14 @@ pub async fn serve(healer: &Healer, token: &str) -> String {
     format!("http://{addr}")
 }
 
-/// Serves the admin router of `healer` nested at `/selfheal` the way a host would, with
-/// the stand-in API until the real one lands; answers the dashboard's URL (`…/selfheal`: axum nests `/` at the prefix without a trailing slash).
+/// Serves the admin router of `healer` nested at `/selfheal` the way a host would;
+/// answers the dashboard's URL (`…/selfheal`: axum nests `/` at the prefix without a
+/// trailing slash).
 pub async fn serve_nested(healer: &Healer, token: &str) -> String {
-    let app = axum::Router::new()
-        .nest("/selfheal/api", stub_api::routes(healer.clone()))
-        .nest(
-            "/selfheal",
-            selfheal_admin::router(healer.clone(), config(token)),
-        );
+    let app = axum::Router::new().nest(
+        "/selfheal",
+        selfheal_admin::router(healer.clone(), config(token)),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(async move {
