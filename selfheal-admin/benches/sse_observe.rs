@@ -17,12 +17,16 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 struct Setup {
     healer: Healer,
     base: String,
+    token: String,
     _stalled: Vec<TcpStream>,
     events: tokio::task::JoinHandle<()>,
 }
 
-async fn metric(base: &str, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{base}/metrics"))
+async fn metric(base: &str, token: &str, series: &str) -> Option<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
         .await
         .ok()?
         .text()
@@ -36,7 +40,10 @@ async fn metric(base: &str, series: &str) -> Option<f64> {
 async fn setup(stalled: usize) -> Setup {
     let healer = Healer::builder().store(MemoryStore::new()).build().unwrap();
     std::mem::forget(healer.spawn()); // runs until the process ends
-    let app = selfheal_admin::router(healer.clone(), selfheal_admin::AdminConfig::default());
+    let token = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let config =
+        selfheal_admin::AdminConfig::default().token(selfheal_admin::Role::Viewer, "bench", &token);
+    let app = selfheal_admin::router(healer.clone(), config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -46,13 +53,13 @@ async fn setup(stalled: usize) -> Setup {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let mut s = socket.connect(addr).await.unwrap();
-        s.write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
-            .await
-            .unwrap();
+        let request =
+            format!("GET /events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
         clients.push(s);
     }
     // Every stalled client is registered before measuring.
-    while metric(&base, "selfheal_admin_sse_clients").await != Some(stalled as f64) {
+    while metric(&base, &token, "selfheal_admin_sse_clients").await != Some(stalled as f64) {
         tokio::task::yield_now().await;
     }
     let generator = healer.clone();
@@ -68,6 +75,7 @@ async fn setup(stalled: usize) -> Setup {
     Setup {
         healer,
         base,
+        token,
         _stalled: clients,
         events,
     }
@@ -98,8 +106,13 @@ fn observe(c: &mut Criterion) {
         );
         let (connected, dropped) = rt.block_on(async {
             (
-                metric(&setup.base, "selfheal_admin_sse_clients").await,
-                metric(&setup.base, "selfheal_admin_sse_dropped_clients_total").await,
+                metric(&setup.base, &setup.token, "selfheal_admin_sse_clients").await,
+                metric(
+                    &setup.base,
+                    &setup.token,
+                    "selfheal_admin_sse_dropped_clients_total",
+                )
+                .await,
             )
         });
         eprintln!(
