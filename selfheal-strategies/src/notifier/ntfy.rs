@@ -169,6 +169,7 @@ mod tests {
             body: "3 attempts failed — héalth 12".into(),
             incident: Some(Uuid::nil()),
             event_type: "self_heal.escalated".into(),
+            links: Vec::new(),
         }
     }
 

@@ -195,6 +195,7 @@ mod tests {
             body: "The global rate limit of actions is reached.".into(),
             incident: Some(Uuid::from_u128(7)),
             event_type: "self_heal.queued".into(),
+            links: Vec::new(),
         }
     }
 
