@@ -18,7 +18,10 @@ async fn healed_file(dir: &Path) -> (PathBuf, usize) {
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     let records = heal_once(store.clone()).await;
     store.close().await;
-    assert!(records >= 5, "the healer audited its work ({records} records)");
+    assert!(
+        records >= 5,
+        "the healer audited its work ({records} records)"
+    );
     (path, records)
 }
 
@@ -42,8 +45,7 @@ async fn sql(path: &Path, statements: &str) {
 }
 
 /// The store's triggers keep `audit_log` append-only; whoever tampers drops them first.
-const DROP_GUARDS: &str =
-    "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;";
+const DROP_GUARDS: &str = "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;";
 
 /// Every file in `dir` with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -77,7 +79,10 @@ async fn verify_passes_on_an_intact_file_and_names_the_first_broken_link_after_t
     assert_eq!(verdict["ok"], true);
     assert_eq!(verdict["records"], records);
     assert_eq!(verdict["first_broken"], serde_json::Value::Null);
-    assert_eq!(verdict["checkpoint"]["seq"], records, "the checkpoint names the newest record");
+    assert_eq!(
+        verdict["checkpoint"]["seq"], records,
+        "the checkpoint names the newest record"
+    );
 
     // An operator's name in the third record is rewritten behind the store's back.
     sql(
@@ -113,7 +118,10 @@ async fn a_truncated_log_is_named_at_its_first_missing_record() {
     let (path, records) = healed_file(dir.path()).await;
     sql(
         &path,
-        &format!("{DROP_GUARDS} DELETE FROM audit_log WHERE seq >= {}", records - 1),
+        &format!(
+            "{DROP_GUARDS} DELETE FROM audit_log WHERE seq >= {}",
+            records - 1
+        ),
     )
     .await;
     let cut = selfheal(&["audit", "verify", "--sqlite", path.to_str().unwrap()]);
@@ -162,7 +170,10 @@ async fn export_prints_the_catalog_the_healer_kept() {
         .filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_owned))
         .collect();
     assert!(names.iter().any(|n| n == PATTERN), "{names:?}");
-    assert!(names.iter().any(|n| n == "disk_full"), "the stock catalog too: {names:?}");
+    assert!(
+        names.iter().any(|n| n == "disk_full"),
+        "the stock catalog too: {names:?}"
+    );
     assert!(doc.source.starts_with("sqlite:"), "{}", doc.source);
 }
 
@@ -193,7 +204,11 @@ async fn a_store_with_a_schema_this_version_does_not_know_is_refused_not_migrate
     sql(&other, "CREATE TABLE t (x INTEGER)").await;
     let run = selfheal(&["audit", "verify", "--sqlite", other.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(1), "{}", said(&run));
-    assert!(support::stderr(&run).contains("holds no selfheal store"), "{}", said(&run));
+    assert!(
+        support::stderr(&run).contains("holds no selfheal store"),
+        "{}",
+        said(&run)
+    );
     let missing = dir.path().join("missing.db");
     let run = selfheal(&["audit", "verify", "--sqlite", missing.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(1), "{}", said(&run));
@@ -206,11 +221,10 @@ async fn a_file_the_service_holds_is_refused_with_what_to_do() {
     let (path, _) = healed_file(dir.path()).await;
     let held = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     let path_text = path.to_str().unwrap().to_owned();
-    let run = tokio::task::spawn_blocking(move || {
-        selfheal(&["audit", "verify", "--sqlite", &path_text])
-    })
-    .await
-    .unwrap();
+    let run =
+        tokio::task::spawn_blocking(move || selfheal(&["audit", "verify", "--sqlite", &path_text]))
+            .await
+            .unwrap();
     held.close().await;
     assert_eq!(run.status.code(), Some(1), "{}", said(&run));
     assert!(

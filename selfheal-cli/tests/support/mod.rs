@@ -65,7 +65,10 @@ pub async fn heal_once<S: Store + Clone + 'static>(store: S) -> usize {
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let event = events.recv().await.expect("the healer runs");
-            if matches!(event.phase, Phase::Closed | Phase::Resolved | Phase::Escalated) {
+            if matches!(
+                event.phase,
+                Phase::Closed | Phase::Resolved | Phase::Escalated
+            ) {
                 return event;
             }
         }
