@@ -154,6 +154,20 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let running = healer.spawn();
     healer.seed_patterns([pool_pattern()]).await?;
 
+    // What the healer does, one line per phase, so the terminal shows when to approve.
+    let mut events = healer.subscribe();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let detail = event.detail.lines().next().unwrap_or_default().to_owned();
+            println!(
+                "{}  {:<17} {} {detail}",
+                event.at.format("%H:%M:%S"),
+                format!("{:?}", event.phase),
+                event.target
+            );
+        }
+    });
+
     // The service's ERROR and WARN lines become signals.
     let feeder = healer.clone();
     tokio::spawn(async move {
@@ -172,7 +186,9 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let app = axum::Router::new()
         .route(
             "/",
-            axum::routing::get(|| async { "the host's own routes; the operator surface is at /selfheal/\n" }),
+            axum::routing::get(|| async {
+                "the host's own routes; the operator surface is at /selfheal/\n"
+            }),
         )
         .nest("/selfheal", selfheal::admin::router(healer.clone(), admin));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port)).await?;

@@ -53,6 +53,14 @@ impl From<selfheal_core::Error> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away (`selfheal … | head`): stop quietly, as `cat` does.
+            return CliError {
+                code: 0,
+                message: String::new(),
+                body: None,
+            };
+        }
         CliError::failed(format!("cannot write the output: {e}"))
     }
 }

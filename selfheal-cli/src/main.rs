@@ -44,6 +44,9 @@ fn main() -> ExitCode {
 
 /// Says what went wrong on stderr (the API's JSON body as is with `--json`).
 fn report(e: &error::CliError, json: bool) -> ExitCode {
+    if e.message.is_empty() && e.body.is_none() {
+        return e.exit_code();
+    }
     let mut stderr = std::io::stderr().lock();
     let _ = match (&e.body, json) {
         (Some(body), true) => writeln!(stderr, "{body}"),

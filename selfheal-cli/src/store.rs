@@ -4,8 +4,16 @@
 //! `query_only` on. PostgreSQL: every transaction is read-only. Either way the store's
 //! schema must be exactly the one this version knows (its migrations are embedded and
 //! compared first), so opening the store never migrates it.
+// Built without any store (`--no-default-features`): every path errors before a store
+// exists, and the type is uninhabited.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(unreachable_code, dead_code)
+)]
 
-use selfheal_core::{AuditRecord, AuditStore, ChainHead, PatternStore};
+use selfheal_core::{AuditRecord, ChainHead};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use selfheal_core::{AuditStore, PatternStore};
 use serde_json::{Value, json};
 
 use crate::cli::StoreArgs;
@@ -19,6 +27,9 @@ pub enum Opened {
     /// A PostgreSQL database.
     #[cfg(feature = "postgres")]
     Postgres(selfheal_storage::PostgresStore),
+    /// Built without a store: nothing can be opened.
+    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+    None(std::convert::Infallible),
 }
 
 /// A store opened for reading, and how to name it.
@@ -51,6 +62,8 @@ impl ReadStore {
             Opened::Sqlite(s) => s.list_audit(usize::MAX).await?,
             #[cfg(feature = "postgres")]
             Opened::Postgres(s) => s.list_audit(usize::MAX).await?,
+            #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+            Opened::None(never) => match *never {},
         })
     }
 
@@ -61,6 +74,8 @@ impl ReadStore {
             Opened::Sqlite(s) => s.audit_checkpoint().await?,
             #[cfg(feature = "postgres")]
             Opened::Postgres(s) => s.audit_checkpoint().await?,
+            #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+            Opened::None(never) => match *never {},
         })
     }
 
@@ -71,6 +86,8 @@ impl ReadStore {
             Opened::Sqlite(s) => s.list_patterns().await?,
             #[cfg(feature = "postgres")]
             Opened::Postgres(s) => s.list_patterns().await?,
+            #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+            Opened::None(never) => match *never {},
         })
     }
 
@@ -81,6 +98,8 @@ impl ReadStore {
             Opened::Sqlite(s) => s.close().await,
             #[cfg(feature = "postgres")]
             Opened::Postgres(s) => s.close().await,
+            #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+            Opened::None(never) => match never {},
         }
     }
 
@@ -141,10 +160,9 @@ async fn open_sqlite(path: &std::path::Path) -> CliResult<ReadStore> {
     let had_checkpoint = head.as_ref().is_some_and(|h| h.exists());
     let store = selfheal_storage::SqliteStore::from_pool(pool).await?;
     let note = (!had_checkpoint && head.as_ref().is_some_and(|h| h.exists())).then(|| {
-        format!(
-            "no audit checkpoint was beside the database; opening started one at the newest record \
-             (a truncation before now cannot be told)"
-        )
+        "no audit checkpoint was beside the database; opening started one at the newest \
+         record (a truncation before now cannot be told)"
+            .to_owned()
     });
     Ok(ReadStore {
         store: Opened::Sqlite(store),

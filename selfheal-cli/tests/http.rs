@@ -308,6 +308,7 @@ async fn an_approval_listed_and_approved_from_the_command_line_runs_the_fix() {
 async fn a_rejection_carries_its_reason_and_the_fix_never_runs() {
     let s = Service::start().await;
     let id = s.pending_approval().await;
+    let mut events = s.healer.subscribe();
     let rejected = s
         .op(&["reject", &id, "--reason", "not during the sale"])
         .await;
@@ -317,14 +318,16 @@ async fn a_rejection_carries_its_reason_and_the_fix_never_runs() {
         "{}",
         rejected.said()
     );
+    // The healer closes the incident after it audited the answer.
+    s.until(&mut events, Phase::Closed).await;
     assert!(s.healer.pending_approvals().await.unwrap().is_empty());
     assert_eq!(s.cleanup.runs.load(Ordering::SeqCst), 0);
     let audit = s.healer.audit_log(usize::MAX).await.unwrap();
     assert!(
-        audit
-            .iter()
-            .any(|r| r.actor == "alice" && r.detail.to_string().contains("not during the sale")),
-        "the reason is audited"
+        audit.iter().any(|r| r.event_type == "self_heal.rejected"
+            && r.actor == "alice"
+            && r.result == "not during the sale"),
+        "the reason is audited: {audit:#?}"
     );
     let listed = s.view(&["approvals"]).await;
     assert_eq!(listed.stdout, "no approvals pending\n", "{}", listed.said());
