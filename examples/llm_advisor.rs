@@ -103,9 +103,9 @@ async fn run(
             break;
         }
     }
-    for approval in healer.pending_approvals().await? {
+    for approval in healer.admin().pending_approvals().await? {
         println!(
-            "\nwaiting for approval: {} (confidence {:.2}); approve with healer.approve({}, ..)",
+            "\nwaiting for approval: {} (confidence {:.2}); approve with healer.admin().approve({}, ..)",
             approval.plan.preview(),
             approval.confidence,
             approval.id

@@ -119,7 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let mut events = healer.subscribe();
     let running = healer.spawn();
-    healer.seed_patterns([too_many_clients()]).await?;
+    healer.admin().seed_patterns([too_many_clients()]).await?;
 
     // The stuck batch job: opens connections, never uses or closes them.
     println!(
@@ -228,6 +228,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         failed.load(Ordering::Relaxed)
     );
     if let Some(incident) = healer
+        .admin()
         .incidents(&IncidentFilter::default())
         .await?
         .into_iter()
@@ -239,7 +240,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             incident.status.as_str(),
             incident.occurrences
         );
-        if let Some(action) = healer.actions(Some(incident.id)).await?.into_iter().next() {
+        if let Some(action) = healer
+            .admin()
+            .actions(Some(incident.id))
+            .await?
+            .into_iter()
+            .next()
+        {
             let show = |h: Option<u8>| h.map_or("n/a".to_owned(), |h| h.to_string());
             println!(
                 "  action                          {} ({})",

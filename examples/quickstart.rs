@@ -113,7 +113,7 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let mut events = healer.subscribe();
     let running = healer.spawn();
-    healer.seed_patterns([pool_pattern()]).await?;
+    healer.admin().seed_patterns([pool_pattern()]).await?;
     let confidence_before = pattern_confidence(&healer).await;
     println!("pattern `{PATTERN}` starts at confidence {confidence_before:.2}\n");
 
@@ -171,6 +171,7 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn print_summary(healer: &Healer, confidence_before: f64) -> selfheal::Result<()> {
     let incident = healer
+        .admin()
         .incidents(&IncidentFilter {
             limit: Some(1),
             ..Default::default()
@@ -183,7 +184,12 @@ async fn print_summary(healer: &Healer, confidence_before: f64) -> selfheal::Res
         println!("  no incident was opened");
         return Ok(());
     };
-    let action = healer.actions(Some(incident.id)).await?.into_iter().next();
+    let action = healer
+        .admin()
+        .actions(Some(incident.id))
+        .await?
+        .into_iter()
+        .next();
     let health = |h: Option<u8>| h.map_or("n/a".to_owned(), |h| h.to_string());
     println!(
         "  incident         {} ({})",
@@ -214,7 +220,7 @@ async fn print_summary(healer: &Healer, confidence_before: f64) -> selfheal::Res
     if let Some(ttr) = incident.time_to_recover() {
         println!("  time to recover  {:.1}s", ttr.as_secs_f64());
     }
-    let audit = healer.audit_log(10_000).await?;
+    let audit = healer.admin().audit_log(10_000).await?;
     println!(
         "  audit            {} records, chain {}",
         audit.len(),
@@ -230,6 +236,7 @@ async fn print_summary(healer: &Healer, confidence_before: f64) -> selfheal::Res
 
 async fn pattern_confidence(healer: &Healer) -> f64 {
     healer
+        .admin()
         .patterns()
         .await
         .ok()

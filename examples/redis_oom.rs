@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let mut events = healer.subscribe();
     let running = healer.spawn();
-    healer.seed_patterns([oom_pattern()]).await?;
+    healer.admin().seed_patterns([oom_pattern()]).await?;
 
     let clock = move || format!("{:>6.2}s", started.elapsed().as_secs_f64());
     println!(
@@ -166,6 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         failed.load(Ordering::Relaxed)
     );
     if let Some(incident) = healer
+        .admin()
         .incidents(&IncidentFilter::default())
         .await?
         .into_iter()
@@ -177,7 +178,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             incident.status.as_str(),
             incident.occurrences
         );
-        if let Some(action) = healer.actions(Some(incident.id)).await?.into_iter().next() {
+        if let Some(action) = healer
+            .admin()
+            .actions(Some(incident.id))
+            .await?
+            .into_iter()
+            .next()
+        {
             let show = |h: Option<u8>| h.map_or("n/a".to_owned(), |h| h.to_string());
             println!(
                 "  action                          {} ({})",

@@ -1,5 +1,5 @@
 //! The audit chain is verified when the healer starts: a tampered record is reported
-//! (an event, a notification, `Healer::audit_chain` names the first broken link), and
+//! (an event, a notification, `Admin::audit_chain` names the first broken link), and
 //! an intact chain is reported intact.
 
 mod support;
@@ -43,7 +43,7 @@ async fn a_tampered_chain_is_reported_at_start() {
         "{}",
         event.detail
     );
-    let broken = healer.audit_chain().unwrap().unwrap_err();
+    let broken = healer.admin().audit_chain().unwrap().unwrap_err();
     assert_eq!(broken.seq, 2);
     running.shutdown().await;
     assert_eq!(inbox.event_types(), ["self_heal.chain_broken"]);
@@ -55,11 +55,14 @@ async fn an_intact_chain_is_reported_intact() {
         .store(store_with_chain(false).await)
         .build()
         .unwrap();
-    assert!(healer.audit_chain().is_none(), "not checked before spawn");
+    assert!(
+        healer.admin().audit_chain().is_none(),
+        "not checked before spawn"
+    );
     let running = healer.spawn();
     let verdict = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if let Some(v) = healer.audit_chain() {
+            if let Some(v) = healer.admin().audit_chain() {
                 return v;
             }
             tokio::task::yield_now().await;

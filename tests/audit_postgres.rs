@@ -90,10 +90,10 @@ async fn start(store: PostgresStore) -> (Healer, selfheal::Running, Result<(), C
     let healer = Healer::builder().store(store).build().unwrap();
     let running = healer.spawn();
     until("the chain was checked at start", || {
-        healer.audit_chain().is_some()
+        healer.admin().audit_chain().is_some()
     })
     .await;
-    let verdict = healer.audit_chain().unwrap();
+    let verdict = healer.admin().audit_chain().unwrap();
     (healer, running, verdict)
 }
 
@@ -164,6 +164,7 @@ async fn one_bad_newest_row_never_blocks_later_writes() {
     let (healer, running, verdict) = start(store.clone()).await;
     assert_eq!(verdict.unwrap_err().seq, 2, "the bad row is reported");
     healer
+        .admin()
         .add_pattern(Pattern::new("after").regex("after"), "alice")
         .await
         .unwrap();
@@ -357,7 +358,8 @@ async fn a_replayed_record_whose_position_was_taken_is_chained_after_the_newest(
     let (b, running, verdict) = start(connect(&url, &schema).await).await;
     assert_eq!(verdict, Ok(()));
     for name in ["b0", "b1"] {
-        b.add_pattern(Pattern::new(name).regex(name), "bob")
+        b.admin()
+            .add_pattern(Pattern::new(name).regex(name), "bob")
             .await
             .unwrap();
     }
@@ -392,7 +394,8 @@ async fn a_replayed_record_whose_position_was_taken_is_chained_after_the_newest(
     verify_chain(&a.list_audit(100).await.unwrap()).unwrap();
 
     // B, whose head is older than the store's now, chains after the newest too.
-    b.add_pattern(Pattern::new("b2").regex("b2"), "bob")
+    b.admin()
+        .add_pattern(Pattern::new("b2").regex("b2"), "bob")
         .await
         .unwrap();
     let audit = a.list_audit(100).await.unwrap();

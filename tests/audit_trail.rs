@@ -53,10 +53,10 @@ async fn start(store: SqliteStore) -> (Healer, selfheal::Running, Result<(), Cha
     let healer = Healer::builder().store(store).build().unwrap();
     let running = healer.spawn();
     until("the chain was checked at start", || {
-        healer.audit_chain().is_some()
+        healer.admin().audit_chain().is_some()
     })
     .await;
-    let verdict = healer.audit_chain().unwrap();
+    let verdict = healer.admin().audit_chain().unwrap();
     (healer, running, verdict)
 }
 
@@ -73,6 +73,7 @@ async fn a_refused_audit_write_is_retried_until_the_store_takes_it() {
     let (healer, running, verdict) = start(store.clone()).await;
     assert_eq!(verdict, Ok(()));
     healer
+        .admin()
         .add_pattern(Pattern::new("p0").regex("zero"), "alice")
         .await
         .unwrap();
@@ -82,18 +83,20 @@ async fn a_refused_audit_write_is_retried_until_the_store_takes_it() {
     sql(&store, "ALTER TABLE audit_log RENAME TO audit_log_away").await;
     for name in ["p1", "p2", "p3"] {
         healer
+            .admin()
             .add_pattern(Pattern::new(name).regex(name), "alice")
             .await
             .unwrap();
     }
     assert_eq!(healer.audit_waiting(), 3, "kept, not dropped");
     assert!(healer.store_errors() >= 1);
-    assert_eq!(healer.stats().await.unwrap().audit_waiting, 3);
+    assert_eq!(healer.admin().stats().await.unwrap().audit_waiting, 3);
 
     // Back: the retry (with back-off) writes them, in order, chained after the last.
     sql(&store, "ALTER TABLE audit_log_away RENAME TO audit_log").await;
     until("the backlog was written", || healer.audit_waiting() == 0).await;
     healer
+        .admin()
         .add_pattern(Pattern::new("p4").regex("four"), "alice")
         .await
         .unwrap();
@@ -146,7 +149,7 @@ async fn a_truncated_or_emptied_log_is_reported_at_start() {
     .await
     .expect("reported at start");
     assert!(event.detail.contains("truncated"), "{}", event.detail);
-    let broken = healer.audit_chain().unwrap().unwrap_err();
+    let broken = healer.admin().audit_chain().unwrap().unwrap_err();
     assert_eq!(broken.seq, 4, "the first missing record");
     assert!(broken.reason.contains("truncated"), "{broken}");
     running.shutdown().await;
@@ -175,6 +178,7 @@ async fn one_bad_newest_row_never_blocks_later_writes() {
     let broken = verdict.unwrap_err();
     assert_eq!(broken.seq, 2, "the bad row is reported");
     healer
+        .admin()
         .add_pattern(Pattern::new("after").regex("after"), "alice")
         .await
         .unwrap();

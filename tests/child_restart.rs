@@ -70,6 +70,7 @@ async fn a_degrading_child_is_restarted_and_verified_healthy() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             Pattern::new("pool_exhausted")
                 .regex(POOL)
@@ -107,7 +108,7 @@ async fn a_degrading_child_is_restarted_and_verified_healthy() {
     assert_eq!(supervisor.restarts(), 1);
     assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "ok");
 
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].status, ActionStatus::Succeeded);
     assert_eq!(actions[0].health_before, Some(0));
@@ -119,7 +120,11 @@ async fn a_degrading_child_is_restarted_and_verified_healthy() {
         "{}",
         actions[0].preview
     );
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
 
     running.shutdown().await;

@@ -35,6 +35,7 @@ async fn a_rate_limited_provider_is_switched_to_its_fallback_and_tried_again_lat
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             Pattern::new("llm_rate_limit_exceeded")
                 .regex(r"429 Too Many Requests")
@@ -83,7 +84,7 @@ async fn a_rate_limited_provider_is_switched_to_its_fallback_and_tried_again_lat
         upstream.fallback_calls.load(Ordering::SeqCst) >= 15,
         "served by the fallback while verified"
     );
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     assert_eq!(actions[0].status, ActionStatus::Succeeded);
     assert_eq!(actions[0].health_after, Some(100), "quiet for the window");
 

@@ -63,7 +63,7 @@ async fn a_patch_whose_verification_fails_is_rolled_back_byte_for_byte() {
         .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pattern(), "test").await.unwrap();
+    healer.admin().add_pattern(pattern(), "test").await.unwrap();
 
     storm(&healer);
     let phases = phases_until(&mut rx, &[Phase::Resolved, Phase::Escalated]).await;
@@ -77,7 +77,7 @@ async fn a_patch_whose_verification_fails_is_rolled_back_byte_for_byte() {
         "not byte-identical"
     );
 
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].status, ActionStatus::RolledBack);
     assert!(
@@ -88,7 +88,7 @@ async fn a_patch_whose_verification_fails_is_rolled_back_byte_for_byte() {
     let stdout = &actions[0].outcome.as_ref().unwrap().stdout;
     assert!(stdout.contains("10 → 50"), "{stdout}");
 
-    let backups = healer.backups().await.unwrap();
+    let backups = healer.admin().backups().await.unwrap();
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0].strategy, ConfigPatch::NAME);
     assert_eq!(backups[0].size, ORIGINAL.len() as u64);
@@ -131,7 +131,7 @@ async fn a_patch_that_heals_stays_and_its_backup_is_restorable_through_the_heale
         .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pattern(), "test").await.unwrap();
+    healer.admin().add_pattern(pattern(), "test").await.unwrap();
 
     storm(&healer);
     let phases = phases_until(&mut rx, &[Phase::Resolved, Phase::Escalated]).await;
@@ -144,18 +144,26 @@ async fn a_patch_that_heals_stays_and_its_backup_is_restorable_through_the_heale
         expected.as_bytes(),
         "only the value changed"
     );
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
 
-    let backups = healer.backups().await.unwrap();
+    let backups = healer.admin().backups().await.unwrap();
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0].restored_at, None);
     assert_eq!(backups[0].location, config.display().to_string());
 
-    let restored = healer.restore_backup(backups[0].id, "alice").await.unwrap();
+    let restored = healer
+        .admin()
+        .restore_backup(backups[0].id, "alice")
+        .await
+        .unwrap();
     assert!(restored.restored_at.is_some());
     assert_eq!(patched(&config), ORIGINAL);
-    let audit = healer.audit_log(100).await.unwrap();
+    let audit = healer.admin().audit_log(100).await.unwrap();
     let record = audit
         .iter()
         .find(|r| r.event_type == "self_heal.backup_restored")
@@ -163,6 +171,7 @@ async fn a_patch_that_heals_stays_and_its_backup_is_restorable_through_the_heale
     assert_eq!(record.actor, "alice");
 
     let err = healer
+        .admin()
         .restore_backup(Uuid::new_v4(), "alice")
         .await
         .unwrap_err();

@@ -96,6 +96,7 @@ fn burst(healer: &Healer, target: &str, message: &str) {
 /// wedged.
 async fn still_heals(r: &mut Rig, gauge: &Gauge, fix: &FakeFix) {
     r.healer
+        .admin()
         .add_pattern(pattern("disk slow", "restart"), "test")
         .await
         .unwrap();
@@ -134,6 +135,7 @@ async fn panics_in(place: Where) {
     let ended = next(&mut r.rx, Phase::Escalated).await;
     let incident = r
         .healer
+        .admin()
         .incident(ended.incident.unwrap())
         .await
         .unwrap()
@@ -148,7 +150,7 @@ async fn panics_in(place: Where) {
             "{place:?}: {}",
             incident.reason
         );
-        let audit = r.healer.audit_log(100).await.unwrap();
+        let audit = r.healer.admin().audit_log(100).await.unwrap();
         let failed = audit
             .iter()
             .find(|a| a.event_type == "self_heal.failed")
@@ -166,10 +168,11 @@ async fn panics_in(place: Where) {
 
     // Not a zombie: once the error is quiet the incident is gone from memory.
     next(&mut r.rx, Phase::Quiet).await;
-    assert!(r.healer.open_incidents().is_empty(), "{place:?}");
+    assert!(r.healer.admin().open_incidents().is_empty(), "{place:?}");
     still_heals(&mut r, &gauge, &fix).await;
     let all = r
         .healer
+        .admin()
         .incidents(&IncidentFilter::default())
         .await
         .unwrap();

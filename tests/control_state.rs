@@ -67,27 +67,33 @@ async fn a_silence_and_dry_run_on_replica_a_hold_on_replica_b() {
         .build()
         .unwrap();
 
-    let id = a.add_silence(silence("orders-db"), "alice").await.unwrap();
-    a.set_dry_run(true, "alice").await;
-    a.set_pattern_dry_run("pool_exhausted", true, "alice").await;
+    let id = a
+        .admin()
+        .add_silence(silence("orders-db"), "alice")
+        .await
+        .unwrap();
+    a.admin().set_dry_run(true, "alice").await;
+    a.admin()
+        .set_pattern_dry_run("pool_exhausted", true, "alice")
+        .await;
     assert!(
-        b.silences().is_empty() && !b.is_dry_run(None),
+        b.admin().silences().is_empty() && !b.admin().is_dry_run(None),
         "not read yet"
     );
 
-    b.reload_control().await.unwrap();
-    let on_b = b.silences();
+    b.admin().reload_control().await.unwrap();
+    let on_b = b.admin().silences();
     assert_eq!(on_b.len(), 1);
     assert_eq!((on_b[0].id, on_b[0].active), (id, true));
     assert_eq!(on_b[0].created_by, "alice");
-    assert!(b.is_dry_run(None) && b.is_dry_run(Some("pool_exhausted")));
+    assert!(b.admin().is_dry_run(None) && b.admin().is_dry_run(Some("pool_exhausted")));
 
     // B lifts the silence and switches the healer live; A follows.
-    b.remove_silence(id, "bob").await.unwrap();
-    b.set_dry_run(false, "bob").await;
-    a.reload_control().await.unwrap();
-    assert!(a.silences().is_empty());
-    assert!(!a.is_dry_run(None) && a.is_dry_run(Some("pool_exhausted")));
+    b.admin().remove_silence(id, "bob").await.unwrap();
+    b.admin().set_dry_run(false, "bob").await;
+    a.admin().reload_control().await.unwrap();
+    assert!(a.admin().silences().is_empty());
+    assert!(!a.admin().is_dry_run(None) && a.admin().is_dry_run(Some("pool_exhausted")));
     assert_eq!((a.store_errors(), b.store_errors()), (0, 0));
 
     use selfheal::storage::sqlx;
@@ -111,10 +117,12 @@ async fn a_silence_and_dry_run_survive_a_restart_on_sqlite() {
         let store = SqliteStore::open(db).await.unwrap();
         let healer = Healer::builder().store(store).build().unwrap();
         healer
+            .admin()
             .add_silence(silence("orders-db"), "alice")
             .await
             .unwrap();
         healer
+            .admin()
             .set_pattern_dry_run("pool_exhausted", true, "alice")
             .await;
         assert_eq!(healer.store_errors(), 0);
@@ -128,12 +136,16 @@ async fn a_silence_and_dry_run_survive_a_restart_on_sqlite() {
         .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pool_pattern(), "test").await.unwrap();
+    healer
+        .admin()
+        .add_pattern(pool_pattern(), "test")
+        .await
+        .unwrap();
     storm(&healer, "orders-db");
     let silenced = next(&mut rx, Phase::Silenced).await;
     assert_eq!(silenced.target, "orders-db");
-    assert_eq!(healer.silences()[0].created_by, "alice");
-    assert!(healer.is_dry_run(Some("pool_exhausted")) && !healer.is_dry_run(None));
+    assert_eq!(healer.admin().silences()[0].created_by, "alice");
+    assert!(healer.admin().is_dry_run(Some("pool_exhausted")) && !healer.admin().is_dry_run(None));
     running.shutdown().await;
 }
 
@@ -146,13 +158,16 @@ async fn the_periodic_reread_carries_a_change_within_control_refresh() {
     let b = Healer::builder().store_arc(store).build().unwrap();
     let running = b.spawn();
     settle().await;
-    a.set_dry_run(true, "alice").await;
+    a.admin().set_dry_run(true, "alice").await;
     tokio::time::advance(Duration::from_secs(4)).await;
     settle().await;
-    assert!(!b.is_dry_run(None), "the first re-read is due at 5 s");
+    assert!(
+        !b.admin().is_dry_run(None),
+        "the first re-read is due at 5 s"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     settle().await;
-    assert!(b.is_dry_run(None), "re-read at 5 s");
+    assert!(b.admin().is_dry_run(None), "re-read at 5 s");
     running.shutdown().await;
 }
 
@@ -198,9 +213,9 @@ async fn a_tripped_or_rearmed_breaker_and_back_off_survive_a_restart() {
     storm(&r.healer, "cache");
     let e = next(&mut r.rx, Phase::Escalated).await;
     assert!(e.detail.contains("breaker is open"), "{}", e.detail);
-    assert!(r.healer.breaker_open());
+    assert!(r.healer.admin().breaker_open());
     assert_eq!(fix.runs(), 0);
-    r.healer.rearm("alice").await.unwrap();
+    r.healer.admin().rearm("alice").await.unwrap();
     r.running.shutdown().await;
 
     // Restarted again (another target: the first run's cooldown on `db` carries over):
@@ -210,22 +225,22 @@ async fn a_tripped_or_rearmed_breaker_and_back_off_survive_a_restart() {
     let mut r = restarted(builder);
     storm(&r.healer, "api");
     next(&mut r.rx, Phase::Resolved).await;
-    assert!(!r.healer.breaker_open());
+    assert!(!r.healer.admin().breaker_open());
     assert_eq!(fix.runs(), 1);
-    let cooldown = r.healer.next_cooldown("restart", "api");
+    let cooldown = r.healer.admin().next_cooldown("restart", "api");
     tokio::time::advance(cooldown).await;
     gauge.set(0);
     storm(&r.healer, "api");
     next(&mut r.rx, Phase::Resolved).await;
-    let backed_off = r.healer.next_cooldown("restart", "api");
+    let backed_off = r.healer.admin().next_cooldown("restart", "api");
     assert_eq!(backed_off, cooldown * 2, "a repeat doubles the cooldown");
     r.running.shutdown().await;
 
     let (builder, _) = build(Some(100));
     let healer = builder.build().unwrap();
-    healer.reload_control().await.unwrap();
-    assert_eq!(healer.next_cooldown("restart", "api"), backed_off);
-    assert!(!healer.breaker_open());
+    healer.admin().reload_control().await.unwrap();
+    assert_eq!(healer.admin().next_cooldown("restart", "api"), backed_off);
+    assert!(!healer.admin().breaker_open());
 }
 
 /// A healer built on a store that holds the pattern already, subscribed and spawned.

@@ -79,7 +79,7 @@ async fn child_runs_a_healer_until_killed() {
         .build()
         .unwrap();
     let _running = healer.spawn();
-    healer.add_pattern(pattern(), "test").await.unwrap();
+    healer.admin().add_pattern(pattern(), "test").await.unwrap();
     for _ in 0..3 {
         healer.observe(Signal::new("cache", ERROR));
     }
@@ -126,7 +126,7 @@ async fn a_healer_killed_mid_action_is_reconciled_at_restart_and_does_not_rerun_
     // interrupted, both audited; the chain verifies.
     let audit = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let audit = healer.audit_log(1000).await.unwrap();
+            let audit = healer.admin().audit_log(1000).await.unwrap();
             // The notification follows the audit records of every incident closed.
             if audit
                 .iter()
@@ -143,7 +143,11 @@ async fn a_healer_killed_mid_action_is_reconciled_at_restart_and_does_not_rerun_
     verify_chain(&audit).expect("the chain verifies after a kill -9");
     let types: Vec<&str> = audit.iter().map(|r| r.event_type.as_str()).collect();
     assert!(types.contains(&"self_heal.executing"), "{types:?}");
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].status, IncidentStatus::Escalated);
     assert!(
@@ -151,7 +155,7 @@ async fn a_healer_killed_mid_action_is_reconciled_at_restart_and_does_not_rerun_
         "{}",
         incidents[0].reason
     );
-    let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
+    let actions = healer.admin().actions(Some(incidents[0].id)).await.unwrap();
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].status, ActionStatus::Interrupted);
     assert!(

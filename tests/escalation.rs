@@ -40,7 +40,11 @@ async fn an_error_that_goes_on_after_escalating_is_one_incident_reminded_on_a_ba
     // 30 minutes of an error a second: one incident, one escalation, three reminders
     // (after 1, 1+5 and 1+5+15 minutes).
     keep_failing(&healer, "api", "upstream exploded", 30 * 60).await;
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(incidents[0].status, IncidentStatus::Escalated);
     assert!(
@@ -63,7 +67,11 @@ async fn an_error_that_goes_on_after_escalating_is_one_incident_reminded_on_a_ba
     assert_eq!(quiet.incident, Some(incidents[0].id));
     keep_failing(&healer, "api", "upstream exploded", 5).await;
     next(&mut r.rx, Phase::Escalated).await;
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 2);
     let types = audit_types(&healer).await;
     assert_eq!(count(&types, "self_heal.escalated"), 2);
@@ -103,9 +111,10 @@ async fn a_rejected_fix_is_not_asked_about_again_while_its_error_goes_on() {
 
     keep_failing(&healer, "db", "pool timed out", 3).await;
     next(&mut r.rx, Phase::AwaitingApproval).await;
-    let pending = healer.pending_approvals().await.unwrap();
+    let pending = healer.admin().pending_approvals().await.unwrap();
     assert_eq!(pending.len(), 1);
     healer
+        .admin()
         .reject(pending[0].id, "alice", "not during the sale")
         .await
         .unwrap();
@@ -113,8 +122,12 @@ async fn a_rejected_fix_is_not_asked_about_again_while_its_error_goes_on() {
 
     // Five more minutes of the error: no new incident, no new question.
     keep_failing(&healer, "db", "pool timed out", 5 * 60).await;
-    assert!(healer.pending_approvals().await.unwrap().is_empty());
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    assert!(healer.admin().pending_approvals().await.unwrap().is_empty());
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(fix.runs(), 0);
     assert_eq!(
@@ -127,7 +140,7 @@ async fn a_rejected_fix_is_not_asked_about_again_while_its_error_goes_on() {
     next(&mut r.rx, Phase::Quiet).await;
     keep_failing(&healer, "db", "pool timed out", 3).await;
     next(&mut r.rx, Phase::AwaitingApproval).await;
-    assert_eq!(healer.pending_approvals().await.unwrap().len(), 1);
+    assert_eq!(healer.admin().pending_approvals().await.unwrap().len(), 1);
     r.running.shutdown().await;
 }
 
@@ -154,8 +167,12 @@ async fn nothing_is_audited_as_suggested_unless_a_human_was_asked() {
     // Asked, approved, fixed.
     keep_failing(&healer, "db", "pool timed out", 3).await;
     next(&mut r.rx, Phase::AwaitingApproval).await;
-    let pending = healer.pending_approvals().await.unwrap();
-    healer.approve(pending[0].id, "alice").await.unwrap();
+    let pending = healer.admin().pending_approvals().await.unwrap();
+    healer
+        .admin()
+        .approve(pending[0].id, "alice")
+        .await
+        .unwrap();
     next(&mut r.rx, Phase::Resolved).await;
     assert_eq!(fix.runs(), 1);
 
@@ -168,7 +185,7 @@ async fn nothing_is_audited_as_suggested_unless_a_human_was_asked() {
         "{}",
         escalated.detail
     );
-    assert!(healer.pending_approvals().await.unwrap().is_empty());
+    assert!(healer.admin().pending_approvals().await.unwrap().is_empty());
     let types = audit_types(&healer).await;
     assert_eq!(count(&types, "self_heal.suggested"), 1, "{types:?}");
     assert_eq!(fix.runs(), 1);

@@ -56,7 +56,7 @@ fn patterns() -> [Pattern; 2] {
 async fn matched_with(probe: Probe) -> (String, Vec<String>) {
     let [ambiguous, other] = patterns();
     let mut r = rig(Healer::builder().verifier("db", probe), ambiguous).await;
-    r.healer.add_pattern(other, "test").await.unwrap();
+    r.healer.admin().add_pattern(other, "test").await.unwrap();
     for _ in 0..3 {
         r.healer.observe(Signal::new("db", POOL));
     }
@@ -64,6 +64,7 @@ async fn matched_with(probe: Probe) -> (String, Vec<String>) {
     next(&mut r.rx, Phase::Escalated).await; // no fix bound: it ends
     let incidents = r
         .healer
+        .admin()
         .incidents(&IncidentFilter::default())
         .await
         .unwrap();

@@ -27,6 +27,7 @@ async fn the_miner_turns_word_values_into_one_fingerprint_that_heals() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             Pattern::new("tenant_pool_exhausted")
                 .regex("pool exhausted for tenant")
@@ -56,7 +57,11 @@ async fn the_miner_turns_word_values_into_one_fingerprint_that_heals() {
     assert_eq!(phases.last(), Some(&Phase::Resolved), "{phases:?}");
     assert_eq!(fix.runs(), 1);
 
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
     // The miner generalizes whole tokens: `acme,` becomes `<*>`.

@@ -36,7 +36,7 @@ fn storm(healer: &Healer, target: &str, n: usize) {
 }
 
 async fn audit_types(healer: &Healer) -> Vec<String> {
-    let audit = healer.audit_log(1000).await.unwrap();
+    let audit = healer.admin().audit_log(1000).await.unwrap();
     verify_chain(&audit).expect("audit chain intact");
     audit.into_iter().map(|r| r.event_type).collect()
 }
@@ -54,6 +54,7 @@ async fn auto_remediates_verifies_and_learns() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.8, &["restart"]), "test")
         .await
         .unwrap();
@@ -75,28 +76,32 @@ async fn auto_remediates_verifies_and_learns() {
     );
     assert_eq!(fix.runs(), 1);
 
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
     assert_eq!(
         incidents[0].pattern.as_deref(),
         Some("postgres_connection_pool_exhausted")
     );
-    let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
+    let actions = healer.admin().actions(Some(incidents[0].id)).await.unwrap();
     assert_eq!(actions[0].status, ActionStatus::Succeeded);
     assert_eq!(
         (actions[0].health_before, actions[0].health_after),
         (Some(20), Some(100))
     );
 
-    let p = &healer.patterns().await.unwrap()[0];
+    let p = &healer.admin().patterns().await.unwrap()[0];
     assert!(
         (p.confidence - 0.85).abs() < 1e-9,
         "confidence {}",
         p.confidence
     );
     assert_eq!((p.use_count, p.fixes[0].successes), (1, 1));
-    let stats = healer.stats().await.unwrap();
+    let stats = healer.admin().stats().await.unwrap();
     assert_eq!(stats.patterns[0].success_rate, Some(1.0));
     assert!(stats.patterns[0].mttr.is_some());
 
@@ -125,6 +130,7 @@ async fn suggests_then_runs_when_approved() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.5, &["restart"]), "test")
         .await
         .unwrap();
@@ -132,7 +138,7 @@ async fn suggests_then_runs_when_approved() {
     storm(&healer, "db", 3);
     next(&mut rx, Phase::AwaitingApproval).await;
     assert_eq!(fix.runs(), 0, "nothing runs before approval");
-    let pending = healer.pending_approvals().await.unwrap();
+    let pending = healer.admin().pending_approvals().await.unwrap();
     assert_eq!(pending.len(), 1);
     assert!(
         pending[0].reason.contains("under the auto threshold"),
@@ -141,13 +147,18 @@ async fn suggests_then_runs_when_approved() {
     );
     assert_eq!(pending[0].plan.preview(), "restart db");
 
-    healer.approve(pending[0].id, "alice").await.unwrap();
+    healer
+        .admin()
+        .approve(pending[0].id, "alice")
+        .await
+        .unwrap();
     next(&mut rx, Phase::Resolved).await;
     assert_eq!(fix.runs(), 1);
-    assert!(healer.pending_approvals().await.unwrap().is_empty());
+    assert!(healer.admin().pending_approvals().await.unwrap().is_empty());
     let types = audit_types(&healer).await;
     assert!(types.contains(&"self_heal.suggested".to_owned()));
     let approved = healer
+        .admin()
         .audit_log(100)
         .await
         .unwrap()
@@ -166,14 +177,16 @@ async fn rejected_suggestion_runs_nothing_and_cannot_be_answered_twice() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.5, &["restart"]), "test")
         .await
         .unwrap();
 
     storm(&healer, "db", 3);
     next(&mut rx, Phase::AwaitingApproval).await;
-    let id = healer.pending_approvals().await.unwrap()[0].id;
+    let id = healer.admin().pending_approvals().await.unwrap()[0].id;
     healer
+        .admin()
         .reject(id, "bob", "maintenance tonight")
         .await
         .unwrap();
@@ -181,12 +194,16 @@ async fn rejected_suggestion_runs_nothing_and_cannot_be_answered_twice() {
     assert!(closed.detail.contains("maintenance tonight"));
     assert_eq!(fix.runs(), 0);
 
-    let again = healer.approve(id, "alice").await.unwrap_err();
+    let again = healer.admin().approve(id, "alice").await.unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Conflict);
     assert!(again.message().contains("rejected already"), "{again}");
-    let missing = healer.approve(uuid_nil(), "alice").await.unwrap_err();
+    let missing = healer
+        .admin()
+        .approve(uuid_nil(), "alice")
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
-    let approvals = healer.audit_log(100).await.unwrap();
+    let approvals = healer.admin().audit_log(100).await.unwrap();
     assert!(
         approvals
             .iter()
@@ -212,6 +229,7 @@ async fn escalates_low_confidence_and_unknown_errors() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.2, &["restart"]), "test")
         .await
         .unwrap();
@@ -255,6 +273,7 @@ async fn alert_only_pattern_notifies_and_acts_not() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             pool_pattern(0.9, &["restart"]).mode(PatternMode::AlertOnly),
             "test",
@@ -292,6 +311,7 @@ async fn rate_limited_action_is_queued_and_runs_later() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.9, &["restart"]), "test")
         .await
         .unwrap();
@@ -323,6 +343,7 @@ async fn cooldown_blocks_a_repeat_on_the_same_target() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.9, &["restart"]), "test")
         .await
         .unwrap();
@@ -356,6 +377,7 @@ async fn attempts_exhausted_escalates() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(1.0, &["fix0", "fix1", "fix2", "fix3"]), "test")
         .await
         .unwrap();
@@ -365,7 +387,7 @@ async fn attempts_exhausted_escalates() {
     assert!(e.detail.contains("3 attempt(s)"), "{}", e.detail);
     let runs: Vec<usize> = fixes.iter().map(FakeFix::runs).collect();
     assert_eq!(runs, [1, 1, 1, 0]);
-    let p = &healer.patterns().await.unwrap()[0];
+    let p = &healer.admin().patterns().await.unwrap()[0];
     assert!(
         (p.confidence - 0.7).abs() < 1e-9,
         "three failures take 0.3: {}",
@@ -389,6 +411,7 @@ async fn failed_verification_rolls_back_then_next_fix_heals() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.9, &["patch_config", "restart"]), "test")
         .await
         .unwrap();
@@ -415,7 +438,7 @@ async fn failed_verification_rolls_back_then_next_fix_heals() {
         ]
     );
     assert_eq!((first.runs(), first.rollbacks(), second.runs()), (1, 1, 1));
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     let statuses: Vec<ActionStatus> = actions.iter().rev().map(|a| a.status).collect();
     assert_eq!(
         statuses,
@@ -433,13 +456,14 @@ async fn destructive_strategy_waits_for_approval_even_at_full_confidence() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(1.0, &["flushdb"]), "test")
         .await
         .unwrap();
     storm(&healer, "db", 3);
     next(&mut rx, Phase::AwaitingApproval).await;
     assert_eq!(flush.runs(), 0);
-    let pending = healer.pending_approvals().await.unwrap();
+    let pending = healer.admin().pending_approvals().await.unwrap();
     assert_eq!(pending[0].state, ApprovalState::Pending);
     assert!(pending[0].reason.contains("destructive"));
     running.shutdown().await;
@@ -449,6 +473,7 @@ async fn destructive_strategy_waits_for_approval_even_at_full_confidence() {
 async fn invalid_regex_is_refused_with_a_clear_error() {
     let healer = Healer::builder().build().unwrap();
     let err = healer
+        .admin()
         .add_pattern(Pattern::new("broken").regex("pool (timed"), "test")
         .await
         .unwrap_err();
@@ -458,7 +483,7 @@ async fn invalid_regex_is_refused_with_a_clear_error() {
             .starts_with("invalid regex in pattern `broken`"),
         "{err}"
     );
-    assert!(healer.patterns().await.unwrap().is_empty());
+    assert!(healer.admin().patterns().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -486,6 +511,7 @@ async fn related_errors_on_one_target_make_one_incident() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.2, &[]), "test")
         .await
         .unwrap();
@@ -494,7 +520,11 @@ async fn related_errors_on_one_target_make_one_incident() {
         healer.observe(Signal::new("db", "connection reset by peer"));
     }
     next(&mut rx, Phase::Escalated).await;
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "one root cause, one incident");
     running.shutdown().await;
 }
@@ -507,6 +537,7 @@ async fn tracing_layer_turns_an_error_event_into_an_incident() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(pool_pattern(0.2, &[]), "test")
         .await
         .unwrap();
@@ -535,6 +566,7 @@ async fn tracing_layer_turns_an_error_event_into_an_incident() {
     let detected = next(&mut rx, Phase::Detected).await;
     assert_eq!(detected.target, "orders-db");
     let incident = healer
+        .admin()
         .incident(detected.incident.unwrap())
         .await
         .unwrap()
@@ -560,6 +592,7 @@ async fn an_approval_left_by_a_stopped_healer_says_so() {
     let mut rx = first.subscribe();
     let running = first.spawn();
     first
+        .admin()
         .add_pattern(pool_pattern(0.5, &["restart"]), "test")
         .await
         .unwrap();
@@ -568,9 +601,13 @@ async fn an_approval_left_by_a_stopped_healer_says_so() {
     running.shutdown().await;
 
     let second = Healer::builder().store_arc(store).build().unwrap();
-    let pending = second.pending_approvals().await.unwrap();
+    let pending = second.admin().pending_approvals().await.unwrap();
     assert_eq!(pending.len(), 1);
-    let err = second.approve(pending[0].id, "alice").await.unwrap_err();
+    let err = second
+        .admin()
+        .approve(pending[0].id, "alice")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
     assert!(
         err.message().contains("healer that has since stopped"),

@@ -81,6 +81,7 @@ async fn a_hung_strategy_is_abandoned_and_its_target_is_free_again() {
     let mut r = rig(builder, auto("wedged", "replication wedged", "hangs")).await;
     let healer = r.healer.clone();
     healer
+        .admin()
         .add_pattern(auto("pool", "pool timed out", "restart"), "test")
         .await
         .unwrap();
@@ -115,7 +116,11 @@ async fn a_hung_strategy_is_abandoned_and_its_target_is_free_again() {
         "{:?}",
         r.inbox.event_types()
     );
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 2);
     assert!(
         incidents

@@ -26,7 +26,7 @@ fn storm(healer: &Healer, target: &str, n: usize, from: usize) {
 }
 
 async fn audit(healer: &Healer) -> Vec<selfheal::AuditRecord> {
-    let audit = healer.audit_log(10_000).await.unwrap();
+    let audit = healer.admin().audit_log(10_000).await.unwrap();
     verify_chain(&audit).expect("audit chain intact");
     audit
 }
@@ -49,18 +49,21 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
 
     // Bad operator input is refused and changes nothing.
     let err = healer
+        .admin()
         .mark_fixed(id, FixBinding::new("restart_shard"), " ")
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     let err = healer
+        .admin()
         .mark_fixed(id, FixBinding::new("reboot_the_world"), "alice")
         .await
         .unwrap_err();
     assert!(err.message().contains("not registered"), "{err}");
-    assert!(healer.patterns().await.unwrap().is_empty());
+    assert!(healer.admin().patterns().await.unwrap().is_empty());
 
     let learned = healer
+        .admin()
         .mark_fixed(id, FixBinding::new("restart_shard"), "alice")
         .await
         .unwrap();
@@ -80,10 +83,11 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
         (p.confidence - 0.55).abs() < 1e-9,
         "0.5 + the success delta"
     );
-    let incident = healer.incident(id).await.unwrap().unwrap();
+    let incident = healer.admin().incident(id).await.unwrap().unwrap();
     assert_eq!(incident.status, IncidentStatus::Resolved);
     assert!(incident.reason.contains("alice"));
     let err = healer
+        .admin()
         .mark_fixed(id, FixBinding::new("restart_shard"), "alice")
         .await
         .unwrap_err();
@@ -107,6 +111,7 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
     let decided = next(&mut rx, Phase::Decided).await;
     assert_eq!(decided.detail, "AlertOnly");
     let latest = healer
+        .admin()
         .incidents(&IncidentFilter::default())
         .await
         .unwrap()
@@ -118,6 +123,7 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
     // A second operator fix of that fingerprint reinforces the proposal.
     next(&mut rx, Phase::Closed).await;
     let again = healer
+        .admin()
         .mark_fixed(latest.id, FixBinding::new("restart_shard"), "bob")
         .await
         .unwrap();
@@ -130,14 +136,15 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
 
     // The proposal waits for review until an operator promotes it.
     assert_eq!(
-        healer.proposed_patterns().await.unwrap(),
+        healer.admin().proposed_patterns().await.unwrap(),
         std::slice::from_ref(&r)
     );
     healer
+        .admin()
         .promote_pattern(&r.name, false, "alice")
         .await
         .unwrap();
-    assert!(healer.proposed_patterns().await.unwrap().is_empty());
+    assert!(healer.admin().proposed_patterns().await.unwrap().is_empty());
     running.shutdown().await;
 }
 
@@ -168,11 +175,12 @@ async fn an_approved_advised_fix_that_verifies_proposes_a_pattern() {
 
     storm(&healer, "search", 5, 0);
     next(&mut rx, Phase::AwaitingApproval).await;
-    let approval = healer.pending_approvals().await.unwrap().remove(0);
-    healer.approve(approval.id, "bob").await.unwrap();
+    let approval = healer.admin().pending_approvals().await.unwrap().remove(0);
+    healer.admin().approve(approval.id, "bob").await.unwrap();
     next(&mut rx, Phase::Resolved).await;
 
     let learned: Vec<Pattern> = healer
+        .admin()
         .patterns()
         .await
         .unwrap()
@@ -204,6 +212,7 @@ async fn operators_manage_patterns_and_every_change_is_audited_with_what_changed
     let running = healer.spawn();
 
     let err = healer
+        .admin()
         .add_pattern(Pattern::new("broken").regex("shard (\\d+"), "alice")
         .await
         .unwrap_err();
@@ -213,32 +222,44 @@ async fn operators_manage_patterns_and_every_change_is_audited_with_what_changed
         "{err}"
     );
     let err = healer
+        .admin()
         .add_pattern(Pattern::new("x").regex("x"), "")
         .await
         .unwrap_err();
     assert!(err.message().contains("say who"), "{err}");
-    assert!(healer.patterns().await.unwrap().is_empty());
+    assert!(healer.admin().patterns().await.unwrap().is_empty());
 
     let pattern = Pattern::new("shard_circuit")
         .regex("rejected query: circuit tripped")
         .threshold(1, Duration::from_secs(60))
         .fix(FixBinding::new("restart_shard"));
-    healer.add_pattern(pattern.clone(), "alice").await.unwrap();
+    healer
+        .admin()
+        .add_pattern(pattern.clone(), "alice")
+        .await
+        .unwrap();
 
     let promoted = healer
+        .admin()
         .promote_pattern("shard_circuit", true, "alice")
         .await
         .unwrap();
     assert_eq!(promoted.mode, PatternMode::Active);
     assert!(promoted.auto_healable);
     let updated = promoted.clone().regex("circuit tripped");
-    healer.update_pattern(updated, "carol").await.unwrap();
+    healer
+        .admin()
+        .update_pattern(updated, "carol")
+        .await
+        .unwrap();
     let disabled = healer
+        .admin()
         .set_pattern_enabled("shard_circuit", false, "dave")
         .await
         .unwrap();
     assert!(!disabled.enabled);
     let err = healer
+        .admin()
         .promote_pattern("nope", true, "alice")
         .await
         .unwrap_err();
@@ -276,10 +297,12 @@ async fn operators_manage_patterns_and_every_change_is_audited_with_what_changed
     assert!(e.detail.contains("no known pattern"), "{}", e.detail);
     // Enabled and demoted: it only alerts.
     healer
+        .admin()
         .set_pattern_enabled("shard_circuit", true, "dave")
         .await
         .unwrap();
     let demoted = healer
+        .admin()
         .demote_pattern("shard_circuit", "dave")
         .await
         .unwrap();
@@ -295,12 +318,13 @@ async fn operators_manage_patterns_and_every_change_is_audited_with_what_changed
 #[tokio::test]
 async fn patterns_travel_between_healers_as_json() {
     let from = Healer::builder().store(MemoryStore::new()).build().unwrap();
-    let report = from.seed_catalog().await.unwrap();
+    let report = from.admin().seed_catalog().await.unwrap();
     assert_eq!(report.added.len(), selfheal::catalog::stock().len());
-    from.promote_pattern("redis_oom", true, "alice")
+    from.admin()
+        .promote_pattern("redis_oom", true, "alice")
         .await
         .unwrap();
-    let json = from.export_patterns("checkout-api").await.unwrap();
+    let json = from.admin().export_patterns("checkout-api").await.unwrap();
 
     let to = Healer::builder().store(MemoryStore::new()).build().unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -309,6 +333,7 @@ async fn patterns_travel_between_healers_as_json() {
         .unwrap()
         .push(serde_json::json!({"name": "bad", "regex": "(unclosed"}));
     let report = to
+        .admin()
         .import_patterns(&doc.to_string(), &ImportOptions::default(), "erin")
         .await
         .unwrap();
@@ -316,6 +341,7 @@ async fn patterns_travel_between_healers_as_json() {
     assert_eq!(report.errors.len(), 1);
     assert_eq!(report.errors[0].name.as_deref(), Some("bad"));
     let oom = to
+        .admin()
         .patterns()
         .await
         .unwrap()
@@ -361,7 +387,7 @@ async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
         .unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.seed_catalog().await.unwrap();
+    healer.admin().seed_catalog().await.unwrap();
 
     for _ in 0..3 {
         healer.observe(Signal::new("redis-cache", OOM));
@@ -369,13 +395,14 @@ async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
     let matched = next(&mut rx, Phase::Matched).await;
     assert!(matched.detail.contains("`redis_oom`"), "{}", matched.detail);
     next(&mut rx, Phase::AwaitingApproval).await;
-    let approval = healer.pending_approvals().await.unwrap().remove(0);
+    let approval = healer.admin().pending_approvals().await.unwrap().remove(0);
     assert!(
         approval.reason.contains("not auto-healable"),
         "{}",
         approval.reason
     );
     healer
+        .admin()
         .reject(approval.id, "alice", "not now")
         .await
         .unwrap();
@@ -383,6 +410,7 @@ async fn a_stock_pattern_suggests_until_an_operator_promotes_it() {
     assert_eq!(raise.runs(), 0);
 
     healer
+        .admin()
         .promote_pattern("redis_oom", true, "alice")
         .await
         .unwrap();

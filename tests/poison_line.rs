@@ -41,6 +41,7 @@ async fn a_normal_error_still_opens_its_incident(
         .expect("the healer still hears signals");
     assert_eq!(detected.target, "db");
     let incident = healer
+        .admin()
         .incident(detected.incident.unwrap())
         .await
         .unwrap()
@@ -127,7 +128,7 @@ async fn a_fingerprinter_that_panics_costs_one_signal() {
     a_normal_error_still_opens_its_incident(&healer, &mut rx).await;
     assert_eq!(healer.failed(), 3);
     assert_eq!(healer.dropped(), 0);
-    let stats = healer.stats().await.unwrap();
+    let stats = healer.admin().stats().await.unwrap();
     assert_eq!((stats.failed, stats.dropped, stats.observed), (3, 0, 5));
     assert!(format!("{healer:?}").contains("failed: 3"));
     running.shutdown().await;
@@ -170,7 +171,7 @@ async fn a_silence_of_duration_max_is_a_century_not_a_panic() {
     let healer = Healer::builder().config(config()).build().unwrap();
     let mut rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_silence(silence, "ops").await.unwrap();
+    healer.admin().add_silence(silence, "ops").await.unwrap();
     for _ in 0..2 {
         healer.observe(Signal::new("db", NORMAL));
     }

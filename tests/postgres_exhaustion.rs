@@ -98,7 +98,11 @@ async fn exhausted_slots_are_freed_and_the_healers_own_connections_survive() {
         .unwrap();
     let mut events = healer.subscribe();
     let running = healer.spawn();
-    healer.seed_patterns([too_many_clients()]).await.unwrap();
+    healer
+        .admin()
+        .seed_patterns([too_many_clients()])
+        .await
+        .unwrap();
 
     // A stuck batch job opens connections and never uses or closes them.
     let mut stuck = Vec::new();
@@ -171,10 +175,14 @@ async fn exhausted_slots_are_freed_and_the_healers_own_connections_survive() {
         "the healer's connection survived"
     );
 
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
-    let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
+    let actions = healer.admin().actions(Some(incidents[0].id)).await.unwrap();
     let action = &actions[0];
     assert_eq!(action.strategy, "postgres_terminate_idle");
     assert_eq!(action.status, ActionStatus::Succeeded);
@@ -206,7 +214,7 @@ async fn exhausted_slots_are_freed_and_the_healers_own_connections_survive() {
             .passed,
         "a new connection is accepted again"
     );
-    verify_chain(&healer.audit_log(1000).await.unwrap()).expect("audit chain intact");
+    verify_chain(&healer.admin().audit_log(1000).await.unwrap()).expect("audit chain intact");
     running.shutdown().await;
 }
 
@@ -237,6 +245,7 @@ async fn a_wedged_service_pool_is_reset_through_the_healer() {
     let mut events = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .seed_patterns([Pattern::new("pool_exhausted")
             .regex("pool timed out while waiting for an open connection")
             .severity(Severity::High)
@@ -283,7 +292,11 @@ async fn a_wedged_service_pool_is_reset_through_the_healer() {
     service.await.unwrap();
     assert_eq!(handle.generation(), 2);
     assert!(wedged.is_closed(), "the wedged pool was retired");
-    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
+    let incident = &healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap()[0];
     assert!(
         incident.samples[0].contains("pool timed out"),
         "{incident:?}"

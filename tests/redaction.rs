@@ -397,14 +397,14 @@ async fn run(store: Arc<dyn Store>, corpus: &[(String, String)]) -> Leaks {
     // (each notifier is awaited in turn) have landed after it.
     running.shutdown().await;
 
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     assert!(
         actions
             .iter()
             .any(|a| a.error.as_deref().is_some_and(|e| e.contains(MASK))),
         "the failed action was recorded, redacted: {actions:?}"
     );
-    let audit = healer.audit_log(100_000).await.unwrap();
+    let audit = healer.admin().audit_log(100_000).await.unwrap();
     assert!(audit.len() > expected, "the audit log was written");
     let audit = serde_json::to_string(&audit).unwrap();
     let leaks = Leaks {

@@ -71,7 +71,7 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
         .unwrap();
     let mut events = healer.subscribe();
     let running = healer.spawn();
-    healer.seed_patterns([oom_pattern()]).await.unwrap();
+    healer.admin().seed_patterns([oom_pattern()]).await.unwrap();
 
     // The service: caches 8 KiB values every 20 ms and reports every failed write.
     let (stop, stopped) = watch::channel(false);
@@ -127,11 +127,15 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
         "still far from 80 % headroom: {health:?}"
     );
 
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(incidents[0].status, IncidentStatus::Resolved);
     assert_eq!(incidents[0].pattern.as_deref(), Some("redis_oom"));
-    let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
+    let actions = healer.admin().actions(Some(incidents[0].id)).await.unwrap();
     assert_eq!(actions.len(), 1);
     let action = &actions[0];
     assert_eq!(action.strategy, "redis_raise_maxmemory");
@@ -152,6 +156,7 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
     );
     assert!(
         !healer
+            .admin()
             .audit_log(1000)
             .await
             .unwrap()
@@ -159,7 +164,7 @@ async fn a_full_redis_is_healed_and_takes_writes_again() {
             .any(|r| r.event_type == "self_heal.rolled_back"),
         "nothing rolled back"
     );
-    verify_chain(&healer.audit_log(1000).await.unwrap()).expect("audit chain intact");
+    verify_chain(&healer.admin().audit_log(1000).await.unwrap()).expect("audit chain intact");
     running.shutdown().await;
 }
 
@@ -230,6 +235,7 @@ async fn a_raise_too_small_to_end_the_oom_is_rolled_back_to_the_old_maxmemory() 
     let mut pattern = oom_pattern();
     pattern.fixes.clear();
     healer
+        .admin()
         .seed_patterns([pattern.fix(
             FixBinding::new("redis_raise_maxmemory")
                 .params(serde_json::json!({"to": (2 * 1024 * 1024 + 1).to_string()})),
@@ -248,8 +254,12 @@ async fn a_raise_too_small_to_end_the_oom_is_rolled_back_to_the_old_maxmemory() 
         "2097152",
         "the old value is back"
     );
-    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
-    let action = &healer.actions(Some(incident.id)).await.unwrap()[0];
+    let incident = &healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap()[0];
+    let action = &healer.admin().actions(Some(incident.id)).await.unwrap()[0];
     assert_eq!(action.status, ActionStatus::RolledBack);
     assert!(
         action
@@ -283,6 +293,7 @@ async fn flushdb_waits_for_approval_and_then_empties_the_database() {
     let mut pattern = oom_pattern();
     pattern.fixes.clear();
     healer
+        .admin()
         .seed_patterns([pattern.fix(FixBinding::new("redis_flushdb"))])
         .await
         .unwrap();
@@ -298,7 +309,7 @@ async fn flushdb_waits_for_approval_and_then_empties_the_database() {
         keys > 100,
         "nothing is flushed before approval: {keys} keys"
     );
-    let pending = healer.pending_approvals().await.unwrap();
+    let pending = healer.admin().pending_approvals().await.unwrap();
     assert_eq!(pending.len(), 1);
     assert!(
         pending[0].reason.contains("destructive"),
@@ -314,7 +325,11 @@ async fn flushdb_waits_for_approval_and_then_empties_the_database() {
         pending[0].plan.preview()
     );
 
-    healer.approve(pending[0].id, "alice").await.unwrap();
+    healer
+        .admin()
+        .approve(pending[0].id, "alice")
+        .await
+        .unwrap();
     let phases = phases_until(&mut events, &[Phase::Resolved, Phase::Escalated]).await;
     assert_eq!(phases.last(), Some(&Phase::Resolved), "{phases:?}");
     let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
@@ -348,6 +363,7 @@ async fn a_client_left_broken_by_a_redis_restart_is_reconnected_through_the_heal
     let mut events = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .seed_patterns([Pattern::new("redis_connection_broken")
             .regex(r"(?i)broken pipe|connection (reset|refused|closed|dropped)")
             .severity(Severity::High)
@@ -383,7 +399,11 @@ async fn a_client_left_broken_by_a_redis_restart_is_reconnected_through_the_heal
         &[Phase::Resolved, Phase::Escalated, Phase::Closed],
     )
     .await;
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(
         phases.last(),
         Some(&Phase::Resolved),
@@ -427,6 +447,7 @@ async fn after_a_redis_shutdown_the_reconnect_waits_for_redis_and_runs_once_it_i
     let mut events = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .seed_patterns([Pattern::new("redis_connection_broken")
             .regex(r"(?i)broken pipe|connection (reset|refused|closed|dropped)")
             .severity(Severity::High)
@@ -493,8 +514,12 @@ async fn after_a_redis_shutdown_the_reconnect_waits_for_redis_and_runs_once_it_i
     service.await.unwrap();
     assert_eq!(ended.phase, Phase::Resolved, "{}", ended.detail);
     assert_eq!(handle.generation(), 2, "one reconnect, no human involved");
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
-    let actions = healer.actions(Some(incidents[0].id)).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
+    let actions = healer.admin().actions(Some(incidents[0].id)).await.unwrap();
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(actions[0].status, ActionStatus::Succeeded);
     running.shutdown().await;

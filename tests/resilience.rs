@@ -123,10 +123,12 @@ async fn one_action_at_a_time_per_target() {
     let mut rx = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(active("pool", "pool timed out", "restart"), "t")
         .await
         .unwrap();
     healer
+        .admin()
         .add_pattern(active("reset", "connection reset", "flush_pool"), "t")
         .await
         .unwrap();
@@ -181,11 +183,11 @@ async fn health_overview_and_manual_check() {
         .verifier("cache", Gauge::new(100))
         .build()
         .unwrap();
-    let overview = healer.health().await;
+    let overview = healer.admin().health().await;
     assert_eq!(overview["db"].score, 42);
     assert_eq!(overview["cache"].score, 100);
-    assert_eq!(healer.check("db").await.unwrap().score, 42);
-    let err = healer.check("queue").await.unwrap_err();
+    assert_eq!(healer.admin().check("db").await.unwrap().score, 42);
+    let err = healer.admin().check("queue").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("no verifier for target `queue`"));
 }

@@ -77,7 +77,7 @@ async fn a_failed_rollback_is_audited_escalated_and_stops_further_fixes() {
         types.contains(&"self_heal.rollback_failed".to_owned()),
         "{types:?}"
     );
-    let actions = r.healer.actions(escalated.incident).await.unwrap();
+    let actions = r.healer.admin().actions(escalated.incident).await.unwrap();
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].status, ActionStatus::Failed);
     assert!(

@@ -66,8 +66,8 @@ async fn a_storm_over_ten_targets_runs_nothing_escalates_once_and_rearms() {
         "{}",
         tripped.detail
     );
-    assert!(healer.storm_active());
-    let status = healer.safety();
+    assert!(healer.admin().storm_active());
+    let status = healer.admin().safety();
     assert!(status.storm && !status.breaker_open);
     assert_eq!(
         (status.unhealthy_targets.len(), status.known_targets),
@@ -75,13 +75,17 @@ async fn a_storm_over_ten_targets_runs_nothing_escalates_once_and_rearms() {
     );
     // The errors stop: every held incident closes with nothing run, and the storm ends.
     next(&mut r.rx, Phase::StormCleared).await;
-    assert!(!healer.storm_active());
+    assert!(!healer.admin().storm_active());
     assert_eq!(fix.runs(), 0, "nothing ran during the storm");
     assert_eq!(
         r.inbox.event_types(),
         ["self_heal.escalated", "self_heal.storm_cleared"]
     );
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 10);
     assert!(
         incidents
@@ -114,9 +118,10 @@ async fn repeat_incidents_double_the_cooldown_up_to_its_cap() {
         next(&mut r.rx, Phase::Resolved).await;
         assert_eq!(fix.runs(), round);
         // The error comes back once this cooldown is over.
-        tokio::time::advance(healer.next_cooldown("restart", "db")).await;
+        tokio::time::advance(healer.admin().next_cooldown("restart", "db")).await;
     }
     let backed_off: Vec<u64> = healer
+        .admin()
         .audit_log(1000)
         .await
         .unwrap()
@@ -126,11 +131,11 @@ async fn repeat_incidents_double_the_cooldown_up_to_its_cap() {
         .collect();
     assert_eq!(backed_off, [20, 40, 80, 160, 320, 360, 360]);
     assert_eq!(
-        healer.next_cooldown("restart", "db"),
+        healer.admin().next_cooldown("restart", "db"),
         Duration::from_secs(6 * 3600)
     );
     assert_eq!(
-        healer.next_cooldown("restart", "cache"),
+        healer.admin().next_cooldown("restart", "cache"),
         Duration::from_secs(600)
     );
     r.running.shutdown().await;
@@ -145,7 +150,7 @@ async fn a_fix_that_keeps_succeeding_while_the_error_returns_is_flagged_as_maski
     for _ in 0..3 {
         storm(&healer, "db", 3);
         next(&mut r.rx, Phase::Resolved).await;
-        tokio::time::advance(healer.next_cooldown("restart", "db")).await;
+        tokio::time::advance(healer.admin().next_cooldown("restart", "db")).await;
     }
     storm(&healer, "db", 3);
     let e = next(&mut r.rx, Phase::Escalated).await;
@@ -176,11 +181,11 @@ async fn five_failed_fixes_trip_the_breaker_until_an_operator_rearms_it() {
         storm(&healer, &format!("svc-{t}"), 3);
         next(&mut r.rx, Phase::Escalated).await;
     }
-    assert!(!healer.breaker_open());
+    assert!(!healer.admin().breaker_open());
     storm(&healer, "svc-4", 3);
     let phases = phases_until(&mut r.rx, &[Phase::Escalated]).await;
     assert!(phases.contains(&Phase::BreakerTripped), "{phases:?}");
-    assert!(healer.breaker_open() && healer.safety().breaker_open);
+    assert!(healer.admin().breaker_open() && healer.admin().safety().breaker_open);
     assert_eq!(fix.runs(), 5);
 
     // Open: a sixth incident runs nothing, whatever time passes.
@@ -198,13 +203,13 @@ async fn five_failed_fixes_trip_the_breaker_until_an_operator_rearms_it() {
         1
     );
 
-    healer.rearm("alice").await.unwrap();
-    let again = healer.rearm("alice").await.unwrap_err();
+    healer.admin().rearm("alice").await.unwrap();
+    let again = healer.admin().rearm("alice").await.unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Conflict);
     storm(&healer, "svc-5", 3);
     next(&mut r.rx, Phase::Failed).await;
     assert_eq!(fix.runs(), 6, "re-armed: the healer acts again");
-    let audit = healer.audit_log(1000).await.unwrap();
+    let audit = healer.admin().audit_log(1000).await.unwrap();
     assert!(
         audit
             .iter()
@@ -222,7 +227,7 @@ async fn an_unanswered_approval_expires_escalates_and_cannot_be_approved() {
     storm(&healer, "db", 3);
     next(&mut r.rx, Phase::AwaitingApproval).await;
     let asked = tokio::time::Instant::now();
-    let id = healer.pending_approvals().await.unwrap()[0].id;
+    let id = healer.admin().pending_approvals().await.unwrap()[0].id;
     next(&mut r.rx, Phase::Expired).await;
     assert_eq!(
         asked.elapsed(),
@@ -235,9 +240,9 @@ async fn an_unanswered_approval_expires_escalates_and_cannot_be_approved() {
         "{}",
         e.detail
     );
-    assert!(healer.pending_approvals().await.unwrap().is_empty());
+    assert!(healer.admin().pending_approvals().await.unwrap().is_empty());
 
-    let err = healer.approve(id, "alice").await.unwrap_err();
+    let err = healer.admin().approve(id, "alice").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.message().contains("expired unanswered"), "{err}");
     assert_eq!(fix.runs(), 0);
@@ -263,11 +268,12 @@ async fn a_silence_suppresses_a_pattern_and_lifts_on_time() {
         chrono::Utc::now(),
         chrono::Utc::now() - chrono::TimeDelta::minutes(1),
     );
-    let err = healer.add_silence(bad, "alice").await.unwrap_err();
+    let err = healer.admin().add_silence(bad, "alice").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.message().contains("before it starts"), "{err}");
 
     let id = healer
+        .admin()
         .add_silence(
             Silence::from_now(
                 SilenceScope::Pattern(PATTERN.into()),
@@ -281,10 +287,11 @@ async fn a_silence_suppresses_a_pattern_and_lifts_on_time() {
     storm(&healer, "db", 5);
     let e = next(&mut r.rx, Phase::Silenced).await;
     assert_eq!(e.target, "db");
-    let status = &healer.silences()[0];
+    let status = &healer.admin().silences()[0];
     assert_eq!((status.id, status.active, status.suppressed), (id, true, 5));
     assert!(
         healer
+            .admin()
             .incidents(&IncidentFilter::default())
             .await
             .unwrap()
@@ -294,14 +301,18 @@ async fn a_silence_suppresses_a_pattern_and_lifts_on_time() {
     assert_eq!(fix.runs(), 0);
 
     tokio::time::advance(Duration::from_secs(3601)).await;
-    assert!(!healer.silences()[0].active, "lifted on time");
+    assert!(!healer.admin().silences()[0].active, "lifted on time");
     storm(&healer, "db", 3);
     next(&mut r.rx, Phase::Resolved).await;
     assert_eq!(fix.runs(), 1);
 
-    healer.remove_silence(id, "alice").await.unwrap();
-    assert!(healer.silences().is_empty());
-    let missing = healer.remove_silence(id, "alice").await.unwrap_err();
+    healer.admin().remove_silence(id, "alice").await.unwrap();
+    assert!(healer.admin().silences().is_empty());
+    let missing = healer
+        .admin()
+        .remove_silence(id, "alice")
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::NotFound);
     let types = audit_types(&healer).await;
     assert_eq!(count(&types, "self_heal.silence_added"), 1);
@@ -336,10 +347,15 @@ async fn a_restarts_own_connection_errors_do_not_open_a_second_incident() {
     assert_eq!(phases.last(), Some(&Phase::Resolved));
     assert!(!phases.contains(&Phase::Detected), "{phases:?}");
     assert_eq!(fix.runs(), 1);
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "one incident");
     assert_eq!(incidents[0].occurrences, 13);
     let counted = healer
+        .admin()
         .audit_log(100)
         .await
         .unwrap()
@@ -379,17 +395,21 @@ async fn a_failing_database_with_three_dependents_makes_one_incident_and_one_rem
         3
     );
     assert_eq!(fix.runs(), 1, "one remediation");
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     assert_eq!(actions.len(), 1);
     assert_eq!(actions[0].target, "db");
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 1, "one incident");
     assert_eq!(
         (incidents[0].target.as_str(), incidents[0].occurrences),
         ("db", 12)
     );
     assert!(
-        !healer.storm_active(),
+        !healer.admin().storm_active(),
         "four failing targets, one root cause"
     );
     let types = audit_types(&healer).await;
@@ -442,6 +462,7 @@ async fn dry_run_gives_the_live_audit_trail_minus_the_execution() {
         without(&dry, "self_heal.dry_run")
     );
     let record = dry_healer
+        .admin()
         .audit_log(100)
         .await
         .unwrap()
@@ -449,14 +470,14 @@ async fn dry_run_gives_the_live_audit_trail_minus_the_execution() {
         .find(|r| r.event_type == "self_heal.dry_run")
         .unwrap();
     assert_eq!(record.detail["would_have_run"][0], "systemctl restart db");
-    let action = &dry_healer.actions(None).await.unwrap()[0];
+    let action = &dry_healer.admin().actions(None).await.unwrap()[0];
     let stdout = &action.outcome.as_ref().unwrap().stdout;
     assert!(
         stdout.contains("would run systemctl restart db"),
         "{stdout}"
     );
     assert_eq!(
-        dry_healer.patterns().await.unwrap()[0].confidence,
+        dry_healer.admin().patterns().await.unwrap()[0].confidence,
         0.9,
         "a dry run learns nothing"
     );
@@ -473,28 +494,35 @@ async fn operators_switch_a_pattern_or_the_healer_to_dry_run_at_runtime() {
     )
     .await;
     let healer = r.healer.clone();
-    assert!(!healer.is_dry_run(Some(PATTERN)));
+    assert!(!healer.admin().is_dry_run(Some(PATTERN)));
 
-    healer.set_pattern_dry_run(PATTERN, true, "alice").await;
-    assert!(healer.is_dry_run(Some(PATTERN)) && !healer.is_dry_run(Some("other")));
+    healer
+        .admin()
+        .set_pattern_dry_run(PATTERN, true, "alice")
+        .await;
+    assert!(healer.admin().is_dry_run(Some(PATTERN)) && !healer.admin().is_dry_run(Some("other")));
     next(&mut r.rx, Phase::ModeChanged).await;
     storm(&healer, "db", 3);
     next(&mut r.rx, Phase::DryRun).await;
     next(&mut r.rx, Phase::Resolved).await;
     assert!(executor.ran().is_empty());
 
-    healer.set_pattern_dry_run(PATTERN, false, "alice").await;
+    healer
+        .admin()
+        .set_pattern_dry_run(PATTERN, false, "alice")
+        .await;
     storm(&healer, "cache", 3);
     next(&mut r.rx, Phase::Resolved).await;
     assert_eq!(executor.ran(), ["systemctl restart cache"]);
 
-    healer.set_dry_run(true, "bob").await;
-    assert!(healer.is_dry_run(None));
+    healer.admin().set_dry_run(true, "bob").await;
+    assert!(healer.admin().is_dry_run(None));
     storm(&healer, "queue", 3);
     next(&mut r.rx, Phase::DryRun).await;
     next(&mut r.rx, Phase::Resolved).await;
     assert_eq!(executor.ran().len(), 1);
     let changes: Vec<(String, String)> = healer
+        .admin()
         .audit_log(1000)
         .await
         .unwrap()

@@ -185,12 +185,16 @@ async fn spawn(
     let rx = healer.subscribe();
     let running = healer.spawn();
     let names: Vec<&str> = fixes.iter().map(|f| f.name.as_str()).collect();
-    healer.add_pattern(pattern(&names), "t").await.unwrap();
+    healer
+        .admin()
+        .add_pattern(pattern(&names), "t")
+        .await
+        .unwrap();
     (healer, running, rx)
 }
 
 async fn confidence(healer: &Healer) -> f64 {
-    healer.patterns().await.unwrap()[0].confidence
+    healer.admin().patterns().await.unwrap()[0].confidence
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,8 +209,12 @@ async fn a_fix_whose_errors_stopped_and_whose_probe_passes_verifies_at_a_low_usa
     assert_eq!(phases.last(), Some(&Phase::Resolved), "{phases:?}");
     assert!(!phases.contains(&Phase::RolledBack), "{phases:?}");
     assert_eq!((fix.runs(), fix.rollbacks()), (1, 0));
-    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
-    let action = &healer.actions(Some(incident.id)).await.unwrap()[0];
+    let incident = &healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap()[0];
+    let action = &healer.admin().actions(Some(incident.id)).await.unwrap()[0];
     assert_eq!(action.status, ActionStatus::Succeeded);
     assert_eq!(
         (action.health_before, action.health_after),
@@ -252,13 +260,17 @@ async fn shutdown_during_verification_rolls_nothing_back_and_records_interrupted
     assert_eq!((fix.runs(), fix.rollbacks()), (1, 0), "nothing rolled back");
     assert_eq!(flush.runs(), 0);
     assert!(
-        healer.pending_approvals().await.unwrap().is_empty(),
+        healer.admin().pending_approvals().await.unwrap().is_empty(),
         "no next fix suggested"
     );
     assert_eq!(confidence(&healer).await, before, "nothing learned");
-    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
+    let incident = &healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap()[0];
     assert_eq!(incident.status, IncidentStatus::Remediating);
-    let action = &healer.actions(Some(incident.id)).await.unwrap()[0];
+    let action = &healer.admin().actions(Some(incident.id)).await.unwrap()[0];
     assert_eq!(action.status, ActionStatus::Interrupted);
     let types = audit_types(&healer).await;
     assert!(
@@ -290,19 +302,23 @@ async fn no_verifier_and_no_quiet_check_is_unverified_and_learns_nothing() {
     assert_eq!(phases.last(), Some(&Phase::Closed), "{phases:?}");
     assert_eq!((fix.runs(), fix.rollbacks()), (1, 0));
     assert_eq!(confidence(&healer).await, before, "confidence unchanged");
-    let p = &healer.patterns().await.unwrap()[0];
+    let p = &healer.admin().patterns().await.unwrap()[0];
     assert_eq!(
         (p.use_count, p.fixes[0].successes, p.fixes[0].failures),
         (0, 0, 0)
     );
-    let incident = &healer.incidents(&IncidentFilter::default()).await.unwrap()[0];
+    let incident = &healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap()[0];
     assert_eq!(incident.status, IncidentStatus::Closed);
     assert!(
         incident.reason.contains("unverified"),
         "{}",
         incident.reason
     );
-    let action = &healer.actions(Some(incident.id)).await.unwrap()[0];
+    let action = &healer.admin().actions(Some(incident.id)).await.unwrap()[0];
     assert_eq!(action.status, ActionStatus::Unverified);
     let types = audit_types(&healer).await;
     assert!(
@@ -461,7 +477,7 @@ async fn a_target_that_never_comes_back_is_not_acted_on_and_starts_no_cooldown()
         escalated.detail
     );
     assert_eq!(fix.runs(), 0);
-    let p = &healer.patterns().await.unwrap()[0];
+    let p = &healer.admin().patterns().await.unwrap()[0];
     assert_eq!(
         p.fixes[0].failures, 0,
         "a fix that did not run is no failure"

@@ -460,7 +460,7 @@ pub struct ActionRecord {
 /// A suggested fix waiting for a human.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
-    /// Unique id, passed to `Healer::approve` / `Healer::reject`.
+    /// Unique id, passed to `Admin::approve` / `Admin::reject`.
     pub id: Uuid,
     /// The incident.
     pub incident: Uuid,

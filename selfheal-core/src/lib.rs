@@ -14,7 +14,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
 //! let healer = Healer::builder().store(MemoryStore::new()).build()?;
 //! let running = healer.spawn();
-//! healer.add_pattern(Pattern::new("pool_timeout").regex("pool timed out"), "docs").await?;
+//! healer.admin().add_pattern(Pattern::new("pool_timeout").regex("pool timed out"), "docs").await?;
 //! healer.observe(Signal::new("postgres", "pool timed out while waiting for an open connection"));
 //! running.shutdown().await;
 //! # Ok(()) }
@@ -55,9 +55,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
-    AUDIT_BACKLOG, Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer, HealerBuilder,
-    Integration, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus, Silence,
-    SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
+    AUDIT_BACKLOG, Admin, Backup, BindingIssue, BindingProblem, CHECKED_AT_START, Healer,
+    HealerBuilder, Integration, LEARNED_PREFIX, Learned, PatternStats, Running, SafetyStatus,
+    Silence, SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
 };
 pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,

@@ -130,7 +130,7 @@ pub trait Strategy: Send + Sync + Debug + 'static {
     }
 
     /// The backups it took before changing something, newest first (listed by
-    /// `Healer::backups`). Default: a strategy that takes none.
+    /// `Admin::backups`). Default: a strategy that takes none.
     async fn backups(&self) -> Result<Vec<Backup>> {
         Ok(Vec::new())
     }

@@ -126,12 +126,13 @@ async fn heal_with_model_answer(content: &str) -> Outcome {
     )
     .await;
     let incident = healer
+        .admin()
         .incidents(&IncidentFilter::default())
         .await
         .unwrap()
         .pop()
         .expect("one incident");
-    let pending_approvals = healer.pending_approvals().await.unwrap().len();
+    let pending_approvals = healer.admin().pending_approvals().await.unwrap().len();
     running.shutdown().await;
     let mut requests = server.received();
     assert_eq!(requests.len(), 1, "the model was asked once");
@@ -234,8 +235,12 @@ async fn the_model_is_asked_once_per_fingerprint_while_the_cache_holds() {
         healer.observe(Signal::new("payments", "payment failed: upstream reset"));
         let phase = next_of(&mut events, &[Phase::AwaitingApproval, Phase::Escalated]).await;
         assert_eq!(phase, Phase::AwaitingApproval, "round {round}");
-        let approval = healer.pending_approvals().await.unwrap().remove(0);
-        healer.reject(approval.id, "test", "not now").await.unwrap();
+        let approval = healer.admin().pending_approvals().await.unwrap().remove(0);
+        healer
+            .admin()
+            .reject(approval.id, "test", "not now")
+            .await
+            .unwrap();
         next_of(&mut events, &[Phase::Rejected]).await;
         next_of(
             &mut events,
@@ -245,7 +250,11 @@ async fn the_model_is_asked_once_per_fingerprint_while_the_cache_holds() {
         next_of(&mut events, &[Phase::Quiet]).await;
     }
     running.shutdown().await;
-    let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(incidents.len(), 2, "two incidents of one fingerprint");
     assert_eq!(
         server.received().len(),

@@ -272,7 +272,11 @@ mod tests {
         }
         let mut opened = Vec::new();
         for _ in 0..1000 {
-            opened = healer.incidents(&IncidentFilter::default()).await.unwrap();
+            opened = healer
+                .admin()
+                .incidents(&IncidentFilter::default())
+                .await
+                .unwrap();
             if !opened.is_empty() {
                 break;
             }

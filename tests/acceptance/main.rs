@@ -164,9 +164,13 @@ impl Run {
         let samples = self.load.stop().await;
         self.timeline.mark("load stopped");
         let healer = &self.service.healer;
-        let incidents = healer.incidents(&IncidentFilter::default()).await.unwrap();
-        let actions = healer.actions(None).await.unwrap();
-        let audit = healer.audit_log(100_000).await.unwrap();
+        let incidents = healer
+            .admin()
+            .incidents(&IncidentFilter::default())
+            .await
+            .unwrap();
+        let actions = healer.admin().actions(None).await.unwrap();
+        let audit = healer.admin().audit_log(100_000).await.unwrap();
         selfheal::verify_chain(&audit).expect("the audit chain verifies");
         let suggested = audit
             .iter()
@@ -323,7 +327,13 @@ async fn redis_oom_unanswered_waits_with_one_suggestion() {
     // Some time with the suggestion unanswered: nothing more may happen.
     let settle = asked.map_or(Duration::ZERO, |(at, _)| at) + Duration::from_secs(25);
     run.until(settle).await;
-    let pending = run.service.healer.pending_approvals().await.unwrap();
+    let pending = run
+        .service
+        .healer
+        .admin()
+        .pending_approvals()
+        .await
+        .unwrap();
     let (f, _servers, service) = run.finish().await;
     service.running.shutdown().await;
     println!(

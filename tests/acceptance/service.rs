@@ -271,12 +271,12 @@ pub fn approver(
             let Some((_, event)) = asked else { return };
             handled.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(after).await;
-            let pending = healer.pending_approvals().await.unwrap_or_default();
+            let pending = healer.admin().pending_approvals().await.unwrap_or_default();
             for approval in pending
                 .into_iter()
                 .filter(|a| Some(a.incident) == event.incident)
             {
-                let result = healer.approve(approval.id, "approver").await;
+                let result = healer.admin().approve(approval.id, "approver").await;
                 timeline.mark(format!(
                     "approver: approve `{}` ({}) → {}",
                     approval.plan.strategy,

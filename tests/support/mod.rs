@@ -275,7 +275,7 @@ pub async fn rig(builder: selfheal::HealerBuilder, pattern: selfheal::Pattern) -
     let healer = builder.notifier(inbox.clone()).build().unwrap();
     let rx = healer.subscribe();
     let running = healer.spawn();
-    healer.add_pattern(pattern, "test").await.unwrap();
+    healer.admin().add_pattern(pattern, "test").await.unwrap();
     Rig {
         healer,
         rx,
@@ -286,7 +286,7 @@ pub async fn rig(builder: selfheal::HealerBuilder, pattern: selfheal::Pattern) -
 
 /// The audit event types, oldest first, after checking the chain is intact.
 pub async fn audit_types(healer: &selfheal::Healer) -> Vec<String> {
-    let audit = healer.audit_log(10_000).await.unwrap();
+    let audit = healer.admin().audit_log(10_000).await.unwrap();
     selfheal::verify_chain(&audit).expect("audit chain intact");
     audit.into_iter().map(|r| r.event_type).collect()
 }

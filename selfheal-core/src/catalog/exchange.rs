@@ -120,7 +120,7 @@ pub fn export(patterns: &[Pattern], source: &str) -> Result<String> {
 pub fn parse(json: &str) -> Result<PatternDocument> {
     let doc: PatternDocument = serde_json::from_str(json).map_err(|e| {
         Error::invalid(format!(
-            "not a pattern export: {}; pass the JSON written by catalog::export / Healer::export_patterns",
+            "not a pattern export: {}; pass the JSON written by catalog::export / Admin::export_patterns",
             crate::strict::explain(&e.to_string())
         ))
     })?;

@@ -1,5 +1,7 @@
-//! The admin questions the [`Healer`] handle answers: patterns, incidents, actions,
-//! approvals, audit, stats and health.
+//! The operator handle, [`Admin`]: every verb an operator (or the admin router, or
+//! the CLI) uses on a running healer: patterns, incidents, approvals, silences, dry
+//! run, the breaker, backups, reports, audit, stats and health. [`Healer`] keeps the
+//! runtime verbs (`observe`, `layer`, `subscribe`, `spawn`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +24,39 @@ pub(super) fn who(actor: &str) -> Result<&str> {
         ));
     }
     Ok(actor)
+}
+
+/// The operator handle of a [`Healer`] ([`Healer::admin`]): cheap to clone, and every
+/// change it makes is audited with the actor it is given.
+///
+/// ```
+/// # async fn run(healer: selfheal_core::Healer) -> selfheal_core::Result<()> {
+/// let admin = healer.admin();
+/// for approval in admin.pending_approvals().await? {
+///     admin.approve(approval.id, "alice").await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub(super) healer: Healer,
+}
+
+impl Healer {
+    /// The operator handle: patterns, incidents, approvals, silences, dry run, the
+    /// breaker, backups, reports, audit, stats and health.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            healer: self.clone(),
+        }
+    }
+}
+
+impl Admin {
+    /// The healer this handle operates.
+    pub fn healer(&self) -> &Healer {
+        &self.healer
+    }
 }
 
 /// Counters and per-pattern figures.
@@ -64,10 +99,10 @@ pub struct PatternStats {
     pub mttr: Option<Duration>,
 }
 
-impl Healer {
+impl Admin {
     /// All patterns.
     pub async fn patterns(&self) -> Result<Vec<Pattern>> {
-        self.inner.store.list_patterns().await
+        self.healer.inner.store.list_patterns().await
     }
 
     /// Adds a pattern after validating it (an invalid regex is refused with a clear
@@ -75,7 +110,7 @@ impl Healer {
     pub async fn add_pattern(&self, pattern: Pattern, actor: &str) -> Result<()> {
         let actor = who(actor)?;
         pattern.validate()?;
-        self.inner.store.add_pattern(&pattern).await?;
+        self.healer.inner.store.add_pattern(&pattern).await?;
         let detail = serde_json::json!({
             "definition": catalog::definition_hash(&pattern),
             "pattern": pattern,
@@ -91,7 +126,7 @@ impl Healer {
         let actor = who(actor)?;
         pattern.validate()?;
         let before = self.stored_pattern(&pattern.name).await?;
-        self.inner.store.update_pattern(&pattern).await?;
+        self.healer.inner.store.update_pattern(&pattern).await?;
         let detail = serde_json::json!({
             "definition": catalog::definition_hash(&pattern),
             "changes": catalog::changed_fields(&before, &pattern),
@@ -151,7 +186,14 @@ impl Healer {
     ) -> Result<usize> {
         let mut added = 0;
         for p in patterns {
-            if self.inner.store.get_pattern(&p.name).await?.is_none() {
+            if self
+                .healer
+                .inner
+                .store
+                .get_pattern(&p.name)
+                .await?
+                .is_none()
+            {
                 self.add_pattern(p, "seed").await?;
                 added += 1;
             }
@@ -165,23 +207,23 @@ impl Healer {
     pub async fn seed_catalog(&self) -> Result<catalog::SeedReport> {
         // The catalog chains its audit records after the store's last one: keep the
         // healer's head in step by holding it meanwhile and reloading it after.
-        let mut trail = self.inner.trail.lock().await;
-        let report = catalog::seed(self.inner.store.as_ref()).await;
-        if let Ok(mut last) = self.inner.store.list_audit(1).await
+        let mut trail = self.healer.inner.trail.lock().await;
+        let report = catalog::seed(self.healer.inner.store.as_ref()).await;
+        if let Ok(mut last) = self.healer.inner.store.list_audit(1).await
             && let Some(record) = last.pop()
         {
             trail.head = Some(record);
         }
         drop(trail);
         let report = report?;
-        self.reload_patterns().await?;
+        self.healer.reload_patterns().await?;
         Ok(report)
     }
 
     /// Every pattern as a versioned JSON document ([`catalog::export`]) from `source`
-    /// (your service's name), for [`Healer::import_patterns`] elsewhere.
+    /// (your service's name), for [`Admin::import_patterns`] elsewhere.
     pub async fn export_patterns(&self, source: &str) -> Result<String> {
-        catalog::export(&self.inner.store.list_patterns().await?, source)
+        catalog::export(&self.healer.inner.store.list_patterns().await?, source)
     }
 
     /// Imports an export document ([`catalog::import`]): every regex is validated and
@@ -195,32 +237,38 @@ impl Healer {
         actor: &str,
     ) -> Result<catalog::ImportReport> {
         let actor = who(actor)?;
-        let report = catalog::import(self.inner.store.as_ref(), json, options).await?;
-        self.reload_patterns().await?;
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            detail: serde_json::to_value(&report).unwrap_or_default(),
-            ..AuditEntry::new(
-                "self_heal.patterns_imported",
-                format!(
-                    "{} added, {} replaced, {} skipped, {} refused",
-                    report.added.len(),
-                    report.replaced.len(),
-                    report.skipped.len(),
-                    report.errors.len()
-                ),
-            )
-        })
-        .await;
+        let report = catalog::import(self.healer.inner.store.as_ref(), json, options).await?;
+        self.healer.reload_patterns().await?;
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                detail: serde_json::to_value(&report).unwrap_or_default(),
+                ..AuditEntry::new(
+                    "self_heal.patterns_imported",
+                    format!(
+                        "{} added, {} replaced, {} skipped, {} refused",
+                        report.added.len(),
+                        report.replaced.len(),
+                        report.skipped.len(),
+                        report.errors.len()
+                    ),
+                )
+            })
+            .await;
         Ok(report)
     }
 
     async fn stored_pattern(&self, name: &str) -> Result<Pattern> {
-        self.inner.store.get_pattern(name).await?.ok_or_else(|| {
-            Error::not_found(format!(
-                "no pattern named `{name}`; list them with Healer::patterns"
-            ))
-        })
+        self.healer
+            .inner
+            .store
+            .get_pattern(name)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no pattern named `{name}`; list them with Admin::patterns"
+                ))
+            })
     }
 
     /// Loads `name`, applies `change`, stores it and audits what changed.
@@ -236,7 +284,7 @@ impl Healer {
         let mut after = before.clone();
         change(&mut after);
         after.validate()?;
-        self.inner.store.update_pattern(&after).await?;
+        self.healer.inner.store.update_pattern(&after).await?;
         let detail = serde_json::json!({
             "definition": catalog::definition_hash(&after),
             "changes": catalog::changed_fields(&before, &after),
@@ -252,24 +300,25 @@ impl Healer {
         event: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        self.reload_patterns().await?;
-        self.release_counting(&pattern.name);
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            pattern: Some(pattern.name.clone()),
-            confidence: Some(pattern.confidence),
-            detail,
-            ..AuditEntry::new(event, "ok")
-        })
-        .await;
+        self.healer.reload_patterns().await?;
+        self.healer.release_counting(&pattern.name);
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                pattern: Some(pattern.name.clone()),
+                confidence: Some(pattern.confidence),
+                detail,
+                ..AuditEntry::new(event, "ok")
+            })
+            .await;
         Ok(())
     }
 
     /// Incidents matching `filter`, newest first; open ones with their live counts.
     pub async fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>> {
-        let mut list = self.inner.store.list_incidents(filter).await?;
+        let mut list = self.healer.inner.store.list_incidents(filter).await?;
         for i in &mut list {
-            if let Some(live) = self.inner.open.get(&i.id) {
+            if let Some(live) = self.healer.inner.open.get(&i.id) {
                 *i = live.clone();
             }
         }
@@ -278,20 +327,20 @@ impl Healer {
 
     /// One incident.
     pub async fn incident(&self, id: Uuid) -> Result<Option<Incident>> {
-        if let Some(live) = self.inner.open.get(&id) {
+        if let Some(live) = self.healer.inner.open.get(&id) {
             return Ok(Some(live.clone()));
         }
-        self.inner.store.get_incident(id).await
+        self.healer.inner.store.get_incident(id).await
     }
 
     /// Actions, newest first, of one incident or all.
     pub async fn actions(&self, incident: Option<Uuid>) -> Result<Vec<ActionRecord>> {
-        self.inner.store.list_actions(incident).await
+        self.healer.inner.store.list_actions(incident).await
     }
 
     /// Approvals waiting for an answer, oldest first.
     pub async fn pending_approvals(&self) -> Result<Vec<Approval>> {
-        self.inner.store.list_approvals(true).await
+        self.healer.inner.store.list_approvals(true).await
     }
 
     /// Approves a pending fix; it runs (subject to the guards).
@@ -306,7 +355,7 @@ impl Healer {
     }
 
     async fn answer(&self, approval: Uuid, answer: Answer) -> Result<()> {
-        if let Some((_, tx)) = self.inner.pending.remove(&approval) {
+        if let Some((_, tx)) = self.healer.inner.pending.remove(&approval) {
             return tx.send(answer).map_err(|_| {
                 Error::new(
                     ErrorKind::Closed,
@@ -316,7 +365,7 @@ impl Healer {
                 )
             });
         }
-        let known = self.inner.store.list_approvals(false).await?;
+        let known = self.healer.inner.store.list_approvals(false).await?;
         match known.iter().find(|a| a.id == approval) {
             Some(a) if a.state == ApprovalState::Pending => Err(Error::new(
                 ErrorKind::Closed,
@@ -340,19 +389,19 @@ impl Healer {
                 ),
             )),
             None => Err(Error::not_found(format!(
-                "no approval {approval}; list them with Healer::pending_approvals"
+                "no approval {approval}; list them with Admin::pending_approvals"
             ))),
         }
     }
 
     /// The last `limit` audit records, oldest first.
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.inner.store.list_audit(limit).await
+        self.healer.inner.store.list_audit(limit).await
     }
 
     /// Counters and, per pattern: incidents, occurrences, success rate, MTTR.
     pub async fn stats(&self) -> Result<Stats> {
-        let patterns = self.inner.store.list_patterns().await?;
+        let patterns = self.healer.inner.store.list_patterns().await?;
         let incidents = self.incidents(&IncidentFilter::default()).await?;
         let patterns = patterns
             .into_iter()
@@ -383,12 +432,12 @@ impl Healer {
             })
             .collect();
         Ok(Stats {
-            observed: self.observed(),
-            dropped: self.dropped(),
-            failed: self.failed(),
-            store_errors: self.store_errors(),
-            audit_waiting: self.audit_waiting(),
-            audit_dropped: self.audit_dropped(),
+            observed: self.healer.observed(),
+            dropped: self.healer.dropped(),
+            failed: self.healer.failed(),
+            store_errors: self.healer.store_errors(),
+            audit_waiting: self.healer.audit_waiting(),
+            audit_dropped: self.healer.audit_dropped(),
             open_incidents: self.open_incidents().len(),
             patterns,
         })
@@ -398,7 +447,7 @@ impl Healer {
     /// reports score 0 with the reason.
     pub async fn health(&self) -> BTreeMap<String, Health> {
         let mut out = BTreeMap::new();
-        for (target, v) in &self.inner.verifiers {
+        for (target, v) in &self.healer.inner.verifiers {
             let h = v
                 .check()
                 .await
@@ -410,7 +459,7 @@ impl Healer {
 
     /// Checks one target now.
     pub async fn check(&self, target: &str) -> Result<Health> {
-        let v = self.inner.verifiers.get(target).ok_or_else(|| {
+        let v = self.healer.inner.verifiers.get(target).ok_or_else(|| {
             Error::not_found(format!("no verifier for target `{target}`; register one with Healer::builder().verifier(..)"))
         })?;
         v.check().await
@@ -418,7 +467,8 @@ impl Healer {
 
     /// Incidents not yet over, with their live counts, without a store round trip.
     pub fn open_incidents(&self) -> Vec<Incident> {
-        self.inner
+        self.healer
+            .inner
             .open
             .iter()
             .filter(|i| !i.status.is_terminal())

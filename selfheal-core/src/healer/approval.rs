@@ -1,5 +1,5 @@
 //! Waiting for a human: the approval is stored, announced and notified, and the
-//! incident waits for `Healer::approve` / `Healer::reject` (or shutdown).
+//! incident waits for `Admin::approve` / `Admin::reject` (or shutdown).
 
 use chrono::Utc;
 use uuid::Uuid;

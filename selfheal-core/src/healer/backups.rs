@@ -2,17 +2,17 @@
 //! and restored through the [`Healer`] handle. The strategies keep them (see
 //! [`Strategy::backups`](crate::Strategy::backups)); the healer asks each registered one.
 
+use super::admin::Admin;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Healer;
 use crate::{AuditEntry, Error, Result};
 
 /// A copy a strategy took before it changed something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backup {
-    /// Unique id, passed to [`Healer::restore_backup`].
+    /// Unique id, passed to [`Admin::restore_backup`].
     pub id: Uuid,
     /// The strategy that took it.
     pub strategy: String,
@@ -28,12 +28,12 @@ pub struct Backup {
     pub restored_at: Option<DateTime<Utc>>,
 }
 
-impl Healer {
+impl Admin {
     /// Every backup the registered strategies hold, newest first. A strategy whose
     /// backups cannot be read is logged and skipped.
     pub async fn backups(&self) -> Result<Vec<Backup>> {
         let mut all = Vec::new();
-        for strategy in self.inner.strategies.values() {
+        for strategy in self.healer.inner.strategies.values() {
             match strategy.backups().await {
                 Ok(b) => all.extend(b),
                 Err(e) => {
@@ -49,26 +49,27 @@ impl Healer {
     /// taken); `actor` is recorded in the audit trail (`self_heal.backup_restored`).
     /// `NotFound` when no registered strategy holds that backup.
     pub async fn restore_backup(&self, id: Uuid, actor: &str) -> Result<Backup> {
-        for strategy in self.inner.strategies.values() {
+        for strategy in self.healer.inner.strategies.values() {
             if let Some(backup) = strategy.restore_backup(id).await? {
-                self.audit(AuditEntry {
-                    actor: actor.to_owned(),
-                    action: Some(backup.strategy.clone()),
-                    detail: serde_json::json!({
-                        "backup": backup.id,
-                        "target": backup.target,
-                        "location": backup.location,
-                        "size": backup.size,
-                    }),
-                    ..AuditEntry::new("self_heal.backup_restored", "restored")
-                })
-                .await;
+                self.healer
+                    .audit(AuditEntry {
+                        actor: actor.to_owned(),
+                        action: Some(backup.strategy.clone()),
+                        detail: serde_json::json!({
+                            "backup": backup.id,
+                            "target": backup.target,
+                            "location": backup.location,
+                            "size": backup.size,
+                        }),
+                        ..AuditEntry::new("self_heal.backup_restored", "restored")
+                    })
+                    .await;
                 tracing::info!(backup = %id, location = %backup.location, actor, "backup restored");
                 return Ok(backup);
             }
         }
         Err(Error::not_found(format!(
-            "no registered strategy holds backup {id}; list them with Healer::backups"
+            "no registered strategy holds backup {id}; list them with Admin::backups"
         )))
     }
 }

@@ -3,6 +3,7 @@
 //! the healer decides on it. A fix that cannot run is skipped out loud: a
 //! [`Phase::Skipped`] event and a `self_heal.fix_skipped` audit record, never silently.
 
+use super::admin::Admin;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ impl fmt::Display for BindingProblem {
             ),
             BindingIssue::InvalidParams(why) => write!(
                 f,
-                "pattern `{pattern}` binds strategy `{strategy}` with parameters it refuses ({why}); the fix is skipped until you give valid parameters (Healer::update_pattern)"
+                "pattern `{pattern}` binds strategy `{strategy}` with parameters it refuses ({why}); the fix is skipped until you give valid parameters (Admin::update_pattern)"
             ),
         }
     }
@@ -102,14 +103,6 @@ pub(super) fn warn_binding_problems(problems: &[BindingProblem], source: &str) {
 }
 
 impl Healer {
-    /// Every fix binding of the stored patterns that cannot run: a strategy that is not
-    /// registered, or parameters the strategy refuses. The pipeline logs them when it
-    /// starts, and skips such a fix (an event and an audit record) when it comes up.
-    pub async fn binding_problems(&self) -> Result<Vec<BindingProblem>> {
-        let patterns = self.inner.store.list_patterns().await?;
-        Ok(check_bindings(&patterns, &self.inner.strategies))
-    }
-
     /// Logs the problems of the stored bindings that `build()` did not already report
     /// for the stock catalog.
     pub(super) async fn warn_stored_binding_problems(&self) {
@@ -117,7 +110,7 @@ impl Healer {
         // subscriber, which needs the built healer for its layer, is installed by then.
         let stock = check_bindings(&crate::catalog::stock(), &self.inner.strategies);
         warn_binding_problems(&stock, "the stock catalog");
-        match self.binding_problems().await {
+        match self.admin().binding_problems().await {
             Ok(mut problems) => {
                 problems.retain(|p| !stock.contains(p));
                 warn_binding_problems(&problems, "the store");
@@ -218,6 +211,16 @@ impl Healer {
     }
 }
 
+impl Admin {
+    /// Every fix binding of the stored patterns that cannot run: a strategy that is not
+    /// registered, or parameters the strategy refuses. The pipeline logs them when it
+    /// starts, and skips such a fix (an event and an audit record) when it comes up.
+    pub async fn binding_problems(&self) -> Result<Vec<BindingProblem>> {
+        let patterns = self.healer.inner.store.list_patterns().await?;
+        Ok(check_bindings(&patterns, &self.healer.inner.strategies))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -304,7 +307,7 @@ mod tests {
     async fn stored_bindings_that_cannot_run_are_listed_with_what_to_do() {
         let store = Arc::new(MemoryStore::new());
         store.add_pattern(&pattern()).await.unwrap();
-        let problems = healer(store).binding_problems().await.unwrap();
+        let problems = healer(store).admin().binding_problems().await.unwrap();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(problems[0].issue, BindingIssue::NotRegistered);
         assert_eq!(problems[0].strategy, "not_registered");
@@ -346,7 +349,7 @@ mod tests {
         );
         assert!(skipped[2].contains("parameters of `terminate` refused"));
 
-        let audit = healer.audit_log(100).await.unwrap();
+        let audit = healer.admin().audit_log(100).await.unwrap();
         let kinds: Vec<&str> = audit.iter().map(|r| r.event_type.as_str()).collect();
         assert_eq!(
             kinds

@@ -1,10 +1,11 @@
 //! The audit chain is verified when the healer starts: a healer on a broken chain says
-//! so (an error log, an event, one notification, [`Healer::audit_chain`]) instead of
+//! so (an error log, an event, one notification, [`Admin::audit_chain`]) instead of
 //! appending after a tampered or corrupted record as if nothing happened. The newest
 //! [`CHECKED_AT_START`] records are checked, so a start costs a bounded read, and so is
 //! the store's checkpoint of the head ([`crate::AuditStore::audit_checkpoint`]): a log
 //! truncated or emptied since the last write is reported the same way.
 
+use super::admin::Admin;
 use std::sync::Mutex;
 
 use super::Healer;
@@ -18,20 +19,6 @@ pub const CHECKED_AT_START: usize = 10_000;
 pub(crate) struct ChainCheck(Mutex<Option<Result<(), ChainError>>>);
 
 impl Healer {
-    /// What the check of the audit chain at start found: `None` before the pipeline
-    /// has started (or when the store could not be read), `Some(Ok(()))` when the newest
-    /// records chain and end where the store's checkpoint says, `Some(Err(..))` naming
-    /// the first broken link, a record that does not decode, or where a truncated or
-    /// emptied log ends.
-    pub fn audit_chain(&self) -> Option<Result<(), ChainError>> {
-        self.inner
-            .chain_check
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     pub(super) async fn check_chain_at_start(&self) {
         let records = match self.inner.store.list_audit(CHECKED_AT_START).await {
             Ok(r) => r,
@@ -76,5 +63,22 @@ impl Healer {
             event_type: "self_heal.chain_broken".into(),
         })
         .await;
+    }
+}
+
+impl Admin {
+    /// What the check of the audit chain at start found: `None` before the pipeline
+    /// has started (or when the store could not be read), `Some(Ok(()))` when the newest
+    /// records chain and end where the store's checkpoint says, `Some(Err(..))` naming
+    /// the first broken link, a record that does not decode, or where a truncated or
+    /// emptied log ends.
+    pub fn audit_chain(&self) -> Option<Result<(), ChainError>> {
+        self.healer
+            .inner
+            .chain_check
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -17,6 +17,7 @@
 //! | `breaker/failure/<id>` | `{at}`: one failed remediation |
 //! | `backoff/["<strategy>","<target>"]` | `{strategy, target, fingerprint, at, repeats}` |
 
+use super::admin::Admin;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -216,52 +217,6 @@ impl Healer {
         true
     }
 
-    /// Reads the control state from the store now and takes it: silences, dry-run
-    /// switches, the breaker and back-off as the replicas that share the store left
-    /// them. The healer does this at start and every `safety.control_refresh`; call it
-    /// to see another replica's change at once.
-    ///
-    /// Writes the store refused earlier are tried first; while any is still refused,
-    /// the local state is kept (it is newer) and the store's error returned.
-    ///
-    /// ```
-    /// use selfheal_core::{Healer, MemoryStore};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
-    /// let store = std::sync::Arc::new(MemoryStore::new());
-    /// let a = Healer::builder().store_arc(store.clone()).build()?;
-    /// let b = Healer::builder().store_arc(store).build()?;
-    /// a.set_dry_run(true, "alice").await;
-    /// b.reload_control().await?;
-    /// assert!(b.is_dry_run(None));
-    /// # Ok(()) }
-    /// ```
-    pub async fn reload_control(&self) -> Result<()> {
-        self.retry_unsaved().await?;
-        let generation = self.inner.control.generation.load(Ordering::SeqCst);
-        let docs = match self.inner.store.list_control("").await {
-            Ok(docs) => docs,
-            // A failed read loses nothing (store_errors counts lost writes): the local
-            // state stays in force and the next re-read tries again.
-            Err(e) => {
-                tracing::warn!(store = self.inner.store.name(), error = %e, "could not read the control state; keeping the local one");
-                return Err(e);
-            }
-        };
-        let stale = {
-            let c = &self.inner.control;
-            let _applying = c.applying.lock().unwrap_or_else(|e| e.into_inner());
-            if c.generation.load(Ordering::SeqCst) != generation || !c.unsaved().is_empty() {
-                // Changed here while the store was read: the next re-read takes it.
-                return Ok(());
-            }
-            self.apply_control(docs)
-        };
-        for key in stale {
-            self.save_control(key, None).await;
-        }
-        Ok(())
-    }
-
     async fn retry_unsaved(&self) -> Result<()> {
         let pending: Vec<_> = self.inner.control.unsaved().clone().into_iter().collect();
         for (key, value) in pending {
@@ -349,10 +304,11 @@ impl Healer {
         }
     }
 
-    /// [`Healer::reload_control`], where a failure or a panic in the store is logged
+    /// [`Admin::reload_control`], where a failure or a panic in the store is logged
     /// and the healer goes on with the state it holds.
     pub(super) async fn reload_control_contained(&self, when: &str) {
-        let reload = std::panic::AssertUnwindSafe(self.reload_control());
+        let admin = self.admin();
+        let reload = std::panic::AssertUnwindSafe(admin.reload_control());
         match futures_util::FutureExt::catch_unwind(reload).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if e.kind() == ErrorKind::Unavailable => {
@@ -367,6 +323,54 @@ impl Healer {
                 "reading the control state panicked; keeping what is held"
             ),
         }
+    }
+}
+
+impl Admin {
+    /// Reads the control state from the store now and takes it: silences, dry-run
+    /// switches, the breaker and back-off as the replicas that share the store left
+    /// them. The healer does this at start and every `safety.control_refresh`; call it
+    /// to see another replica's change at once.
+    ///
+    /// Writes the store refused earlier are tried first; while any is still refused,
+    /// the local state is kept (it is newer) and the store's error returned.
+    ///
+    /// ```
+    /// use selfheal_core::{Healer, MemoryStore};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
+    /// let store = std::sync::Arc::new(MemoryStore::new());
+    /// let a = Healer::builder().store_arc(store.clone()).build()?;
+    /// let b = Healer::builder().store_arc(store).build()?;
+    /// a.set_dry_run(true, "alice").await;
+    /// b.reload_control().await?;
+    /// assert!(b.is_dry_run(None));
+    /// # Ok(()) }
+    /// ```
+    pub async fn reload_control(&self) -> Result<()> {
+        self.healer.retry_unsaved().await?;
+        let generation = self.healer.inner.control.generation.load(Ordering::SeqCst);
+        let docs = match self.healer.inner.store.list_control("").await {
+            Ok(docs) => docs,
+            // A failed read loses nothing (store_errors counts lost writes): the local
+            // state stays in force and the next re-read tries again.
+            Err(e) => {
+                tracing::warn!(store = self.healer.inner.store.name(), error = %e, "could not read the control state; keeping the local one");
+                return Err(e);
+            }
+        };
+        let stale = {
+            let c = &self.healer.inner.control;
+            let _applying = c.applying.lock().unwrap_or_else(|e| e.into_inner());
+            if c.generation.load(Ordering::SeqCst) != generation || !c.unsaved().is_empty() {
+                // Changed here while the store was read: the next re-read takes it.
+                return Ok(());
+            }
+            self.healer.apply_control(docs)
+        };
+        for key in stale {
+            self.healer.save_control(key, None).await;
+        }
+        Ok(())
     }
 }
 
@@ -409,18 +413,18 @@ mod tests {
             .unwrap();
         let silence =
             Silence::from_now(SilenceScope::Target("db".into()), Duration::from_secs(600));
-        healer.add_silence(silence, "alice").await.unwrap();
+        healer.admin().add_silence(silence, "alice").await.unwrap();
         assert_eq!(healer.store_errors(), 1, "counted, never fatal");
 
         // Still refused: the re-read keeps the local silence instead of the store's
         // (empty) state, and says why.
-        let err = healer.reload_control().await.unwrap_err();
+        let err = healer.admin().reload_control().await.unwrap_err();
         assert!(err.to_string().contains("1 control writes wait"), "{err}");
-        assert_eq!(healer.silences().len(), 1);
+        assert_eq!(healer.admin().silences().len(), 1);
 
         // The store is back: the write lands first, then the store is read.
         is_down.store(false, Ordering::SeqCst);
-        healer.reload_control().await.unwrap();
+        healer.admin().reload_control().await.unwrap();
         assert!(healer.inner.control.unsaved().is_empty());
     }
 

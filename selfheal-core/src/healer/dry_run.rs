@@ -4,6 +4,7 @@
 //! kept in the store (`control.rs`), so it holds on every replica and after a restart.
 //! A switch in the store wins over the config, which only says where to start.
 
+use super::admin::Admin;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -51,7 +52,7 @@ impl DryRunSwitch {
         if self.config_all && was && !all {
             tracing::warn!(
                 "safety.dry_run is set, but an operator switched the healer live (kept in the \
-                 store): running live; switch it with Healer::set_dry_run"
+                 store): running live; switch it with Admin::set_dry_run"
             );
         }
     }
@@ -121,22 +122,37 @@ impl Executor for DryRun {
 }
 
 impl Healer {
+    /// The live executor, or when `dry` a recorder standing in for it.
+    pub(super) fn executor_for(&self, dry: bool) -> (Arc<dyn Executor>, Option<Arc<DryRun>>) {
+        let live = self.inner.executor.clone();
+        if !dry {
+            return (live, None);
+        }
+        let dry = Arc::new(DryRun::wrapping(live.name()));
+        (dry.clone(), Some(dry))
+    }
+}
+
+impl Admin {
     /// Switches the whole healer between dry run (`true`) and live; `actor` is audited.
     pub async fn set_dry_run(&self, on: bool, actor: &str) {
-        self.control_changed(|| self.inner.dry_run.all.store(on, Ordering::SeqCst));
-        self.save_control(
-            super::control::DRY_RUN_ALL.to_owned(),
-            Some(serde_json::json!({"on": on})),
-        )
-        .await;
+        self.healer
+            .control_changed(|| self.healer.inner.dry_run.all.store(on, Ordering::SeqCst));
+        self.healer
+            .save_control(
+                super::control::DRY_RUN_ALL.to_owned(),
+                Some(serde_json::json!({"on": on})),
+            )
+            .await;
         self.mode_changed(None, on, actor).await;
     }
 
     /// Switches one pattern between dry run and live; `actor` is audited. The whole
     /// healer in dry run wins over a pattern switched live.
     pub async fn set_pattern_dry_run(&self, pattern: &str, on: bool, actor: &str) {
-        self.control_changed(|| {
+        self.healer.control_changed(|| {
             let mut set = self
+                .healer
                 .inner
                 .dry_run
                 .patterns
@@ -148,45 +164,37 @@ impl Healer {
                 set.remove(pattern);
             }
         });
-        self.save_control(
-            super::control::dry_run_pattern_key(pattern),
-            Some(serde_json::json!({"pattern": pattern, "on": on})),
-        )
-        .await;
+        self.healer
+            .save_control(
+                super::control::dry_run_pattern_key(pattern),
+                Some(serde_json::json!({"pattern": pattern, "on": on})),
+            )
+            .await;
         self.mode_changed(Some(pattern), on, actor).await;
     }
 
     /// Whether incidents of `pattern` (or without one, `None`) run dry now.
     pub fn is_dry_run(&self, pattern: Option<&str>) -> bool {
-        self.inner.dry_run.applies(pattern)
+        self.healer.inner.dry_run.applies(pattern)
     }
 
     async fn mode_changed(&self, pattern: Option<&str>, on: bool, actor: &str) {
         let mode = if on { "dry_run" } else { "live" };
         let scope = pattern.map_or_else(|| "the healer".to_owned(), |p| format!("pattern `{p}`"));
-        self.emit(
+        self.healer.emit(
             None,
             "*",
             Phase::ModeChanged,
             format!("{scope} is {mode} (by {actor})"),
         );
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            pattern: pattern.map(str::to_owned),
-            detail: serde_json::json!({"mode": mode}),
-            ..AuditEntry::new("self_heal.mode_changed", mode)
-        })
-        .await;
-    }
-
-    /// The live executor, or when `dry` a recorder standing in for it.
-    pub(super) fn executor_for(&self, dry: bool) -> (Arc<dyn Executor>, Option<Arc<DryRun>>) {
-        let live = self.inner.executor.clone();
-        if !dry {
-            return (live, None);
-        }
-        let dry = Arc::new(DryRun::wrapping(live.name()));
-        (dry.clone(), Some(dry))
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                pattern: pattern.map(str::to_owned),
+                detail: serde_json::json!({"mode": mode}),
+                ..AuditEntry::new("self_heal.mode_changed", mode)
+            })
+            .await;
     }
 }
 

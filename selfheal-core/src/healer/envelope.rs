@@ -3,6 +3,7 @@
 //! The pieces live beside it: `storm.rs`, `breaker.rs`, `backoff.rs`, `silence.rs`,
 //! `dependency.rs`, `dry_run.rs`; this file wires them into the pipeline.
 
+use super::admin::Admin;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 use super::Healer;
 use crate::{AuditEntry, Error, ErrorKind, Incident, IncidentStatus, Notification, Phase, Result};
 
-/// Where the safety envelope stands (see [`Healer::safety`]).
+/// Where the safety envelope stands (see [`Admin::safety`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SafetyStatus {
     /// A storm is on: automatic remediation stopped until health recovers.
@@ -21,7 +22,7 @@ pub struct SafetyStatus {
     pub unhealthy_targets: Vec<String>,
     /// Targets the healer has heard of (signals, verifiers, dependencies).
     pub known_targets: usize,
-    /// The breaker tripped: nothing runs until [`Healer::rearm`].
+    /// The breaker tripped: nothing runs until [`Admin::rearm`].
     pub breaker_open: bool,
     /// The whole healer runs dry.
     pub dry_run: bool,
@@ -47,7 +48,7 @@ impl Healer {
                 id,
                 format!(
                     "the healer's breaker is open after {} failed remediations within {:?}; \
-                     nothing runs until an operator re-arms it (Healer::rearm)",
+                     nothing runs until an operator re-arms it (Admin::rearm)",
                     b.max_failures, b.window
                 ),
             )
@@ -234,7 +235,7 @@ impl Healer {
         let b = self.inner.breaker.config();
         let what = format!(
             "{failures} remediations failed within {:?}; the healer stopped acting until an \
-             operator re-arms it (Healer::rearm)",
+             operator re-arms it (Admin::rearm)",
             b.window
         );
         tracing::error!(failures, "breaker tripped: the healer stopped acting");
@@ -275,14 +276,16 @@ impl Healer {
         })
         .await;
     }
+}
 
+impl Admin {
     /// Where the safety envelope stands, for operators and admin endpoints.
     pub fn safety(&self) -> SafetyStatus {
         SafetyStatus {
-            storm: self.inner.storm.active(),
-            unhealthy_targets: self.unhealthy_targets(None).into_iter().collect(),
-            known_targets: self.inner.storm.known(),
-            breaker_open: self.inner.breaker.is_open(),
+            storm: self.healer.inner.storm.active(),
+            unhealthy_targets: self.healer.unhealthy_targets(None).into_iter().collect(),
+            known_targets: self.healer.inner.storm.known(),
+            breaker_open: self.healer.inner.breaker.is_open(),
             dry_run: self.is_dry_run(None),
             silences: self.silences().iter().filter(|s| s.active).count(),
         }
@@ -290,36 +293,38 @@ impl Healer {
 
     /// Whether the healer's breaker is open (it acts on nothing until re-armed).
     pub fn breaker_open(&self) -> bool {
-        self.inner.breaker.is_open()
+        self.healer.inner.breaker.is_open()
     }
 
     /// Whether a storm is on (automatic remediation stopped until health recovers).
     pub fn storm_active(&self) -> bool {
-        self.inner.storm.active()
+        self.healer.inner.storm.active()
     }
 
     /// Re-arms the healer after its breaker tripped; `actor` is audited. Refused when
     /// the breaker is not open.
     pub async fn rearm(&self, actor: &str) -> Result<()> {
-        if !self.breaker_rearm().await {
+        if !self.healer.breaker_rearm().await {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 "the healer's breaker is not open; nothing to re-arm",
             ));
         }
-        self.release_all_counting();
-        self.emit(None, "*", Phase::BreakerRearmed, format!("by {actor}"));
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            ..AuditEntry::new("self_heal.breaker_rearmed", "the healer acts again")
-        })
-        .await;
+        self.healer.release_all_counting();
+        self.healer
+            .emit(None, "*", Phase::BreakerRearmed, format!("by {actor}"));
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                ..AuditEntry::new("self_heal.breaker_rearmed", "the healer acts again")
+            })
+            .await;
         Ok(())
     }
 
     /// The cooldown the next run of `strategy` on `target` would start: the base,
     /// doubled per repeat incident, capped.
     pub fn next_cooldown(&self, strategy: &str, target: &str) -> std::time::Duration {
-        self.inner.backoff.cooldown(strategy, target)
+        self.healer.inner.backoff.cooldown(strategy, target)
     }
 }

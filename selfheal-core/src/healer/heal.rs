@@ -364,7 +364,7 @@ impl Healer {
                 return;
             }
             // A dry run learns nothing and trips nothing: the fix did not run.
-            let dry = self.is_dry_run(incident.pattern.as_deref());
+            let dry = self.admin().is_dry_run(incident.pattern.as_deref());
             // Attempts at this error on this target are counted in the store, so a
             // restart (or a new incident of the same episode) does not start over.
             if !dry

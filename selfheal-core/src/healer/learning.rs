@@ -8,13 +8,14 @@
 //!   regex made from the incident's fingerprint template (its masked parts match
 //!   anything, the rest literally), the incident's target, the fix, alert-only and
 //!   never auto-healable. Learning never makes a pattern act on its own: promoting it
-//!   is [`Healer::promote_pattern`], an operator's call.
+//!   is [`Admin::promote_pattern`], an operator's call.
 //!
 //! Patterns whose fixes keep failing fall back by the same rule: each failure takes
 //! `feedback.failure_delta` off, so an auto-healable pattern drops under the auto
 //! threshold (suggest, wait for approval) and then under the suggest threshold
 //! (escalate).
 
+use super::admin::Admin;
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -55,85 +56,6 @@ impl Learned {
 }
 
 impl Healer {
-    /// The patterns learning proposed that are still alert-only: what waits for an
-    /// operator's review ([`Healer::promote_pattern`] or `set_pattern_enabled(.., false, ..)`).
-    pub async fn proposed_patterns(&self) -> Result<Vec<Pattern>> {
-        Ok(self
-            .inner
-            .store
-            .list_patterns()
-            .await?
-            .into_iter()
-            .filter(|p| p.name.starts_with(LEARNED_PREFIX) && p.mode == PatternMode::AlertOnly)
-            .collect())
-    }
-
-    /// An operator says `fix` resolved `incident`, an incident the healer escalated or
-    /// closed without fixing (a rejected or expired suggestion, an alert-only match).
-    /// The incident is marked resolved by `actor` (audited as
-    /// `self_heal.resolved_by_operator`) and the store learns from it (see
-    /// [`Learned`]). The fix must name a registered strategy whose `validate` accepts
-    /// its parameters.
-    pub async fn mark_fixed(
-        &self,
-        incident: Uuid,
-        fix: FixBinding,
-        actor: &str,
-    ) -> Result<Learned> {
-        let actor = who(actor)?;
-        let mut incident = self.incident(incident).await?.ok_or_else(|| {
-            Error::not_found(format!(
-                "no incident {incident}; list them with Healer::incidents"
-            ))
-        })?;
-        match incident.status {
-            IncidentStatus::Escalated | IncidentStatus::Closed => {}
-            IncidentStatus::Resolved => {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "incident {} is resolved already; nothing to learn twice",
-                        incident.id
-                    ),
-                ));
-            }
-            other => {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "incident {} is still {}; answer its approval or wait until it is escalated or closed",
-                        incident.id,
-                        other.as_str()
-                    ),
-                ));
-            }
-        }
-        let strategy = self.inner.strategies.get(&fix.strategy).ok_or_else(|| {
-            Error::invalid(format!(
-                "strategy `{}` is not registered; name one of the healer's strategies",
-                fix.strategy
-            ))
-        })?;
-        strategy.validate(&fix.params)?;
-
-        incident.status = IncidentStatus::Resolved;
-        incident.closed_at = Some(Utc::now());
-        incident.reason = format!("resolved by {actor} with `{}`", fix.strategy);
-        self.inner.store.save_incident(&incident).await?;
-        // Fixed by hand: the error no longer counts into this (escalated) incident.
-        self.forget(incident.id);
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            incident: Some(incident.id),
-            pattern: incident.pattern.clone(),
-            action: Some(fix.strategy.clone()),
-            detail: serde_json::json!({"params": fix.params}),
-            ..AuditEntry::new("self_heal.resolved_by_operator", incident.reason.clone())
-        })
-        .await;
-        self.learn_from(&incident, &fix, actor).await
-    }
-
     /// After an approved fix from an advisor verified: learn from it, never failing the
     /// pipeline (a template too generic to learn is logged).
     pub(super) async fn learn_from_approval(&self, id: Uuid, fix: &FixBinding, approver: &str) {
@@ -290,6 +212,94 @@ pub fn template_regex(template: &str) -> Result<String> {
         .collect();
     // `(?s)`: a masked part (a quoted value, say) may span lines.
     Ok(parts.join("(?s:.*?)"))
+}
+
+impl Admin {
+    /// The patterns learning proposed that are still alert-only: what waits for an
+    /// operator's review ([`Admin::promote_pattern`] or `set_pattern_enabled(.., false, ..)`).
+    pub async fn proposed_patterns(&self) -> Result<Vec<Pattern>> {
+        Ok(self
+            .healer
+            .inner
+            .store
+            .list_patterns()
+            .await?
+            .into_iter()
+            .filter(|p| p.name.starts_with(LEARNED_PREFIX) && p.mode == PatternMode::AlertOnly)
+            .collect())
+    }
+
+    /// An operator says `fix` resolved `incident`, an incident the healer escalated or
+    /// closed without fixing (a rejected or expired suggestion, an alert-only match).
+    /// The incident is marked resolved by `actor` (audited as
+    /// `self_heal.resolved_by_operator`) and the store learns from it (see
+    /// [`Learned`]). The fix must name a registered strategy whose `validate` accepts
+    /// its parameters.
+    pub async fn mark_fixed(
+        &self,
+        incident: Uuid,
+        fix: FixBinding,
+        actor: &str,
+    ) -> Result<Learned> {
+        let actor = who(actor)?;
+        let mut incident = self.incident(incident).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "no incident {incident}; list them with Admin::incidents"
+            ))
+        })?;
+        match incident.status {
+            IncidentStatus::Escalated | IncidentStatus::Closed => {}
+            IncidentStatus::Resolved => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "incident {} is resolved already; nothing to learn twice",
+                        incident.id
+                    ),
+                ));
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "incident {} is still {}; answer its approval or wait until it is escalated or closed",
+                        incident.id,
+                        other.as_str()
+                    ),
+                ));
+            }
+        }
+        let strategy = self
+            .healer
+            .inner
+            .strategies
+            .get(&fix.strategy)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "strategy `{}` is not registered; name one of the healer's strategies",
+                    fix.strategy
+                ))
+            })?;
+        strategy.validate(&fix.params)?;
+
+        incident.status = IncidentStatus::Resolved;
+        incident.closed_at = Some(Utc::now());
+        incident.reason = format!("resolved by {actor} with `{}`", fix.strategy);
+        self.healer.inner.store.save_incident(&incident).await?;
+        // Fixed by hand: the error no longer counts into this (escalated) incident.
+        self.healer.forget(incident.id);
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                incident: Some(incident.id),
+                pattern: incident.pattern.clone(),
+                action: Some(fix.strategy.clone()),
+                detail: serde_json::json!({"params": fix.params}),
+                ..AuditEntry::new("self_heal.resolved_by_operator", incident.reason.clone())
+            })
+            .await;
+        self.healer.learn_from(&incident, &fix, actor).await
+    }
 }
 
 #[cfg(test)]

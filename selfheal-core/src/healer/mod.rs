@@ -6,14 +6,14 @@
 //! Around the guards sits the safety envelope (`envelope.rs` wires it in, one module
 //! per piece): a storm short-circuit, cooldowns that back off on repeat incidents and
 //! flag fixes that mask the real issue, a breaker on the healer itself
-//! ([`Healer::rearm`]), approvals that expire into escalations, silences
-//! ([`Healer::add_silence`]), one incident per escalation (`escalation.rs`: its error
+//! ([`Admin::rearm`]), approvals that expire into escalations, silences
+//! ([`Admin::add_silence`]), one incident per escalation (`escalation.rs`: its error
 //! keeps counting into it, reminders on a back-off, a new incident only after a quiet
 //! period), errors the healer's own action causes counted into the
 //! open incident, dependency-aware attribution ([`HealerBuilder::depends_on`]) and a
-//! dry-run mode ([`Healer::set_dry_run`], [`Healer::set_pattern_dry_run`]). Silences,
+//! dry-run mode ([`Admin::set_dry_run`], [`Admin::set_pattern_dry_run`]). Silences,
 //! dry-run switches, the breaker and back-off live in the store (`control.rs`), so they
-//! hold on every replica and after a restart ([`Healer::reload_control`]).
+//! hold on every replica and after a restart ([`Admin::reload_control`]).
 
 mod admin;
 mod approval;
@@ -66,7 +66,7 @@ use crate::{
     LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy, Verifier,
 };
 
-pub use admin::{PatternStats, Stats};
+pub use admin::{Admin, PatternStats, Stats};
 pub use backups::Backup;
 pub use bindings::{BindingIssue, BindingProblem};
 pub use builder::{HealerBuilder, Integration};

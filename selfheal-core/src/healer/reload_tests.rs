@@ -30,7 +30,11 @@ async fn a_promotion_right_after_spawn_is_never_lost() {
         let store = store_with(&[alert_only("quota")]).await;
         let healer = Healer::builder().store_arc(store).build().unwrap();
         let running = healer.spawn();
-        healer.promote_pattern("quota", true, "ops").await.unwrap();
+        healer
+            .admin()
+            .promote_pattern("quota", true, "ops")
+            .await
+            .unwrap();
         // In force now, and still after the intake task's first load has finished.
         let now = healer.matcher().pattern("quota").map(|p| p.mode);
         running.shutdown().await;
@@ -50,6 +54,7 @@ async fn a_pattern_added_right_after_spawn_is_never_lost() {
         let healer = Healer::builder().store_arc(store).build().unwrap();
         let running = healer.spawn();
         healer
+            .admin()
             .add_pattern(alert_only("inodes").regex("no space left"), "ops")
             .await
             .unwrap();

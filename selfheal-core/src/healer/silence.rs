@@ -16,11 +16,12 @@
 //!         "alice",
 //!     )
 //!     .await?;
-//! assert!(healer.silences()[0].active);
-//! healer.remove_silence(id, "alice").await?;
+//! assert!(healer.admin().silences()[0].active);
+//! healer.admin().remove_silence(id, "alice").await?;
 //! # Ok(()) }
 //! ```
 
+use super::admin::Admin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -103,7 +104,7 @@ impl Silence {
 /// A silence the healer holds, and what it has suppressed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SilenceStatus {
-    /// Its id, for [`Healer::remove_silence`].
+    /// Its id, for [`Admin::remove_silence`].
     pub id: Uuid,
     /// The silence.
     pub silence: Silence,
@@ -273,6 +274,27 @@ impl Silences {
 }
 
 impl Healer {
+    /// Whether a silence suppresses this signal; announces the first one per silence.
+    pub(super) fn silenced(&self, target: &str, pattern: Option<&str>, fingerprint: &str) -> bool {
+        let Some(hit) = self.inner.silences.suppress(target, pattern, fingerprint) else {
+            return false;
+        };
+        if hit.first {
+            self.emit(
+                None,
+                target,
+                Phase::Silenced,
+                format!(
+                    "silence {} suppresses signals: counted, nothing opens or runs",
+                    hit.silence
+                ),
+            );
+        }
+        true
+    }
+}
+
+impl Admin {
     /// Adds a silence (or maintenance window); `actor` is audited. Refused when it
     /// ends before it starts, has already ended, or names nothing.
     pub async fn add_silence(&self, silence: Silence, actor: &str) -> Result<Uuid> {
@@ -296,61 +318,51 @@ impl Healer {
         let detail = serde_json::to_value(&silence).unwrap_or_default();
         let id = Uuid::new_v4();
         let doc = super::control::silence_doc(id, &silence, actor);
-        self.control_changed(|| self.inner.silences.add(id, silence, actor));
-        self.save_control(super::control::silence_key(id), Some(doc))
+        self.healer
+            .control_changed(|| self.healer.inner.silences.add(id, silence, actor));
+        self.healer
+            .save_control(super::control::silence_key(id), Some(doc))
             .await;
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            detail,
-            ..AuditEntry::new("self_heal.silence_added", id.to_string())
-        })
-        .await;
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                detail,
+                ..AuditEntry::new("self_heal.silence_added", id.to_string())
+            })
+            .await;
         Ok(id)
     }
 
     /// Every silence, in force, to come or recently ended, with what it suppressed.
     pub fn silences(&self) -> Vec<SilenceStatus> {
-        self.inner.silences.statuses()
+        self.healer.inner.silences.statuses()
     }
 
     /// Lifts a silence now; `actor` is audited.
     pub async fn remove_silence(&self, id: Uuid, actor: &str) -> Result<()> {
-        let mut removed = self.control_changed(|| self.inner.silences.remove(id));
+        let mut removed = self
+            .healer
+            .control_changed(|| self.healer.inner.silences.remove(id));
         if removed.is_none() {
             // Added on another replica since the last re-read, perhaps.
             let _ = self.reload_control().await;
-            removed = self.control_changed(|| self.inner.silences.remove(id));
+            removed = self
+                .healer
+                .control_changed(|| self.healer.inner.silences.remove(id));
         }
         let silence = removed.ok_or_else(|| {
-            Error::not_found(format!("no silence {id}; list them with Healer::silences"))
+            Error::not_found(format!("no silence {id}; list them with Admin::silences"))
         })?;
-        self.save_control(super::control::silence_key(id), None)
+        self.healer
+            .save_control(super::control::silence_key(id), None)
             .await;
-        self.audit(AuditEntry {
-            actor: actor.to_owned(),
-            detail: serde_json::to_value(&silence).unwrap_or_default(),
-            ..AuditEntry::new("self_heal.silence_removed", id.to_string())
-        })
-        .await;
+        self.healer
+            .audit(AuditEntry {
+                actor: actor.to_owned(),
+                detail: serde_json::to_value(&silence).unwrap_or_default(),
+                ..AuditEntry::new("self_heal.silence_removed", id.to_string())
+            })
+            .await;
         Ok(())
-    }
-
-    /// Whether a silence suppresses this signal; announces the first one per silence.
-    pub(super) fn silenced(&self, target: &str, pattern: Option<&str>, fingerprint: &str) -> bool {
-        let Some(hit) = self.inner.silences.suppress(target, pattern, fingerprint) else {
-            return false;
-        };
-        if hit.first {
-            self.emit(
-                None,
-                target,
-                Phase::Silenced,
-                format!(
-                    "silence {} suppresses signals: counted, nothing opens or runs",
-                    hit.silence
-                ),
-            );
-        }
-        true
     }
 }

@@ -469,6 +469,7 @@ async fn stored_approvals_and_their_notifications_are_redacted() {
     let mut events = healer.subscribe();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             Pattern::new("deploy_hook")
                 .regex("deploy hook failed")
@@ -493,7 +494,7 @@ async fn stored_approvals_and_their_notifications_are_redacted() {
             break;
         }
     }
-    let pending = healer.pending_approvals().await.unwrap();
+    let pending = healer.admin().pending_approvals().await.unwrap();
     let stored = format!("{pending:?}");
     assert!(
         !stored.contains(&secret) && stored.contains(MASK),

@@ -43,7 +43,7 @@ use tracing::{info, instrument};
 /// - **Rollback**: puts the backup's bytes back, byte for byte, by the same atomic
 ///   write, unless the file changed since the patch wrote it (then `Conflict`: a
 ///   human's edit is never overwritten automatically). The backups are listed and
-///   restorable through the healer (`Healer::backups`, `Healer::restore_backup`, which
+///   restorable through the healer (`Admin::backups`, `Admin::restore_backup`, which
 ///   restores whatever the file holds now); the newest
 ///   [`keep`](ConfigPatch::keep) (50) are kept.
 ///
@@ -329,7 +329,7 @@ impl ConfigPatch {
                     ErrorKind::Conflict,
                     format!(
                         "{} changed since selfheal patched it, so the rollback does not overwrite it; \
-                         restore backup {id} by hand with Healer::restore_backup if that is what you want",
+                         restore backup {id} by hand with Admin::restore_backup if that is what you want",
                         location.display()
                     ),
                 ));

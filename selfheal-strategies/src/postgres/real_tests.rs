@@ -437,7 +437,7 @@ async fn slots_filled_by_the_services_role_are_freed_through_the_integration() {
         "{}",
         skipped[0]
     );
-    let actions = healer.actions(None).await.unwrap();
+    let actions = healer.admin().actions(None).await.unwrap();
     let outcome = actions[0].outcome.clone().unwrap();
     // The pool's 5 plus a margin of 2, however young the sessions: no more.
     assert!(

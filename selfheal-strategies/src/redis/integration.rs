@@ -123,8 +123,8 @@ mod tests {
             .integrate(RedisIntegration::new("redis-cache", handle))
             .build()
             .unwrap();
-        healer.seed_catalog().await.unwrap();
-        let problems = healer.binding_problems().await.unwrap();
+        healer.admin().seed_catalog().await.unwrap();
+        let problems = healer.admin().binding_problems().await.unwrap();
         let unregistered: Vec<_> = problems
             .iter()
             .filter(|p| {

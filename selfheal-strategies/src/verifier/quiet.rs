@@ -112,6 +112,7 @@ mod tests {
     async fn wait_for_incident(healer: &Healer) -> Incident {
         for _ in 0..10_000 {
             if let Some(i) = healer
+                .admin()
                 .incidents(&IncidentFilter::default())
                 .await
                 .unwrap()
