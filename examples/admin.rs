@@ -152,7 +152,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .executor(ProcessExecutor::new())
         .build()?;
     let running = healer.spawn();
-    healer.seed_patterns([pool_pattern()]).await?;
+    healer.admin().seed_patterns([pool_pattern()]).await?;
 
     // What the healer does, one line per phase, so the terminal shows when to approve.
     let mut events = healer.subscribe();

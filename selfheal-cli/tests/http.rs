@@ -98,7 +98,11 @@ impl Service {
             .build()
             .unwrap();
         let running = healer.spawn();
-        healer.add_pattern(disk_full(), "setup").await.unwrap();
+        healer
+            .admin()
+            .add_pattern(disk_full(), "setup")
+            .await
+            .unwrap();
         let (operator, viewer) = (secret(), secret());
         let admin = AdminConfig::default()
             .token(Role::Operator, "alice", &operator)
@@ -149,7 +153,7 @@ impl Service {
         self.healer
             .observe(Signal::new("db", "disk full on /var/lib/db"));
         self.until(&mut events, Phase::AwaitingApproval).await;
-        let pending = self.healer.pending_approvals().await.unwrap();
+        let pending = self.healer.admin().pending_approvals().await.unwrap();
         assert_eq!(pending.len(), 1);
         pending[0].id.to_string()
     }
@@ -262,7 +266,7 @@ async fn an_approval_listed_and_approved_from_the_command_line_runs_the_fix() {
     let body: Value = serde_json::from_str(again.stderr.trim()).expect("the API's JSON error");
     assert_eq!(body["status"], 409, "{}", again.said());
 
-    let audit = s.healer.audit_log(usize::MAX).await.unwrap();
+    let audit = s.healer.admin().audit_log(usize::MAX).await.unwrap();
     assert!(
         audit
             .iter()
@@ -283,7 +287,12 @@ async fn an_approval_listed_and_approved_from_the_command_line_runs_the_fix() {
         .view(&["incidents", "--status", "resolved", "--target", "db"])
         .await;
     assert_eq!(incidents.code, Some(0), "{}", incidents.said());
-    let incident = s.healer.incidents(&Default::default()).await.unwrap()[0]
+    let incident = s
+        .healer
+        .admin()
+        .incidents(&Default::default())
+        .await
+        .unwrap()[0]
         .id
         .to_string();
     assert!(
@@ -320,9 +329,16 @@ async fn a_rejection_carries_its_reason_and_the_fix_never_runs() {
     );
     // The healer closes the incident after it audited the answer.
     s.until(&mut events, Phase::Closed).await;
-    assert!(s.healer.pending_approvals().await.unwrap().is_empty());
+    assert!(
+        s.healer
+            .admin()
+            .pending_approvals()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.cleanup.runs.load(Ordering::SeqCst), 0);
-    let audit = s.healer.audit_log(usize::MAX).await.unwrap();
+    let audit = s.healer.admin().audit_log(usize::MAX).await.unwrap();
     assert!(
         audit.iter().any(|r| r.event_type == "self_heal.rejected"
             && r.actor == "alice"
@@ -342,7 +358,7 @@ async fn silences_and_dry_run_reach_the_healer() {
         .op(&["silence", "db", "--for", "1h", "--reason", "deploying"])
         .await;
     assert_eq!(silenced.code, Some(0), "{}", silenced.said());
-    let silences = s.healer.silences();
+    let silences = s.healer.admin().silences();
     assert_eq!(silences.len(), 1);
     assert_eq!(silences[0].created_by, "alice");
     assert!(matches!(&silences[0].silence.scope, SilenceScope::Target(t) if t == "db"));
@@ -357,7 +373,7 @@ async fn silences_and_dry_run_reach_the_healer() {
         silenced.said()
     );
 
-    assert!(!s.healer.is_dry_run(None));
+    assert!(!s.healer.admin().is_dry_run(None));
     let on = s.op(&["dry-run", "on"]).await;
     assert_eq!(on.code, Some(0), "{}", on.said());
     assert!(
@@ -365,15 +381,15 @@ async fn silences_and_dry_run_reach_the_healer() {
         "{}",
         on.said()
     );
-    assert!(s.healer.is_dry_run(None));
+    assert!(s.healer.admin().is_dry_run(None));
     let off = s.op(&["dry-run", "off", "--json"]).await;
     assert_eq!(off.json()["dry_run"], false, "{}", off.said());
-    assert!(!s.healer.is_dry_run(None));
+    assert!(!s.healer.admin().is_dry_run(None));
 
     let one = s.op(&["dry-run", "on", "--pattern", "disk_full_db"]).await;
     assert_eq!(one.code, Some(0), "{}", one.said());
-    assert!(s.healer.is_dry_run(Some("disk_full_db")));
-    assert!(!s.healer.is_dry_run(None));
+    assert!(s.healer.admin().is_dry_run(Some("disk_full_db")));
+    assert!(!s.healer.admin().is_dry_run(None));
 
     // An unknown pattern: the API's 404 message on stderr.
     let unknown = s
@@ -388,6 +404,7 @@ async fn silences_and_dry_run_reach_the_healer() {
 
     let actors: Vec<String> = s
         .healer
+        .admin()
         .audit_log(usize::MAX)
         .await
         .unwrap()
@@ -413,12 +430,14 @@ async fn patterns_export_is_a_document_another_healer_imports() {
     assert_eq!(doc.source, "checkout-api");
     let other = Healer::builder().store(MemoryStore::new()).build().unwrap();
     let report = other
+        .admin()
         .import_patterns(&export.stdout, &Default::default(), "carol")
         .await
         .unwrap();
     assert!(report.errors.is_empty());
     assert!(
         other
+            .admin()
             .patterns()
             .await
             .unwrap()
@@ -452,7 +471,10 @@ async fn errors_exit_1_from_the_api_and_2_from_the_command_line() {
     assert_eq!(bad_duration.code, Some(2), "{}", bad_duration.said());
     let no_reason = s.op(&["reject", &Uuid::new_v4().to_string()]).await;
     assert_eq!(no_reason.code, Some(2), "{}", no_reason.said());
-    assert!(s.healer.silences().is_empty(), "nothing reached the healer");
+    assert!(
+        s.healer.admin().silences().is_empty(),
+        "nothing reached the healer"
+    );
 
     // Not the mount point: the host answers, not the API.
     let host = run(

@@ -47,6 +47,7 @@ pub async fn heal_once<S: Store + Clone + 'static>(store: S) -> usize {
     let healer = Healer::builder().store(store).build().unwrap();
     let running = healer.spawn();
     healer
+        .admin()
         .add_pattern(
             Pattern::new(PATTERN)
                 .regex(r"No space left on device")
@@ -55,7 +56,7 @@ pub async fn heal_once<S: Store + Clone + 'static>(store: S) -> usize {
         )
         .await
         .unwrap();
-    healer.set_dry_run(true, "alice").await;
+    healer.admin().set_dry_run(true, "alice").await;
     let mut events = healer.subscribe();
     healer.observe(Signal::new(
         "uploads",
@@ -76,7 +77,7 @@ pub async fn heal_once<S: Store + Clone + 'static>(store: S) -> usize {
     .await
     .expect("the incident ends within 30 s");
     assert_eq!(closed.target, "uploads");
-    healer.set_dry_run(false, "bob").await;
+    healer.admin().set_dry_run(false, "bob").await;
     running.shutdown().await;
-    healer.audit_log(usize::MAX).await.unwrap().len()
+    healer.admin().audit_log(usize::MAX).await.unwrap().len()
 }
