@@ -133,7 +133,7 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum PatternsCommand {
     /// Prints the catalog as an export document (JSON), for `POST /api/patterns/import`
-    /// or `Healer::import_patterns`. Through the API, or straight from a store.
+    /// or `healer.admin().import_patterns`. Through the API, or straight from a store.
     ///
     /// Opening a store never creates, migrates, seeds or writes it: a store whose
     /// schema is not exactly the one this version of selfheal knows is refused.
