@@ -2,7 +2,7 @@
 //!
 //! SQLite: the file is opened like the service opens it (exclusive lock, WAL) with
 //! `query_only` on. PostgreSQL: every transaction is read-only. Either way the store's
-//! schema must be exactly the one this version knows (its migrations are embedded and
+//! schema must be exactly the one this version knows (the store's migrations are
 //! compared first), so opening the store never migrates it.
 // Built without any store (`--no-default-features`): every path errors before a store
 // exists, and the type is uninhabited.
@@ -152,7 +152,7 @@ async fn open_sqlite(path: &std::path::Path) -> CliResult<ReadStore> {
     let applied = sqlite_applied(&pool)
         .await
         .map_err(|e| open_failed(&shown, &e))?;
-    if let Err(e) = compare_schema(applied, &SQLITE_MIGRATIONS, &shown) {
+    if let Err(e) = compare_schema(applied, selfheal_storage::SqliteStore::migrator(), &shown) {
         pool.close().await;
         return Err(e);
     }
@@ -184,10 +184,6 @@ fn checkpoint_path(db: &std::path::Path) -> Option<std::path::PathBuf> {
     name.push(".audit-head");
     Some(name.into())
 }
-
-#[cfg(feature = "sqlite")]
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
-    sqlx::migrate!("../selfheal-storage/migrations/sqlite");
 
 #[cfg(feature = "sqlite")]
 async fn sqlite_applied(pool: &sqlx::SqlitePool) -> Result<Option<Vec<Applied>>, sqlx::Error> {
@@ -241,7 +237,11 @@ async fn open_postgres(url: &str, schema: Option<&str>) -> CliResult<ReadStore> 
         Some(s) => format!("{shown} (schema {s})"),
         None => shown.clone(),
     };
-    compare_schema(applied?, &PG_MIGRATIONS, &place)?;
+    compare_schema(
+        applied?,
+        selfheal_storage::PostgresStore::migrator(),
+        &place,
+    )?;
 
     // The store's own open then finds nothing to migrate (it takes the migration lock,
     // sees every migration applied, and writes nothing); after it the one connection,
@@ -269,10 +269,6 @@ async fn open_postgres(_: &str, _: Option<&str>) -> CliResult<ReadStore> {
         "this selfheal was built without PostgreSQL: install it with `--features postgres`",
     ))
 }
-
-#[cfg(feature = "postgres")]
-static PG_MIGRATIONS: sqlx::migrate::Migrator =
-    sqlx::migrate!("../selfheal-storage/migrations/postgres");
 
 #[cfg(feature = "postgres")]
 async fn pg_applied(pool: &sqlx::PgPool) -> Result<Option<Vec<Applied>>, sqlx::Error> {
