@@ -329,6 +329,20 @@ impl ControlStore for Switch {
         self.up()?;
         self.store.list_control(prefix).await
     }
+    async fn approval(&self, id: uuid::Uuid) -> Result<Option<selfheal::Approval>> {
+        self.up()?;
+        self.store.approval(id).await
+    }
+    async fn decide_approval<'a>(
+        &self,
+        id: uuid::Uuid,
+        state: selfheal::ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<selfheal::Decided> {
+        self.up()?;
+        self.store.decide_approval(id, state, by, note).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -600,17 +600,20 @@ async fn an_approval_left_by_a_stopped_healer_says_so() {
     next(&mut rx, Phase::AwaitingApproval).await;
     running.shutdown().await;
 
-    let second = Healer::builder().store_arc(store).build().unwrap();
-    let pending = second.admin().pending_approvals().await.unwrap();
+    let second = Healer::builder().store_arc(store.clone()).build().unwrap();
+    assert!(second.admin().pending_approvals().await.unwrap().is_empty());
+    let pending = store.list_approvals(false).await.unwrap();
     assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].state, selfheal::ApprovalState::Expired);
     let err = second
         .admin()
         .approve(pending[0].id, "alice")
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(
-        err.message().contains("healer that has since stopped"),
+        err.message()
+            .contains("the healer that asked it stopped before anyone answered"),
         "{err}"
     );
 }

@@ -244,7 +244,11 @@ async fn an_unanswered_approval_expires_escalates_and_cannot_be_approved() {
 
     let err = healer.admin().approve(id, "alice").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(err.message().contains("expired unanswered"), "{err}");
+    assert!(
+        err.message()
+            .contains("expired (not answered within 1800s)"),
+        "{err}"
+    );
     assert_eq!(fix.runs(), 0);
     assert_eq!(
         r.inbox.event_types(),

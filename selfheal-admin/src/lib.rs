@@ -5,7 +5,7 @@
 //! # async fn run(healer: selfheal_core::Healer) -> std::io::Result<()> {
 //! use selfheal_admin::{AdminConfig, router};
 //!
-//! let admin = AdminConfig::from_env()?; // SELFHEAL_ADMIN_TOKENS="operator:…,viewer:…"
+//! let admin = AdminConfig::from_env()?; // SELFHEAL_ADMIN_TOKENS="operator:alice:…,viewer:grafana:…"
 //! let app = axum::Router::new().nest("/selfheal", router(healer, admin));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app).await
@@ -14,17 +14,21 @@
 //!
 //! Under the mount point:
 //!
-//! | path | what | role |
+//! | path | what | who |
 //! |---|---|---|
-//! | `/` | the dashboard (assets embedded, works offline) | viewer |
+//! | `/` | the dashboard (assets embedded, works offline); the page holds no data and asks for a token | anyone, once auth is configured |
 //! | `/api/…` | the JSON API, one endpoint per operator verb | viewer reads, operator acts |
-//! | `/events` | every `HealingEvent` as server-sent events, `Last-Event-ID` resume | viewer |
+//! | `/events` | every `HealingEvent` as server-sent events, `Last-Event-ID` resume | viewer (token also as `?access_token=`, for `EventSource`) |
 //! | `/metrics` | Prometheus text format | its own setting ([`AdminConfig::metrics`]) |
-//! | `/openapi.json` | the OpenAPI 3 document of the API | none |
+//! | `/openapi.json` | the OpenAPI 3 document of the API | anyone, always |
 //!
-//! Nothing is served until auth is configured: bearer tokens ([`AdminConfig::token`]),
-//! or the host's own auth ([`AdminConfig::host_auth`]) putting a [`Principal`] in the
-//! request's extensions.
+//! Nothing else is served until auth is configured (503 saying how): bearer tokens
+//! ([`AdminConfig::token`], [`AdminConfig::from_env`] reading `SELFHEAL_ADMIN_TOKENS` as
+//! `role:name:secret,...`), or the host's own auth ([`AdminConfig::host_auth`]) putting
+//! a [`Principal`] in the request's extensions. The principal's name is the actor of
+//! every change in the audit trail. Errors are JSON, `{"status": N, "error": "..."}`:
+//! 401 without a known token, 403 for a viewer's mutation, 400 naming the malformed
+//! field, 404, 409, 413 over [`AdminConfig::body_limit`].
 #![deny(missing_docs)]
 
 mod api;
@@ -37,11 +41,13 @@ mod metrics;
 mod openapi;
 mod state;
 
-use axum::Router;
+use axum::{Router, extract::DefaultBodyLimit};
 use selfheal_core::Healer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::{Principal, Role};
-pub use config::{AdminConfig, MetricsAuth};
+pub use config::{AdminConfig, DEFAULT_BODY_LIMIT, MetricsAuth, TOKENS_ENV};
 pub use error::ApiError;
 
 /// The operator surface of `healer`, to nest under a path of the host's router.
@@ -49,16 +55,22 @@ pub use error::ApiError;
 /// Starts the background work that feeds live events and metrics (it ends when the
 /// healer shuts down). Must be called inside a Tokio runtime.
 pub fn router(healer: Healer, config: AdminConfig) -> Router {
+    let body_limit = config.body_limit;
+    let public_base_url = config.public_base_url.clone();
     let state = state::AppState::new(healer, config);
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api", api::routes())
+        .split_for_parts();
     Router::new()
         .merge(dashboard::routes())
-        .nest("/api", api::routes())
+        .merge(api)
         .merge(events::routes())
         .merge(metrics::routes())
-        .merge(openapi::routes())
+        .merge(openapi::routes(doc, public_base_url))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -29,3 +29,10 @@ impl AppState {
         }
     }
 }
+
+impl AppState {
+    /// The operator handle the API acts through (every change audited with its actor).
+    pub(crate) fn admin(&self) -> selfheal_core::Admin {
+        self.healer.admin()
+    }
+}

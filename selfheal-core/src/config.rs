@@ -415,6 +415,11 @@ pub struct SafetyConfig {
     /// A suggestion nobody answers within this long escalates; approving it later is refused.
     #[serde(with = "humantime_serde")]
     pub approval_ttl: Duration,
+    /// How often a replica waiting on an approval asks the store whether someone
+    /// (on any replica) decided it, when the store cannot wake it (Postgres does, with
+    /// `LISTEN`/`NOTIFY`, and is still polled as a fallback).
+    #[serde(with = "humantime_serde")]
+    pub approval_poll: Duration,
     /// Count errors on the target (and its dependents) during an action and its
     /// validation window into the open incident instead of opening new ones.
     pub self_caused: bool,
@@ -441,6 +446,7 @@ impl Default for SafetyConfig {
             breaker: BreakerConfig::default(),
             escalation: EscalationConfig::default(),
             approval_ttl: Duration::from_secs(30 * 60),
+            approval_poll: Duration::from_secs(1),
             self_caused: true,
             dry_run: false,
             dry_run_patterns: Vec::new(),
@@ -682,6 +688,12 @@ impl SafetyConfig {
         if self.approval_ttl.is_zero() {
             return Err(Error::invalid(
                 "safety.approval_ttl is 0; give approvers some time (default 30m)",
+            ));
+        }
+        if self.approval_poll.is_zero() {
+            return Err(Error::invalid(
+                "safety.approval_poll is 0; give how often to ask the store whether an approval \
+                 was decided (default 1s)",
             ));
         }
         if self.control_refresh.is_zero() {

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::RemediationPlan;
+
 /// A phase of the healing flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,8 +95,11 @@ pub enum Phase {
     Fenced,
 }
 
-/// One event on the stream returned by `Healer::subscribe`.
+/// One event on the stream returned by `Healer::subscribe`: typed, so a dashboard or
+/// a log shipper reads the plan, the approval and the health readings as data, not
+/// from `detail`. Fields that do not apply to a phase are `None` (`null` in JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HealingEvent {
     /// The incident, if the event concerns one.
     pub incident: Option<Uuid>,
@@ -106,4 +111,36 @@ pub struct HealingEvent {
     pub detail: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// The pattern that explained the incident, once one did.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// The approval the event concerns: `AwaitingApproval`, `Approved`, `Rejected`,
+    /// `Expired`.
+    #[serde(default)]
+    pub approval: Option<Uuid>,
+    /// The plan, with every command it runs: `AwaitingApproval`, `Executing`,
+    /// `DryRun`.
+    #[serde(default)]
+    pub plan: Option<RemediationPlan>,
+    /// The target's health score (0–100) before the fix: `Executing`, `Verified`,
+    /// `RolledBack`.
+    #[serde(default)]
+    pub health_before: Option<u8>,
+    /// The target's health score (0–100) after the fix: `Verified`, `RolledBack`.
+    #[serde(default)]
+    pub health_after: Option<u8>,
+    /// Who acted: `Approved`, `Rejected`, `BreakerRearmed`, `ModeChanged`.
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// The typed parts of an event beyond phase and detail (the healer fills the
+/// incident, target and pattern).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventData {
+    pub(crate) approval: Option<Uuid>,
+    pub(crate) plan: Option<RemediationPlan>,
+    pub(crate) health_before: Option<u8>,
+    pub(crate) health_after: Option<u8>,
+    pub(crate) actor: Option<String>,
 }

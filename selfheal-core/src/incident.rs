@@ -478,6 +478,25 @@ pub struct Approval {
     pub state: ApprovalState,
     /// Who answered.
     pub decided_by: Option<String>,
+    /// When it was answered (or expired).
+    #[serde(default)]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The reason given with a rejection, or why it expired.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What [`ControlStore::decide_approval`](crate::store::ControlStore::decide_approval)
+/// did: an approval is decided once, by whoever comes first, on any replica.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Decided {
+    /// This call decided it; the approval as stored now.
+    Now(Approval),
+    /// It was decided (or expired) before; the approval as stored, unchanged.
+    Already(Approval),
+    /// No approval has this id.
+    NotFound,
 }
 
 /// Where an approval is.

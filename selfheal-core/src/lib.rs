@@ -52,6 +52,7 @@ pub use config::{
     SafetyConfig, StormConfig, VerificationConfig,
 };
 pub use error::{Error, ErrorKind, Result};
+pub(crate) use event::EventData;
 pub use event::{HealingEvent, Phase};
 pub use fingerprint::{Fingerprint, Normalizer};
 pub use healer::{
@@ -60,7 +61,7 @@ pub use healer::{
     Silence, SilenceScope, SilenceStatus, Stats, WeakHealer, template_regex,
 };
 pub use incident::{
-    ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decision,
+    ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decided, Decision,
     Diagnosis, Health, Incident, IncidentStatus, PatternMatch, PlannedStep, RemediationPlan, Risk,
 };
 pub use layer::{DEFAULT_TARGET, HealerLayer, OwnWork};

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::store::fleet_expiry;
 use crate::{
-    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ControlStore, Diagnosis,
-    DiagnosisCache, Error, ErrorKind, FleetStore, Incident, IncidentFilter, IncidentStore,
-    LeaseGrant, Pattern, PatternStore, ReportStore, Result, SharedCooldown, Store,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ControlStore, Decided,
+    Diagnosis, DiagnosisCache, Error, ErrorKind, FleetStore, Incident, IncidentFilter,
+    IncidentStore, LeaseGrant, Pattern, PatternStore, ReportStore, Result, SharedCooldown, Store,
 };
 
 /// Keeps everything in memory behind one lock. Nothing survives the process.
@@ -34,10 +34,18 @@ use crate::{
 /// assert_eq!(store.list_audit(10).await?.len(), 2);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
     limits: MemoryLimits,
+    /// Wakes the healer waiting on an approval decided through this store.
+    decisions: tokio::sync::broadcast::Sender<Uuid>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_limits(MemoryLimits::default())
+    }
 }
 
 /// How many records of each kind a [`MemoryStore`] keeps before it forgets the oldest.
@@ -121,6 +129,7 @@ impl MemoryStore {
                 fleet_entries: at_least_one(limits.fleet_entries),
                 control: at_least_one(limits.control),
             },
+            decisions: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -321,6 +330,14 @@ impl IncidentStore for MemoryStore {
 
     async fn save_approval(&self, approval: &Approval) -> Result<()> {
         let mut state = self.state();
+        // A decision is final: saving the approval again never undoes it.
+        if state
+            .approvals
+            .iter()
+            .any(|a| a.id == approval.id && a.state != ApprovalState::Pending)
+        {
+            return Ok(());
+        }
         if upsert(&mut state.approvals, approval, |x| x.id == approval.id) {
             keep_newest(&mut state.approvals, self.limits.approvals);
         }
@@ -461,6 +478,38 @@ impl ControlStore for MemoryStore {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+        Ok(self.state().approvals.iter().find(|a| a.id == id).cloned())
+    }
+
+    async fn decide_approval<'a>(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<Decided> {
+        let mut all = self.state();
+        let Some(approval) = all.approvals.iter_mut().find(|a| a.id == id) else {
+            return Ok(Decided::NotFound);
+        };
+        if approval.state != ApprovalState::Pending {
+            return Ok(Decided::Already(approval.clone()));
+        }
+        approval.state = state;
+        approval.decided_by = Some(by.to_owned());
+        approval.decided_at = Some(Utc::now());
+        approval.note = note.map(str::to_owned);
+        let decided = approval.clone();
+        drop(all);
+        let _ = self.decisions.send(id);
+        Ok(Decided::Now(decided))
+    }
+
+    fn approval_decisions(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        Some(self.decisions.subscribe())
     }
 }
 

@@ -193,4 +193,16 @@ impl ControlStore for Flawed {
     async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
         self.inner.list_control(prefix).await
     }
+    async fn approval(&self, id: uuid::Uuid) -> Result<Option<selfheal_core::Approval>> {
+        self.inner.approval(id).await
+    }
+    async fn decide_approval<'a>(
+        &self,
+        id: uuid::Uuid,
+        state: selfheal_core::ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<selfheal_core::Decided> {
+        self.inner.decide_approval(id, state, by, note).await
+    }
 }

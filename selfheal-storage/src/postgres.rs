@@ -23,9 +23,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use selfheal_core::{
     ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, ControlStore,
-    Diagnosis, DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
-    IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore,
-    ReportStore, Result, SharedCooldown, Store,
+    Decided, Diagnosis, DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident,
+    IncidentFilter, IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport,
+    PatternStore, ReportStore, Result, SharedCooldown, Store,
 };
 use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
@@ -61,6 +61,8 @@ pub const PG_MAX_SAMPLE_BYTES: usize = 4096;
 pub struct PostgresStore {
     pool: PgPool,
     schema: Option<String>,
+    /// Approval decisions announced by any replica (`LISTEN`), started on first use.
+    decisions: std::sync::Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<Uuid>>>,
 }
 
 /// Options for [`PostgresStore`]: the URL, the schema, the pool.
@@ -246,7 +248,11 @@ impl PostgresStore {
             )
             .with_source(e)
         })?;
-        Ok(PostgresStore { pool, schema: None })
+        Ok(PostgresStore {
+            pool,
+            schema: None,
+            decisions: Default::default(),
+        })
     }
 
     /// The schema migrations this version applies on connect, to compare a database's
@@ -530,16 +536,28 @@ const LIST_ACTIONS: &str = "SELECT id, incident, pattern, strategy, target, prev
     finished_at, error FROM actions WHERE ($1::uuid IS NULL OR incident = $1) \
     ORDER BY started_at DESC, seq ASC";
 
+// A decision is final: saving an approval again never undoes it.
 const UPSERT_APPROVAL: &str = "INSERT INTO approvals (id, incident, pattern, plan, reason, \
-    confidence, requested_at, state, decided_by) \
-    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9) \
+    confidence, requested_at, state, decided_by, decided_at, note) \
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11) \
     ON CONFLICT (id) DO UPDATE SET incident = excluded.incident, \
     pattern = excluded.pattern, plan = excluded.plan, reason = excluded.reason, \
     confidence = excluded.confidence, requested_at = excluded.requested_at, \
-    state = excluded.state, decided_by = excluded.decided_by";
+    state = excluded.state, decided_by = excluded.decided_by, \
+    decided_at = excluded.decided_at, note = excluded.note \
+    WHERE approvals.state = 'pending'";
 const LIST_APPROVALS: &str = "SELECT id, incident, pattern, plan::text AS plan, reason, \
-    confidence, requested_at, state, decided_by FROM approvals \
+    confidence, requested_at, state, decided_by, decided_at, note FROM approvals \
     WHERE ($1::text IS NULL OR state = $1) ORDER BY requested_at ASC, seq ASC";
+const GET_APPROVAL: &str = "SELECT id, incident, pattern, plan::text AS plan, reason, \
+    confidence, requested_at, state, decided_by, decided_at, note FROM approvals WHERE id = $1";
+/// Decides and announces in one statement: the NOTIFY is sent when (and only if) the
+/// transaction that decided commits.
+const DECIDE_APPROVAL: &str = "WITH decided AS (UPDATE approvals SET state = $2, \
+    decided_by = $3, decided_at = now(), note = $4 WHERE id = $1 AND state = 'pending' \
+    RETURNING id) SELECT pg_notify('selfheal_approval_decided', id::text)::text FROM decided";
+/// The channel a decision is announced on; the payload is the approval's id.
+const DECISIONS_CHANNEL: &str = "selfheal_approval_decided";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, event_type, actor, incident, \
     pattern, confidence, action, result, controls, detail, prev_hash, hash) \
@@ -826,6 +844,8 @@ impl IncidentStore for PostgresStore {
             .bind(approval.requested_at)
             .bind(enum_text(&approval.state))
             .bind(approval.decided_by.as_deref().map(nul_free))
+            .bind(approval.decided_at)
+            .bind(approval.note.as_deref().map(nul_free))
             .execute(&self.pool)
             .await
             .map_err(err)?;
@@ -1017,6 +1037,90 @@ impl ControlStore for PostgresStore {
         rows.into_iter()
             .map(|(k, v)| Ok((k, parse_json("control_state.value", &v).map_err(err)?)))
             .collect()
+    }
+
+    #[instrument(level = "debug", skip_all, fields(approval = %id), err)]
+    async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+        let row: Option<ApprovalRow> = sqlx::query_as(GET_APPROVAL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Approval::try_from).transpose().map_err(err)
+    }
+
+    #[instrument(skip_all, fields(approval = %id, state = state.as_str()), err)]
+    async fn decide_approval<'a>(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<Decided> {
+        let decided: Option<(Option<String>,)> = sqlx::query_as(DECIDE_APPROVAL)
+            .bind(id)
+            .bind(enum_text(&state))
+            .bind(nul_free(by))
+            .bind(note.map(nul_free))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(match self.approval(id).await? {
+            None => Decided::NotFound,
+            Some(a) if decided.is_some() => Decided::Now(a),
+            Some(a) => Decided::Already(a),
+        })
+    }
+
+    fn approval_decisions(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        let tx = self.decisions.get_or_init(|| {
+            let (tx, _) = tokio::sync::broadcast::channel(256);
+            tokio::spawn(listen_for_decisions(self.pool.clone(), tx.clone()));
+            tx
+        });
+        Some(tx.subscribe())
+    }
+}
+
+/// Forwards the decisions any replica announces (`NOTIFY`) to the waiters of this
+/// process, reconnecting after a lost connection; a wake-up missed meanwhile only
+/// delays a waiter until its next poll. Ends when the pool is closed.
+async fn listen_for_decisions(pool: PgPool, tx: tokio::sync::broadcast::Sender<Uuid>) {
+    while !pool.is_closed() {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot listen for approval decisions; waiters poll meanwhile");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(DECISIONS_CHANNEL).await {
+            tracing::debug!(error = %e, "cannot listen for approval decisions; waiters poll meanwhile");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if let Ok(id) = Uuid::parse_str(n.payload()) {
+                        let _ = tx.send(id);
+                    }
+                }
+                // The connection was lost (and will be re-established): some
+                // announcements may be gone, so wake every waiter to look.
+                Ok(None) => {
+                    let _ = tx.send(Uuid::nil());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "lost the approval decisions listener; reconnecting");
+                    break;
+                }
+            }
+            if pool.is_closed() {
+                return;
+            }
+        }
     }
 }
 

@@ -28,9 +28,9 @@ use chrono::{DateTime, Utc};
 use selfheal_core::store::fleet_expiry;
 use selfheal_core::{
     ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ChainHead, ControlStore,
-    Diagnosis, DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident, IncidentFilter,
-    IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport, PatternStore,
-    ReportStore, Result, SharedCooldown, Store,
+    Decided, Diagnosis, DiagnosisCache, Error, ErrorKind, Fingerprint, FleetStore, Incident,
+    IncidentFilter, IncidentStatus, IncidentStore, LeaseGrant, OverviewRow, Pattern, PatternReport,
+    PatternStore, ReportStore, Result, SharedCooldown, Store,
 };
 use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
@@ -605,16 +605,23 @@ const LIST_ACTIONS: &str = "SELECT id, incident, pattern, strategy, target, prev
     finished_at, error FROM actions WHERE (?1 IS NULL OR incident = ?1) \
     ORDER BY started_at DESC, rowid ASC";
 
+// A decision is final: saving an approval again never undoes it.
 const UPSERT_APPROVAL: &str = "INSERT INTO approvals (id, incident, pattern, plan, reason, \
-    confidence, requested_at, state, decided_by) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+    confidence, requested_at, state, decided_by, decided_at, note) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
     ON CONFLICT (id) DO UPDATE SET incident = excluded.incident, \
     pattern = excluded.pattern, plan = excluded.plan, reason = excluded.reason, \
     confidence = excluded.confidence, requested_at = excluded.requested_at, \
-    state = excluded.state, decided_by = excluded.decided_by";
+    state = excluded.state, decided_by = excluded.decided_by, \
+    decided_at = excluded.decided_at, note = excluded.note \
+    WHERE approvals.state = 'pending'";
+const GET_APPROVAL: &str = "SELECT id, incident, pattern, plan, reason, confidence, \
+    requested_at, state, decided_by, decided_at, note FROM approvals WHERE id = ?1";
 const LIST_APPROVALS: &str = "SELECT id, incident, pattern, plan, reason, confidence, \
-    requested_at, state, decided_by FROM approvals WHERE (?1 IS NULL OR state = ?1) \
-    ORDER BY requested_at ASC, rowid ASC";
+    requested_at, state, decided_by, decided_at, note FROM approvals \
+    WHERE (?1 IS NULL OR state = ?1) ORDER BY requested_at ASC, rowid ASC";
+const DECIDE_APPROVAL: &str = "UPDATE approvals SET state = ?2, decided_by = ?3, \
+    decided_at = ?4, note = ?5 WHERE id = ?1 AND state = 'pending'";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at, event_type, actor, incident, \
     pattern, confidence, action, result, controls, detail, prev_hash, hash) \
@@ -910,6 +917,8 @@ impl IncidentStore for SqliteStore {
                 .bind(ts(approval.requested_at))
                 .bind(enum_text(&approval.state))
                 .bind(approval.decided_by.as_deref())
+                .bind(approval.decided_at.map(ts))
+                .bind(approval.note.as_deref())
                 .execute(&self.pool)
                 .await
                 .map_err(err)?;
@@ -1079,6 +1088,46 @@ impl ControlStore for SqliteStore {
             .map(|_| ())
         })
         .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(approval = %id), err)]
+    async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+        self.check()?;
+        let row: Option<ApprovalRow> = sqlx::query_as(GET_APPROVAL)
+            .bind(uuid_text(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(Approval::try_from).transpose().map_err(err)
+    }
+
+    #[instrument(skip_all, fields(approval = %id, state = state.as_str()), err)]
+    async fn decide_approval<'a>(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<Decided> {
+        let done = self
+            .write(async {
+                sqlx::query(DECIDE_APPROVAL)
+                    .bind(uuid_text(id))
+                    .bind(enum_text(&state))
+                    .bind(by)
+                    .bind(ts(Utc::now()))
+                    .bind(note)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)
+            })
+            .await?;
+        let now = self.approval(id).await?;
+        Ok(match now {
+            None => Decided::NotFound,
+            Some(a) if done.rows_affected() == 1 => Decided::Now(a),
+            Some(a) => Decided::Already(a),
+        })
     }
 
     #[instrument(skip_all, fields(key), err)]

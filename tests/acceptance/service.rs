@@ -282,7 +282,7 @@ pub fn approver(
                     approval.plan.strategy,
                     approval.id,
                     match &result {
-                        Ok(()) => "ok".to_owned(),
+                        Ok(_) => "ok".to_owned(),
                         Err(e) => format!("refused: {e}"),
                     }
                 ));

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, watch};
 #[derive(Debug, Clone)]
 pub enum Entry {
     /// A healer event.
-    Event(HealingEvent),
+    Event(Box<HealingEvent>),
     /// Something the test did.
     Mark(String),
 }
@@ -66,7 +66,7 @@ impl Timeline {
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(event) => this.push(Entry::Event(event)),
+                    Ok(event) => this.push(Entry::Event(Box::new(event))),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         this.push(Entry::Mark(format!("(timeline lagged: {n} events lost)")));
                     }
@@ -83,7 +83,7 @@ impl Timeline {
             .unwrap()
             .iter()
             .filter_map(|(at, e)| match e {
-                Entry::Event(event) => Some((*at, event.clone())),
+                Entry::Event(event) => Some((*at, (**event).clone())),
                 Entry::Mark(_) => None,
             })
             .collect()
@@ -120,7 +120,7 @@ impl Timeline {
                     if let Entry::Event(e) = entry
                         && pred(e)
                     {
-                        return Some((*at, e.clone()));
+                        return Some((*at, (**e).clone()));
                     }
                 }
                 seen = entries.len();

@@ -10,9 +10,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Answer, Healer};
+use crate::Decided;
 use crate::{
     ActionRecord, Approval, ApprovalState, AuditEntry, AuditRecord, Error, ErrorKind, Health,
-    Incident, IncidentFilter, Pattern, PatternMode, Result, catalog,
+    Incident, IncidentFilter, IncidentStatus, Pattern, PatternMode, Result, catalog,
 };
 
 /// The actor of an operator's change, which must say who.
@@ -343,54 +344,142 @@ impl Admin {
         self.healer.inner.store.list_approvals(true).await
     }
 
-    /// Approves a pending fix; it runs (subject to the guards).
-    pub async fn approve(&self, approval: Uuid, by: &str) -> Result<()> {
-        self.answer(approval, Answer::Approve(by.to_owned())).await
-    }
-
-    /// Rejects a pending fix; nothing runs and the incident closes.
-    pub async fn reject(&self, approval: Uuid, by: &str, reason: &str) -> Result<()> {
-        self.answer(approval, Answer::Reject(by.to_owned(), reason.to_owned()))
+    /// Approves a pending fix; it runs (subject to the guards) on the replica that
+    /// waits on it, which may be another process sharing the store. Decided once in
+    /// the store: a second answer, on any replica, is a `Conflict` that names the first.
+    /// Returns the approval as decided.
+    pub async fn approve(&self, approval: Uuid, by: &str) -> Result<Approval> {
+        self.answer(approval, ApprovalState::Approved, by, None)
             .await
     }
 
-    async fn answer(&self, approval: Uuid, answer: Answer) -> Result<()> {
-        if let Some((_, tx)) = self.healer.inner.pending.remove(&approval) {
-            return tx.send(answer).map_err(|_| {
+    /// Rejects a pending fix with `reason`; nothing runs and the incident closes.
+    pub async fn reject(&self, approval: Uuid, by: &str, reason: &str) -> Result<Approval> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::invalid(
+                "the reason is empty; say why the fix is rejected (it goes to the audit trail)",
+            ));
+        }
+        self.answer(approval, ApprovalState::Rejected, by, Some(reason))
+            .await
+    }
+
+    /// One approval, pending or decided.
+    pub async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+        self.healer.inner.store.approval(id).await
+    }
+
+    async fn answer(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<Approval> {
+        let by = who(by)?;
+        let inner = &self.healer.inner;
+        let stored = match inner.store.approval(id).await {
+            Ok(stored) => stored,
+            Err(e) => return self.answer_locally(id, state, by, note, e),
+        };
+        let Some(stored) = stored else {
+            return self.answer_locally(
+                id,
+                state,
+                by,
+                note,
+                Error::not_found(format!(
+                    "no approval {id}; list the pending ones with Admin::pending_approvals \
+                     (GET /api/approvals)"
+                )),
+            );
+        };
+        if stored.state == ApprovalState::Pending {
+            // A pending approval nobody can still act on: the incident that asked it
+            // was closed (a restart reconciles its incidents as interrupted) or it is
+            // older than its time to live.
+            if let Some(why) = self.no_longer_answerable(&stored).await {
+                let _ = inner
+                    .store
+                    .decide_approval(id, ApprovalState::Expired, "selfheal", Some(&why))
+                    .await;
+                return Err(Error::new(ErrorKind::Conflict, why));
+            }
+        }
+        match inner.store.decide_approval(id, state, by, note).await {
+            Ok(Decided::Now(decided)) => {
+                if let Some((_, (_, tx))) = inner.pending.remove(&id) {
+                    let _ = tx.send(Answer::Decided(Box::new(decided.clone())));
+                }
+                Ok(decided)
+            }
+            Ok(Decided::Already(decided)) => Err(already_decided(&decided)),
+            Ok(Decided::NotFound) => Err(Error::not_found(format!("no approval {id}"))),
+            Err(e) => self.answer_locally(id, state, by, note, e),
+        }
+    }
+
+    /// When the store cannot decide (it is down, or the approval never reached it),
+    /// a wait in this process is still answered, here.
+    fn answer_locally(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&str>,
+        store_error: Error,
+    ) -> Result<Approval> {
+        let Some((_, (mut approval, tx))) = self.healer.inner.pending.remove(&id) else {
+            return Err(store_error);
+        };
+        tracing::warn!(approval = %id, error = %store_error, "the store could not record the decision; answering the wait in this process");
+        tx.send(Answer::Local(state, by.to_owned(), note.map(str::to_owned)))
+            .map_err(|_| {
                 Error::new(
                     ErrorKind::Closed,
-                    format!(
-                        "approval {approval} can no longer be answered; the healer is shutting down"
-                    ),
+                    format!("approval {id} can no longer be answered; the healer is shutting down"),
                 )
-            });
+            })?;
+        approval.state = state;
+        approval.decided_by = Some(by.to_owned());
+        approval.decided_at = Some(chrono::Utc::now());
+        approval.note = note.map(str::to_owned);
+        Ok(approval)
+    }
+
+    /// Why a pending approval can no longer be answered, if it cannot.
+    async fn no_longer_answerable(&self, approval: &Approval) -> Option<String> {
+        let inner = &self.healer.inner;
+        if inner.pending.contains_key(&approval.id) {
+            return None;
         }
-        let known = self.healer.inner.store.list_approvals(false).await?;
-        match known.iter().find(|a| a.id == approval) {
-            Some(a) if a.state == ApprovalState::Pending => Err(Error::new(
-                ErrorKind::Closed,
-                format!(
-                    "approval {approval} was asked by a healer that has since stopped, so nothing waits for it; \
-                     if the error recurs a new incident asks again"
-                ),
-            )),
-            Some(a) if a.state == ApprovalState::Expired => Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "approval {approval} expired unanswered (safety.approval_ttl) and its incident was escalated, \
-                     so it can no longer be approved; if the error recurs a new incident asks again"
-                ),
-            )),
-            Some(a) => Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "approval {approval} is {} already; nothing to do",
-                    a.state.as_str()
-                ),
-            )),
-            None => Err(Error::not_found(format!(
-                "no approval {approval}; list them with Admin::pending_approvals"
-            ))),
+        let ttl = inner.config.safety.approval_ttl;
+        let age = (chrono::Utc::now() - approval.requested_at)
+            .to_std()
+            .unwrap_or_default();
+        if age > ttl {
+            return Some(format!(
+                "approval {} was asked {}s ago, longer than safety.approval_ttl ({}s): it expired \
+                 and its incident was escalated; if the error recurs a new incident asks again",
+                approval.id,
+                age.as_secs(),
+                ttl.as_secs()
+            ));
+        }
+        match inner.store.get_incident(approval.incident).await {
+            Ok(Some(incident)) if incident.status != IncidentStatus::AwaitingApproval => {
+                Some(format!(
+                    "approval {} belongs to incident {}, which is {} ({}): nothing waits for \
+                     the answer any more (the healer that asked may have restarted); if the \
+                     error recurs a new incident asks again",
+                    approval.id,
+                    incident.id,
+                    incident.status.as_str(),
+                    incident.reason
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -474,5 +563,32 @@ impl Admin {
             .filter(|i| !i.status.is_terminal())
             .map(|i| i.clone())
             .collect()
+    }
+}
+
+/// The error for an answer that came second.
+fn already_decided(decided: &Approval) -> Error {
+    let by = decided.decided_by.as_deref().unwrap_or("nobody");
+    match decided.state {
+        ApprovalState::Expired => Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "approval {} can no longer be answered: it expired ({}) and nothing waits for \
+                 it; if the error recurs a new incident asks again",
+                decided.id,
+                decided
+                    .note
+                    .as_deref()
+                    .unwrap_or("not answered within safety.approval_ttl")
+            ),
+        ),
+        state => Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "approval {} was {} already, by {by}; nothing to do",
+                decided.id,
+                state.as_str()
+            ),
+        ),
     }
 }

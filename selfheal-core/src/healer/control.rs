@@ -341,9 +341,9 @@ impl Admin {
     /// let store = std::sync::Arc::new(MemoryStore::new());
     /// let a = Healer::builder().store_arc(store.clone()).build()?;
     /// let b = Healer::builder().store_arc(store).build()?;
-    /// a.set_dry_run(true, "alice").await;
-    /// b.reload_control().await?;
-    /// assert!(b.is_dry_run(None));
+    /// a.admin().set_dry_run(true, "alice").await;
+    /// b.admin().reload_control().await?;
+    /// assert!(b.admin().is_dry_run(None));
     /// # Ok(()) }
     /// ```
     pub async fn reload_control(&self) -> Result<()> {

@@ -181,11 +181,15 @@ impl Admin {
     async fn mode_changed(&self, pattern: Option<&str>, on: bool, actor: &str) {
         let mode = if on { "dry_run" } else { "live" };
         let scope = pattern.map_or_else(|| "the healer".to_owned(), |p| format!("pattern `{p}`"));
-        self.healer.emit(
+        self.healer.emit_with(
             None,
             "*",
             Phase::ModeChanged,
             format!("{scope} is {mode} (by {actor})"),
+            crate::EventData {
+                actor: Some(actor.to_owned()),
+                ..crate::EventData::default()
+            },
         );
         self.healer
             .audit(AuditEntry {

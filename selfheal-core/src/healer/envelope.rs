@@ -311,8 +311,16 @@ impl Admin {
             ));
         }
         self.healer.release_all_counting();
-        self.healer
-            .emit(None, "*", Phase::BreakerRearmed, format!("by {actor}"));
+        self.healer.emit_with(
+            None,
+            "*",
+            Phase::BreakerRearmed,
+            format!("by {actor}"),
+            crate::EventData {
+                actor: Some(actor.to_owned()),
+                ..crate::EventData::default()
+            },
+        );
         self.healer
             .audit(AuditEntry {
                 actor: actor.to_owned(),

@@ -16,8 +16,9 @@ use super::guard::Admission;
 use super::verify::{Reach, Verdict};
 use super::{Healer, fmt_health};
 use crate::{
-    ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, FixBinding, Incident,
-    IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan, Strategy, decide,
+    ActionRecord, ActionStatus, AdviceRequest, AuditEntry, Decision, EventData, FixBinding,
+    Incident, IncidentStatus, Notification, Pattern, PatternMatch, Phase, RemediationPlan,
+    Strategy, decide,
 };
 
 /// How one fix ended.
@@ -544,11 +545,16 @@ impl Healer {
             ..AuditEntry::new("self_heal.executing", "about to execute")
         })
         .await;
-        self.emit(
+        self.emit_with(
             Some(&incident),
             &incident.target,
             Phase::Executing,
             plan.preview(),
+            EventData {
+                plan: Some(plan.clone()),
+                health_before,
+                ..EventData::default()
+            },
         );
         let (executor, dry) = self.executor_for(dry);
         self.start_acting(id, &incident.target);
@@ -582,11 +588,15 @@ impl Healer {
                 } else {
                     dry.as_ref().map(|d| d.would_have_run()).unwrap_or_default()
                 };
-                self.emit(
+                self.emit_with(
                     Some(&incident),
                     &incident.target,
                     Phase::DryRun,
                     format!("would have run: {}", would.join("; ")),
+                    EventData {
+                        plan: Some(plan.clone()),
+                        ..EventData::default()
+                    },
                 );
                 action.outcome = Some(outcome);
                 Ok(())
@@ -674,7 +684,7 @@ impl Healer {
                 action.status = ActionStatus::Succeeded;
                 action.health_after = health_after;
                 self.save_action(&action).await;
-                self.emit(
+                self.emit_with(
                     Some(&incident),
                     &incident.target,
                     Phase::Verified,
@@ -683,6 +693,11 @@ impl Healer {
                         fmt_health(health_before),
                         fmt_health(health_after)
                     ),
+                    EventData {
+                        health_before,
+                        health_after,
+                        ..EventData::default()
+                    },
                 );
                 return FixResult::Verified(health_after);
             }
@@ -741,11 +756,17 @@ impl Healer {
         match super::limits::limited(limit, "rolling back", "rollback", rollback).await {
             Ok(Some(_)) => {
                 action.status = ActionStatus::RolledBack;
-                self.emit(
+                self.emit_with(
                     Some(&incident),
                     &incident.target,
                     Phase::RolledBack,
                     plan.strategy.clone(),
+                    EventData {
+                        plan: Some(plan.clone()),
+                        health_before,
+                        health_after: action.health_after,
+                        ..EventData::default()
+                    },
                 );
                 self.audit(AuditEntry {
                     incident: Some(id),

@@ -38,6 +38,7 @@ mod intake;
 mod learning;
 mod lifecycle;
 mod limits;
+mod lookup;
 mod queue;
 mod reconcile;
 #[cfg(test)]
@@ -62,8 +63,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent, Incident,
-    LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy, Verifier,
+    AuditEntry, EventData, Executor, Fingerprinter, HealerConfig, HealerLayer, HealingEvent,
+    Incident, LlmAdvisor, Matcher, Notification, Notifier, Phase, Signal, Store, Strategy,
+    Verifier,
 };
 
 pub use admin::{Admin, PatternStats, Stats};
@@ -142,7 +144,7 @@ struct Inner {
     /// Event types already notified per live incident: each is sent once.
     notified: DashMap<Uuid, Vec<String>>,
     /// Answers awaited by incidents waiting for approval, by approval id.
-    pending: DashMap<Uuid, oneshot::Sender<Answer>>,
+    pending: DashMap<Uuid, (crate::Approval, oneshot::Sender<Answer>)>,
     /// The audit chain's head and the records waiting for the store.
     trail: trail::Trail,
     store_errors: AtomicU64,
@@ -164,11 +166,13 @@ struct Inner {
     tasks: TaskTracker,
 }
 
-/// An operator's answer to an approval.
+/// An operator's answer to an approval this process waits on.
 #[derive(Debug)]
 enum Answer {
-    Approve(String),
-    Reject(String, String),
+    /// Decided in the store by this process's operator handle: wake at once.
+    Decided(Box<crate::Approval>),
+    /// Decided here while the store could not take it (state, by whom, note).
+    Local(crate::ApprovalState, String, Option<String>),
 }
 
 /// The running pipeline. Dropping it does not stop the healer; call [`Running::shutdown`].
@@ -320,14 +324,38 @@ impl Healer {
         phase: Phase,
         detail: impl Into<String>,
     ) {
+        self.emit_with(incident, target, phase, detail, EventData::default());
+    }
+
+    /// [`Healer::emit`] with the typed parts (plan, approval, health, actor), redacted
+    /// like the rest.
+    fn emit_with(
+        &self,
+        incident: Option<&Incident>,
+        target: &str,
+        phase: Phase,
+        detail: impl Into<String>,
+        data: EventData,
+    ) {
+        let redactor = &self.inner.redactor;
         let mut detail = detail.into();
-        self.inner.redactor.redact_in_place(&mut detail);
+        redactor.redact_in_place(&mut detail);
+        let mut plan = data.plan;
+        if let Some(plan) = plan.as_mut() {
+            redactor.redact_plan(plan);
+        }
         let event = HealingEvent {
             incident: incident.map(|i| i.id),
             target: target.to_owned(),
             phase,
             detail,
             at: Utc::now(),
+            pattern: incident.and_then(|i| i.pattern.clone()),
+            approval: data.approval,
+            plan,
+            health_before: data.health_before,
+            health_after: data.health_after,
+            actor: data.actor,
         };
         tracing::debug!(target: "selfheal::event", phase = ?event.phase, target_system = %event.target, detail = %event.detail);
         let _ = self.inner.events.send(event);

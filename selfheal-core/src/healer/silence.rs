@@ -10,6 +10,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> selfheal_core::Result<()> {
 //! let healer = Healer::builder().build()?;
 //! let id = healer
+//!     .admin()
 //!     .add_silence(
 //!         Silence::from_now(SilenceScope::Target("orders-db".into()), Duration::from_secs(3600))
 //!             .reason("planned failover"),

@@ -29,9 +29,9 @@ use uuid::Uuid;
 
 use crate::store::report::{OverviewRow, PatternReport};
 use crate::{
-    ActionRecord, Approval, AuditRecord, AuditStore, ControlStore, Diagnosis, DiagnosisCache,
-    Error, ErrorKind, FleetStore, Incident, IncidentFilter, IncidentStore, Pattern, PatternStore,
-    ReportStore, Result, Store,
+    ActionRecord, Approval, ApprovalState, AuditRecord, AuditStore, ControlStore, Decided,
+    Diagnosis, DiagnosisCache, Error, ErrorKind, FleetStore, Incident, IncidentFilter,
+    IncidentStore, Pattern, PatternStore, ReportStore, Result, Store,
 };
 
 /// Writes kept by default while the store is unreachable.
@@ -664,6 +664,35 @@ impl ControlStore for BufferedStore {
         }
         Ok(docs.into_iter().collect())
     }
+
+    async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+        let _ = self.drain(false).await;
+        if let Some(stored) = self.inner.approval(id).await? {
+            return Ok(Some(stored));
+        }
+        // Saved here, not yet in the store.
+        Ok(self.buffer().ops.iter().rev().find_map(|(_, op)| match op {
+            Op::Approval(a) if a.id == id => Some((**a).clone()),
+            _ => None,
+        }))
+    }
+
+    /// Not buffered: a decision is taken in the store or not at all. Writes waiting
+    /// here go first, so an approval saved through the buffer can be decided.
+    async fn decide_approval<'a>(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<Decided> {
+        self.drain(false).await?;
+        self.inner.decide_approval(id, state, by, note).await
+    }
+
+    fn approval_decisions(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        self.inner.approval_decisions()
+    }
 }
 
 #[cfg(test)]
@@ -819,6 +848,20 @@ mod tests {
         async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
             self.check()?;
             self.store.list_control(prefix).await
+        }
+        async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
+            self.check()?;
+            self.store.approval(id).await
+        }
+        async fn decide_approval<'a>(
+            &self,
+            id: Uuid,
+            state: ApprovalState,
+            by: &str,
+            note: Option<&'a str>,
+        ) -> Result<Decided> {
+            self.wrote()?;
+            self.store.decide_approval(id, state, by, note).await
         }
     }
 

@@ -25,8 +25,8 @@ use uuid::Uuid;
 use crate::store::fleet::{LeaseGrant, SharedCooldown};
 use crate::store::report::{OverviewRow, PatternReport, compute_overview, compute_report};
 use crate::{
-    ActionRecord, Approval, AuditRecord, Diagnosis, Incident, Pattern, Result,
-    incident::IncidentStatus,
+    ActionRecord, Approval, ApprovalState, AuditRecord, Decided, Diagnosis, Incident, Pattern,
+    Result, incident::IncidentStatus,
 };
 
 /// Which incidents to list.
@@ -161,10 +161,14 @@ pub trait ReportStore: IncidentStore {
 }
 
 /// Operator and safety state that must outlive a process and hold on every replica
-/// that shares the store: silences, dry-run switches, the breaker and back-off. Plain
-/// JSON documents by key (`silence/<id>`, `dry_run/all`, …); the healer owns the keys
-/// and their shapes (see `healer/control.rs`), the store only keeps them. Every method
-/// is required: a store that forgets these would silently lift a silence.
+/// that shares the store: silences, dry-run switches, the breaker and back-off, and the
+/// decisions on approvals. Plain JSON documents by key (`silence/<id>`, `dry_run/all`,
+/// …); the healer owns the keys and their shapes (see `healer/control.rs`), the store
+/// only keeps them. Approvals are decided here, once, by whoever comes first: the
+/// router of any replica (or of a restarted process) answers, and the replica that
+/// waits learns it ([`ControlStore::approval_decisions`], or by polling). Every
+/// method is required but the wake-up: a store that forgets these would silently
+/// lift a silence.
 #[cfg_attr(any(test, feature = "test-util"), mockall::automock)]
 #[async_trait]
 pub trait ControlStore: Send + Sync + Debug + 'static {
@@ -174,6 +178,30 @@ pub trait ControlStore: Send + Sync + Debug + 'static {
     async fn delete_control(&self, key: &str) -> Result<bool>;
     /// Every document whose key starts with `prefix` (all with `""`), sorted by key.
     async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
+
+    /// One approval (saved with [`IncidentStore::save_approval`]).
+    async fn approval(&self, id: Uuid) -> Result<Option<Approval>>;
+
+    /// Decides approval `id` if it is still pending: sets `state` (approved, rejected
+    /// or expired), `decided_by`, `decided_at` (now) and `note`, atomically across every
+    /// replica that shares the store, so two answers never both win. An approval that
+    /// is no longer pending is left as it is ([`Decided::Already`]).
+    async fn decide_approval<'a>(
+        &self,
+        id: Uuid,
+        state: ApprovalState,
+        by: &str,
+        note: Option<&'a str>,
+    ) -> Result<Decided>;
+
+    /// The ids of approvals decided from now on, by any replica, for the replica that
+    /// waits on them to learn at once (Postgres: `LISTEN`/`NOTIFY`). `None` (the
+    /// default) when the store cannot push: the waiting replica polls
+    /// ([`crate::SafetyConfig::approval_poll`]). A missed wake-up only delays the
+    /// waiter until its next poll.
+    fn approval_decisions(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        None
+    }
 }
 
 /// Coordination of the replicas that share one store. Every method is required: a
@@ -307,6 +335,15 @@ mockall::mock! {
         async fn put_control(&self, key: &str, value: &serde_json::Value) -> Result<()>;
         async fn delete_control(&self, key: &str) -> Result<bool>;
         async fn list_control(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>>;
+        async fn approval(&self, id: Uuid) -> Result<Option<Approval>>;
+        async fn decide_approval<'a>(
+            &self,
+            id: Uuid,
+            state: ApprovalState,
+            by: &str,
+            note: Option<&'a str>,
+        ) -> Result<Decided>;
+        fn approval_decisions(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>>;
     }
 }
 

@@ -40,8 +40,8 @@ use uuid::Uuid;
 
 use crate::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, AuditEntry, AuditRecord,
-    Command, ErrorKind, FixBinding, Incident, IncidentFilter, IncidentStatus, Pattern, PatternMode,
-    RemediationPlan, Result, Risk, Severity, Store, verify_chain,
+    Command, Decided, ErrorKind, FixBinding, Incident, IncidentFilter, IncidentStatus, Pattern,
+    PatternMode, RemediationPlan, Result, Risk, Severity, Store, verify_chain,
 };
 
 /// Runs every check of the suite against `store`, one after the other; the fleet
@@ -58,6 +58,7 @@ pub async fn run_all(store: &dyn Store) {
     reports_answer_the_operators_questions(store).await;
     retention_deletes_only_old_terminal_incidents(store).await;
     control_documents_round_trip_by_key(store).await;
+    approvals_are_decided_once(store).await;
     if store.fleet().is_some() {
         leases_are_exclusive_and_expire(store).await;
         cooldowns_are_shared(store).await;
@@ -67,7 +68,93 @@ pub async fn run_all(store: &dyn Store) {
 }
 
 /// The number of checks [`run_all`] runs.
-pub const CHECKS: usize = 15;
+pub const CHECKS: usize = 16;
+
+/// An approval is decided once, whoever comes first: the decision (state, who, when,
+/// note) is stored, a second decision leaves it unchanged and says so, saving the
+/// approval again does not undo it, and an unknown id is `NotFound`.
+pub async fn approvals_are_decided_once(store: &dyn Store) {
+    let s = store.name();
+    let inc = incident(
+        &unique("target"),
+        now() - TimeDelta::minutes(5),
+        IncidentStatus::AwaitingApproval,
+    );
+    ok(s, "save_incident", store.save_incident(&inc).await);
+    let pending = approval(&inc, now() - TimeDelta::minutes(1), ApprovalState::Pending);
+    ok(s, "save_approval", store.save_approval(&pending).await);
+    assert_eq!(
+        ok(s, "approval", store.approval(pending.id).await).as_ref(),
+        Some(&pending),
+        "[{s}] an approval comes back by id unchanged"
+    );
+    let before = Utc::now() - TimeDelta::seconds(5);
+    let first = ok(
+        s,
+        "decide_approval",
+        store
+            .decide_approval(
+                pending.id,
+                ApprovalState::Rejected,
+                "alice",
+                Some("not now"),
+            )
+            .await,
+    );
+    let Decided::Now(decided) = first else {
+        panic!("[{s}] deciding a pending approval must decide it, got {first:?}");
+    };
+    assert_eq!(
+        decided.state,
+        ApprovalState::Rejected,
+        "[{s}] the state decided"
+    );
+    assert_eq!(
+        decided.decided_by.as_deref(),
+        Some("alice"),
+        "[{s}] who decided"
+    );
+    assert_eq!(decided.note.as_deref(), Some("not now"), "[{s}] the note");
+    assert!(
+        decided.decided_at.is_some_and(|t| t >= before),
+        "[{s}] when it was decided: {:?}",
+        decided.decided_at
+    );
+    let second = ok(
+        s,
+        "decide_approval",
+        store
+            .decide_approval(pending.id, ApprovalState::Approved, "bob", None)
+            .await,
+    );
+    assert_eq!(
+        second,
+        Decided::Already(decided.clone()),
+        "[{s}] a second decision changes nothing and returns the first"
+    );
+    ok(s, "save_approval", store.save_approval(&pending).await);
+    assert_eq!(
+        ok(s, "approval", store.approval(pending.id).await),
+        Some(decided),
+        "[{s}] saving a decided approval as pending again must not undo the decision"
+    );
+    assert_eq!(
+        ok(
+            s,
+            "decide_approval",
+            store
+                .decide_approval(Uuid::new_v4(), ApprovalState::Approved, "bob", None)
+                .await
+        ),
+        Decided::NotFound,
+        "[{s}] an unknown approval"
+    );
+    assert_eq!(
+        ok(s, "approval", store.approval(Uuid::new_v4()).await),
+        None,
+        "[{s}] an unknown approval"
+    );
+}
 
 /// Patterns come back exactly as they were added and updated (every field, fixes in
 /// order), `list_patterns` is sorted by name, and a missing pattern is `None`.
@@ -949,5 +1036,7 @@ fn approval(incident: &Incident, requested_at: DateTime<Utc>, state: ApprovalSta
         requested_at,
         state,
         decided_by: None,
+        decided_at: None,
+        note: None,
     }
 }

@@ -130,6 +130,8 @@ pub(super) struct ApprovalRow {
     requested_at: DateTime<Utc>,
     state: String,
     decided_by: Option<String>,
+    decided_at: Option<DateTime<Utc>>,
+    note: Option<String>,
 }
 
 impl TryFrom<ApprovalRow> for Approval {
@@ -146,6 +148,8 @@ impl TryFrom<ApprovalRow> for Approval {
             reason: r.reason,
             confidence: r.confidence,
             decided_by: r.decided_by,
+            decided_at: r.decided_at,
+            note: r.note,
         })
     }
 }

@@ -134,6 +134,8 @@ pub(super) struct ApprovalRow {
     requested_at: String,
     state: String,
     decided_by: Option<String>,
+    decided_at: Option<String>,
+    note: Option<String>,
 }
 
 impl TryFrom<ApprovalRow> for Approval {
@@ -150,6 +152,11 @@ impl TryFrom<ApprovalRow> for Approval {
             reason: r.reason,
             confidence: r.confidence,
             decided_by: r.decided_by,
+            decided_at: r
+                .decided_at
+                .map(|t| parse_ts("approvals.decided_at", &t))
+                .transpose()?,
+            note: r.note,
         })
     }
 }
