@@ -1,7 +1,7 @@
 //! Approvals: the pending ones, and answering one.
 
 use axum::{Json, extract::State};
-use selfheal_core::{Approval, ApprovalState, Uuid};
+use selfheal_core::{Approval, Uuid};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -28,24 +28,6 @@ async fn pending_approvals(State(s): State<AppState>) -> Result<Json<Vec<Approva
     Ok(Json(s.admin().pending_approvals().await?))
 }
 
-/// The approval as decided: the healer records the answer as it resumes the incident,
-/// so the answer is given here as it will be stored.
-async fn decide(
-    s: &AppState,
-    id: Uuid,
-    state: ApprovalState,
-    by: &str,
-) -> Result<Approval, ApiError> {
-    let mut approval = s
-        .admin()
-        .approval(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
-    approval.state = state;
-    approval.decided_by = Some(by.to_owned());
-    Ok(approval)
-}
-
 /// Approves a pending fix; it runs (subject to the guards).
 #[utoipa::path(post, path = "/approvals/{id}/approve", tag = "approvals",
     params(("id" = Uuid, Path, description = "the approval's id")),
@@ -58,10 +40,7 @@ async fn approve(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Approval>, ApiError> {
-    s.admin().approve(id, &principal.name).await?;
-    Ok(Json(
-        decide(&s, id, ApprovalState::Approved, &principal.name).await?,
-    ))
+    Ok(Json(s.admin().approve(id, &principal.name).await?))
 }
 
 /// Why a fix is rejected.
@@ -85,8 +64,7 @@ async fn reject(
     Path(id): Path<Uuid>,
     Body(body): Body<RejectBody>,
 ) -> Result<Json<Approval>, ApiError> {
-    s.admin().reject(id, &principal.name, &body.reason).await?;
     Ok(Json(
-        decide(&s, id, ApprovalState::Rejected, &principal.name).await?,
+        s.admin().reject(id, &principal.name, &body.reason).await?,
     ))
 }

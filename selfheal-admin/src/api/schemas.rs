@@ -236,6 +236,10 @@ pub(crate) struct ApprovalSchema {
     state: ApprovalStateSchema,
     /// Who answered.
     decided_by: Option<String>,
+    /// When it was answered or expired (RFC 3339).
+    decided_at: Option<String>,
+    /// The reason given with a rejection, or why it expired.
+    note: Option<String>,
 }
 
 /// A silence the healer holds and what it suppressed (`selfheal_core::SilenceStatus`).

@@ -1,4 +1,5 @@
-//! Look-ups by id the admin surface needs: one approval, the approvals of an incident.
+//! Look-ups the admin surface needs: the approvals of an incident (one approval by
+//! id is `Admin::approval`).
 
 use uuid::Uuid;
 
@@ -13,17 +14,5 @@ impl Admin {
             all.retain(|a| a.incident == id);
         }
         Ok(all)
-    }
-
-    /// One approval by id, decided or not.
-    pub async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
-        Ok(self
-            .healer
-            .inner
-            .store
-            .list_approvals(false)
-            .await?
-            .into_iter()
-            .find(|a| a.id == id))
     }
 }
