@@ -203,7 +203,7 @@ impl HealerBuilder {
     /// strategies that are not registered (you may not use Redis, say), one per fix
     /// whose parameters the strategy refuses, naming the pattern, the strategy and what
     /// to do. The stored patterns are checked the same way when the pipeline starts
-    /// ([`Admin::binding_problems`]).
+    /// ([`Admin::binding_problems`](super::Admin::binding_problems)).
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
         let mut strategies = HashMap::new();
