@@ -1,6 +1,6 @@
 //! Approvals any replica can answer, against a real PostgreSQL (`DATABASE_URL`): two
-//! healers share one store; replica A raises an approval, replica B's operator handle
-//! approves it, and A runs the fix exactly once. A learns from Postgres
+//! healers share one store; replica A raises an approval, an operator approves it
+//! through replica B's admin router over real HTTP, and A runs the fix exactly once. A learns from Postgres
 //! `LISTEN`/`NOTIFY`: its poll is set to a minute, so a pass within seconds shows the
 //! wake-up worked. A second answer, on either replica, is refused and names the first.
 #![cfg(feature = "postgres")]
@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use selfheal::admin::{AdminConfig, Role};
 use selfheal::storage::{PostgresStore, sqlx};
 use selfheal::{
-    ActionContext, ActionOutcome, ApprovalState, ErrorKind, Executor, FixBinding, Healer,
-    HealerConfig, Pattern, PatternMode, PatternStore, Phase, RemediationPlan, Result, Severity,
-    Signal, Strategy,
+    ActionContext, ActionOutcome, ErrorKind, Executor, FixBinding, Healer, HealerConfig, Pattern,
+    PatternMode, PatternStore, Phase, RemediationPlan, Result, Severity, Signal, Strategy,
 };
 use selfheal_testsupport::env_url;
 use uuid::Uuid;
@@ -111,12 +111,34 @@ async fn an_approval_raised_by_one_replica_is_approved_through_another() {
     let plan = asked.plan.expect("the event carries the plan");
     assert_eq!(plan.strategy, "reset_pool");
 
-    // B sees it pending in the shared store and approves it.
-    let pending = b.admin().pending_approvals().await.unwrap();
-    assert_eq!(pending.iter().map(|p| p.id).collect::<Vec<_>>(), [id]);
-    let decided = b.admin().approve(id, "bob").await.unwrap();
-    assert_eq!(decided.state, ApprovalState::Approved);
-    assert_eq!(decided.decided_by.as_deref(), Some("bob"));
+    // B's router lists it pending from the shared store, and bob approves it there.
+    let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let admin = AdminConfig::default().token(Role::Operator, "bob", &secret);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/selfheal", listener.local_addr().unwrap());
+    let app = axum::Router::new().nest("/selfheal", selfheal::admin::router(b.clone(), admin));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let pending: serde_json::Value = http
+        .get(format!("{base}/api/approvals"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending[0]["id"], id.to_string(), "{pending}");
+    let answer = http
+        .post(format!("{base}/api/approvals/{id}/approve"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let decided: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(decided["state"], "approved");
+    assert_eq!(decided["decided_by"], "bob");
 
     let approved = next(&mut events, Phase::Approved).await;
     assert_eq!(approved.actor.as_deref(), Some("bob"));

@@ -37,6 +37,7 @@ mod config;
 mod dashboard;
 mod error;
 mod events;
+mod links;
 mod metrics;
 mod openapi;
 mod state;
@@ -65,6 +66,7 @@ pub fn router(healer: Healer, config: AdminConfig) -> Router {
         .merge(dashboard::routes())
         .merge(api)
         .merge(events::routes())
+        .merge(links::routes())
         .merge(metrics::routes())
         .merge(openapi::routes(doc, public_base_url))
         .layer(axum::middleware::from_fn_with_state(

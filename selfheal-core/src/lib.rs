@@ -21,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod approval_link;
 mod audit;
 pub mod catalog;
 mod config;
@@ -42,6 +43,7 @@ mod strict;
 pub mod testkit;
 mod traits;
 
+pub use approval_link::{ApprovalLinks, LinkAction, LinkClaim};
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, ChainHead, GENESIS_HASH, NIST_CONTROLS, verify_chain,
     verify_checkpoint,
@@ -87,7 +89,7 @@ pub use store::{
 };
 pub use traits::{
     ActionContext, AdviceRequest, Applicability, Executor, Fingerprinter, LlmAdvisor, Notification,
-    Notifier, Strategy, Verifier,
+    NotificationLink, Notifier, Strategy, Verifier,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use traits::{

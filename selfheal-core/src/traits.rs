@@ -232,6 +232,19 @@ pub struct Notification {
     pub incident: Option<Uuid>,
     /// The audit event type behind it (`self_heal.escalated`, …).
     pub event_type: String,
+    /// Links a person can follow: Approve / Reject for a fix that waits for approval,
+    /// when the healer knows its admin router's public URL
+    /// ([`HealerBuilder::approval_links`](crate::HealerBuilder::approval_links)).
+    pub links: Vec<NotificationLink>,
+}
+
+/// A link in a notification (ntfy shows it as an action button).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotificationLink {
+    /// The button's label (`Approve`, `Reject`).
+    pub label: String,
+    /// Where it goes.
+    pub url: String,
 }
 
 /// Tells humans (ntfy, webhooks, chat).

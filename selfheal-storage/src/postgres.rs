@@ -255,6 +255,13 @@ impl PostgresStore {
         })
     }
 
+    /// The schema migrations this version applies on connect, to compare a database's
+    /// `_sqlx_migrations` with before opening it (the `selfheal` CLI refuses a store it
+    /// would have to migrate).
+    pub fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
     /// The connection pool, for reading the tables with SQL.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -340,6 +340,13 @@ impl SqliteStore {
         Ok(done)
     }
 
+    /// The schema migrations this version applies on open, to compare a database's
+    /// `_sqlx_migrations` with before opening it (the `selfheal` CLI refuses a store it
+    /// would have to migrate).
+    pub fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
     /// The connection pool, for reading the tables with SQL. A file store has one
     /// connection: while you hold it (a transaction, a streaming query) the store's own
     /// calls wait for it. Writes made through the pool bypass the file watch.

@@ -126,6 +126,7 @@ impl Strategy for AlertOnly {
             body,
             incident: text("incident").and_then(|s| s.parse().ok()),
             event_type: "self_heal.alerted".into(),
+            links: Vec::new(),
         };
         if executor.dry_run() {
             return Ok(ActionOutcome {
@@ -212,6 +213,7 @@ mod tests {
                 body: "grow the volume\nSample: write /var/lib/app: No space left on device".into(),
                 incident: Some(id),
                 event_type: "self_heal.alerted".into(),
+                links: Vec::new(),
             }]
         );
         assert!(strategy.validate(&json!({"message": 1})).is_err());

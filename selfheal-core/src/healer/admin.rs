@@ -365,6 +365,41 @@ impl Admin {
             .await
     }
 
+    /// Checks an approval link's token (its signature and expiry), for the admin
+    /// router's confirmation page. `Invalid` when no links are configured or the token
+    /// is not one of ours, `Conflict` when it expired.
+    pub fn check_link(&self, token: &str) -> Result<crate::LinkClaim> {
+        let Some(links) = &self.healer.inner.approval_links else {
+            return Err(Error::invalid(
+                "approval links are not configured on this healer (HealerBuilder::approval_links)",
+            ));
+        };
+        links.verify(token, chrono::Utc::now())
+    }
+
+    /// Follows a confirmed approval link: approves or rejects (with `reason`, or a
+    /// default) the approval it names, as `actor` (the link's holder is not otherwise
+    /// known: `approval link` unless the router knows better). Single-use: the
+    /// approval is decided once.
+    pub async fn follow_link(
+        &self,
+        token: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<Approval> {
+        let claim = self.check_link(token)?;
+        match claim.action {
+            crate::LinkAction::Approve => self.approve(claim.approval, actor).await,
+            crate::LinkAction::Reject => {
+                let reason = reason
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("rejected from a notification link");
+                self.reject(claim.approval, actor, reason).await
+            }
+        }
+    }
+
     /// One approval, pending or decided.
     pub async fn approval(&self, id: Uuid) -> Result<Option<Approval>> {
         self.healer.inner.store.approval(id).await

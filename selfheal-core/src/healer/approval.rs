@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Answer, Healer};
 use crate::{
-    Approval, ApprovalState, AuditEntry, Decided, EventData, Incident, IncidentStatus,
+    Approval, ApprovalState, AuditEntry, Decided, EventData, Incident, IncidentStatus, LinkAction,
     Notification, Phase, RemediationPlan,
 };
 
@@ -95,6 +95,7 @@ impl Healer {
             ),
             incident: Some(incident.id),
             event_type: "self_heal.suggested".into(),
+            links: self.approval_links(&approval),
         })
         .await;
         let ttl = self.inner.config.safety.approval_ttl;
@@ -206,6 +207,29 @@ impl Healer {
         })
         .await;
         result
+    }
+
+    /// Signed Approve / Reject links for `approval`'s notification, expiring with it.
+    fn approval_links(&self, approval: &Approval) -> Vec<crate::NotificationLink> {
+        let Some(links) = &self.inner.approval_links else {
+            return Vec::new();
+        };
+        let ttl = chrono::TimeDelta::from_std(self.inner.config.safety.approval_ttl)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let expires = approval
+            .requested_at
+            .checked_add_signed(ttl)
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        [
+            ("Approve", LinkAction::Approve),
+            ("Reject", LinkAction::Reject),
+        ]
+        .into_iter()
+        .map(|(label, action)| crate::NotificationLink {
+            label: label.to_owned(),
+            url: links.link(approval.id, action, expires),
+        })
+        .collect()
     }
 
     /// The approval as the store has it, once someone decided it.

@@ -66,6 +66,7 @@ pub struct HealerBuilder {
     executor: Option<Arc<dyn Executor>>,
     advisor: Option<Arc<dyn LlmAdvisor>>,
     notifiers: Vec<Arc<dyn Notifier>>,
+    approval_links: Option<crate::ApprovalLinks>,
 }
 
 impl std::fmt::Debug for HealerBuilder {
@@ -178,6 +179,14 @@ impl HealerBuilder {
         self
     }
 
+    /// Puts signed Approve / Reject links in every "approve this fix?" notification,
+    /// pointing at the admin router mounted at `links`' public URL (see
+    /// [`crate::approval_link`]). Give every replica the same secret.
+    pub fn approval_links(mut self, links: crate::ApprovalLinks) -> Self {
+        self.approval_links = Some(links);
+        self
+    }
+
     /// Also masks whatever matches `pattern` (a regex) as `[REDACTED]`, on top of the
     /// built-in rules, everywhere the healer redacts (`[redaction] extra` in TOML).
     /// `build` refuses a pattern that does not compile.
@@ -194,7 +203,7 @@ impl HealerBuilder {
     /// strategies that are not registered (you may not use Redis, say), one per fix
     /// whose parameters the strategy refuses, naming the pattern, the strategy and what
     /// to do. The stored patterns are checked the same way when the pipeline starts
-    /// ([`Admin::binding_problems`]).
+    /// ([`Admin::binding_problems`](super::Admin::binding_problems)).
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
         let mut strategies = HashMap::new();
@@ -250,6 +259,7 @@ impl HealerBuilder {
                 executor: self.executor.unwrap_or_else(|| Arc::new(NoExecutor)),
                 advisor: self.advisor,
                 notifiers: self.notifiers,
+                approval_links: self.approval_links,
                 redactor: crate::Redactor::from_config(&self.config.redaction)?,
                 queue: super::queue::Queue::new(
                     self.config.intake.queue_capacity,

@@ -61,6 +61,7 @@ impl Healer {
             body: what,
             incident: None,
             event_type: "self_heal.chain_broken".into(),
+            links: Vec::new(),
         })
         .await;
     }

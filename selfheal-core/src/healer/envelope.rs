@@ -273,6 +273,7 @@ impl Healer {
             body: what,
             incident: None,
             event_type: notification_type.to_owned(),
+            links: Vec::new(),
         })
         .await;
     }

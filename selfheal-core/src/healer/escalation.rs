@@ -182,6 +182,7 @@ impl Healer {
             ),
             incident: Some(incident.id),
             event_type: "self_heal.reminded".into(),
+            links: Vec::new(),
         })
         .await;
     }

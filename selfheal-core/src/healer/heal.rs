@@ -489,6 +489,7 @@ impl Healer {
                     body: "The global rate limit of actions is reached; the action runs when it allows.".into(),
                     incident: Some(id),
                     event_type: "self_heal.queued".into(),
+                    links: Vec::new(),
                 })
                 .await;
                 tokio::select! {
@@ -860,6 +861,7 @@ impl Healer {
             ),
             incident: Some(id),
             event_type: "self_heal.alerted".into(),
+            links: Vec::new(),
         })
         .await;
         self.close(

@@ -52,6 +52,7 @@ impl Healer {
             ),
             incident: Some(id),
             event_type: "self_heal.escalated".into(),
+            links: Vec::new(),
         })
         .await;
     }

@@ -115,6 +115,8 @@ struct Inner {
     notifiers: Vec<Arc<dyn Notifier>>,
     /// Masks secrets in signals as they enter, and in what is stored, audited or sent.
     redactor: crate::Redactor,
+    /// Signs the Approve / Reject links of approval notifications.
+    approval_links: Option<crate::ApprovalLinks>,
 
     /// Signals between `observe` and the intake: bounded in count and bytes, fair per target.
     queue: queue::Queue,

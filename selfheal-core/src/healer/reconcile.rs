@@ -91,6 +91,7 @@ impl Healer {
             ),
             incident: None,
             event_type: "self_heal.interrupted".into(),
+            links: Vec::new(),
         })
         .await;
     }

@@ -95,13 +95,23 @@ impl NtfyNotifier {
             }
             message.push_str(&format!("incident {id}"));
         }
-        serde_json::json!({
+        let mut payload = serde_json::json!({
             "topic": self.topic,
             "title": notification.title,
             "message": message,
             "priority": priority(&notification.event_type),
             "tags": ["selfheal", notification.event_type],
-        })
+        });
+        // Approve / Reject buttons: each opens the admin router's confirmation page.
+        if !notification.links.is_empty() {
+            let actions: Vec<_> = notification
+                .links
+                .iter()
+                .map(|l| serde_json::json!({"action": "view", "label": l.label, "url": l.url}))
+                .collect();
+            payload["actions"] = serde_json::Value::Array(actions);
+        }
+        payload
     }
 }
 
@@ -169,6 +179,7 @@ mod tests {
             body: "3 attempts failed — héalth 12".into(),
             incident: Some(Uuid::nil()),
             event_type: "self_heal.escalated".into(),
+            links: Vec::new(),
         }
     }
 
@@ -195,6 +206,24 @@ mod tests {
                 "priority": 4,
                 "tags": ["selfheal", "self_heal.escalated"],
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn approval_links_become_view_action_buttons() {
+        let (addr, mut requests) = serve(200, "{}").await;
+        let ntfy = NtfyNotifier::new(format!("http://{addr}"), "ops").unwrap();
+        let mut n = escalation();
+        n.links = vec![selfheal_core::NotificationLink {
+            label: "Approve".into(),
+            url: "https://ops.example.com/selfheal/links/t0ken".into(),
+        }];
+        ntfy.notify(&n).await.unwrap();
+        let json = requests.recv().await.unwrap().json();
+        assert_eq!(
+            json["actions"],
+            serde_json::json!([{"action": "view", "label": "Approve",
+                "url": "https://ops.example.com/selfheal/links/t0ken"}])
         );
     }
 

@@ -15,7 +15,8 @@ use super::{DEFAULT_TIMEOUT, client, parse_http_url, redacted, send};
 ///
 /// ```json
 /// {"source": "selfheal", "service": "checkout-api", "event_type": "self_heal.escalated",
-///  "title": "…", "body": "…", "incident": "<uuid or null>", "sent_at": "<RFC 3339>"}
+///  "title": "…", "body": "…", "incident": "<uuid or null>",
+///  "links": [{"label": "Approve", "url": "…"}, …], "sent_at": "<RFC 3339>"}
 /// ```
 ///
 /// Extra headers (an API key your receiver expects) are set with
@@ -128,6 +129,7 @@ impl WebhookNotifier {
             "title": notification.title,
             "body": notification.body,
             "incident": notification.incident,
+            "links": notification.links,
             "sent_at": Utc::now().to_rfc3339(),
         })
     }
@@ -195,6 +197,7 @@ mod tests {
             body: "The global rate limit of actions is reached.".into(),
             incident: Some(Uuid::from_u128(7)),
             event_type: "self_heal.queued".into(),
+            links: Vec::new(),
         }
     }
 
@@ -231,6 +234,7 @@ mod tests {
                 "title": "selfheal: action on postgres queued",
                 "body": "The global rate limit of actions is reached.",
                 "incident": "00000000-0000-0000-0000-000000000007",
+                "links": [],
                 "sent_at": null,
             })
         );
