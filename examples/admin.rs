@@ -224,7 +224,7 @@ fn print_welcome(url: &str, operator: &str, viewer: &str) {
         "selfheal admin example: the `orders` service leaks pool connections a few seconds\n\
          after each boot; its fix (a restart) waits for your approval.\n\
          \n\
-         dashboard   {url}/   (paste the operator token when asked)\n\
+         dashboard   {url}   (paste the operator token when asked)\n\
          API         {url}/api/...   OpenAPI at {url}/openapi.json\n\
          operator    {operator}\n\
          viewer      {viewer}\n\

@@ -109,7 +109,10 @@ async fn an_operator_fix_of_an_escalated_error_proposes_an_alert_only_pattern() 
     // The same error again (other numbers): the proposal matches it and only alerts.
     storm(&healer, "search", 3, 100);
     let decided = next(&mut rx, Phase::Decided).await;
-    assert_eq!(decided.detail, "AlertOnly");
+    assert_eq!(
+        decided.detail,
+        "alert only: the pattern notifies and runs nothing"
+    );
     let latest = healer
         .admin()
         .incidents(&IncidentFilter::default())
@@ -311,7 +314,10 @@ async fn operators_manage_patterns_and_every_change_is_audited_with_what_changed
         (PatternMode::AlertOnly, false)
     );
     storm(&healer, "search", 1, 50);
-    assert_eq!(next(&mut rx, Phase::Decided).await.detail, "AlertOnly");
+    assert_eq!(
+        next(&mut rx, Phase::Decided).await.detail,
+        "alert only: the pattern notifies and runs nothing"
+    );
     running.shutdown().await;
 }
 

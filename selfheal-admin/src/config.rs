@@ -33,6 +33,7 @@ pub struct AdminConfig {
     pub(crate) metrics: MetricsAuth,
     pub(crate) body_limit: usize,
     pub(crate) public_base_url: Option<String>,
+    pub(crate) replay: usize,
 }
 
 /// A token as kept: its SHA-256 and whose it is. The secret itself is never stored.
@@ -50,6 +51,7 @@ impl Default for AdminConfig {
             metrics: MetricsAuth::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             public_base_url: None,
+            replay: crate::events::DEFAULT_REPLAY,
         }
     }
 }
@@ -67,6 +69,7 @@ impl fmt::Debug for AdminConfig {
             .field("metrics", &self.metrics)
             .field("body_limit", &self.body_limit)
             .field("public_base_url", &self.public_base_url)
+            .field("replay", &self.replay)
             .finish()
     }
 }
@@ -88,34 +91,33 @@ impl AdminConfig {
     /// token belongs to and what the audit trail records). An unset or empty variable
     /// gives no tokens; a malformed entry is an `InvalidInput` error naming it (by
     /// position, never by its secret).
-    pub fn from_env() -> std::io::Result<Self> {
+    pub fn from_env() -> Result<Self, TokenError> {
         match std::env::var(TOKENS_ENV) {
             Ok(value) => Self::default().tokens_from_str(&value),
             Err(std::env::VarError::NotPresent) => Ok(Self::default()),
-            Err(std::env::VarError::NotUnicode(_)) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{TOKENS_ENV} is not valid UTF-8"),
-            )),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(TokenError(format!("{TOKENS_ENV} is not valid UTF-8")))
+            }
         }
     }
 
     /// Adds the tokens of a `role:name:secret,...` list (the format of
     /// `SELFHEAL_ADMIN_TOKENS`).
-    pub fn tokens_from_str(mut self, list: &str) -> std::io::Result<Self> {
+    /// Each secret must have at least [`MIN_SECRET_LEN`] characters, and a name keeps
+    /// one role.
+    pub fn tokens_from_str(mut self, list: &str) -> Result<Self, TokenError> {
         for (i, entry) in list.split(',').enumerate() {
             let entry = entry.trim();
             if entry.is_empty() {
                 continue;
             }
             let bad = |what: &str| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "{TOKENS_ENV}: entry {} {what}; write each entry as role:name:secret \
-                         (role viewer or operator), entries separated by commas",
-                        i + 1
-                    ),
-                )
+                TokenError(format!(
+                    "{TOKENS_ENV}: entry {} {what}; write each entry as role:name:secret \
+                     (role viewer or operator, a secret of at least {MIN_SECRET_LEN} \
+                     characters such as `openssl rand -hex 32`), entries separated by commas",
+                    i + 1
+                ))
             };
             let mut parts = entry.splitn(3, ':');
             let (Some(role), Some(name), Some(secret)) = (parts.next(), parts.next(), parts.next())
@@ -130,8 +132,23 @@ impl AdminConfig {
             if name.trim().is_empty() {
                 return Err(bad("has an empty name"));
             }
-            if secret.is_empty() {
-                return Err(bad("has an empty secret"));
+            if secret.chars().count() < MIN_SECRET_LEN {
+                return Err(bad(&format!(
+                    "has a secret of {} characters, too short to resist guessing",
+                    secret.chars().count()
+                )));
+            }
+            if let Some(other) = self
+                .tokens
+                .iter()
+                .find(|t| t.principal.name == name.trim() && t.principal.role != role)
+            {
+                return Err(bad(&format!(
+                    "gives `{}` a second role ({:?} before): one name, one role, so the \
+                     audit trail's actor says what they could do",
+                    name.trim(),
+                    other.principal.role
+                )));
             }
             self = self.token(role, name.trim(), secret);
         }
@@ -162,6 +179,14 @@ impl AdminConfig {
     /// Who may scrape `/metrics`.
     pub fn metrics(mut self, auth: MetricsAuth) -> Self {
         self.metrics = auth;
+        self
+    }
+
+    /// How many of the latest events `/events` keeps for clients that reconnect with
+    /// `Last-Event-ID` (default 1024, at least 1); one that reconnects later gets an
+    /// `event: gap` first.
+    pub fn replay(mut self, events: usize) -> Self {
+        self.replay = events.max(1);
         self
     }
 
@@ -209,17 +234,48 @@ pub enum MetricsAuth {
     Open,
 }
 
+/// The shortest bearer secret `tokens_from_str` (and so `from_env`) accepts.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A token list that cannot be used: says which entry and how to write it, never the
+/// secret. Its `Debug` is its message, so `?` in `main` prints it readably.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenError(String);
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+impl From<TokenError> for std::io::Error {
+    fn from(e: TokenError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const A: &str = "s3cr:et-0123456789abcdef0123456789ab";
+    const B: &str = "other-0123456789abcdef0123456789abcd";
+
     #[test]
     fn tokens_parse_and_match_by_hash() {
         let c = AdminConfig::default()
-            .tokens_from_str("operator:alice:s3cr:et, viewer:bob:other")
+            .tokens_from_str(&format!("operator:alice:{A}, viewer:bob:{B}"))
             .unwrap();
-        assert_eq!(c.principal_of("s3cr:et").unwrap().name, "alice");
-        assert_eq!(c.principal_of("other").unwrap().role, Role::Viewer);
+        assert_eq!(c.principal_of(A).unwrap().name, "alice");
+        assert_eq!(c.principal_of(B).unwrap().role, Role::Viewer);
         assert!(c.principal_of("s3cr").is_none());
         let debug = format!("{c:?}");
         assert!(
@@ -236,11 +292,23 @@ mod tests {
             "operator:alice",
             "operator::x",
             "viewer:bob:",
+            "viewer:bob:short",
         ] {
             let err = AdminConfig::default().tokens_from_str(bad).unwrap_err();
-            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
             assert!(err.to_string().contains("entry 1"), "{err}");
             assert!(!err.to_string().contains(":x"), "{err}");
+            assert_eq!(
+                format!("{err:?}"),
+                err.to_string(),
+                "Debug reads as the message"
+            );
         }
+        let twice = format!("operator:alice:{A},viewer:alice:{B}");
+        let err = AdminConfig::default().tokens_from_str(&twice).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("entry 2 gives `alice` a second role"),
+            "{err}"
+        );
     }
 }

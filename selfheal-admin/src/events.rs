@@ -87,13 +87,26 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// Subscribes to `healer` and starts the task that feeds the clients; it ends when
     /// the healer's event stream closes.
-    pub(crate) fn start(healer: &Healer, _config: &AdminConfig) -> Arc<Self> {
-        let hub = Arc::new(Self::new(DEFAULT_REPLAY, CLIENT_QUEUE));
+    pub(crate) fn start(healer: &Healer, config: &AdminConfig) -> Arc<Self> {
+        let hub = Arc::new(Self::new(config.replay, CLIENT_QUEUE));
         let mut events = healer.subscribe();
+        let stopped = healer.stopped();
         let feeding = hub.clone();
         tokio::spawn(async move {
+            tokio::pin!(stopped);
             loop {
-                match events.recv().await {
+                let received = tokio::select! {
+                    received = events.recv() => received,
+                    // The healer shuts down: pass on what it published so far, then
+                    // end every client's stream.
+                    () = &mut stopped => {
+                        while let Ok(event) = events.try_recv() {
+                            feeding.publish(&event);
+                        }
+                        break;
+                    }
+                };
+                match received {
                     Ok(event) => feeding.publish(&event),
                     Err(broadcast::error::RecvError::Lagged(n)) => feeding.lost(n),
                     Err(broadcast::error::RecvError::Closed) => break,

@@ -48,7 +48,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::{Principal, Role};
-pub use config::{AdminConfig, DEFAULT_BODY_LIMIT, MetricsAuth, TOKENS_ENV};
+pub use config::{
+    AdminConfig, DEFAULT_BODY_LIMIT, MIN_SECRET_LEN, MetricsAuth, TOKENS_ENV, TokenError,
+};
 pub use error::ApiError;
 
 /// The operator surface of `healer`, to nest under a path of the host's router.
@@ -69,10 +71,20 @@ pub fn router(healer: Healer, config: AdminConfig) -> Router {
         .merge(links::routes())
         .merge(metrics::routes())
         .merge(openapi::routes(doc, public_base_url))
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Any other path under the mount point: a JSON 404 like every other error.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "nothing at {}; the API is listed in /openapi.json under the mount point, besides \
+         /, /events, /metrics and /links/",
+        uri.path()
+    ))
 }

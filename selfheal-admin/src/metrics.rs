@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
     storm_active: Gauge,
     approvals_pending: Gauge,
     open_incidents: Gauge,
+    queue_signals: Gauge,
+    queue_bytes: Gauge,
     sse_clients: Gauge,
     sse_dropped: Counter,
     events_lagged: Counter,
@@ -103,14 +105,20 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// Registers every metric and starts the task that feeds the event counters; it
-    /// ends when the healer's event stream closes.
+    /// ends when the healer shuts down.
     pub(crate) fn start(healer: &Healer) -> Arc<Self> {
         let metrics = Arc::new(Self::new());
         let mut events = healer.subscribe();
+        let stopped = healer.stopped();
         let feeding = metrics.clone();
         tokio::spawn(async move {
+            tokio::pin!(stopped);
             loop {
-                match events.recv().await {
+                let received = tokio::select! {
+                    received = events.recv() => received,
+                    () = &mut stopped => break,
+                };
+                match received {
                     Ok(event) => feeding.record(&event),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(lost = n, "metrics fell behind the healer's event stream");
@@ -133,6 +141,8 @@ impl Metrics {
         let storm_active = Gauge::default();
         let approvals_pending = Gauge::default();
         let open_incidents = Gauge::default();
+        let queue_signals = Gauge::default();
+        let queue_bytes = Gauge::default();
         let sse_clients = Gauge::default();
         let sse_dropped = Counter::default();
         let events_lagged = Counter::default();
@@ -178,6 +188,16 @@ impl Metrics {
             "selfheal_approvals_pending",
             "Actions waiting for a human",
             approvals_pending.clone(),
+        );
+        registry.register(
+            "selfheal_queue_signals",
+            "Signals waiting in the intake queue",
+            queue_signals.clone(),
+        );
+        registry.register(
+            "selfheal_queue_bytes",
+            "Bytes the signals waiting in the intake queue hold",
+            queue_bytes.clone(),
         );
         registry.register(
             "selfheal_open_incidents",
@@ -239,6 +259,8 @@ impl Metrics {
             storm_active,
             approvals_pending,
             open_incidents,
+            queue_signals,
+            queue_bytes,
             sse_clients,
             sse_dropped,
             events_lagged,
@@ -362,6 +384,10 @@ impl Metrics {
         set_counter(&self.sse_dropped, hub.dropped_clients());
         set_counter(&self.sse_lost, hub.lagged());
         let admin = healer.admin();
+        let (signals, bytes) = healer.queued();
+        self.queue_signals
+            .set(signals.try_into().unwrap_or(i64::MAX));
+        self.queue_bytes.set(bytes.try_into().unwrap_or(i64::MAX));
         self.breaker_open.set(i64::from(admin.breaker_open()));
         self.storm_active.set(i64::from(admin.storm_active()));
         self.open_incidents

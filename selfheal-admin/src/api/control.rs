@@ -118,6 +118,9 @@ pub(crate) struct DryRunState {
     dry_run: bool,
     /// The pattern, when the switch was for one.
     pattern: Option<String>,
+    /// Patterns still in dry run on their own (they stay dry while the healer is live;
+    /// switch each off with `{"on": false, "pattern": ...}`).
+    dry_run_patterns: Vec<String>,
 }
 
 /// Switches dry run on or off, for the whole healer or one pattern.
@@ -151,6 +154,7 @@ async fn set_dry_run(
     Ok(Json(DryRunState {
         dry_run: s.admin().is_dry_run(body.pattern.as_deref()),
         pattern: body.pattern,
+        dry_run_patterns: s.admin().dry_run_patterns(),
     }))
 }
 

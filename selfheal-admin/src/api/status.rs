@@ -34,6 +34,8 @@ pub(crate) struct Status {
     pending_approvals: usize,
     /// The whole healer runs dry.
     dry_run: bool,
+    /// Patterns in dry run on their own: they stay dry while the healer is live.
+    dry_run_patterns: Vec<String>,
     /// The safety envelope.
     #[schema(value_type = SafetyStatusSchema)]
     safety: SafetyStatus,
@@ -54,6 +56,7 @@ async fn status(State(s): State<AppState>) -> Result<Json<Status>, ApiError> {
         open_incidents: admin.open_incidents().len(),
         pending_approvals,
         dry_run: admin.is_dry_run(None),
+        dry_run_patterns: admin.dry_run_patterns(),
         safety: admin.safety(),
     }))
 }

@@ -76,7 +76,13 @@ impl Healer {
             Some(incident),
             &incident.target,
             Phase::AwaitingApproval,
-            format!("approval {} for:\n{}", approval.id, plan.preview()),
+            format!(
+                "approval {} for `{}` on {}:\n{}",
+                approval.id,
+                plan.strategy,
+                incident.target,
+                plan.preview()
+            ),
             EventData {
                 approval: Some(approval.id),
                 plan: Some(plan.clone()),

@@ -151,7 +151,7 @@ impl Healer {
             Some(incident),
             &incident.target,
             Phase::Decided,
-            format!("{decision:?}"),
+            describe_decision(decision, &fix.strategy),
         );
         self.audit(AuditEntry {
             incident: Some(incident.id),
@@ -218,6 +218,17 @@ impl Admin {
     pub async fn binding_problems(&self) -> Result<Vec<BindingProblem>> {
         let patterns = self.healer.inner.store.list_patterns().await?;
         Ok(check_bindings(&patterns, &self.healer.inner.strategies))
+    }
+}
+
+/// What the policy decided, in words (the `Decided` event's detail).
+pub(super) fn describe_decision(decision: &Decision, strategy: &str) -> String {
+    let reason = super::heal::decision_reason(decision);
+    match decision {
+        Decision::AutoRemediate => format!("run `{strategy}` now: {reason}"),
+        Decision::Suggest { .. } => format!("ask a human before running `{strategy}`: {reason}"),
+        Decision::Escalate { .. } => format!("escalate instead of running `{strategy}`: {reason}"),
+        Decision::AlertOnly => "alert only: the pattern notifies and runs nothing".to_owned(),
     }
 }
 

@@ -178,6 +178,23 @@ impl Admin {
         self.healer.inner.dry_run.applies(pattern)
     }
 
+    /// The patterns switched to dry run on their own (by config or an operator),
+    /// sorted: they stay dry when the whole healer is switched live.
+    pub fn dry_run_patterns(&self) -> Vec<String> {
+        let mut patterns: Vec<String> = self
+            .healer
+            .inner
+            .dry_run
+            .patterns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        patterns.sort();
+        patterns
+    }
+
     async fn mode_changed(&self, pattern: Option<&str>, on: bool, actor: &str) {
         let mode = if on { "dry_run" } else { "live" };
         let scope = pattern.map_or_else(|| "the healer".to_owned(), |p| format!("pattern `{p}`"));

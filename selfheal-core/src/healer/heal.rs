@@ -840,7 +840,7 @@ impl Healer {
             Some(&incident),
             &incident.target,
             Phase::Decided,
-            "AlertOnly",
+            super::bindings::describe_decision(&Decision::AlertOnly, ""),
         );
         self.audit(AuditEntry {
             incident: Some(id),

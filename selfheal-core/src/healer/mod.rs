@@ -303,6 +303,17 @@ impl Healer {
         HealerLayer::new(self.clone()).with_filter(crate::OwnWork)
     }
 
+    /// Signals and bytes waiting in the intake queue now.
+    pub fn queued(&self) -> (usize, usize) {
+        self.inner.queue.len()
+    }
+
+    /// Resolves once the healer is shutting down ([`Running::shutdown`]): for tasks
+    /// that serve it (live events, metrics) to end with it.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.inner.cancel.clone().cancelled_owned()
+    }
+
     /// Every phase of every incident from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HealingEvent> {
         self.inner.events.subscribe()

@@ -159,7 +159,6 @@ impl Queue {
     }
 
     /// Signals and bytes queued now.
-    #[cfg(test)]
     pub(super) fn len(&self) -> (usize, usize) {
         let state = self.state();
         (state.signals, state.bytes)
