@@ -91,8 +91,9 @@ pub enum Command {
     /// Silences, in force, to come or recently ended: scope, end, whether in force,
     /// how many signals each suppressed.
     Silences,
-    /// Lifts a silence now: healing of what it matched resumes (operator token). The
-    /// API answers with no body, so `--json` prints nothing.
+    /// Lifts a silence now: healing of what it matched resumes (operator token).
+    ///
+    /// The API answers with no body, so `--json` prints nothing (the exit code says it).
     Unsilence {
         /// The silence's id (from `selfheal silence` or `selfheal silences`).
         id: Uuid,
