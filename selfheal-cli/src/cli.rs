@@ -88,6 +88,16 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Silences, in force, to come or recently ended: scope, end, whether in force,
+    /// how many signals each suppressed.
+    Silences,
+    /// Lifts a silence now: healing of what it matched resumes (operator token).
+    ///
+    /// The API answers with no body, so `--json` prints nothing (the exit code says it).
+    Unsilence {
+        /// The silence's id (from `selfheal silence` or `selfheal silences`).
+        id: Uuid,
+    },
     /// Turns dry run on or off: fixes are planned and logged, not run (operator token).
     DryRun {
         /// on or off.

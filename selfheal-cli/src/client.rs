@@ -59,6 +59,11 @@ impl Api {
         self.send(Method::PUT, path, &[], Some(body)).await
     }
 
+    /// `DELETE path` (the answer is usually empty: `Value::Null`).
+    pub async fn delete(&self, path: &str) -> CliResult<Value> {
+        self.send(Method::DELETE, path, &[], None).await
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -7,8 +7,22 @@ use serde_json::{Value, json};
 use crate::cli::{AuditCommand, Cli, Command, OnOff, PatternsCommand};
 use crate::client::Api;
 use crate::error::{CliError, CliResult};
-use crate::render::{Table, clip, text, time, write_fields, write_json};
+use crate::render::{Table, clip, text, time, write_fields_in_order, write_json};
 use crate::store::ReadStore;
+
+/// The order `status` prints the API's keys in: who answers, what it counted, what
+/// waits, then the switches and the safety envelope. Keys the API gains later follow.
+const STATUS_ORDER: &[&str] = &[
+    "replica",
+    "observed",
+    "dropped",
+    "failed",
+    "store_errors",
+    "open_incidents",
+    "pending_approvals",
+    "dry_run",
+    "safety",
+];
 
 /// Runs the command `cli` names, writing its answer to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> CliResult {
@@ -20,7 +34,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> CliResult {
             if json {
                 write_json(&status, out)?;
             } else {
-                write_fields(&status, out)?;
+                write_fields_in_order(&status, STATUS_ORDER, out)?;
             }
         }
         Command::Incidents {
@@ -79,11 +93,32 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> CliResult {
             if json {
                 write_json(&made, out)?;
             } else {
+                let id = text(&made, "/id");
                 writeln!(
                     out,
-                    "silenced `{target}` for {duration} (silence {}; lift it with DELETE /api/silences/{})",
-                    text(&made, "/id"),
-                    text(&made, "/id")
+                    "silenced `{target}` for {duration} (silence {id}; lift it with `selfheal unsilence {id}`)"
+                )?;
+            }
+        }
+        Command::Silences => {
+            let silences = api()?.get("/api/silences", &[]).await?;
+            if json {
+                write_json(&silences, out)?;
+            } else {
+                silences_table(&silences, out)?;
+            }
+        }
+        Command::Unsilence { id } => {
+            let answer = api()?.delete(&format!("/api/silences/{id}")).await?;
+            if json {
+                // 204: the API says nothing; print whatever it did say, if anything.
+                if !answer.is_null() {
+                    write_json(&answer, out)?;
+                }
+            } else {
+                writeln!(
+                    out,
+                    "lifted silence {id}: healing of what it matched resumes"
                 )?;
             }
         }
@@ -193,6 +228,47 @@ fn incidents_table(page: &Value, out: &mut dyn Write) -> CliResult {
             text(page, "/offset")
         )?;
     }
+    Ok(())
+}
+
+fn silences_table(silences: &Value, out: &mut dyn Write) -> CliResult {
+    let items = silences.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        writeln!(out, "no silences")?;
+        return Ok(());
+    }
+    let mut table = Table::new(vec![
+        "ID",
+        "SCOPE",
+        "ENDS",
+        "ACTIVE",
+        "SUPPRESSED",
+        "REASON",
+    ]);
+    for s in &items {
+        let scope = match s.pointer("/silence/scope/kind").and_then(Value::as_str) {
+            Some(kind) => format!("{kind}:{}", text(s, "/silence/scope/value")),
+            None => text(s, "/silence/scope"),
+        };
+        let reason = text(s, "/silence/reason");
+        table.row(vec![
+            text(s, "/id"),
+            clip(&scope, 40),
+            time(s, "/silence/ends_at"),
+            match s.get("active").and_then(Value::as_bool) {
+                Some(true) => "yes".to_owned(),
+                Some(false) => "no".to_owned(),
+                None => "-".to_owned(),
+            },
+            text(s, "/suppressed"),
+            if reason.is_empty() {
+                "-".to_owned()
+            } else {
+                clip(&reason, 50)
+            },
+        ]);
+    }
+    table.write(out)?;
     Ok(())
 }
 

@@ -90,10 +90,24 @@ fn chrono_like_trim(t: &str) -> Option<String> {
     (secs.len() == 19 && secs.as_bytes().get(10) == Some(&b'T')).then(|| format!("{secs}{zone}"))
 }
 
-/// Every scalar of a JSON object, nested keys joined with `.`, one `key  value` per line.
-pub fn write_fields(value: &Value, out: &mut dyn Write) -> io::Result<()> {
+/// Every scalar of a JSON object, nested keys joined with `.`, one `key  value` per line:
+/// the top-level keys named in `order` first, in that order, then the others as the
+/// object holds them (so a key the API gains later is still shown).
+pub fn write_fields_in_order(value: &Value, order: &[&str], out: &mut dyn Write) -> io::Result<()> {
     let mut pairs = Vec::new();
-    flatten("", value, &mut pairs);
+    match value {
+        Value::Object(map) => {
+            for key in order {
+                if let Some(v) = map.get(*key) {
+                    flatten(key, v, &mut pairs);
+                }
+            }
+            for (k, v) in map.iter().filter(|(k, _)| !order.contains(&k.as_str())) {
+                flatten(k, v, &mut pairs);
+            }
+        }
+        other => flatten("", other, &mut pairs),
+    }
     let width = pairs
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -172,10 +186,21 @@ mod tests {
     fn fields_flatten_nested_objects() {
         let v = serde_json::json!({"dry_run": false, "safety": {"breaker_open": true}, "t": ["x", "y"]});
         let mut out = Vec::new();
-        write_fields(&v, &mut out).unwrap();
+        write_fields_in_order(&v, &[], &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "dry_run              false\nsafety.breaker_open  true\nt                    x, y\n"
+        );
+    }
+
+    #[test]
+    fn fields_come_in_the_given_order_then_the_rest() {
+        let v = serde_json::json!({"a": 1, "dry_run": false, "replica": "web-1", "safety": {"storm": true}, "z": 2});
+        let mut out = Vec::new();
+        write_fields_in_order(&v, &["replica", "safety", "dry_run", "missing"], &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "replica       web-1\nsafety.storm  true\ndry_run       false\na             1\nz             2\n"
         );
     }
 

@@ -227,6 +227,11 @@ async fn an_approval_listed_and_approved_from_the_command_line_runs_the_fix() {
     assert_eq!(status.json()["pending_approvals"], 1, "{}", status.said());
     let table = s.view(&["status"]).await;
     assert!(
+        table.stdout.starts_with("replica "),
+        "the replica first: {}",
+        table.said()
+    );
+    assert!(
         table
             .stdout
             .lines()
@@ -415,6 +420,105 @@ async fn silences_and_dry_run_reach_the_healer() {
     assert!(
         actors.len() >= 4,
         "every change is audited as alice: {actors:?}"
+    );
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_are_listed_with_what_they_suppressed_and_lifted_by_id() {
+    let s = Service::start().await;
+    let none = s.view(&["silences"]).await;
+    assert_eq!(none.code, Some(0), "{}", none.said());
+    assert_eq!(none.stdout, "no silences\n", "{}", none.said());
+
+    let silenced = s
+        .op(&["silence", "db", "--for", "1h", "--reason", "failover drill"])
+        .await;
+    assert_eq!(silenced.code, Some(0), "{}", silenced.said());
+    let id = s.healer.admin().silences()[0].id.to_string();
+    assert!(
+        silenced
+            .stdout
+            .ends_with(&format!("lift it with `selfheal unsilence {id}`)\n")),
+        "{}",
+        silenced.said()
+    );
+
+    // A signal of the silenced target: counted into the silence, nothing opens.
+    let mut events = s.healer.subscribe();
+    s.healer
+        .observe(Signal::new("db", "disk full on /var/lib/db"));
+    s.until(&mut events, Phase::Silenced).await;
+
+    let listed = s.view(&["silences"]).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.said());
+    let rows: Vec<Vec<&str>> = listed
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["ID", "SCOPE", "ENDS", "ACTIVE", "SUPPRESSED", "REASON"],
+        "{}",
+        listed.said()
+    );
+    assert_eq!(rows.len(), 2, "{}", listed.said());
+    let ends = s.healer.admin().silences()[0]
+        .silence
+        .ends_at
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    assert_eq!(
+        rows[1],
+        [
+            id.as_str(),
+            "target:db",
+            ends.as_str(),
+            "yes",
+            "1",
+            "failover",
+            "drill"
+        ],
+        "{}",
+        listed.said()
+    );
+    let as_json = s.view(&["silences", "--json"]).await;
+    assert_eq!(as_json.json()[0]["id"], id.as_str(), "{}", as_json.said());
+    assert_eq!(as_json.json()[0]["suppressed"], 1, "{}", as_json.said());
+
+    // A viewer may not lift it: the API's 403, exit 1, the silence holds.
+    let refused = s.view(&["unsilence", &id]).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.said());
+    assert!(refused.stderr.contains("(HTTP 403)"), "{}", refused.said());
+    assert_eq!(s.healer.admin().silences().len(), 1);
+
+    let lifted = s.op(&["unsilence", &id]).await;
+    assert_eq!(lifted.code, Some(0), "{}", lifted.said());
+    assert_eq!(
+        lifted.stdout,
+        format!("lifted silence {id}: healing of what it matched resumes\n"),
+        "{}",
+        lifted.said()
+    );
+    assert!(s.healer.admin().silences().is_empty());
+    let after = s.view(&["silences"]).await;
+    assert_eq!(after.stdout, "no silences\n", "{}", after.said());
+
+    // Lifting it again, or an id never given: the API's 404, exit 1.
+    let again = s.op(&["unsilence", &id]).await;
+    assert_eq!(again.code, Some(1), "{}", again.said());
+    assert!(again.stderr.contains("(HTTP 404)"), "{}", again.said());
+    let bad = s.op(&["unsilence", "not-a-uuid"]).await;
+    assert_eq!(bad.code, Some(2), "{}", bad.said());
+
+    let audit = s.healer.admin().audit_log(usize::MAX).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.event_type == "self_heal.silence_removed" && r.actor == "alice"),
+        "lifting is audited as alice: {:?}",
+        audit.iter().map(|r| &r.event_type).collect::<Vec<_>>()
     );
     s.running.shutdown().await;
 }

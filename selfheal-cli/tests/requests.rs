@@ -33,6 +33,7 @@ impl Recorder {
 
 const APPROVAL: &str = "0b6f8a52-3c61-4f0e-9d3a-52a0c5e3c0aa";
 const INCIDENT: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+const SILENCE: &str = "5f0c7e7e-0000-4000-8000-000000000001";
 
 fn approval(state: &str, by: Option<&str>) -> Value {
     json!({
@@ -94,11 +95,22 @@ async fn answer(State(rec): State<Recorder>, request: Request) -> Response {
             StatusCode::CONFLICT,
             "approval is approved already; nothing to do",
         ),
-        ("POST", "/selfheal/api/silences") => (
-            StatusCode::CREATED,
-            axum::Json(json!({"id": "5f0c7e7e-0000-4000-8000-000000000001"})),
-        )
-            .into_response(),
+        ("POST", "/selfheal/api/silences") => {
+            (StatusCode::CREATED, axum::Json(json!({"id": SILENCE}))).into_response()
+        }
+        ("GET", "/selfheal/api/silences") => ok(json!([{
+            "id": SILENCE,
+            "silence": {"scope": {"kind": "target", "value": "cache"},
+                        "starts_at": "2026-12-04T23:00:00.5Z", "ends_at": "2026-12-05T01:30:00.25Z",
+                        "reason": "migrating"},
+            "created_by": "alice", "active": true, "suppressed": 4
+        }])),
+        ("DELETE", p) if p == format!("/selfheal/api/silences/{SILENCE}") => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("DELETE", p) if p.starts_with("/selfheal/api/silences/") => {
+            error(StatusCode::NOT_FOUND, "no silence with that id")
+        }
         ("PUT", "/selfheal/api/dry-run") => ok(json!({
             "dry_run": seen.body["on"], "pattern": seen.body["pattern"]
         })),
@@ -167,6 +179,30 @@ async fn every_command_sends_its_request_and_prints_the_answer() {
         "{}",
         status.stdout
     );
+    // Not alphabetical: who answers, the counters, what waits, the switches, safety.
+    let keys: Vec<&str> = status
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "replica",
+            "observed",
+            "dropped",
+            "failed",
+            "store_errors",
+            "open_incidents",
+            "pending_approvals",
+            "dry_run",
+            "safety.breaker_open",
+            "safety.storm",
+            "safety.unhealthy_targets"
+        ],
+        "{}",
+        status.stdout
+    );
     let seen = rec.take();
     assert_eq!(seen.len(), 1);
     assert_eq!(
@@ -211,6 +247,11 @@ async fn every_command_sends_its_request_and_prints_the_answer() {
         lines[1]
     );
     assert_eq!(lines[2], "1 of 1 (from 0)");
+    assert!(
+        incidents.stdout.ends_with("1 of 1 (from 0)\n"),
+        "the paging line ends the output with a newline: {:?}",
+        incidents.stdout
+    );
 
     let approvals = op(&["approvals"]).await;
     assert_eq!(approvals.code, Some(0), "{}", approvals.stderr);
@@ -268,12 +309,79 @@ async fn every_command_sends_its_request_and_prints_the_answer() {
         rec.take()[0].body,
         json!({"target": "cache", "duration": "2h 30m", "reason": "migrating"})
     );
+    assert_eq!(
+        silence.stdout,
+        format!(
+            "silenced `cache` for 2h 30m (silence {SILENCE}; lift it with `selfheal unsilence {SILENCE}`)\n"
+        )
+    );
     let silence = op(&["silence", "cache", "--for", "10m"]).await;
     assert_eq!(silence.code, Some(0), "{}", silence.stderr);
     assert_eq!(
         rec.take()[0].body,
         json!({"target": "cache", "duration": "10m"})
     );
+
+    let silences = op(&["silences"]).await;
+    assert_eq!(silences.code, Some(0), "{}", silences.stderr);
+    let seen = rec.take();
+    assert_eq!(
+        (
+            seen[0].method.as_str(),
+            seen[0].path.as_str(),
+            seen[0].query.as_str()
+        ),
+        ("GET", "/selfheal/api/silences", "")
+    );
+    let lines: Vec<Vec<&str>> = silences
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["ID", "SCOPE", "ENDS", "ACTIVE", "SUPPRESSED", "REASON"],
+            vec![
+                SILENCE,
+                "target:cache",
+                "2026-12-05T01:30:00Z",
+                "yes",
+                "4",
+                "migrating"
+            ],
+        ],
+        "{}",
+        silences.stdout
+    );
+
+    let lifted = op(&["unsilence", SILENCE]).await;
+    assert_eq!(lifted.code, Some(0), "{}", lifted.stderr);
+    assert_eq!(
+        lifted.stdout,
+        format!("lifted silence {SILENCE}: healing of what it matched resumes\n")
+    );
+    let seen = rec.take();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        (
+            "DELETE",
+            format!("/selfheal/api/silences/{SILENCE}").as_str()
+        )
+    );
+    assert_eq!(seen[0].body, Value::Null, "unsilence sends no body");
+    assert_eq!(seen[0].auth.as_deref(), Some("Bearer op-secret"));
+    let quiet = op(&["unsilence", SILENCE, "--json"]).await;
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert_eq!(quiet.stdout, "", "204 has no JSON to print");
+    rec.take();
+    let unknown = op(&["unsilence", INCIDENT]).await;
+    assert_eq!(unknown.code, Some(1));
+    assert_eq!(
+        unknown.stderr,
+        "selfheal: no silence with that id (HTTP 404)\n"
+    );
+    rec.take();
 
     let dry = op(&["dry-run", "on", "--pattern", "redis_oom"]).await;
     assert_eq!(dry.code, Some(0), "{}", dry.stderr);
