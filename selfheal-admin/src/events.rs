@@ -2,7 +2,7 @@
 //! buffer for `Last-Event-ID`, keep-alives, and slow clients dropped.
 //!
 //! One task (the hub's) reads the healer's broadcast, numbers each event, keeps the
-//! last [`DEFAULT_REPLAY`] in a ring and hands each to every client's own bounded queue
+//! last [`AdminConfig::replay`] (default [`DEFAULT_REPLAY`]) in a ring and hands each to every client's own bounded queue
 //! with `try_send`. Nothing here ever waits for a client: a client whose queue is full
 //! (it stopped reading, or reads slower than events come) is dropped and counted, and
 //! may reconnect with `Last-Event-ID` to get what is still in the ring. The healer's
@@ -85,8 +85,8 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Subscribes to `healer` and starts the task that feeds the clients; it ends when
-    /// the healer's event stream closes.
+    /// Subscribes to `healer` and starts the task that feeds the clients; it ends (and
+    /// with it every client's stream) when the healer shuts down.
     pub(crate) fn start(healer: &Healer, config: &AdminConfig) -> Arc<Self> {
         let hub = Arc::new(Self::new(config.replay, CLIENT_QUEUE));
         let mut events = healer.subscribe();

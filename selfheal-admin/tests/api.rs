@@ -377,7 +377,10 @@ async fn every_endpoint(f: Fixture) {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(dry, json!({"dry_run": true, "pattern": null}));
+    assert_eq!(
+        dry,
+        json!({"dry_run": true, "pattern": null, "dry_run_patterns": []})
+    );
     assert!(f.healer.admin().is_dry_run(None));
     let safety = body(f.get("/api/safety").send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(safety["dry_run"], true);
@@ -400,8 +403,15 @@ async fn every_endpoint(f: Fixture) {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(one, json!({"dry_run": true, "pattern": "oom"}));
+    assert_eq!(
+        one,
+        json!({"dry_run": true, "pattern": "oom", "dry_run_patterns": ["oom"]})
+    );
     assert!(f.healer.admin().is_dry_run(Some("oom")) && !f.healer.admin().is_dry_run(None));
+    // Switching the whole healer off leaves the pattern dry, and says so.
+    let status = body(f.get("/api/status").send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(status["dry_run"], false);
+    assert_eq!(status["dry_run_patterns"], json!(["oom"]));
 
     let rearm = body(
         f.op(Method::POST, "/api/breaker/rearm")
