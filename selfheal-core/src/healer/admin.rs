@@ -13,7 +13,7 @@ use super::{Answer, Healer};
 use crate::Decided;
 use crate::{
     ActionRecord, Approval, ApprovalState, AuditEntry, AuditRecord, Error, ErrorKind, Health,
-    Incident, IncidentFilter, IncidentStatus, Pattern, PatternMode, Result, catalog,
+    Incident, IncidentFilter, Pattern, PatternMode, Result, catalog,
 };
 
 /// The actor of an operator's change, which must say who.
@@ -503,17 +503,16 @@ impl Admin {
             ));
         }
         match inner.store.get_incident(approval.incident).await {
-            Ok(Some(incident)) if incident.status != IncidentStatus::AwaitingApproval => {
-                Some(format!(
-                    "approval {} belongs to incident {}, which is {} ({}): nothing waits for \
+            // Terminal only: a replica's status write may land just after its approval.
+            Ok(Some(incident)) if incident.status.is_terminal() => Some(format!(
+                "approval {} belongs to incident {}, which is {} ({}): nothing waits for \
                      the answer any more (the healer that asked may have restarted); if the \
                      error recurs a new incident asks again",
-                    approval.id,
-                    incident.id,
-                    incident.status.as_str(),
-                    incident.reason
-                ))
-            }
+                approval.id,
+                incident.id,
+                incident.status.as_str(),
+                incident.reason
+            )),
             _ => None,
         }
     }
