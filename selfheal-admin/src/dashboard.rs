@@ -47,17 +47,10 @@ async fn index(OriginalUri(uri): OriginalUri) -> Response {
     };
     let page = INDEX.replacen(
         "<head>",
-        &format!("<head>\n<base href=\"{}\">", escape(&base)),
+        &format!("<head>\n<base href=\"{}\">", crate::links::esc(&base)),
         1,
     );
     (headers("text/html; charset=utf-8"), Html(page)).into_response()
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 async fn css() -> impl IntoResponse {
@@ -94,6 +87,6 @@ mod tests {
 
     #[test]
     fn the_base_is_escaped() {
-        assert_eq!(escape("/a\"<b>/"), "/a&quot;&lt;b&gt;/");
+        assert_eq!(crate::links::esc("/a\"<b>/"), "/a&quot;&lt;b&gt;/");
     }
 }

@@ -112,13 +112,7 @@ impl ApprovalLinks {
     /// The token of a link (its last path segment).
     pub fn token(&self, approval: Uuid, action: LinkAction, expires: DateTime<Utc>) -> String {
         let claim = format!("{approval}.{}.{}", action.as_str(), expires.timestamp());
-        let tag: String = self
-            .mac(&claim)
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let tag = crate::audit::hex(&self.mac(&claim).finalize().into_bytes());
         format!("{claim}.{tag}")
     }
 
