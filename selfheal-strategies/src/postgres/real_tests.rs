@@ -203,6 +203,29 @@ async fn the_probe_tells_a_full_server_and_a_down_one_from_a_saturated_pool() {
         verifier.diagnose().await.unwrap().as_deref(),
         Some("postgres_too_many_clients")
     );
+    // A slot that frees for a moment (a pooled connection reaching its max_lifetime) is
+    // still a full server: the probe gets in with no slot left besides its own.
+    drop(held.pop());
+    let freed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orders'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if n as usize == held.len() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    freed.await.expect("the dropped session ended");
+    assert_eq!(
+        verifier.diagnose().await.unwrap().as_deref(),
+        Some("postgres_too_many_clients"),
+        "a full server with one slot free for a moment"
+    );
     drop(held);
     pool.close().await;
 

@@ -193,25 +193,51 @@ impl Verifier for PostgresVerifier {
     /// as sqlx's `pool timed out`: `postgres_unavailable` when the server cannot be
     /// reached or is starting up or shutting down, `postgres_too_many_clients` when it
     /// refuses for slots (SQLSTATE 53300, including the reserved-slots refusal), and
-    /// `None` when it accepts (the server is fine; the pool itself is saturated).
+    /// `None` when it accepts with slots to spare (the server is fine; the pool itself
+    /// is saturated). A connection that gets in with at most one slot left for the role
+    /// besides its own also points to `postgres_too_many_clients`: under a slot
+    /// shortage a slot frees now and then (a pooled connection reaching its
+    /// `max_lifetime`), and the probe must not read that moment as a healthy server.
     #[instrument(skip_all, fields(postgres = %describe(&self.pool.connect_options())), err)]
     async fn diagnose(&self) -> Result<Option<String>> {
         let options = match &self.probe {
             Probe::Connect(options) => options.clone(),
             Probe::Pool(pool) => pool.connect_options(),
         };
-        let named =
-            match tokio::time::timeout(self.timeout, PgConnection::connect_with(&options)).await {
-                Err(_) => Some(UNAVAILABLE),
-                Ok(Ok(conn)) => {
-                    let _ = conn.close().await;
-                    None
-                }
-                Ok(Err(e)) => refusal_points_to(&e),
-            };
+        let named = match tokio::time::timeout(self.timeout, async {
+            let mut conn = PgConnection::connect_with(&options).await?;
+            let free = free_slots(&mut conn).await;
+            let _ = conn.close().await;
+            Ok::<_, sqlx::Error>(free)
+        })
+        .await
+        {
+            Err(_) => Some(UNAVAILABLE),
+            Ok(Ok(Some(free))) if free <= 1 => Some(TOO_MANY_CLIENTS),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => refusal_points_to(&e),
+        };
         debug!(diagnosis = ?named, "postgres diagnose");
         Ok(named.map(str::to_owned))
     }
+}
+
+/// Slots still open to a role without superuser rights, counted on `conn` (which holds
+/// one of them): `max_connections` less the reserved slots less the sessions in use.
+/// `None` when it cannot be read (the caller then goes by the connection alone).
+async fn free_slots(conn: &mut PgConnection) -> Option<i64> {
+    // `reserved_connections` exists from PostgreSQL 16 on; `true` reads a missing
+    // setting as NULL.
+    sqlx::query_scalar::<_, i64>(
+        "SELECT current_setting('max_connections')::int8 \
+              - current_setting('superuser_reserved_connections')::int8 \
+              - coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int8 \
+              - (SELECT coalesce(sum(numbackends), 0) FROM pg_stat_database)::int8",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| debug!(error = %e, "reading free connection slots failed"))
+    .ok()
 }
 
 /// The stock pattern for a server that cannot be reached.
