@@ -37,6 +37,7 @@ mod pattern;
 mod policy;
 mod redact;
 mod signal;
+pub mod source;
 pub mod store;
 mod strict;
 #[cfg(feature = "test-util")]

@@ -67,6 +67,7 @@ pub struct HealerBuilder {
     advisor: Option<Arc<dyn LlmAdvisor>>,
     notifiers: Vec<Arc<dyn Notifier>>,
     approval_links: Option<crate::ApprovalLinks>,
+    sources: Vec<Arc<dyn crate::source::Source>>,
 }
 
 impl std::fmt::Debug for HealerBuilder {
@@ -187,6 +188,14 @@ impl HealerBuilder {
         self
     }
 
+    /// Adds a [`Source`](crate::source::Source) that feeds the healer: it runs from
+    /// [`Healer::spawn`] until shutdown (see [`crate::source`]). `build` refuses two
+    /// sources with one name.
+    pub fn source(mut self, source: impl crate::source::Source) -> Self {
+        self.sources.push(Arc::new(source));
+        self
+    }
+
     /// Also masks whatever matches `pattern` (a regex) as `[REDACTED]`, on top of the
     /// built-in rules, everywhere the healer redacts (`[redaction] extra` in TOML).
     /// `build` refuses a pattern that does not compile.
@@ -206,6 +215,16 @@ impl HealerBuilder {
     /// ([`Admin::binding_problems`](super::Admin::binding_problems)).
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
+        let mut source_names = std::collections::HashSet::new();
+        for s in &self.sources {
+            if !source_names.insert(s.name().to_owned()) {
+                return Err(Error::invalid(format!(
+                    "two sources are named `{}`; give each a unique name (it keys the \
+                     source's stored cursor)",
+                    s.name()
+                )));
+            }
+        }
         let mut strategies = HashMap::new();
         for s in self.strategies {
             let name = s.name().to_owned();
@@ -266,6 +285,10 @@ impl HealerBuilder {
                     self.config.intake.queue_bytes(),
                 ),
                 spawned: AtomicBool::new(false),
+                sources: super::sources::Sources::new(
+                    self.sources,
+                    self.config.intake.queue_capacity,
+                ),
                 observed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 failed: AtomicU64::new(0),

@@ -47,14 +47,35 @@ impl Healer {
                 "reconciling the previous run panicked; starting without it"
             );
         }
+        let mut tracked = self
+            .inner
+            .sources
+            .tracked_rx
+            .lock()
+            .ok()
+            .and_then(|mut rx| rx.take());
         let mut since_yield = Instant::now();
+        let mut tracked_first = false;
         loop {
-            let signal = tokio::select! {
-                biased;
-                _ = self.inner.cancel.cancelled() => break,
-                signal = self.inner.queue.pop() => signal,
+            // The queue and the sources' tracked lane take turns when both have signals.
+            tracked_first = !tracked_first;
+            let waiting = tracked_first
+                .then(|| tracked.as_mut().and_then(|rx| rx.try_recv().ok()))
+                .flatten();
+            let (signal, done) = match waiting {
+                Some((signal, done)) => (signal, Some(done)),
+                None => tokio::select! {
+                    biased;
+                    _ = self.inner.cancel.cancelled() => break,
+                    signal = self.inner.queue.pop() => (signal, None),
+                    Some((signal, done)) = recv_tracked(&mut tracked) => (signal, Some(done)),
+                },
             };
             self.ingest_contained(signal);
+            if let Some(done) = done {
+                // Taken in (or failed and counted): the source may acknowledge it.
+                let _ = done.send(());
+            }
             // A queue that never empties must not hold this worker. Tokio runs a task
             // spawned here (an incident just opened) next on this same worker, and no
             // other worker may take it, so it waits until the intake yields: at the
@@ -69,7 +90,19 @@ impl Healer {
         let left = self.inner.queue.close();
         self.inner.dropped.fetch_add(left as u64, Ordering::Relaxed);
     }
+}
 
+/// The next signal of the sources' tracked lane; pending forever when there is none.
+async fn recv_tracked(
+    lane: &mut Option<tokio::sync::mpsc::Receiver<super::sources::Tracked>>,
+) -> Option<super::sources::Tracked> {
+    match lane {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Healer {
     /// Ingests `signal`. A panic on the way (in the fingerprinter, the matcher or the
     /// intake itself) costs this one signal: it is counted in [`Healer::failed`] and the
     /// next signal is processed, so one poisonous line never deafens the healer.

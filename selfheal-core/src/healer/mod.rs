@@ -47,6 +47,7 @@ mod report;
 mod self_caused;
 mod sightings;
 mod silence;
+mod sources;
 mod storm;
 mod trail;
 mod verify;
@@ -122,6 +123,8 @@ struct Inner {
     queue: queue::Queue,
     /// Set by the first `spawn`.
     spawned: AtomicBool,
+    /// The sources that feed the healer, and the intake's tracked lane.
+    sources: sources::Sources,
     observed: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
@@ -210,6 +213,7 @@ impl Healer {
             self.inner
                 .tasks
                 .spawn(async move { this.refresh_control_periodically().await });
+            self.start_sources();
             let this = self.clone();
             self.inner.tasks.spawn(async move {
                 tokio::select! {
@@ -234,15 +238,8 @@ impl Healer {
     /// for the others), or when the healer shut down. The intake takes the targets in
     /// turn, one signal each, so a flood on one target delays another target's signal
     /// by at most one flood signal per signal of its own queued ahead of it.
-    pub fn observe(&self, mut signal: Signal) {
-        self.inner.observed.fetch_add(1, Ordering::Relaxed);
-        signal.bound();
-        if signal.service.is_empty() && !self.inner.config.service.is_empty() {
-            signal.service.clone_from(&self.inner.config.service);
-        }
-        if !self.inner.queue.push(signal) {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn observe(&self, signal: Signal) {
+        self.offer(signal);
     }
 
     /// The targets of the signals queued now (for tests in the crate).
