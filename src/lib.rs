@@ -28,6 +28,12 @@ pub use ::redis;
 #[cfg(feature = "postgres")]
 pub use ::sqlx;
 
+/// Sources that feed the healer besides its own process: the log-line parser (always),
+/// and file tail, Loki, Alertmanager and NATS JetStream behind their features.
+pub mod sources {
+    pub use selfheal_sources::*;
+}
+
 /// The operator surface (feature `admin`): an axum router with the dashboard, the JSON
 /// API, live events, metrics and OpenAPI; nest it in the host's router.
 #[cfg(feature = "admin")]

@@ -1,0 +1,16 @@
+//! Sources that feed a [`selfheal_core::Healer`] besides its own process.
+//!
+//! Every source implements [`selfheal_core::source::Source`] and is added with
+//! [`HealerBuilder::source`](selfheal_core::HealerBuilder::source): it starts with
+//! `healer.spawn()`, stops at shutdown, never blocks the host, and counts what it drops
+//! and what it could not read ([`Healer::sources`](selfheal_core::Healer::sources)).
+//!
+//! - [`lines`]: one log line (JSON, logfmt, or plain text with a level word) to a
+//!   [`Signal`](selfheal_core::Signal), with multi-line stack traces joined (always on);
+//! - `file` (feature `file`): follows log files like `tail -F`;
+//! - `loki` (feature `loki`): polls Loki's `query_range`;
+//! - `alertmanager` (feature `alertmanager`): Alertmanager's webhook receiver;
+//! - `nats` (feature `nats`): a publisher and a group consumer on NATS JetStream.
+#![deny(missing_docs)]
+
+pub mod lines;
