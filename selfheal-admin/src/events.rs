@@ -117,7 +117,7 @@ impl Hub {
         hub
     }
 
-    fn new(capacity: usize, client_queue: usize) -> Self {
+    pub(crate) fn new(capacity: usize, client_queue: usize) -> Self {
         Self {
             ring: Mutex::new(Ring {
                 buffer: VecDeque::with_capacity(capacity.min(4096)),

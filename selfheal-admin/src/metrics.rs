@@ -3,7 +3,8 @@
 //!
 //! Counters of what happened (incidents by pattern, actions by strategy and outcome,
 //! events by phase, time to recover) are fed by a task subscribed to the healer's
-//! events; what the healer already counts (signals observed and dropped, store errors)
+//! events; what the healer already counts (signals observed and dropped, store errors,
+//! each source's emitted, dropped and malformed inputs and restarts)
 //! and states (breaker, storm, approvals pending, open incidents, SSE clients) are
 //! read from it at scrape time.
 
@@ -58,6 +59,12 @@ struct StrategyLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
     phase: String,
 }
@@ -88,6 +95,7 @@ pub(crate) struct Metrics {
     sse_dropped: Counter,
     events_lagged: Counter,
     sse_lost: Counter,
+    sources: Family<SourceLabels, Counter>,
     // Fed from the event stream.
     incidents: Family<PatternLabel, Counter>,
     actions: Family<ActionLabels, Counter>,
@@ -147,6 +155,7 @@ impl Metrics {
         let sse_dropped = Counter::default();
         let events_lagged = Counter::default();
         let sse_lost = Counter::default();
+        let sources = Family::<SourceLabels, Counter>::default();
         let incidents = Family::<PatternLabel, Counter>::default();
         let actions = Family::<ActionLabels, Counter>::default();
         let rollbacks = Family::<StrategyLabel, Counter>::default();
@@ -235,6 +244,11 @@ impl Metrics {
             sse_clients.clone(),
         );
         registry.register(
+            "selfheal_source_inputs",
+            "What each source did with its inputs (outcome: emitted, dropped, malformed, restarts)",
+            sources.clone(),
+        );
+        registry.register(
             "selfheal_admin_sse_dropped_clients",
             "Clients of /events dropped because they did not keep up",
             sse_dropped.clone(),
@@ -263,6 +277,7 @@ impl Metrics {
             queue_bytes,
             sse_clients,
             sse_dropped,
+            sources,
             events_lagged,
             sse_lost,
             incidents,
@@ -383,6 +398,20 @@ impl Metrics {
         set_counter(&self.store_errors, healer.store_errors());
         set_counter(&self.sse_dropped, hub.dropped_clients());
         set_counter(&self.sse_lost, hub.lagged());
+        for stats in healer.sources() {
+            for (outcome, value) in [
+                ("emitted", stats.emitted),
+                ("dropped", stats.dropped),
+                ("malformed", stats.malformed),
+                ("restarts", stats.restarts),
+            ] {
+                let labels = SourceLabels {
+                    source: stats.name.clone(),
+                    outcome,
+                };
+                set_counter(&self.sources.get_or_create(&labels), value);
+            }
+        }
         let admin = healer.admin();
         let (signals, bytes) = healer.queued();
         self.queue_signals
@@ -470,6 +499,43 @@ mod tests {
         let mut out = String::new();
         encode(&mut out, &m.registry).unwrap();
         out
+    }
+
+    /// Emits one signal and reports one unreadable input, then ends.
+    struct OneOfEach;
+
+    #[async_trait::async_trait]
+    impl selfheal_core::source::Source for OneOfEach {
+        fn name(&self) -> &str {
+            "logs"
+        }
+        async fn run(&self, feed: selfheal_core::source::Feed) -> selfheal_core::Result<()> {
+            feed.malformed("not UTF-8");
+            feed.ingest(selfheal_core::Signal::new("db", "connection refused"))
+                .await
+                .ok();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn each_source_is_counted_by_outcome() {
+        let healer = Healer::builder().source(OneOfEach).build().unwrap();
+        let running = healer.spawn();
+        // The source ends after its ingest returned; wait for its counters to show it.
+        while healer.sources()[0].emitted == 0 {
+            tokio::task::yield_now().await;
+        }
+        let m = Metrics::new();
+        let text = m.scrape(&healer, &Hub::new(4, 4)).await.unwrap();
+        for line in [
+            "selfheal_source_inputs_total{source=\"logs\",outcome=\"emitted\"} 1",
+            "selfheal_source_inputs_total{source=\"logs\",outcome=\"malformed\"} 1",
+            "selfheal_source_inputs_total{source=\"logs\",outcome=\"dropped\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        running.shutdown().await;
     }
 
     #[test]
