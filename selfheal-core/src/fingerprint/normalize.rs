@@ -7,10 +7,19 @@
 //! |---|---|
 //! | integers, floats, hex, UUIDs, IPv4/IPv6 and ports, MAC addresses, timestamps, durations and sizes (`30ms`, `12MB`), block and request ids (`blk_-42`, `req-9bc3…`) | the word holds a digit |
 //! | long hex without digits (`deadbeef`) | 8 or more hex digits |
-//! | paths and URLs (`/etc/x`, `C:\x`, `https://h/p`) | the word starts with `/` or `\` |
+//! | paths (`/etc/x`, `C:\x`) | the word starts with `/` or `\` |
+//! | URLs, scheme and all (`https://h/p`, `redis://h:6379`) | a scheme word followed by `://` |
 //! | emails | `@` and `.` in the word |
 //! | quoted values (`"…"`, `'…'`, `` `…` ``) | from the opening quote to its closing quote, spaces included |
 //! | `key=value` values | the word right after `=` |
+//! | time zones (`10:00:00.123 UTC`) | a zone abbreviation right after a time |
+//!
+//! What tells errors apart stays, even where it looks like a value: an error code in
+//! capitals at the start of the message or of a clause after `: `, bare (`WRONGTYPE
+//! Operation…`, `FATAL:  sorry…`) or quoted and followed by `:` as redis-rs 1.x prints
+//! it (`"OOM": command not allowed…`, `query failed: "NOAUTH": …`). A quoted capital
+//! word elsewhere (`mode "FAST"`) and capital hex (`DEADBEEF1`) are still values. A
+//! zone name that does not follow a time (`clock is not UTC`) is a word.
 //!
 //! Masks separated only by whitespace or `:` collapse into one (`10.0.0.7:5432`, `12:30:01`), so variable-length lists
 //! (`@0x7fe… @0x7fe… @0xff…`) give one template. Whitespace collapses to one space.
@@ -249,6 +258,23 @@ fn scan(bytes: &[u8], out: &mut String) {
                 let spaced = bytes[i + 1..end]
                     .iter()
                     .any(|&b| CLASS[b as usize] & WS != 0);
+                if !after_eq
+                    && (out.is_empty() || pending_space && out.ends_with(':'))
+                    && matches!(bytes.get(end + 1), None | Some(b':'))
+                    && is_error_code(&bytes[i + 1..end])
+                {
+                    // `"OOM": command not allowed` (redis-rs 1.x), also after a prefix
+                    // (`query failed: "OOM": …`): the server's error code says which
+                    // error it is, so it stays, quotes and all.
+                    if pending_space {
+                        out.push(' ');
+                    }
+                    push_bytes(out, &bytes[i..=end]);
+                    pending_space = false;
+                    after_number = false;
+                    i = end + 1;
+                    continue;
+                }
                 if after_eq || !spaced {
                     let low = push_mask(out, pending_space);
                     phrases.follow(out, low);
@@ -327,25 +353,15 @@ fn scan(bytes: &[u8], out: &mut String) {
         let all_hex = all & HEX != 0;
         let all_name = all & NAME != 0;
         let special = seen & AT != 0;
-        if bytes[start] == b'/' {
-            // A path or the rest of a URL runs to the next whitespace or quote,
-            // query string and all.
-            while i < n && CLASS[bytes[i] as usize] & (WS | QUOTE) == 0 {
-                // ... but not its trailing `:`, `,`, `;` or closing bracket, nor a
-                // mask already there.
-                if matches!(bytes[i], b':' | b',' | b';' | b')' | b']')
-                    && bytes
-                        .get(i + 1)
-                        .is_none_or(|&b| CLASS[b as usize] & WS != 0)
-                    || bytes[i..].starts_with(MASK.as_bytes())
-                {
-                    break;
-                }
-                i += 1;
-            }
+        // `https://h/p`: the scheme is part of the URL, so `http` and `https` give one
+        // template.
+        let url = bytes[i..].starts_with(b"://") && is_scheme(&bytes[start..i]);
+        if bytes[start] == b'/' || url {
+            i = path_end(bytes, i);
         }
         let word = &bytes[start..i];
         let variable = after_eq
+            || url
             || seen & DIGIT != 0
             || (all_hex && word.len() >= 8)
             || matches!(word[0], b'/' | b'\\') && word.len() > 1
@@ -361,8 +377,12 @@ fn scan(bytes: &[u8], out: &mut String) {
             let low = push_mask(out, pending_space);
             phrases.follow(out, low);
             after_number = seen & DIGIT != 0;
-        } else if after_number && pending_space && UNITS.contains(&word) {
-            // The unit of the number just masked.
+        } else if after_number
+            && pending_space
+            && (UNITS.contains(&word) || is_time_zone(word) && ends_with_time(&bytes[..start]))
+        {
+            // The unit of the number just masked, or the zone of the time just masked
+            // (`10:00:00.123 UTC`).
             after_number = false;
         } else {
             if pending_space {
@@ -492,6 +512,143 @@ fn closing_quote(bytes: &[u8], open: usize) -> Option<usize> {
 fn host_like(word: &[u8]) -> bool {
     let top = word.rsplit(|&b| b == b'.').next().unwrap_or(word);
     (2..=6).contains(&top.len()) && top.iter().all(u8::is_ascii_lowercase)
+}
+
+/// Where a path or the rest of a URL that reaches `i` ends: at the next whitespace or
+/// quote, query string and all, but before its trailing `:`, `,`, `;` or a closing
+/// bracket it did not open (and the punctuation after that: `(https://h/x): timed
+/// out`), and before a mask already there.
+fn path_end(bytes: &[u8], mut i: usize) -> usize {
+    let tail = |at: usize| {
+        bytes
+            .get(at)
+            .is_none_or(|&b| CLASS[usize::from(b)] & WS != 0)
+    };
+    // Brackets the path opened (`/wiki/Rust_(lang)`, `http://[::1]:80/`).
+    let mut open = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        if CLASS[usize::from(b)] & (WS | QUOTE) != 0 {
+            break;
+        }
+        match b {
+            b'(' | b'[' => open += 1,
+            b')' | b']' if open > 0 => open -= 1,
+            b')' | b']'
+                if tail(i + 1)
+                    || matches!(bytes.get(i + 1), Some(b':' | b',' | b';')) && tail(i + 2) =>
+            {
+                break;
+            }
+            b':' | b',' | b';' if tail(i + 1) => break,
+            b'<' if bytes[i..].starts_with(MASK.as_bytes()) => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
+}
+
+/// A URL scheme (`https`, `git+ssh`): a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(word: &[u8]) -> bool {
+    word.first().is_some_and(u8::is_ascii_alphabetic)
+        && word
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// An error code as servers print them (`OOM`, `WRONGTYPE`, `FATAL`): 2 to 20 capital
+/// letters, maybe joined by `_`. Hex of 8 digits or more (`DEADBEEF`) is a value.
+fn is_error_code(word: &[u8]) -> bool {
+    (2..=20).contains(&word.len())
+        && word[0].is_ascii_uppercase()
+        && word[word.len() - 1].is_ascii_uppercase()
+        && word.iter().all(|&b| b.is_ascii_uppercase() || b == b'_')
+        && !(word.len() >= 8 && word.iter().all(u8::is_ascii_hexdigit))
+}
+
+/// Time-zone abbreviations, masked only right after a time (`10:00:00 CET`).
+fn is_time_zone(word: &[u8]) -> bool {
+    matches!(
+        word,
+        b"UTC"
+            | b"UT"
+            | b"GMT"
+            | b"Z"
+            | b"WET"
+            | b"WEST"
+            | b"BST"
+            | b"IST"
+            | b"CET"
+            | b"CEST"
+            | b"MET"
+            | b"MEST"
+            | b"EET"
+            | b"EEST"
+            | b"MSK"
+            | b"EST"
+            | b"EDT"
+            | b"CST"
+            | b"CDT"
+            | b"MST"
+            | b"MDT"
+            | b"PST"
+            | b"PDT"
+            | b"AKST"
+            | b"AKDT"
+            | b"HST"
+            | b"AST"
+            | b"ADT"
+            | b"NST"
+            | b"NDT"
+            | b"BRT"
+            | b"ART"
+            | b"SAST"
+            | b"WAT"
+            | b"CAT"
+            | b"EAT"
+            | b"PKT"
+            | b"WIB"
+            | b"ICT"
+            | b"SGT"
+            | b"HKT"
+            | b"PHT"
+            | b"JST"
+            | b"KST"
+            | b"AWST"
+            | b"ACST"
+            | b"ACDT"
+            | b"AEST"
+            | b"AEDT"
+            | b"NZST"
+            | b"NZDT"
+    )
+}
+
+/// `bytes`, once trailing whitespace is dropped, ends with a time of day: `12:30`,
+/// `12:30:01`, `10:00:00.123` or `10:00:00,123`.
+fn ends_with_time(bytes: &[u8]) -> bool {
+    let mut j = bytes.len();
+    while j > 0 && CLASS[usize::from(bytes[j - 1])] & WS != 0 {
+        j -= 1;
+    }
+    let digits = |j: &mut usize| {
+        let end = *j;
+        while *j > 0 && bytes[*j - 1].is_ascii_digit() {
+            *j -= 1;
+        }
+        end - *j
+    };
+    let last = digits(&mut j);
+    if j > 0 && last > 0 && matches!(bytes[j - 1], b'.' | b',') {
+        // A fraction of a second.
+        j -= 1;
+        if digits(&mut j) != 2 {
+            return false;
+        }
+    } else if last != 2 {
+        return false;
+    }
+    j >= 2 && bytes[j - 1] == b':' && bytes[j - 2].is_ascii_digit()
 }
 
 /// Day and month names, which only ever say when.
@@ -640,6 +797,13 @@ pub(crate) mod tests {
         Normalizer::default().template(s)
     }
 
+    /// Each input gives its template.
+    fn assert_templates(cases: &[(&str, &str)]) {
+        for &(input, want) in cases {
+            assert_eq!(t(input), want, "input: {input}");
+        }
+    }
+
     #[test]
     fn masks_what_varies() {
         assert_eq!(
@@ -658,9 +822,163 @@ pub(crate) mod tests {
         );
         assert_eq!(
             t("connect https://example.com:443/x refused"),
-            "connect https:<*> refused"
+            "connect <*> refused"
         );
         assert_eq!(t("  spaces   collapse  "), "spaces collapse");
+    }
+
+    #[test]
+    fn error_codes_stay_quoted_or_not() {
+        // redis-rs 1.x quotes the codes it has no kind for; the server and other
+        // clients print them bare. Each code is what tells the errors apart.
+        let cases = [
+            (
+                "\"OOM\": command not allowed when used memory > 'maxmemory'.",
+                "\"OOM\": command not allowed when used memory > <*>.",
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                "OOM command not allowed when used memory > <*>.",
+            ),
+            (
+                "\"NOAUTH\": Authentication required.",
+                "\"NOAUTH\": Authentication required.",
+            ),
+            (
+                "\"WRONGTYPE\": Operation against a key holding the wrong kind of value",
+                "\"WRONGTYPE\": Operation against a key holding the wrong kind of value",
+            ),
+            (
+                "\"BUSY\": Redis is busy running a script.",
+                "\"BUSY\": Redis is busy running a script.",
+            ),
+            (
+                "\"NOSCRIPT\": No matching script.",
+                "\"NOSCRIPT\": No matching script.",
+            ),
+            (
+                "\"ERR\": unknown command 'FOO'",
+                "\"ERR\": unknown command <*>",
+            ),
+            ("'READONLY': replica", "'READONLY': replica"),
+            ("\"LOADING\"", "\"LOADING\""),
+            (
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to <*>.",
+            ),
+            // After a prefix: the first word of the clause.
+            (
+                "query failed: \"OOM\": command not allowed when used memory > 'maxmemory'.",
+                "query failed: \"OOM\": command not allowed when used memory > <*>.",
+            ),
+            (
+                "Pipeline failure: [(Index 0, error: \"OOM\": command not allowed)]",
+                "Pipeline failure: [(Index <*>, error: \"OOM\": command not allowed)]",
+            ),
+            (
+                "An error was signalled by the server - ResponseError: OOM command not allowed",
+                "An error was signalled by the server - ResponseError: OOM command not allowed",
+            ),
+            // PostgreSQL severities.
+            (
+                "FATAL:  sorry, too many clients already",
+                "FATAL: sorry, too many clients already",
+            ),
+            (
+                "db error: \"PANIC\": could not write to file",
+                "db error: \"PANIC\": could not write to file",
+            ),
+            ("ERROR:  deadlock detected", "ERROR: deadlock detected"),
+        ];
+        assert_templates(&cases);
+        let oom = |m: &str| Normalizer::default().fingerprint(&Signal::new("t", m)).id;
+        assert_ne!(
+            oom("\"OOM\": command not allowed when used memory > 'maxmemory'."),
+            oom("\"BUSY\": command not allowed when used memory > 'maxmemory'.")
+        );
+    }
+
+    #[test]
+    fn capitals_that_are_values_are_still_masked() {
+        let cases = [
+            // Quoted capitals in the middle of a message are a value.
+            ("key 'ABC' missing", "key <*> missing"),
+            (
+                "unknown mode \"FAST\" requested",
+                "unknown mode <*> requested",
+            ),
+            ("error: \"FAST\" mode rejected", "error: <*> mode rejected"),
+            ("tag=\"SCREEN_FROZEN\", uid=7", "tag=<*>, uid=<*>"),
+            ("code=\"OOM\": full", "code=<*>: full"),
+            // Hex and ids in capitals, first or not.
+            ("id DEADBEEF1 not found", "id <*> not found"),
+            ("\"DEADBEEF1\": not found", "<*>: not found"),
+            ("\"DEADBEEF\": not found", "<*>: not found"),
+            ("DEADBEEFCAFE: not found", "<*>: not found"),
+            // Not all capitals.
+            ("\"Oom\": full", "<*>: full"),
+            ("\"X\": full", "<*>: full"),
+        ];
+        assert_templates(&cases);
+    }
+
+    #[test]
+    fn a_url_is_one_mask_scheme_and_all() {
+        assert_templates(&[
+            (
+                "error sending request for url (http://127.0.0.1:45691/v1/charge): timed out",
+                "error sending request for url (<*>): timed out",
+            ),
+            (
+                "error sending request for url (https://api.example.com/v1/charge): timed out",
+                "error sending request for url (<*>): timed out",
+            ),
+            ("open file:///etc/app.toml failed", "open <*> failed"),
+            ("dial redis://127.0.0.1:6379/0 refused", "dial <*> refused"),
+            ("url=jdbc:postgresql://db:5432/app", "url=<*>"),
+            ("fetch git+ssh://git@host/repo.git", "fetch <*>"),
+            // A closing bracket and the punctuation after it are not the URL's.
+            ("open (/var/lib/x.db): denied", "open (<*>): denied"),
+            ("hosts [https://a/x], ok", "hosts [<*>], ok"),
+            ("wiki https://w/Rust_(lang) page", "wiki <*> page"),
+        ]);
+        // Near misses: `word:word` without `//` is not a URL.
+        assert_templates(&[
+            ("key session:abc missing", "key session:abc missing"),
+            ("error:timeout while reading", "error:timeout while reading"),
+            ("mode http: disabled", "mode http: disabled"),
+            ("see http:/x", "see http:<*>"),
+        ]);
+    }
+
+    #[test]
+    fn a_time_zone_goes_with_its_time() {
+        assert_templates(&[
+            // PostgreSQL's log prefix, in two zones.
+            (
+                "2026-12-04 10:00:00.123 UTC [123] FATAL:  sorry, too many clients already",
+                "<*> [<*>] FATAL: sorry, too many clients already",
+            ),
+            (
+                "2026-12-04 11:00:00.456 CET [9] FATAL:  sorry, too many clients already",
+                "<*> [<*>] FATAL: sorry, too many clients already",
+            ),
+            ("at 10:00 PDT", "at <*>"),
+            ("Fri Jul 01 08:16:53 PDT 2005", "<*>"),
+            ("built on 06/10/2013 17:26 GMT", "built on <*>"),
+            ("at 2026-12-04T10:00:00.5 CEST done", "at <*> done"),
+            // Near misses: a zone not right after a time is a word.
+            ("clock is not UTC", "clock is not UTC"),
+            ("at 5 UTC", "at <*> UTC"),
+            ("at 10:00:00 then UTC", "at <*> then UTC"),
+            (
+                "10:00:00 UTC expected, UTC given",
+                "<*> expected, UTC given",
+            ),
+            // Nor is a capital word that is not a zone (a level after a time).
+            ("10:00:00 ERROR boom", "<*> ERROR boom"),
+            ("v 1:2 UTC", "v <*> UTC"),
+        ]);
     }
 
     #[test]
@@ -682,9 +1000,7 @@ pub(crate) mod tests {
             ("block blk_-42 and req-9bc3", "block <*> and <*>"),
             ("stack @0x7fe @0x7ff @0xff8", "stack <*>"),
         ];
-        for (input, want) in cases {
-            assert_eq!(t(input), want, "input: {input}");
-        }
+        assert_templates(&cases);
     }
 
     #[test]
