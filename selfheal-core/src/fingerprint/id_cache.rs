@@ -76,14 +76,11 @@ pub(super) fn lookup(service: &str, template: &str, stack: Option<&str>) -> (Arc
 /// template. Collisions only cost a miss: a hit still needs byte-equal inputs.
 fn bucket_hash(service: &str, template: &str, stack: Option<&str>) -> u64 {
     let t = template.as_bytes();
-    let word = |b: &[u8]| {
-        let mut w = [0u8; 8];
-        let n = b.len().min(8);
-        w[..n].copy_from_slice(&b[..n]);
-        u64::from_le_bytes(w)
+    let (head, tail) = match (t.first_chunk::<8>(), t.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        // Shorter than a word: all of it, once.
+        _ => (t.iter().fold(0, |w, &b| (w << 8) | u64::from(b)), 0),
     };
-    let head = word(t);
-    let tail = word(&t[t.len().saturating_sub(8)..]);
     let lens = (t.len() as u64)
         | ((service.len() as u64) << 32)
         | ((stack.map_or(0, str::len) as u64) << 48);

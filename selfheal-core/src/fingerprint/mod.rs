@@ -25,7 +25,7 @@ pub use stack::{MAX_FRAMES, MAX_STACK_BYTES, stack_signature};
 
 /// Version of the fingerprint contract. Ids from different versions are not comparable;
 /// any change that alters ids for the same input bumps it.
-pub const FINGERPRINT_VERSION: u32 = 2;
+pub const FINGERPRINT_VERSION: u32 = 3;
 
 /// The stable identity of a signal. Cheap to clone: the id and template are shared
 /// strings, so a repeated template costs no allocation.

@@ -4,8 +4,8 @@
 //! Understood: Rust panics and backtraces, Python tracebacks (chained ones too), Java and
 //! other JVM exceptions (with `Caused by:`), Go panics and Node.js stacks. Frames of the
 //! runtime and standard library (and of well-known framework crates and packages) are
-//! dropped. Exception types (Python, JVM, Node) lead the signature: another exception
-//! from the same site is another crash.
+//! dropped. Exception types (Python, JVM, Node) lead the signature, a JVM one also after
+//! `Exception in thread "name"`: another exception from the same site is another crash.
 //!
 //! ```
 //! use selfheal_core::fingerprint::stack_signature;
@@ -276,7 +276,7 @@ fn at_frames(stack: &str, parts: &mut Vec<String>) {
             }
             continue;
         }
-        let header = trimmed.strip_prefix("Caused by: ").unwrap_or(trimmed);
+        let header = jvm_header(trimmed);
         if header.starts_with("...") || header.is_empty() {
             continue;
         }
@@ -286,6 +286,20 @@ fn at_frames(stack: &str, parts: &mut Vec<String>) {
             frames = 0;
         }
     }
+}
+
+/// The `Type: message` part of an exception line: without `Caused by: `, `Suppressed: `
+/// or the JVM's `Exception in thread "name" ` (the thread's name varies; the type is
+/// what tells two crashes apart).
+fn jvm_header(line: &str) -> &str {
+    if let Some(rest) = line.strip_prefix("Exception in thread \"") {
+        return rest
+            .split_once("\" ")
+            .map_or(line, |(_, header)| header.trim_start());
+    }
+    line.strip_prefix("Caused by: ")
+        .or_else(|| line.strip_prefix("Suppressed: "))
+        .unwrap_or(line)
 }
 
 /// `com.acme.Pool.get(Pool.java:88)` (maybe `java.base/…` or `app//…` first):
@@ -451,6 +465,46 @@ Caused by: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection i
         assert_eq!(
             stack_signature(java),
             "java.lang.IllegalStateException|com.acme.Pool.get"
+        );
+    }
+
+    #[test]
+    fn jvm_uncaught_exception_header_keeps_the_type() {
+        // The JVM's default handler prints `Exception in thread "name" Type: message`.
+        let uncaught = |thread: &str, exception: &str, line: u32| {
+            format!(
+                "Exception in thread \"{thread}\" {exception}\n\tat com.acme.Pool.get(Pool.java:{line})\n\tat com.acme.Main.main(Main.java:12)"
+            )
+        };
+        let state = uncaught("main", "java.lang.IllegalStateException: pool closed", 88);
+        assert_eq!(
+            stack_signature(&state),
+            "java.lang.IllegalStateException|com.acme.Pool.get|com.acme.Main.main"
+        );
+        // Another exception at the same site is another crash.
+        let npe = uncaught("main", "java.lang.NullPointerException: pool closed", 88);
+        assert_eq!(
+            stack_signature(&npe),
+            "java.lang.NullPointerException|com.acme.Pool.get|com.acme.Main.main"
+        );
+        // Another thread, another message, another line: the same crash.
+        let other = uncaught(
+            "pool-3-thread-17",
+            "java.lang.IllegalStateException: pool draining",
+            91,
+        );
+        assert_eq!(stack_signature(&other), stack_signature(&state));
+        // A type without a message, and a chain with `Caused by:` and `Suppressed:`.
+        let chain = "Exception in thread \"worker 1\" com.acme.StoreException
+\tat com.acme.Store.save(Store.java:40)
+\tSuppressed: java.io.IOException: close failed
+\t\tat com.acme.Store.close(Store.java:52)
+Caused by: java.sql.SQLException: connection reset
+\tat com.acme.Db.write(Db.java:17)
+\t... 3 more";
+        assert_eq!(
+            stack_signature(chain),
+            "com.acme.StoreException|com.acme.Store.save|java.io.IOException|com.acme.Store.close|java.sql.SQLException|com.acme.Db.write"
         );
     }
 
