@@ -3,7 +3,10 @@
 //! Each line is first normalized ([`Normalizer`]: numbers, addresses, paths, quoted and
 //! `key=value` values masked). A template already seen is found with one hash lookup
 //! under a read lock: that is the hot path, and threads share it. A new template is
-//! compared, Drain-style, with the clusters of the same token count. When enough tokens
+//! compared, Drain-style, with the clusters of the same token count that share enough
+//! of its tokens at the same positions to be joined (an index of the clusters' tokens
+//! finds them, so a line unlike any other costs a few lookups, not a comparison with
+//! every cluster; see `token_index.rs`). When enough tokens
 //! agree ([`MinerConfig::similarity`]), the words that differ are counted as *variants*
 //! of that cluster: a line whose words were seen there before joins that variant; a
 //! set of positions that shows more than [`MinerConfig::max_variants`] distinct words
@@ -20,8 +23,10 @@
 //!   whose first words differ (and are words, not values) are never merged.
 //!
 //! Memory is bounded: at most [`MinerConfig::max_clusters`] clusters (the least recently
-//! seen one is evicted, with its variants) and [`MinerConfig::max_exact`] remembered
-//! templates. A cluster's id is derived from the first template it saw and never changes
+//! seen one is evicted, with its variants, found in O(log n) by `recency.rs`) and
+//! [`MinerConfig::max_exact`] remembered templates. "Seen" is as fine as the recency
+//! clock, which advances with each new template: clusters seen between two new
+//! templates count as seen together, and the lowest slot goes first among them. A cluster's id is derived from the first template it saw and never changes
 //! as the cluster generalizes; a variant merged into its cluster answers with the
 //! cluster's id from then on ([`TemplateMiner::resolve`] maps older ids).
 //! [`TemplateMiner::snapshot`] and [`TemplateMiner::restore`] carry clusters, variants and
@@ -50,6 +55,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::normalize::MASK;
+use super::recency::{Recency, Seen};
+use super::token_index::TokenIndex;
 use super::{FINGERPRINT_VERSION, Fingerprint, Normalizer, fingerprint_id, stack_signature};
 use crate::{Error, Fingerprinter, Result, Signal};
 
@@ -147,10 +154,16 @@ struct Inner {
     free: Vec<u32>,
     live: usize,
     /// Normalized line -> (slot, generation of the cluster in it).
-    exact: foldhash::HashMap<Box<str>, (u32, u32)>,
-    /// Token count -> slots.
-    by_len: foldhash::HashMap<usize, Vec<u32>>,
-    generation: u32,
+    exact: foldhash::HashMap<Box<str>, (u32, u64)>,
+    /// The clusters (not variants) a new template may join, by their tokens.
+    index: TokenIndex,
+    /// The clusters (not variants), least recently seen first: what to evict.
+    recency: Recency,
+    /// Cluster id -> slot, clusters and variants.
+    ids: foldhash::HashMap<ClusterId, u32>,
+    /// Counts every cluster and variant created: tells a slot's occupants apart, and
+    /// orders clusters by age.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -159,7 +172,7 @@ struct Cluster {
     key: String,
     tokens: Vec<String>,
     template: String,
-    generation: u32,
+    generation: u64,
     count: AtomicU64,
     last_seen: AtomicU64,
     /// A variant: its cluster's slot and the positions where it differs.
@@ -168,6 +181,8 @@ struct Cluster {
     merged: Option<u32>,
     /// A cluster: the variants seen per set of differing positions.
     variants: Vec<Variant>,
+    /// A cluster: the slots of the variants merged into it (they go when it goes).
+    merged_variants: Vec<u32>,
     /// The fingerprint id for the first service that asked (without a stack): a
     /// service asks again and again, and the id of (service, key) never changes.
     service_id: OnceLock<(Box<str>, Arc<str>)>,
@@ -312,7 +327,7 @@ impl TemplateMiner {
                 .map(|c| c.id.to_string())
                 .unwrap_or_default()
         };
-        let mut clusters: Vec<(u32, SavedCluster)> = inner
+        let mut clusters: Vec<(u64, SavedCluster)> = inner
             .slots
             .iter()
             .flatten()
@@ -460,11 +475,7 @@ impl Inner {
     }
 
     fn slot_of(&self, id: ClusterId) -> Option<u32> {
-        // Rare (reporting, fingerprints): a scan is fine next to the hot path's lookup.
-        self.slots
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
-            .map(|p| p as u32)
+        self.ids.get(&id).copied()
     }
 
     fn find(&self, id: ClusterId) -> Option<&Cluster> {
@@ -514,6 +525,7 @@ impl Inner {
             if changed {
                 c.template = c.tokens.join(" ");
                 let template = c.template.clone();
+                self.index.insert(root, &c.tokens);
                 self.remember(&template, root, config.max_exact);
             }
             return root;
@@ -586,6 +598,7 @@ impl Inner {
         }
         c.template = c.tokens.join(" ");
         let template = c.template.clone();
+        self.index.insert(root, &c.tokens);
         let merged: Vec<u32> = match c.variants.iter().position(|v| v.positions == positions) {
             Some(i) => c
                 .variants
@@ -597,52 +610,47 @@ impl Inner {
             None => Vec::new(),
         };
         let mut moved = 0;
-        for slot in merged {
+        for &slot in &merged {
             if let Some(v) = self.slots[slot as usize].as_mut() {
                 v.merged = Some(root);
                 moved += v.count.swap(0, Ordering::Relaxed);
             }
         }
-        if let Some(c) = self.slots[root as usize].as_ref() {
+        if let Some(c) = self.slots[root as usize].as_mut() {
             c.count.fetch_add(moved, Ordering::Relaxed);
+            c.merged_variants.extend(merged);
         }
         self.remember(&template, root, max_exact);
     }
 
     /// The most similar cluster (not variant) of the same token count that `tokens` may
-    /// join, and the positions where its words differ.
-    fn best_root(&self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
-        let candidates = self.by_len.get(&tokens.len())?;
-        let mut best: Option<(u32, usize, usize)> = None;
-        for &slot in candidates {
+    /// join, and the positions where its words differ. Ties go to the oldest cluster.
+    fn best_root(&mut self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
+        let min_same = min_same(similarity, tokens.len());
+        let mut best: Option<(u32, usize, usize, u64)> = None;
+        for slot in self.index.candidates(tokens, min_same) {
             let Some(c) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
             let Some((same, wild)) = agreement(&c.tokens, tokens) else {
                 continue;
             };
+            if same < min_same {
+                continue;
+            }
             let better = match best {
                 None => true,
-                Some((_, s, w)) => same > s || (same == s && wild < w),
+                Some((_, s, w, g)) => {
+                    same > s || (same == s && (wild < w || (wild == w && c.generation < g)))
+                }
             };
             if better {
-                best = Some((slot, same, wild));
+                best = Some((slot, same, wild, c.generation));
             }
         }
-        let (slot, same, _) = best?;
-        if (same as f64) < similarity * tokens.len() as f64 {
-            return None;
-        }
+        let (slot, ..) = best?;
         let c = self.slots[slot as usize].as_ref()?;
-        let differ = c
-            .tokens
-            .iter()
-            .zip(tokens)
-            .enumerate()
-            .filter(|(_, (t, new))| t != *new && *t != MASK && !both_values(t, new))
-            .map(|(i, _)| i)
-            .collect();
-        Some((slot, differ))
+        Some((slot, differing(&c.tokens, tokens)))
     }
 
     /// Slot `slot` still holds cluster `id`.
@@ -668,9 +676,10 @@ impl Inner {
     /// A new cluster, or a new variant (`root` false, linked by the caller). Call
     /// [`Inner::make_room`] first.
     fn create(&mut self, key: &str, tokens: &[&str], root: bool) -> u32 {
-        self.generation = self.generation.wrapping_add(1);
+        self.generation += 1;
+        let id = ClusterId::of(key);
         let cluster = Cluster {
-            id: ClusterId::of(key),
+            id,
             key: key.to_owned(),
             tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
             template: tokens.join(" "),
@@ -680,6 +689,7 @@ impl Inner {
             parent: None,
             merged: None,
             variants: Vec::new(),
+            merged_variants: Vec::new(),
             service_id: OnceLock::new(),
         };
         let slot = match self.free.pop() {
@@ -693,8 +703,10 @@ impl Inner {
             }
         };
         if root {
-            self.by_len.entry(tokens.len()).or_default().push(slot);
+            self.index.insert(slot, tokens);
+            self.recency.push(slot, self.generation, 0);
         }
+        self.ids.insert(id, slot);
         self.live += 1;
         slot
     }
@@ -702,48 +714,58 @@ impl Inner {
     /// Evicts the least recently seen cluster (other than `keep`) with its variants.
     /// Returns whether there was one.
     fn evict_oldest(&mut self, keep: Option<u32>) -> bool {
-        let Some((slot, len)) = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| keep != Some(*i as u32))
-            .filter_map(|(i, c)| c.as_ref().filter(|c| c.parent.is_none()).map(|c| (i, c)))
-            .min_by_key(|(_, c)| c.last_seen.load(Ordering::Relaxed))
-            .map(|(i, c)| (i as u32, c.tokens.len()))
-        else {
+        let slots = &self.slots;
+        let Some(slot) = self.recency.pop_oldest(keep, |slot, generation| {
+            match slots.get(slot as usize).and_then(Option::as_ref) {
+                Some(c) if c.generation == generation && c.parent.is_none() => {
+                    Seen::At(c.last_seen.load(Ordering::Relaxed))
+                }
+                _ => Seen::Gone,
+            }
+        }) else {
             return false;
         };
         let Some(c) = self.slots[slot as usize].take() else {
             return false;
         };
-        let mut freed = vec![slot];
-        freed.extend(
-            c.variants
-                .iter()
-                .flat_map(|v| v.values.iter().map(|(_, s)| *s)),
-        );
-        // Variants already merged point at the cluster too.
-        for (i, other) in self.slots.iter().enumerate() {
-            if other.as_ref().is_some_and(|o| o.merged == Some(slot)) {
-                freed.push(i as u32);
+        self.index.remove(slot);
+        let variants = c
+            .variants
+            .iter()
+            .flat_map(|v| v.values.iter().map(|(_, s)| *s))
+            .chain(c.merged_variants.iter().copied());
+        let mut freed = vec![(slot, c.id)];
+        for s in variants {
+            // A variant restored as merged is listed twice; take it once.
+            if let Some(v) = self.slots[s as usize].take() {
+                freed.push((s, v.id));
             }
         }
-        freed.sort_unstable();
-        freed.dedup();
-        for s in freed {
-            if s == slot || self.slots[s as usize].take().is_some() {
-                self.free.push(s);
-                self.live -= 1;
+        for (s, id) in freed {
+            if self.ids.get(&id) == Some(&s) {
+                self.ids.remove(&id);
             }
-        }
-        if let Some(list) = self.by_len.get_mut(&len) {
-            list.retain(|&s| s != slot);
+            self.free.push(s);
+            self.live -= 1;
         }
         tracing::debug!(
             slot,
             "template miner evicted its least recently seen cluster"
         );
         true
+    }
+}
+
+/// The fewest equal tokens a line of `len` tokens needs to join a cluster: the least
+/// whole number that is at least `similarity × len`.
+fn min_same(similarity: f64, len: usize) -> usize {
+    let bound = similarity * len as f64;
+    if bound.is_nan() || bound <= 0.0 {
+        0
+    } else if bound > len as f64 {
+        len + 1
+    } else {
+        bound.ceil() as usize
     }
 }
 
@@ -767,6 +789,18 @@ const SHORT: usize = 4;
 fn both_values(t: &str, new: &str) -> bool {
     let bare = |s: &str| !s.replace(MASK, "").bytes().any(|b| b.is_ascii_alphabetic());
     t.contains(MASK) && new.contains(MASK) && (bare(t) || bare(new))
+}
+
+/// The positions where a line's words differ from a template's (not where the template
+/// holds a value).
+fn differing(template: &[String], tokens: &[&str]) -> Vec<usize> {
+    template
+        .iter()
+        .zip(tokens)
+        .enumerate()
+        .filter(|(_, (t, new))| t != *new && *t != MASK && !both_values(t, new))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
@@ -942,6 +976,171 @@ mod tests {
                 c.count = o.count;
             }
             out
+        }
+    }
+
+    /// Lines of six random words: each its own cluster.
+    fn random_lines(n: usize, seed: u64) -> Vec<String> {
+        selfheal_testsupport::random_word_lines(n, 6, seed)
+    }
+
+    #[test]
+    fn eviction_goes_by_last_seen_oldest_first() {
+        let m = TemplateMiner::new(MinerConfig {
+            max_clusters: 12,
+            ..MinerConfig::default()
+        });
+        // A cluster whose name position is a value (a root and three merged variants):
+        // each new name is a new template, so it moves the recency clock, which
+        // advances with each new template.
+        for u in USERS {
+            m.add(format!("sink event for {u}").as_bytes());
+        }
+        assert_eq!(m.len(), 4);
+        let lines = random_lines(8, 7);
+        let ids: Vec<ClusterId> = lines.iter().map(|l| m.add(l.as_bytes())).collect();
+        assert_eq!(m.len(), 12);
+        // Seen again in this order: 5 is now the oldest, 6 the newest.
+        let order = [5, 2, 7, 0, 3, 1, 4, 6];
+        let names = [
+            "kilo", "lima", "mike", "oscar", "papa", "quebec", "romeo", "sierra",
+        ];
+        for (&i, name) in order.iter().zip(names) {
+            m.add(lines[i].as_bytes());
+            m.add(format!("sink event for {name}").as_bytes());
+        }
+        assert_eq!(m.len(), 12);
+        // Each new cluster evicts exactly the oldest that is left, in that order.
+        for (k, new) in random_lines(8, 99).iter().enumerate() {
+            let id = m.add(new.as_bytes());
+            assert_eq!(m.len(), 12, "the cap holds");
+            assert!(m.template(id).is_some());
+            for (j, &i) in order.iter().enumerate() {
+                assert_eq!(
+                    m.template(ids[i]).is_some(),
+                    j > k,
+                    "after {} new clusters, cluster {i} (seen {j}th)",
+                    k + 1
+                );
+            }
+        }
+        let sink = m.add(b"sink event for nobody");
+        assert_eq!(m.template(sink).unwrap(), "sink event for <*>");
+    }
+
+    #[test]
+    fn random_words_at_the_cap_keep_the_bound_and_restore() {
+        let config = MinerConfig {
+            max_clusters: 300,
+            ..MinerConfig::default()
+        };
+        let m = TemplateMiner::new(config.clone());
+        let lines = random_lines(2_000, 42);
+        for line in &lines {
+            let id = m.add(line.as_bytes());
+            assert!(m.template(id).is_some());
+        }
+        assert_eq!(m.len(), 300);
+        // The last 300 lines are the clusters held, each with its own template.
+        for line in &lines[lines.len() - 300..] {
+            assert_eq!(m.template(m.add(line.as_bytes())).as_deref(), Some(&**line));
+        }
+        assert_eq!(m.template(ClusterId::of(&lines[0])), None, "evicted");
+        let snapshot = m.snapshot();
+        let restored = TemplateMiner::restore(config, snapshot.clone()).unwrap();
+        assert_eq!(restored.len(), 300);
+        assert_eq!(restored.snapshot(), snapshot);
+        for line in &lines[lines.len() - 300..] {
+            assert_eq!(
+                restored.add(line.as_bytes()),
+                ClusterId::of(line),
+                "same ids after the round trip"
+            );
+        }
+        assert_eq!(restored.len(), 300);
+    }
+
+    #[test]
+    fn evicting_a_cluster_takes_its_variants_and_merged_variants() {
+        let m = TemplateMiner::new(MinerConfig {
+            max_clusters: 12,
+            ..MinerConfig::default()
+        });
+        // Cluster, merged variants (the 5th user generalized the position)...
+        let users: Vec<ClusterId> = USERS
+            .iter()
+            .map(|u| m.add(format!("Accepted password for {u} from 10.0.0.1").as_bytes()))
+            .collect();
+        // ...and a cluster with two live variants.
+        let vm: Vec<ClusterId> = ["Started", "Paused", "Resumed"]
+            .iter()
+            .map(|e| m.add(format!("VM {e} (Lifecycle Event)").as_bytes()))
+            .collect();
+        let held = m.len();
+        assert_eq!(held, 4 + 3);
+        // Twelve new clusters: everything above goes, variants with their clusters.
+        for line in random_lines(12, 5) {
+            m.add(line.as_bytes());
+            assert!(m.len() <= 12);
+        }
+        assert_eq!(m.len(), 12);
+        for id in users.iter().chain(&vm) {
+            assert!(m.template(*id).is_none(), "{id} still held");
+        }
+    }
+
+    /// The index finds what a scan of every cluster of the same length finds.
+    #[test]
+    fn the_index_agrees_with_a_scan() {
+        let config = MinerConfig {
+            max_clusters: 64,
+            ..MinerConfig::default()
+        };
+        let m = TemplateMiner::new(config.clone());
+        // Lines from a few words: many share tokens, lengths and positions.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let words = ["a", "b", "c", "d", "e", "<*>", "f", "g"];
+        for _ in 0..3_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = 1 + (seed % 7) as usize;
+            let line: Vec<&str> = (0..len)
+                .map(|i| words[((seed >> (8 + 3 * i)) % 8) as usize])
+                .collect();
+            let mut inner = m.write();
+            let scanned = inner.scan_best_root(&line, config.similarity);
+            let indexed = inner.best_root(&line, config.similarity);
+            assert_eq!(indexed, scanned, "{line:?}");
+            drop(inner);
+            m.add(line.join(" ").as_bytes());
+        }
+    }
+
+    impl Inner {
+        /// `best_root` by comparing with every cluster, oldest first (the reference).
+        fn scan_best_root(&self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
+            let mut roots: Vec<&Cluster> = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|c| c.parent.is_none() && c.tokens.len() == tokens.len())
+                .collect();
+            roots.sort_by_key(|c| c.generation);
+            let mut best: Option<(&Cluster, usize, usize)> = None;
+            for c in roots {
+                let Some((same, wild)) = agreement(&c.tokens, tokens) else {
+                    continue;
+                };
+                if best.is_none_or(|(_, s, w)| same > s || (same == s && wild < w)) {
+                    best = Some((c, same, wild));
+                }
+            }
+            let (c, same, _) = best?;
+            if (same as f64) < similarity * tokens.len() as f64 {
+                return None;
+            }
+            Some((self.slot_of(c.id)?, differing(&c.tokens, tokens)))
         }
     }
 

@@ -12,7 +12,9 @@
 mod id_cache;
 mod miner;
 mod normalize;
+mod recency;
 mod stack;
+mod token_index;
 
 use std::sync::Arc;
 
