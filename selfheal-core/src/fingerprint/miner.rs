@@ -12,11 +12,18 @@
 //! set of positions that shows more than [`MinerConfig::max_variants`] distinct words
 //! becomes `<*>` and its variants merge into the cluster. So `VM Started` and
 //! `VM Paused` stay two events while the sixth user name in `Invalid user admin` makes
-//! `Invalid user <*>`.
+//! `Invalid user <*>`. A one-word position also becomes a value when it shares
+//! three of its words with another cluster's: words seen in place of each other in two
+//! different events are names, not what tells events apart (`session opened for user
+//! news …` and `session closed for user news` with the same three users).
 //!
 //! What it learns from Drain's known weaknesses:
 //! - masked tokens are values, never words: replaying a learned template (or a line
 //!   that already holds `<*>`) lands in the same cluster instead of a new one;
+//! - a word that fits a value's shape is that value, and values of two shapes are one
+//!   (`chdir(pwd)` and `chdir(<*>)`, `<*>,` and `LOCAL(<*>),`, `ws=<*>,` and
+//!   `ws=<*>{<*>},`), as are `true` and `false`; the template keeps what both shapes
+//!   share around one `<*>` (see `values.rs`);
 //! - short messages group by their words: `session opened` and `session closed` are two
 //!   variants, never one cluster unless that position keeps changing;
 //! - the first word is the event's verb or subject more often than not: two lines
@@ -26,8 +33,9 @@
 //! seen one is evicted, with its variants, found in O(log n) by `recency.rs`) and
 //! [`MinerConfig::max_exact`] remembered templates. "Seen" is as fine as the recency
 //! clock, which advances with each new template: clusters seen between two new
-//! templates count as seen together, and the lowest slot goes first among them. A cluster's id is derived from the first template it saw and never changes
-//! as the cluster generalizes; a variant merged into its cluster answers with the
+//! templates count as seen together, and the lowest slot goes first among them. A
+//! cluster's id is derived from the first template it saw and never changes as the
+//! cluster generalizes; a variant merged into its cluster answers with the
 //! cluster's id from then on ([`TemplateMiner::resolve`] maps older ids).
 //! [`TemplateMiner::snapshot`] and [`TemplateMiner::restore`] carry clusters, variants and
 //! ids across restarts.
@@ -57,6 +65,7 @@ use sha2::{Digest, Sha256};
 use super::normalize::MASK;
 use super::recency::{Recency, Seen};
 use super::token_index::TokenIndex;
+use super::values::{merged, one_value};
 use super::{FINGERPRINT_VERSION, Fingerprint, Normalizer, fingerprint_id, stack_signature};
 use crate::{Error, Fingerprinter, Result, Signal};
 
@@ -161,6 +170,9 @@ struct Inner {
     recency: Recency,
     /// Cluster id -> slot, clusters and variants.
     ids: foldhash::HashMap<ClusterId, u32>,
+    /// Word -> where it is one of the words seen at a cluster's one-word variant
+    /// position: (cluster slot, its generation, position).
+    alternatives: foldhash::HashMap<Box<str>, Vec<(u32, u64, usize)>>,
     /// Counts every cluster and variant created: tells a slot's occupants apart, and
     /// orders clusters by age.
     generation: u64,
@@ -512,22 +524,37 @@ impl Inner {
             return self.create(line, tokens, true);
         };
         if differ.is_empty() {
-            // Differs only where the cluster already has values (maybe other shapes of
-            // values: those positions become plain masks).
+            // Differs only where the cluster already has values, maybe in other shapes:
+            // those positions keep what both shapes share around one value.
+            // A word that turns out to be a value there takes the variants that differ
+            // from the cluster by that word alone with it.
+            let c = self.slots[root as usize].as_ref().expect("live root");
+            let shapes: Vec<(usize, String)> = c
+                .tokens
+                .iter()
+                .zip(tokens)
+                .enumerate()
+                .filter(|(_, (t, new))| t != *new && *t != MASK)
+                .map(|(p, (t, new))| (p, merged(t, new)))
+                .filter(|(p, shape)| *shape != c.tokens[*p])
+                .collect();
+            if shapes.is_empty() {
+                return root;
+            }
+            for &(p, _) in &shapes {
+                self.forget_alternatives(root, p);
+            }
             let c = self.slots[root as usize].as_mut().expect("live root");
-            let mut changed = false;
-            for (t, new) in c.tokens.iter_mut().zip(tokens) {
-                if t != new && t != MASK {
-                    *t = MASK.to_owned();
-                    changed = true;
-                }
+            for (p, shape) in &shapes {
+                c.tokens[*p] = shape.clone();
             }
-            if changed {
-                c.template = c.tokens.join(" ");
-                let template = c.template.clone();
-                self.index.insert(root, &c.tokens);
-                self.remember(&template, root, config.max_exact);
+            c.template = c.tokens.join(" ");
+            let template = c.template.clone();
+            self.index.insert(root, &c.tokens);
+            for (p, _) in shapes {
+                self.merge_variants(root, &[p]);
             }
+            self.remember(&template, root, config.max_exact);
             return root;
         }
         let value = join_at(tokens, &differ);
@@ -542,7 +569,8 @@ impl Inner {
             return slot;
         }
         // Each differing position must show more than `max_variants` distinct words
-        // (the cluster's own, the variants', this one) before it becomes a value.
+        // (the cluster's own, the variants', this one) before it becomes a value, or
+        // share enough of them with another cluster's position.
         let generalize = match c.variants.iter().find(|v| v.positions == differ) {
             None => config.max_variants < 2,
             Some(v) => (0..differ.len()).all(|k| {
@@ -558,8 +586,15 @@ impl Inner {
                 words.len() > config.max_variants
             }),
         };
-        if generalize {
+        let elsewhere = match differ[..] {
+            [p] if !generalize => self.shared_words(root, p, tokens[p]),
+            _ => Vec::new(),
+        };
+        if generalize || !elsewhere.is_empty() {
             self.generalize(root, &differ, config.max_exact);
+            for (other, p) in elsewhere {
+                self.generalize(other, &[p], config.max_exact);
+            }
             return root;
         }
         if !self.make_room(config, Some(root)) {
@@ -577,6 +612,16 @@ impl Inner {
         let Some(c) = self.slots[root as usize].as_mut() else {
             return;
         };
+        if let [p] = positions[..]
+            && c.tokens.get(p).is_some_and(|t| t != MASK)
+        {
+            let (own, generation) = (c.tokens[p].clone(), c.generation);
+            self.note_alternative(&own, root, generation, p);
+            self.note_alternative(&value, root, generation, p);
+        }
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
         match c.variants.iter_mut().find(|v| v.positions == positions) {
             Some(v) => v.values.push((value, slot)),
             None => c.variants.push(Variant {
@@ -586,8 +631,86 @@ impl Inner {
         }
     }
 
+    /// Records that `word` was seen at one-word variant position `pos` of cluster `root`.
+    fn note_alternative(&mut self, word: &str, root: u32, generation: u64, pos: usize) {
+        let at = self.alternatives.entry(word.into()).or_default();
+        if !at.contains(&(root, generation, pos)) {
+            at.push((root, generation, pos));
+        }
+    }
+
+    /// The words seen at one-word variant position `pos` of cluster `root`: its own and
+    /// its variants'.
+    fn words_at(&self, root: u32, pos: usize) -> Vec<&str> {
+        let Some(c) = self.slots[root as usize].as_ref() else {
+            return Vec::new();
+        };
+        let mut words: Vec<&str> = c
+            .variants
+            .iter()
+            .filter(|v| v.positions == [pos])
+            .flat_map(|v| v.values.iter().map(|(w, _)| w.as_str()))
+            .collect();
+        words.extend(c.tokens.get(pos).map(String::as_str));
+        words.sort_unstable();
+        words.dedup();
+        words
+    }
+
+    /// Forgets the words of one-word variant position `pos` of cluster `root` (it became
+    /// a value, or the cluster goes).
+    fn forget_alternatives(&mut self, root: u32, pos: usize) {
+        let Some(generation) = self.slots[root as usize].as_ref().map(|c| c.generation) else {
+            return;
+        };
+        let words: Vec<Box<str>> = self
+            .words_at(root, pos)
+            .into_iter()
+            .map(Box::from)
+            .collect();
+        for word in words {
+            if let Some(at) = self.alternatives.get_mut(&word) {
+                at.retain(|&e| e != (root, generation, pos));
+                if at.is_empty() {
+                    self.alternatives.remove(&word);
+                }
+            }
+        }
+    }
+
+    /// The other clusters' one-word variant positions that share at least
+    /// [`SHARED_WORDS`] words with position `pos` of cluster `root` once `word` is seen
+    /// there. Words seen in place of each other in two different events are names (of
+    /// users, hosts, services), not the words that tell events apart: `session opened
+    /// for user news` and `session closed for user news` with the same three users.
+    fn shared_words(&self, root: u32, pos: usize, word: &str) -> Vec<(u32, usize)> {
+        let Some(at) = self.alternatives.get(word) else {
+            return Vec::new();
+        };
+        let mut here = self.words_at(root, pos);
+        here.push(word);
+        let mut found = Vec::new();
+        for &(other, generation, p) in at {
+            let current = self.slots[other as usize]
+                .as_ref()
+                .is_some_and(|c| c.generation == generation && c.parent.is_none());
+            if other == root || !current {
+                continue;
+            }
+            let there = self.words_at(other, p);
+            let shared = there.iter().filter(|w| here.contains(w)).count();
+            if shared >= SHARED_WORDS {
+                found.push((other, p));
+            }
+        }
+        found
+    }
+
     /// `positions` of cluster `root` become values; the variants there merge into it.
     fn generalize(&mut self, root: u32, positions: &[usize], max_exact: usize) {
+        if let [p] = positions {
+            self.forget_alternatives(root, *p);
+        }
         let Some(c) = self.slots[root as usize].as_mut() else {
             return;
         };
@@ -599,6 +722,15 @@ impl Inner {
         c.template = c.tokens.join(" ");
         let template = c.template.clone();
         self.index.insert(root, &c.tokens);
+        self.merge_variants(root, positions);
+        self.remember(&template, root, max_exact);
+    }
+
+    /// The variants of cluster `root` that differ from it at `positions` merge into it.
+    fn merge_variants(&mut self, root: u32, positions: &[usize]) {
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
         let merged: Vec<u32> = match c.variants.iter().position(|v| v.positions == positions) {
             Some(i) => c
                 .variants
@@ -620,7 +752,6 @@ impl Inner {
             c.count.fetch_add(moved, Ordering::Relaxed);
             c.merged_variants.extend(merged);
         }
-        self.remember(&template, root, max_exact);
     }
 
     /// The most similar cluster (not variant) of the same token count that `tokens` may
@@ -725,6 +856,21 @@ impl Inner {
         }) else {
             return false;
         };
+        let one_word: Vec<usize> = self.slots[slot as usize]
+            .as_ref()
+            .map(|c| {
+                c.variants
+                    .iter()
+                    .filter_map(|v| match v.positions[..] {
+                        [p] => Some(p),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in one_word {
+            self.forget_alternatives(slot, p);
+        }
         let Some(c) = self.slots[slot as usize].take() else {
             return false;
         };
@@ -784,12 +930,9 @@ fn join_at(tokens: &[&str], positions: &[usize]) -> String {
 /// Messages of at most this many tokens never merge over a different first word.
 const SHORT: usize = 4;
 
-/// Two differently shaped values: both tokens hold a mask and one has no letter besides
-/// it (`<*>,` and `LOCAL(<*>),`; `(<*>):` and `(<*>:`), unlike `uid=<*>` and `pid=<*>`.
-fn both_values(t: &str, new: &str) -> bool {
-    let bare = |s: &str| !s.replace(MASK, "").bytes().any(|b| b.is_ascii_alphabetic());
-    t.contains(MASK) && new.contains(MASK) && (bare(t) || bare(new))
-}
+/// A one-word variant position that shares this many words with another cluster's
+/// becomes a value in both ([`Inner::shared_words`]).
+const SHARED_WORDS: usize = 3;
 
 /// The positions where a line's words differ from a template's (not where the template
 /// holds a value).
@@ -798,7 +941,7 @@ fn differing(template: &[String], tokens: &[&str]) -> Vec<usize> {
         .iter()
         .zip(tokens)
         .enumerate()
-        .filter(|(_, (t, new))| t != *new && *t != MASK && !both_values(t, new))
+        .filter(|(_, (t, new))| t != *new && *t != MASK && !one_value(t, new))
         .map(|(i, _)| i)
         .collect()
 }
@@ -812,7 +955,7 @@ fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
     for (i, (t, new)) in template.iter().zip(tokens).enumerate() {
         if t == new {
             same += 1;
-        } else if t == MASK || both_values(t, new) {
+        } else if t == MASK || one_value(t, new) {
             wild += 1;
         } else if i == 0 && template.len() <= SHORT {
             return None;
@@ -896,11 +1039,112 @@ mod tests {
         let ip = m.add(b"synchronized to 10.100.20.250, stratum 3");
         let local = m.add(b"synchronized to LOCAL(0), stratum 10");
         assert_eq!(local, ip);
-        assert_eq!(m.template(ip).unwrap(), "synchronized to <*> stratum <*>");
+        assert_eq!(m.template(ip).unwrap(), "synchronized to <*>, stratum <*>");
         // Named values are not one value: `uid=` and `pid=` stay apart.
         let uid = m.add(b"lookup failed for uid=42 in table users");
         let pid = m.add(b"lookup failed for pid=42 in table users");
         assert_ne!(m.resolve(uid), m.resolve(pid));
+    }
+
+    #[test]
+    fn words_that_fit_a_value_are_that_value() {
+        let m = miner();
+        for (first, second, template) in [
+            (
+                "ciod: LOGIN chdir(/p/gb2/glosli/t800) failed: No such file",
+                "ciod: LOGIN chdir(pwd) failed: No such file",
+                "ciod: LOGIN chdir(<*>) failed: No such file",
+            ),
+            // Booleans are values, whatever they are glued to.
+            (
+                "updateClipping isOverlap:false, getTopPadding=333.0",
+                "updateClipping isOverlap:true, getTopPadding=12.5",
+                "updateClipping isOverlap:<*>, getTopPadding=<*>",
+            ),
+        ] {
+            let id = m.add(first.as_bytes());
+            assert_eq!(m.add(second.as_bytes()), id, "{second}");
+            assert_eq!(m.template(id).unwrap(), template);
+        }
+        let path = m.add(b"ciod: LOGIN chdir(/p/gb2/glosli/t800) failed: No such file");
+        // A word does not fit another name's value.
+        let other = m.add(b"ciod: LOGIN chmod(pwd) failed: No such file");
+        assert_ne!(m.resolve(other), path);
+    }
+
+    #[test]
+    fn a_position_that_becomes_a_value_takes_its_variants() {
+        let m = miner();
+        let first = m.add(b"alpha.service: told me to run this job now");
+        let second = m.add(b"beta.service: told me to run this job now");
+        assert_ne!(m.resolve(second), first, "two words: two events so far");
+        // The normalizer masked this one's name: the position is a value, so the
+        // variant that differed there alone merges.
+        let masked = m.add(b"10.0.0.7: told me to run this job now");
+        assert_eq!(masked, first);
+        assert_eq!(m.resolve(second), first);
+        assert_eq!(
+            m.template(first).unwrap(),
+            "<*>: told me to run this job now"
+        );
+    }
+
+    #[test]
+    fn names_shared_by_two_events_are_values_in_both() {
+        let m = miner();
+        let mut opened = Vec::new();
+        let mut closed = Vec::new();
+        for user in ["news", "cyrus", "test"] {
+            opened.push(m.add(format!("session opened for user {user} by (uid=0)").as_bytes()));
+            closed.push(m.add(format!("session closed for user {user}").as_bytes()));
+        }
+        // Three users, under `max_variants` in each event, but the same three in both.
+        assert!(opened.iter().all(|id| m.resolve(*id) == opened[0]));
+        assert!(closed.iter().all(|id| m.resolve(*id) == closed[0]));
+        assert_ne!(opened[0], closed[0]);
+        assert_eq!(
+            m.template(opened[0]).unwrap(),
+            "session opened for user <*> by (uid=<*>)"
+        );
+        assert_eq!(
+            m.template(closed[0]).unwrap(),
+            "session closed for user <*>"
+        );
+        assert!(m.read().alternatives.is_empty(), "forgotten once values");
+
+        // Two shared words are not enough: `initialization.` and `finalization.` tell
+        // events apart in both `Starting` and `Ending` lines.
+        let m = miner();
+        let ids: Vec<ClusterId> = ["Starting", "Ending"]
+            .iter()
+            .flat_map(|verb| {
+                ["initialization.", "finalization."]
+                    .map(|what| format!("{verb} TrustedInstaller {what}"))
+            })
+            .map(|line| m.add(line.as_bytes()))
+            .collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().map(|id| m.resolve(*id)).collect();
+        assert_eq!(distinct.len(), 4);
+    }
+
+    #[test]
+    fn shared_names_are_still_found_after_a_restore() {
+        let m = miner();
+        for user in ["news", "cyrus"] {
+            m.add(format!("session opened for user {user} by (uid=0)").as_bytes());
+            m.add(format!("session closed for user {user}").as_bytes());
+        }
+        let restored = TemplateMiner::restore(MinerConfig::default(), m.snapshot()).unwrap();
+        let opened = restored.add(b"session opened for user test by (uid=0)");
+        let closed = restored.add(b"session closed for user test");
+        assert_eq!(
+            restored.template(opened).unwrap(),
+            "session opened for user <*> by (uid=<*>)"
+        );
+        assert_eq!(
+            restored.template(closed).unwrap(),
+            "session closed for user <*>"
+        );
     }
 
     #[test]
@@ -1078,6 +1322,10 @@ mod tests {
             .collect();
         let held = m.len();
         assert_eq!(held, 4 + 3);
+        assert!(
+            !m.read().alternatives.is_empty(),
+            "Started, Paused, Resumed"
+        );
         // Twelve new clusters: everything above goes, variants with their clusters.
         for line in random_lines(12, 5) {
             m.add(line.as_bytes());
@@ -1087,6 +1335,9 @@ mod tests {
         for id in users.iter().chain(&vm) {
             assert!(m.template(*id).is_none(), "{id} still held");
         }
+        let inner = m.read();
+        assert!(inner.alternatives.is_empty(), "their words went with them");
+        assert_eq!(inner.ids.len(), 12);
     }
 
     /// The index finds what a scan of every cluster of the same length finds.

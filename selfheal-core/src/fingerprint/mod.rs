@@ -15,6 +15,7 @@ mod normalize;
 mod recency;
 mod stack;
 mod token_index;
+mod values;
 
 use std::sync::Arc;
 
