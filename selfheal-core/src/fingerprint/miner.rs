@@ -163,7 +163,7 @@ struct Inner {
     free: Vec<u32>,
     live: usize,
     /// Normalized line -> (slot, generation of the cluster in it).
-    exact: foldhash::HashMap<Box<str>, (u32, u64)>,
+    exact: foldhash::HashMap<Arc<str>, (u32, u64)>,
     /// The clusters (not variants) a new template may join, by their tokens.
     index: TokenIndex,
     /// The clusters (not variants), least recently seen first: what to evict.
@@ -181,9 +181,10 @@ struct Inner {
 #[derive(Debug)]
 struct Cluster {
     id: ClusterId,
-    key: String,
-    tokens: Vec<String>,
-    template: String,
+    /// The first template it saw (shares the allocation with the first `template`).
+    key: Arc<str>,
+    /// The tokens joined with single spaces: [`Cluster::tokens`] splits them again.
+    template: Arc<str>,
     generation: u64,
     count: AtomicU64,
     last_seen: AtomicU64,
@@ -261,7 +262,7 @@ impl TemplateMiner {
 
     /// The current template of cluster `id`, if it is still held.
     pub fn template(&self, id: ClusterId) -> Option<String> {
-        self.read().find(id).map(|c| c.template.clone())
+        self.read().find(id).map(|c| c.template.to_string())
     }
 
     /// How many clusters are held.
@@ -305,13 +306,12 @@ impl TemplateMiner {
             c.touch(now);
             return f(c);
         }
-        let tokens: Vec<&str> = if line.is_empty() {
-            Vec::new()
-        } else {
-            line.split(' ').collect()
-        };
-        let slot = inner.place(line, &tokens, &self.config);
-        inner.remember(line, slot, self.config.max_exact);
+        let tokens: Vec<&str> = split_tokens(line).collect();
+        // One allocation for the remembered line and, when it makes a cluster, its key
+        // and template.
+        let shared: Arc<str> = line.into();
+        let slot = inner.place(&shared, &tokens, &self.config);
+        inner.remember(shared, slot, self.config.max_exact);
         let slot = inner.resolve_slot(slot);
         let c = inner.slots[slot as usize].as_ref().expect("live slot");
         c.touch(now);
@@ -348,8 +348,8 @@ impl TemplateMiner {
                     c.generation,
                     SavedCluster {
                         id: c.id.to_string(),
-                        key: c.key.clone(),
-                        template: c.template.clone(),
+                        key: c.key.to_string(),
+                        template: c.template.to_string(),
                         count: c.count.load(Ordering::Relaxed),
                         parent: c.parent.as_ref().map(|(p, _)| id_of(*p)),
                         positions: c
@@ -420,7 +420,9 @@ impl TemplateMiner {
                 if !inner.make_room(&miner.config, parent) {
                     continue;
                 }
-                let slot = inner.create(&saved.key, &tokens, parent.is_none());
+                let (key, template): (Arc<str>, Arc<str>) =
+                    (saved.key.into(), saved.template.as_str().into());
+                let slot = inner.create(key.clone(), template.clone(), parent.is_none());
                 if let Some(root) = parent {
                     let value = join_at(&tokens, &saved.positions);
                     inner.link_variant(root, slot, saved.positions.clone(), value);
@@ -434,8 +436,8 @@ impl TemplateMiner {
                 if let Some(c) = inner.slots[slot as usize].as_mut() {
                     *c.count.get_mut() = saved.count;
                 }
-                inner.remember(&saved.key, slot, miner.config.max_exact);
-                inner.remember(&saved.template, slot, miner.config.max_exact);
+                inner.remember(key, slot, miner.config.max_exact);
+                inner.remember(template, slot, miner.config.max_exact);
                 slots.insert(saved.id, (slot, id));
             }
         }
@@ -452,7 +454,7 @@ impl TemplateMiner {
         let (id, template) = self.add_with(line, |c| {
             (
                 c.fingerprint_id(service, stack.as_deref()),
-                Arc::from(c.template.as_str()),
+                Arc::clone(&c.template),
             )
         });
         Fingerprint {
@@ -465,6 +467,16 @@ impl TemplateMiner {
 }
 
 impl Cluster {
+    /// The tokens of its template.
+    fn tokens(&self) -> impl Iterator<Item = &str> {
+        split_tokens(&self.template)
+    }
+
+    /// Its template's token at `p`.
+    fn token(&self, p: usize) -> Option<&str> {
+        self.tokens().nth(p)
+    }
+
     fn touch(&self, now: u64) {
         self.count.fetch_add(1, Ordering::Relaxed);
         if self.last_seen.load(Ordering::Relaxed) < now {
@@ -506,22 +518,22 @@ impl Inner {
         slot
     }
 
-    fn remember(&mut self, line: &str, slot: u32, max_exact: usize) {
+    fn remember(&mut self, line: Arc<str>, slot: u32, max_exact: usize) {
         if self.exact.len() >= max_exact {
             self.exact.clear();
         }
         let generation = self.slots[slot as usize]
             .as_ref()
             .map_or(0, |c| c.generation);
-        self.exact.insert(line.into(), (slot, generation));
+        self.exact.insert(line, (slot, generation));
     }
 
     /// Where a new template goes: an existing cluster or variant, a new variant, or a new
     /// cluster. Returns its slot.
-    fn place(&mut self, line: &str, tokens: &[&str], config: &MinerConfig) -> u32 {
+    fn place(&mut self, line: &Arc<str>, tokens: &[&str], config: &MinerConfig) -> u32 {
         let Some((root, differ)) = self.best_root(tokens, config.similarity) else {
             self.make_room(config, None);
-            return self.create(line, tokens, true);
+            return self.create(line.clone(), line.clone(), true);
         };
         if differ.is_empty() {
             // Differs only where the cluster already has values, maybe in other shapes:
@@ -530,13 +542,12 @@ impl Inner {
             // from the cluster by that word alone with it.
             let c = self.slots[root as usize].as_ref().expect("live root");
             let shapes: Vec<(usize, String)> = c
-                .tokens
-                .iter()
+                .tokens()
                 .zip(tokens)
                 .enumerate()
                 .filter(|(_, (t, new))| t != *new && *t != MASK)
                 .map(|(p, (t, new))| (p, merged(t, new)))
-                .filter(|(p, shape)| *shape != c.tokens[*p])
+                .filter(|(p, shape)| c.token(*p) != Some(shape.as_str()))
                 .collect();
             if shapes.is_empty() {
                 return root;
@@ -544,17 +555,10 @@ impl Inner {
             for &(p, _) in &shapes {
                 self.forget_alternatives(root, p);
             }
-            let c = self.slots[root as usize].as_mut().expect("live root");
-            for (p, shape) in &shapes {
-                c.tokens[*p] = shape.clone();
-            }
-            c.template = c.tokens.join(" ");
-            let template = c.template.clone();
-            self.index.insert(root, &c.tokens);
+            self.set_tokens(root, &shapes, config.max_exact);
             for (p, _) in shapes {
                 self.merge_variants(root, &[p]);
             }
-            self.remember(&template, root, config.max_exact);
             return root;
         }
         let value = join_at(tokens, &differ);
@@ -579,7 +583,7 @@ impl Inner {
                     .iter()
                     .filter_map(|(w, _)| w.split('\u{1f}').nth(k))
                     .collect();
-                words.push(c.tokens[differ[k]].as_str());
+                words.extend(c.token(differ[k]));
                 words.push(tokens[differ[k]]);
                 words.sort_unstable();
                 words.dedup();
@@ -600,7 +604,7 @@ impl Inner {
         if !self.make_room(config, Some(root)) {
             return root;
         }
-        let slot = self.create(line, tokens, false);
+        let slot = self.create(line.clone(), line.clone(), false);
         self.link_variant(root, slot, differ, value);
         slot
     }
@@ -613,9 +617,9 @@ impl Inner {
             return;
         };
         if let [p] = positions[..]
-            && c.tokens.get(p).is_some_and(|t| t != MASK)
+            && let Some(own) = c.token(p).filter(|t| *t != MASK)
         {
-            let (own, generation) = (c.tokens[p].clone(), c.generation);
+            let (own, generation) = (own.to_owned(), c.generation);
             self.note_alternative(&own, root, generation, p);
             self.note_alternative(&value, root, generation, p);
         }
@@ -651,7 +655,7 @@ impl Inner {
             .filter(|v| v.positions == [pos])
             .flat_map(|v| v.values.iter().map(|(w, _)| w.as_str()))
             .collect();
-        words.extend(c.tokens.get(pos).map(String::as_str));
+        words.extend(c.token(pos));
         words.sort_unstable();
         words.dedup();
         words
@@ -711,19 +715,27 @@ impl Inner {
         if let [p] = positions {
             self.forget_alternatives(root, *p);
         }
+        let masks: Vec<(usize, String)> = positions.iter().map(|&p| (p, MASK.to_owned())).collect();
+        self.set_tokens(root, &masks, max_exact);
+        self.merge_variants(root, positions);
+    }
+
+    /// Cluster `root`'s tokens at some positions change: its template, index entries and
+    /// remembered templates follow.
+    fn set_tokens(&mut self, root: u32, changes: &[(usize, String)], max_exact: usize) {
         let Some(c) = self.slots[root as usize].as_mut() else {
             return;
         };
-        for &p in positions {
-            if let Some(t) = c.tokens.get_mut(p) {
-                *t = MASK.to_owned();
+        let mut tokens: Vec<&str> = c.tokens().collect();
+        for (p, t) in changes {
+            if let Some(slot) = tokens.get_mut(*p) {
+                *slot = t;
             }
         }
-        c.template = c.tokens.join(" ");
-        let template = c.template.clone();
-        self.index.insert(root, &c.tokens);
-        self.merge_variants(root, positions);
-        self.remember(&template, root, max_exact);
+        let template: Arc<str> = tokens.join(" ").into();
+        self.index.insert(root, &tokens);
+        c.template = template.clone();
+        self.remember(template, root, max_exact);
     }
 
     /// The variants of cluster `root` that differ from it at `positions` merge into it.
@@ -759,11 +771,11 @@ impl Inner {
     fn best_root(&mut self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
         let min_same = min_same(similarity, tokens.len());
         let mut best: Option<(u32, usize, usize, u64)> = None;
-        for slot in self.index.candidates(tokens, min_same) {
+        for &slot in self.index.candidates(tokens, min_same) {
             let Some(c) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
-            let Some((same, wild)) = agreement(&c.tokens, tokens) else {
+            let Some((same, wild)) = agreement(&c.template, tokens) else {
                 continue;
             };
             if same < min_same {
@@ -781,7 +793,7 @@ impl Inner {
         }
         let (slot, ..) = best?;
         let c = self.slots[slot as usize].as_ref()?;
-        Some((slot, differing(&c.tokens, tokens)))
+        Some((slot, differing(&c.template, tokens)))
     }
 
     /// Slot `slot` still holds cluster `id`.
@@ -806,14 +818,13 @@ impl Inner {
 
     /// A new cluster, or a new variant (`root` false, linked by the caller). Call
     /// [`Inner::make_room`] first.
-    fn create(&mut self, key: &str, tokens: &[&str], root: bool) -> u32 {
+    fn create(&mut self, key: Arc<str>, template: Arc<str>, root: bool) -> u32 {
         self.generation += 1;
-        let id = ClusterId::of(key);
+        let id = ClusterId::of(&key);
         let cluster = Cluster {
             id,
-            key: key.to_owned(),
-            tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
-            template: tokens.join(" "),
+            key,
+            template,
             generation: self.generation,
             count: AtomicU64::new(0),
             last_seen: AtomicU64::new(0),
@@ -834,7 +845,10 @@ impl Inner {
             }
         };
         if root {
-            self.index.insert(slot, tokens);
+            if let Some(c) = self.slots[slot as usize].as_ref() {
+                let tokens: Vec<&str> = c.tokens().collect();
+                self.index.insert(slot, &tokens);
+            }
             self.recency.push(slot, self.generation, 0);
         }
         self.ids.insert(id, slot);
@@ -936,9 +950,8 @@ const SHARED_WORDS: usize = 3;
 
 /// The positions where a line's words differ from a template's (not where the template
 /// holds a value).
-fn differing(template: &[String], tokens: &[&str]) -> Vec<usize> {
-    template
-        .iter()
+fn differing(template: &str, tokens: &[&str]) -> Vec<usize> {
+    split_tokens(template)
         .zip(tokens)
         .enumerate()
         .filter(|(_, (t, new))| t != *new && *t != MASK && !one_value(t, new))
@@ -949,19 +962,25 @@ fn differing(template: &[String], tokens: &[&str]) -> Vec<usize> {
 /// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
 /// included) and template wildcards over a word — or `None` when they may not be merged
 /// (a short message whose first words differ).
-fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
+fn agreement(template: &str, tokens: &[&str]) -> Option<(usize, usize)> {
     let mut same = 0;
     let mut wild = 0;
-    for (i, (t, new)) in template.iter().zip(tokens).enumerate() {
-        if t == new {
+    for (i, (t, new)) in split_tokens(template).zip(tokens).enumerate() {
+        if t == *new {
             same += 1;
         } else if t == MASK || one_value(t, new) {
             wild += 1;
-        } else if i == 0 && template.len() <= SHORT {
+        } else if i == 0 && tokens.len() <= SHORT {
             return None;
         }
     }
     Some((same, wild))
+}
+
+/// The tokens of a line or template: split at single spaces, none in an empty one.
+fn split_tokens(line: &str) -> impl Iterator<Item = &str> {
+    line.split(' ')
+        .take(if line.is_empty() { 0 } else { usize::MAX })
 }
 
 impl Fingerprinter for TemplateMiner {
@@ -1375,12 +1394,12 @@ mod tests {
                 .slots
                 .iter()
                 .flatten()
-                .filter(|c| c.parent.is_none() && c.tokens.len() == tokens.len())
+                .filter(|c| c.parent.is_none() && c.tokens().count() == tokens.len())
                 .collect();
             roots.sort_by_key(|c| c.generation);
             let mut best: Option<(&Cluster, usize, usize)> = None;
             for c in roots {
-                let Some((same, wild)) = agreement(&c.tokens, tokens) else {
+                let Some((same, wild)) = agreement(&c.template, tokens) else {
                     continue;
                 };
                 if best.is_none_or(|(_, s, w)| same > s || (same == s && wild < w)) {
@@ -1391,7 +1410,7 @@ mod tests {
             if (same as f64) < similarity * tokens.len() as f64 {
                 return None;
             }
-            Some((self.slot_of(c.id)?, differing(&c.tokens, tokens)))
+            Some((self.slot_of(c.id)?, differing(&c.template, tokens)))
         }
     }
 

@@ -14,8 +14,10 @@
 //! Tokens are keyed by a 64-bit hash (seeded per index), so the index stores no strings;
 //! a collision only adds a candidate, which the caller compares anyway. Each cluster
 //! remembers where it sits in each of its posting lists, so removing it costs one
-//! `swap_remove` per token.
+//! `swap_remove` per token. Most lists hold one cluster (a word seen at that position
+//! once) and keep it inline, without a heap allocation.
 
+use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
@@ -29,17 +31,61 @@ pub(super) const MAX_CANDIDATES: usize = 2048;
 /// (token count, position, token hash).
 type Key = (u32, u32, u64);
 
+/// The slots holding one key: inline while there is one.
+#[derive(Debug)]
+enum Posting {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Posting {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Posting::One(slot) => std::slice::from_ref(slot),
+            Posting::Many(slots) => slots,
+        }
+    }
+
+    /// Appends `slot`; returns its place.
+    fn push(&mut self, slot: u32) -> u32 {
+        match self {
+            Posting::One(first) => {
+                *self = Posting::Many(vec![*first, slot]);
+                1
+            }
+            Posting::Many(slots) => {
+                slots.push(slot);
+                (slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Removes the slot at `at` (the last one takes its place). Returns the slot now at
+    /// `at`, if any, and whether the list is empty.
+    fn swap_remove(&mut self, at: u32) -> (Option<u32>, bool) {
+        match self {
+            Posting::One(_) => (None, true),
+            Posting::Many(slots) => {
+                slots.swap_remove(at as usize);
+                (slots.get(at as usize).copied(), slots.is_empty())
+            }
+        }
+    }
+}
+
 /// Posting lists of the root clusters' tokens, by slot.
 #[derive(Debug, Default)]
 pub(super) struct TokenIndex {
     hasher: RandomState,
-    postings: foldhash::HashMap<Key, Vec<u32>>,
+    postings: foldhash::HashMap<Key, Posting>,
     /// Per slot: for each of its tokens, the posting key and its place in that list.
     /// Empty for a slot that is not indexed.
     entries: Vec<Vec<(Key, u32)>>,
     /// Per slot: the query that last returned it (dedup without sorting).
     seen: Vec<u64>,
     query: u64,
+    /// What the last query returned (kept to reuse its allocation).
+    found: Vec<u32>,
 }
 
 impl TokenIndex {
@@ -56,21 +102,19 @@ impl TokenIndex {
             self.seen.resize(s + 1, 0);
         }
         let len = tokens.len();
+        let mut entries = std::mem::take(&mut self.entries[s]);
         // An empty line is indexed under one empty token, so it is found like the rest.
-        let keys: Vec<Key> = if len == 0 {
-            vec![self.key(0, 0, "")]
-        } else {
-            tokens
-                .iter()
-                .enumerate()
-                .map(|(pos, t)| self.key(len, pos, t.as_ref()))
-                .collect()
-        };
-        let mut entries = Vec::with_capacity(keys.len());
-        for key in keys {
-            let list = self.postings.entry(key).or_default();
-            entries.push((key, list.len() as u32));
-            list.push(slot);
+        for pos in 0..len.max(1) {
+            let token = tokens.get(pos).map_or("", AsRef::as_ref);
+            let key = self.key(len, pos, token);
+            let at = match self.postings.entry(key) {
+                Entry::Occupied(mut list) => list.get_mut().push(slot),
+                Entry::Vacant(place) => {
+                    place.insert(Posting::One(slot));
+                    0
+                }
+            };
+            entries.push((key, at));
         }
         self.entries[s] = entries;
     }
@@ -80,52 +124,55 @@ impl TokenIndex {
         let Some(entries) = self.entries.get_mut(slot as usize) else {
             return;
         };
-        let entries = std::mem::take(entries);
-        for (pos, (key, at)) in entries.into_iter().enumerate() {
-            let Some(list) = self.postings.get_mut(&key) else {
+        let mut entries = std::mem::take(entries);
+        for (pos, &(key, at)) in entries.iter().enumerate() {
+            let Entry::Occupied(mut list) = self.postings.entry(key) else {
                 continue;
             };
-            list.swap_remove(at as usize);
-            if let Some(&moved) = list.get(at as usize) {
+            let (moved, empty) = list.get_mut().swap_remove(at);
+            if empty {
+                list.remove();
+            }
+            if let Some(moved) = moved {
                 // Every slot in one list holds the key at the same position (the key
                 // includes it), so `moved`'s entry for this list is its `pos`-th.
                 if let Some(e) = self.entries[moved as usize].get_mut(pos) {
                     e.1 = at;
                 }
             }
-            if list.is_empty() {
-                self.postings.remove(&key);
-            }
         }
+        // Kept empty, for the slot's next cluster.
+        entries.clear();
+        self.entries[slot as usize] = entries;
     }
 
     /// The indexed slots that may share at least `min_same` tokens with `tokens` at the
     /// same positions, in no particular order. With `min_same == 0` every slot of that
     /// token count qualifies (a scan: only a `similarity` of 0 asks for it).
-    pub(super) fn candidates<S: AsRef<str>>(&mut self, tokens: &[S], min_same: usize) -> Vec<u32> {
+    pub(super) fn candidates<S: AsRef<str>>(&mut self, tokens: &[S], min_same: usize) -> &[u32] {
         let len = tokens.len();
+        self.found.clear();
         if min_same > len {
-            return Vec::new();
+            return &self.found;
         }
         if min_same == 0 {
             let want = (len as u32, 0u32);
-            return self
+            let all = self
                 .entries
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.first().is_some_and(|((l, p, _), _)| (*l, *p) == want))
                 .map(|(slot, _)| slot as u32)
-                .take(MAX_CANDIDATES)
-                .collect();
+                .take(MAX_CANDIDATES);
+            self.found.extend(all);
+            return &self.found;
         }
-        let mut lists: Vec<&Vec<u32>> = Vec::with_capacity(len);
+        // Nothing holds this token here: the cheapest position of all.
+        const NONE: &[u32] = &[];
+        let mut lists: Vec<&[u32]> = Vec::with_capacity(len);
         for (pos, t) in tokens.iter().enumerate() {
             let key = self.key(len, pos, t.as_ref());
-            match self.postings.get(&key) {
-                Some(list) => lists.push(list),
-                // No cluster has this token here: the cheapest position of all.
-                None => lists.push(const { &Vec::new() }),
-            }
+            lists.push(self.postings.get(&key).map_or(NONE, Posting::as_slice));
         }
         let need = len - min_same + 1;
         if need < lists.len() {
@@ -134,20 +181,19 @@ impl TokenIndex {
         }
         self.query += 1;
         let query = self.query;
-        let mut out = Vec::new();
         'lists: for list in lists {
             for &slot in list {
                 let seen = &mut self.seen[slot as usize];
                 if *seen != query {
                     *seen = query;
-                    out.push(slot);
-                    if out.len() == MAX_CANDIDATES {
+                    self.found.push(slot);
+                    if self.found.len() == MAX_CANDIDATES {
                         break 'lists;
                     }
                 }
             }
         }
-        out
+        &self.found
     }
 
     /// How many posting lists are held (for tests).
@@ -165,7 +211,8 @@ mod tests {
         line.split(' ').collect()
     }
 
-    fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+    fn sorted_of(found: &[u32]) -> Vec<u32> {
+        let mut v = found.to_vec();
         v.sort_unstable();
         v
     }
@@ -178,7 +225,7 @@ mod tests {
         index.insert(2, &words("nothing in common here"));
         index.insert(3, &words("alpha beta gamma"));
         // Two of four must agree: 0 and 1 may; 2 shares nothing; 3 is another length.
-        let found = sorted(index.candidates(&words("alpha beta gamma zeta"), 2));
+        let found = sorted_of(index.candidates(&words("alpha beta gamma zeta"), 2));
         assert_eq!(found, vec![0, 1]);
         // All four must agree: only positions' shortest list is asked, 0 is among it.
         let found = index.candidates(&words("alpha beta gamma delta"), 4);
@@ -187,7 +234,7 @@ mod tests {
         assert!(index.candidates(&words("qx zv wy pk"), 2).is_empty());
         // No agreement needed: every slot of that length.
         assert_eq!(
-            sorted(index.candidates(&words("qx zv wy pk"), 0)),
+            sorted_of(index.candidates(&words("qx zv wy pk"), 0)),
             vec![0, 1, 2]
         );
         // More than the line has: nothing.
@@ -213,7 +260,7 @@ mod tests {
         for slot in 5..50 {
             index.insert(slot, &words(&format!("a y{slot} z{slot} w v u")));
         }
-        let found = index.candidates(&line, 3);
+        let found = index.candidates(&line, 3).to_vec();
         for slot in 0..5 {
             assert!(found.contains(&slot), "slot {slot} missing from {found:?}");
         }
@@ -232,13 +279,13 @@ mod tests {
         index.remove(0);
         index.remove(0); // twice: no-op
         assert_eq!(
-            sorted(index.candidates(&words("same words here"), 3)),
+            sorted_of(index.candidates(&words("same words here"), 3)),
             vec![1, 3, 4, 5]
         );
         // Re-indexing under new tokens (a position became a value) moves the slot.
         index.insert(4, &words("same <*> here"));
         assert_eq!(
-            sorted(index.candidates(&words("same words here"), 3)),
+            sorted_of(index.candidates(&words("same words here"), 3)),
             vec![1, 3, 5]
         );
         assert_eq!(index.candidates(&words("same <*> here"), 3), vec![4]);
