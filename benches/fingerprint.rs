@@ -9,6 +9,10 @@
 //! systems' `*_structured_corrected.csv` (32,000 lines); without it, over a few built-in
 //! lines (and says so). One element is one line: criterion's `thrpt` is lines/s.
 //! Accuracy and per-system figures come from `examples/loghub_eval.rs`.
+//!
+//! The `miner at the cap` group is the miner's worst case: every line is six random
+//! words (a seeded xorshift, the same on every run), so every line is a new cluster, and
+//! the miner already holds its 10,000 (`max_clusters`), so every line also evicts one.
 #![allow(clippy::print_stderr)] // says which lines it measures
 
 use std::hint::black_box;
@@ -17,6 +21,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use selfheal::fingerprint::{MinerConfig, TemplateMiner, fingerprint_id, stack_signature};
 use selfheal::{Fingerprinter, Normalizer, Signal};
+use selfheal_testsupport::random_word_lines;
 use sha2::{Digest, Sha256};
 
 const SYSTEMS: [&str; 16] = [
@@ -134,6 +139,34 @@ fn loghub_lines() -> Vec<String> {
     lines
 }
 
+/// Lines per measured iteration of the `miner at the cap` group.
+const NEW_CLUSTERS_PER_ITER: usize = 1_000;
+
+fn bench_at_the_cap(c: &mut Criterion) {
+    let config = MinerConfig::default();
+    let miner = TemplateMiner::new(config.clone());
+    for line in random_word_lines(config.max_clusters, 6, 1) {
+        miner.add(line.as_bytes());
+    }
+    assert_eq!(miner.len(), config.max_clusters, "the miner starts full");
+    // Far more lines than the miner holds: a line comes round again long after it was
+    // evicted, so it is a new cluster again.
+    let lines = random_word_lines(100 * NEW_CLUSTERS_PER_ITER, 6, 2);
+    let mut next = 0;
+    let mut group = c.benchmark_group("miner at the cap");
+    group.throughput(Throughput::Elements(NEW_CLUSTERS_PER_ITER as u64));
+    group.bench_function("new cluster per line, 6 random words", |b| {
+        b.iter(|| {
+            for _ in 0..NEW_CLUSTERS_PER_ITER {
+                black_box(miner.add(lines[next].as_bytes()));
+                next = (next + 1) % lines.len();
+            }
+        })
+    });
+    group.finish();
+    assert_eq!(miner.len(), config.max_clusters, "the cap held");
+}
+
 fn bench(c: &mut Criterion) {
     let lines = loghub_lines();
     let normalizer = Normalizer::default();
@@ -231,6 +264,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = bench
+    targets = bench, bench_at_the_cap
 }
 criterion_main!(benches);

@@ -16,15 +16,20 @@
 //! assert!(redis.url().starts_with("redis://127.0.0.1:"));
 //! ```
 //!
+//! [`random_word_lines`] makes the template miner's worst case, lines that share no word,
+//! the same on every run.
+//!
 //! The conformance suite every store runs stays in `selfheal_core::testkit` (feature
 //! `test-util`): downstream stores run it too, while these servers serve this
 //! repository's tests only.
 
 mod env;
+mod lines;
 mod postgres;
 mod redis;
 mod scratch;
 
 pub use env::{env_url, free_port, in_ci, unavailable};
+pub use lines::random_word_lines;
 pub use postgres::PrivatePostgres;
 pub use redis::PrivateRedis;

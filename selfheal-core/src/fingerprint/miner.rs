@@ -3,26 +3,39 @@
 //! Each line is first normalized ([`Normalizer`]: numbers, addresses, paths, quoted and
 //! `key=value` values masked). A template already seen is found with one hash lookup
 //! under a read lock: that is the hot path, and threads share it. A new template is
-//! compared, Drain-style, with the clusters of the same token count. When enough tokens
+//! compared, Drain-style, with the clusters of the same token count that share enough
+//! of its tokens at the same positions to be joined (an index of the clusters' tokens
+//! finds them, so a line unlike any other costs a few lookups, not a comparison with
+//! every cluster; see `token_index.rs`). When enough tokens
 //! agree ([`MinerConfig::similarity`]), the words that differ are counted as *variants*
 //! of that cluster: a line whose words were seen there before joins that variant; a
 //! set of positions that shows more than [`MinerConfig::max_variants`] distinct words
 //! becomes `<*>` and its variants merge into the cluster. So `VM Started` and
 //! `VM Paused` stay two events while the sixth user name in `Invalid user admin` makes
-//! `Invalid user <*>`.
+//! `Invalid user <*>`. A one-word position also becomes a value when it shares
+//! three of its words with another cluster's: words seen in place of each other in two
+//! different events are names, not what tells events apart (`session opened for user
+//! news …` and `session closed for user news` with the same three users).
 //!
 //! What it learns from Drain's known weaknesses:
 //! - masked tokens are values, never words: replaying a learned template (or a line
 //!   that already holds `<*>`) lands in the same cluster instead of a new one;
+//! - a word that fits a value's shape is that value, and values of two shapes are one
+//!   (`chdir(pwd)` and `chdir(<*>)`, `<*>,` and `LOCAL(<*>),`, `ws=<*>,` and
+//!   `ws=<*>{<*>},`), as are `true` and `false`; the template keeps what both shapes
+//!   share around one `<*>` (see `values.rs`);
 //! - short messages group by their words: `session opened` and `session closed` are two
 //!   variants, never one cluster unless that position keeps changing;
 //! - the first word is the event's verb or subject more often than not: two lines
 //!   whose first words differ (and are words, not values) are never merged.
 //!
 //! Memory is bounded: at most [`MinerConfig::max_clusters`] clusters (the least recently
-//! seen one is evicted, with its variants) and [`MinerConfig::max_exact`] remembered
-//! templates. A cluster's id is derived from the first template it saw and never changes
-//! as the cluster generalizes; a variant merged into its cluster answers with the
+//! seen one is evicted, with its variants, found in O(log n) by `recency.rs`) and
+//! [`MinerConfig::max_exact`] remembered templates. "Seen" is as fine as the recency
+//! clock, which advances with each new template: clusters seen between two new
+//! templates count as seen together, and the lowest slot goes first among them. A
+//! cluster's id is derived from the first template it saw and never changes as the
+//! cluster generalizes; a variant merged into its cluster answers with the
 //! cluster's id from then on ([`TemplateMiner::resolve`] maps older ids).
 //! [`TemplateMiner::snapshot`] and [`TemplateMiner::restore`] carry clusters, variants and
 //! ids across restarts.
@@ -50,6 +63,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::normalize::MASK;
+use super::recency::{Recency, Seen};
+use super::token_index::TokenIndex;
+use super::values::{merged, one_value};
 use super::{FINGERPRINT_VERSION, Fingerprint, Normalizer, fingerprint_id, stack_signature};
 use crate::{Error, Fingerprinter, Result, Signal};
 
@@ -147,19 +163,29 @@ struct Inner {
     free: Vec<u32>,
     live: usize,
     /// Normalized line -> (slot, generation of the cluster in it).
-    exact: foldhash::HashMap<Box<str>, (u32, u32)>,
-    /// Token count -> slots.
-    by_len: foldhash::HashMap<usize, Vec<u32>>,
-    generation: u32,
+    exact: foldhash::HashMap<Arc<str>, (u32, u64)>,
+    /// The clusters (not variants) a new template may join, by their tokens.
+    index: TokenIndex,
+    /// The clusters (not variants), least recently seen first: what to evict.
+    recency: Recency,
+    /// Cluster id -> slot, clusters and variants.
+    ids: foldhash::HashMap<ClusterId, u32>,
+    /// Word -> where it is one of the words seen at a cluster's one-word variant
+    /// position: (cluster slot, its generation, position).
+    alternatives: foldhash::HashMap<Box<str>, Vec<(u32, u64, usize)>>,
+    /// Counts every cluster and variant created: tells a slot's occupants apart, and
+    /// orders clusters by age.
+    generation: u64,
 }
 
 #[derive(Debug)]
 struct Cluster {
     id: ClusterId,
-    key: String,
-    tokens: Vec<String>,
-    template: String,
-    generation: u32,
+    /// The first template it saw (shares the allocation with the first `template`).
+    key: Arc<str>,
+    /// The tokens joined with single spaces: [`Cluster::tokens`] splits them again.
+    template: Arc<str>,
+    generation: u64,
     count: AtomicU64,
     last_seen: AtomicU64,
     /// A variant: its cluster's slot and the positions where it differs.
@@ -168,6 +194,8 @@ struct Cluster {
     merged: Option<u32>,
     /// A cluster: the variants seen per set of differing positions.
     variants: Vec<Variant>,
+    /// A cluster: the slots of the variants merged into it (they go when it goes).
+    merged_variants: Vec<u32>,
     /// The fingerprint id for the first service that asked (without a stack): a
     /// service asks again and again, and the id of (service, key) never changes.
     service_id: OnceLock<(Box<str>, Arc<str>)>,
@@ -234,7 +262,7 @@ impl TemplateMiner {
 
     /// The current template of cluster `id`, if it is still held.
     pub fn template(&self, id: ClusterId) -> Option<String> {
-        self.read().find(id).map(|c| c.template.clone())
+        self.read().find(id).map(|c| c.template.to_string())
     }
 
     /// How many clusters are held.
@@ -278,13 +306,12 @@ impl TemplateMiner {
             c.touch(now);
             return f(c);
         }
-        let tokens: Vec<&str> = if line.is_empty() {
-            Vec::new()
-        } else {
-            line.split(' ').collect()
-        };
-        let slot = inner.place(line, &tokens, &self.config);
-        inner.remember(line, slot, self.config.max_exact);
+        let tokens: Vec<&str> = split_tokens(line).collect();
+        // One allocation for the remembered line and, when it makes a cluster, its key
+        // and template.
+        let shared: Arc<str> = line.into();
+        let slot = inner.place(&shared, &tokens, &self.config);
+        inner.remember(shared, slot, self.config.max_exact);
         let slot = inner.resolve_slot(slot);
         let c = inner.slots[slot as usize].as_ref().expect("live slot");
         c.touch(now);
@@ -312,7 +339,7 @@ impl TemplateMiner {
                 .map(|c| c.id.to_string())
                 .unwrap_or_default()
         };
-        let mut clusters: Vec<(u32, SavedCluster)> = inner
+        let mut clusters: Vec<(u64, SavedCluster)> = inner
             .slots
             .iter()
             .flatten()
@@ -321,8 +348,8 @@ impl TemplateMiner {
                     c.generation,
                     SavedCluster {
                         id: c.id.to_string(),
-                        key: c.key.clone(),
-                        template: c.template.clone(),
+                        key: c.key.to_string(),
+                        template: c.template.to_string(),
                         count: c.count.load(Ordering::Relaxed),
                         parent: c.parent.as_ref().map(|(p, _)| id_of(*p)),
                         positions: c
@@ -393,7 +420,9 @@ impl TemplateMiner {
                 if !inner.make_room(&miner.config, parent) {
                     continue;
                 }
-                let slot = inner.create(&saved.key, &tokens, parent.is_none());
+                let (key, template): (Arc<str>, Arc<str>) =
+                    (saved.key.into(), saved.template.as_str().into());
+                let slot = inner.create(key.clone(), template.clone(), parent.is_none());
                 if let Some(root) = parent {
                     let value = join_at(&tokens, &saved.positions);
                     inner.link_variant(root, slot, saved.positions.clone(), value);
@@ -407,8 +436,8 @@ impl TemplateMiner {
                 if let Some(c) = inner.slots[slot as usize].as_mut() {
                     *c.count.get_mut() = saved.count;
                 }
-                inner.remember(&saved.key, slot, miner.config.max_exact);
-                inner.remember(&saved.template, slot, miner.config.max_exact);
+                inner.remember(key, slot, miner.config.max_exact);
+                inner.remember(template, slot, miner.config.max_exact);
                 slots.insert(saved.id, (slot, id));
             }
         }
@@ -425,7 +454,7 @@ impl TemplateMiner {
         let (id, template) = self.add_with(line, |c| {
             (
                 c.fingerprint_id(service, stack.as_deref()),
-                Arc::from(c.template.as_str()),
+                Arc::clone(&c.template),
             )
         });
         Fingerprint {
@@ -438,6 +467,16 @@ impl TemplateMiner {
 }
 
 impl Cluster {
+    /// The tokens of its template.
+    fn tokens(&self) -> impl Iterator<Item = &str> {
+        split_tokens(&self.template)
+    }
+
+    /// Its template's token at `p`.
+    fn token(&self, p: usize) -> Option<&str> {
+        self.tokens().nth(p)
+    }
+
     fn touch(&self, now: u64) {
         self.count.fetch_add(1, Ordering::Relaxed);
         if self.last_seen.load(Ordering::Relaxed) < now {
@@ -460,11 +499,7 @@ impl Inner {
     }
 
     fn slot_of(&self, id: ClusterId) -> Option<u32> {
-        // Rare (reporting, fingerprints): a scan is fine next to the hot path's lookup.
-        self.slots
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.id == id))
-            .map(|p| p as u32)
+        self.ids.get(&id).copied()
     }
 
     fn find(&self, id: ClusterId) -> Option<&Cluster> {
@@ -483,38 +518,46 @@ impl Inner {
         slot
     }
 
-    fn remember(&mut self, line: &str, slot: u32, max_exact: usize) {
+    fn remember(&mut self, line: Arc<str>, slot: u32, max_exact: usize) {
         if self.exact.len() >= max_exact {
             self.exact.clear();
         }
         let generation = self.slots[slot as usize]
             .as_ref()
             .map_or(0, |c| c.generation);
-        self.exact.insert(line.into(), (slot, generation));
+        self.exact.insert(line, (slot, generation));
     }
 
     /// Where a new template goes: an existing cluster or variant, a new variant, or a new
     /// cluster. Returns its slot.
-    fn place(&mut self, line: &str, tokens: &[&str], config: &MinerConfig) -> u32 {
+    fn place(&mut self, line: &Arc<str>, tokens: &[&str], config: &MinerConfig) -> u32 {
         let Some((root, differ)) = self.best_root(tokens, config.similarity) else {
             self.make_room(config, None);
-            return self.create(line, tokens, true);
+            return self.create(line.clone(), line.clone(), true);
         };
         if differ.is_empty() {
-            // Differs only where the cluster already has values (maybe other shapes of
-            // values: those positions become plain masks).
-            let c = self.slots[root as usize].as_mut().expect("live root");
-            let mut changed = false;
-            for (t, new) in c.tokens.iter_mut().zip(tokens) {
-                if t != new && t != MASK {
-                    *t = MASK.to_owned();
-                    changed = true;
-                }
+            // Differs only where the cluster already has values, maybe in other shapes:
+            // those positions keep what both shapes share around one value.
+            // A word that turns out to be a value there takes the variants that differ
+            // from the cluster by that word alone with it.
+            let c = self.slots[root as usize].as_ref().expect("live root");
+            let shapes: Vec<(usize, String)> = c
+                .tokens()
+                .zip(tokens)
+                .enumerate()
+                .filter(|(_, (t, new))| t != *new && *t != MASK)
+                .map(|(p, (t, new))| (p, merged(t, new)))
+                .filter(|(p, shape)| c.token(*p) != Some(shape.as_str()))
+                .collect();
+            if shapes.is_empty() {
+                return root;
             }
-            if changed {
-                c.template = c.tokens.join(" ");
-                let template = c.template.clone();
-                self.remember(&template, root, config.max_exact);
+            for &(p, _) in &shapes {
+                self.forget_alternatives(root, p);
+            }
+            self.set_tokens(root, &shapes, config.max_exact);
+            for (p, _) in shapes {
+                self.merge_variants(root, &[p]);
             }
             return root;
         }
@@ -530,7 +573,8 @@ impl Inner {
             return slot;
         }
         // Each differing position must show more than `max_variants` distinct words
-        // (the cluster's own, the variants', this one) before it becomes a value.
+        // (the cluster's own, the variants', this one) before it becomes a value, or
+        // share enough of them with another cluster's position.
         let generalize = match c.variants.iter().find(|v| v.positions == differ) {
             None => config.max_variants < 2,
             Some(v) => (0..differ.len()).all(|k| {
@@ -539,21 +583,28 @@ impl Inner {
                     .iter()
                     .filter_map(|(w, _)| w.split('\u{1f}').nth(k))
                     .collect();
-                words.push(c.tokens[differ[k]].as_str());
+                words.extend(c.token(differ[k]));
                 words.push(tokens[differ[k]]);
                 words.sort_unstable();
                 words.dedup();
                 words.len() > config.max_variants
             }),
         };
-        if generalize {
+        let elsewhere = match differ[..] {
+            [p] if !generalize => self.shared_words(root, p, tokens[p]),
+            _ => Vec::new(),
+        };
+        if generalize || !elsewhere.is_empty() {
             self.generalize(root, &differ, config.max_exact);
+            for (other, p) in elsewhere {
+                self.generalize(other, &[p], config.max_exact);
+            }
             return root;
         }
         if !self.make_room(config, Some(root)) {
             return root;
         }
-        let slot = self.create(line, tokens, false);
+        let slot = self.create(line.clone(), line.clone(), false);
         self.link_variant(root, slot, differ, value);
         slot
     }
@@ -561,6 +612,16 @@ impl Inner {
     fn link_variant(&mut self, root: u32, slot: u32, positions: Vec<usize>, value: String) {
         if let Some(v) = self.slots[slot as usize].as_mut() {
             v.parent = Some((root, positions.clone()));
+        }
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
+        if let [p] = positions[..]
+            && let Some(own) = c.token(p).filter(|t| *t != MASK)
+        {
+            let (own, generation) = (own.to_owned(), c.generation);
+            self.note_alternative(&own, root, generation, p);
+            self.note_alternative(&value, root, generation, p);
         }
         let Some(c) = self.slots[root as usize].as_mut() else {
             return;
@@ -574,18 +635,114 @@ impl Inner {
         }
     }
 
+    /// Records that `word` was seen at one-word variant position `pos` of cluster `root`.
+    fn note_alternative(&mut self, word: &str, root: u32, generation: u64, pos: usize) {
+        let at = self.alternatives.entry(word.into()).or_default();
+        if !at.contains(&(root, generation, pos)) {
+            at.push((root, generation, pos));
+        }
+    }
+
+    /// The words seen at one-word variant position `pos` of cluster `root`: its own and
+    /// its variants'.
+    fn words_at(&self, root: u32, pos: usize) -> Vec<&str> {
+        let Some(c) = self.slots[root as usize].as_ref() else {
+            return Vec::new();
+        };
+        let mut words: Vec<&str> = c
+            .variants
+            .iter()
+            .filter(|v| v.positions == [pos])
+            .flat_map(|v| v.values.iter().map(|(w, _)| w.as_str()))
+            .collect();
+        words.extend(c.token(pos));
+        words.sort_unstable();
+        words.dedup();
+        words
+    }
+
+    /// Forgets the words of one-word variant position `pos` of cluster `root` (it became
+    /// a value, or the cluster goes).
+    fn forget_alternatives(&mut self, root: u32, pos: usize) {
+        let Some(generation) = self.slots[root as usize].as_ref().map(|c| c.generation) else {
+            return;
+        };
+        let words: Vec<Box<str>> = self
+            .words_at(root, pos)
+            .into_iter()
+            .map(Box::from)
+            .collect();
+        for word in words {
+            if let Some(at) = self.alternatives.get_mut(&word) {
+                at.retain(|&e| e != (root, generation, pos));
+                if at.is_empty() {
+                    self.alternatives.remove(&word);
+                }
+            }
+        }
+    }
+
+    /// The other clusters' one-word variant positions that share at least
+    /// [`SHARED_WORDS`] words with position `pos` of cluster `root` once `word` is seen
+    /// there. Words seen in place of each other in two different events are names (of
+    /// users, hosts, services), not the words that tell events apart: `session opened
+    /// for user news` and `session closed for user news` with the same three users.
+    fn shared_words(&self, root: u32, pos: usize, word: &str) -> Vec<(u32, usize)> {
+        let Some(at) = self.alternatives.get(word) else {
+            return Vec::new();
+        };
+        let mut here = self.words_at(root, pos);
+        here.push(word);
+        let mut found = Vec::new();
+        for &(other, generation, p) in at {
+            let current = self.slots[other as usize]
+                .as_ref()
+                .is_some_and(|c| c.generation == generation && c.parent.is_none());
+            if other == root || !current {
+                continue;
+            }
+            let there = self.words_at(other, p);
+            let shared = there.iter().filter(|w| here.contains(w)).count();
+            if shared >= SHARED_WORDS {
+                found.push((other, p));
+            }
+        }
+        found
+    }
+
     /// `positions` of cluster `root` become values; the variants there merge into it.
     fn generalize(&mut self, root: u32, positions: &[usize], max_exact: usize) {
+        if let [p] = positions {
+            self.forget_alternatives(root, *p);
+        }
+        let masks: Vec<(usize, String)> = positions.iter().map(|&p| (p, MASK.to_owned())).collect();
+        self.set_tokens(root, &masks, max_exact);
+        self.merge_variants(root, positions);
+    }
+
+    /// Cluster `root`'s tokens at some positions change: its template, index entries and
+    /// remembered templates follow.
+    fn set_tokens(&mut self, root: u32, changes: &[(usize, String)], max_exact: usize) {
         let Some(c) = self.slots[root as usize].as_mut() else {
             return;
         };
-        for &p in positions {
-            if let Some(t) = c.tokens.get_mut(p) {
-                *t = MASK.to_owned();
+        let mut tokens: Vec<&str> = c.tokens().collect();
+        for (p, t) in changes {
+            if let Some(slot) = tokens.get_mut(*p) {
+                *slot = t;
             }
         }
-        c.template = c.tokens.join(" ");
-        let template = c.template.clone();
+        let template: Arc<str> = tokens.join(" ").into();
+        self.index.insert(root, &tokens);
+        c.template = template.clone();
+        self.remember(template, root, max_exact);
+    }
+
+    /// The variants of cluster `root` that differ from it at `positions` merge into it.
+    fn merge_variants(&mut self, root: u32, positions: &[usize]) {
+        let Some(c) = self.slots[root as usize].as_mut() else {
+            return;
+        };
         let merged: Vec<u32> = match c.variants.iter().position(|v| v.positions == positions) {
             Some(i) => c
                 .variants
@@ -597,52 +754,46 @@ impl Inner {
             None => Vec::new(),
         };
         let mut moved = 0;
-        for slot in merged {
+        for &slot in &merged {
             if let Some(v) = self.slots[slot as usize].as_mut() {
                 v.merged = Some(root);
                 moved += v.count.swap(0, Ordering::Relaxed);
             }
         }
-        if let Some(c) = self.slots[root as usize].as_ref() {
+        if let Some(c) = self.slots[root as usize].as_mut() {
             c.count.fetch_add(moved, Ordering::Relaxed);
+            c.merged_variants.extend(merged);
         }
-        self.remember(&template, root, max_exact);
     }
 
     /// The most similar cluster (not variant) of the same token count that `tokens` may
-    /// join, and the positions where its words differ.
-    fn best_root(&self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
-        let candidates = self.by_len.get(&tokens.len())?;
-        let mut best: Option<(u32, usize, usize)> = None;
-        for &slot in candidates {
+    /// join, and the positions where its words differ. Ties go to the oldest cluster.
+    fn best_root(&mut self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
+        let min_same = min_same(similarity, tokens.len());
+        let mut best: Option<(u32, usize, usize, u64)> = None;
+        for &slot in self.index.candidates(tokens, min_same) {
             let Some(c) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
-            let Some((same, wild)) = agreement(&c.tokens, tokens) else {
+            let Some((same, wild)) = agreement(&c.template, tokens) else {
                 continue;
             };
+            if same < min_same {
+                continue;
+            }
             let better = match best {
                 None => true,
-                Some((_, s, w)) => same > s || (same == s && wild < w),
+                Some((_, s, w, g)) => {
+                    same > s || (same == s && (wild < w || (wild == w && c.generation < g)))
+                }
             };
             if better {
-                best = Some((slot, same, wild));
+                best = Some((slot, same, wild, c.generation));
             }
         }
-        let (slot, same, _) = best?;
-        if (same as f64) < similarity * tokens.len() as f64 {
-            return None;
-        }
+        let (slot, ..) = best?;
         let c = self.slots[slot as usize].as_ref()?;
-        let differ = c
-            .tokens
-            .iter()
-            .zip(tokens)
-            .enumerate()
-            .filter(|(_, (t, new))| t != *new && *t != MASK && !both_values(t, new))
-            .map(|(i, _)| i)
-            .collect();
-        Some((slot, differ))
+        Some((slot, differing(&c.template, tokens)))
     }
 
     /// Slot `slot` still holds cluster `id`.
@@ -667,19 +818,20 @@ impl Inner {
 
     /// A new cluster, or a new variant (`root` false, linked by the caller). Call
     /// [`Inner::make_room`] first.
-    fn create(&mut self, key: &str, tokens: &[&str], root: bool) -> u32 {
-        self.generation = self.generation.wrapping_add(1);
+    fn create(&mut self, key: Arc<str>, template: Arc<str>, root: bool) -> u32 {
+        self.generation += 1;
+        let id = ClusterId::of(&key);
         let cluster = Cluster {
-            id: ClusterId::of(key),
-            key: key.to_owned(),
-            tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
-            template: tokens.join(" "),
+            id,
+            key,
+            template,
             generation: self.generation,
             count: AtomicU64::new(0),
             last_seen: AtomicU64::new(0),
             parent: None,
             merged: None,
             variants: Vec::new(),
+            merged_variants: Vec::new(),
             service_id: OnceLock::new(),
         };
         let slot = match self.free.pop() {
@@ -693,8 +845,13 @@ impl Inner {
             }
         };
         if root {
-            self.by_len.entry(tokens.len()).or_default().push(slot);
+            if let Some(c) = self.slots[slot as usize].as_ref() {
+                let tokens: Vec<&str> = c.tokens().collect();
+                self.index.insert(slot, &tokens);
+            }
+            self.recency.push(slot, self.generation, 0);
         }
+        self.ids.insert(id, slot);
         self.live += 1;
         slot
     }
@@ -702,48 +859,73 @@ impl Inner {
     /// Evicts the least recently seen cluster (other than `keep`) with its variants.
     /// Returns whether there was one.
     fn evict_oldest(&mut self, keep: Option<u32>) -> bool {
-        let Some((slot, len)) = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| keep != Some(*i as u32))
-            .filter_map(|(i, c)| c.as_ref().filter(|c| c.parent.is_none()).map(|c| (i, c)))
-            .min_by_key(|(_, c)| c.last_seen.load(Ordering::Relaxed))
-            .map(|(i, c)| (i as u32, c.tokens.len()))
-        else {
+        let slots = &self.slots;
+        let Some(slot) = self.recency.pop_oldest(keep, |slot, generation| {
+            match slots.get(slot as usize).and_then(Option::as_ref) {
+                Some(c) if c.generation == generation && c.parent.is_none() => {
+                    Seen::At(c.last_seen.load(Ordering::Relaxed))
+                }
+                _ => Seen::Gone,
+            }
+        }) else {
             return false;
         };
+        let one_word: Vec<usize> = self.slots[slot as usize]
+            .as_ref()
+            .map(|c| {
+                c.variants
+                    .iter()
+                    .filter_map(|v| match v.positions[..] {
+                        [p] => Some(p),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in one_word {
+            self.forget_alternatives(slot, p);
+        }
         let Some(c) = self.slots[slot as usize].take() else {
             return false;
         };
-        let mut freed = vec![slot];
-        freed.extend(
-            c.variants
-                .iter()
-                .flat_map(|v| v.values.iter().map(|(_, s)| *s)),
-        );
-        // Variants already merged point at the cluster too.
-        for (i, other) in self.slots.iter().enumerate() {
-            if other.as_ref().is_some_and(|o| o.merged == Some(slot)) {
-                freed.push(i as u32);
+        self.index.remove(slot);
+        let variants = c
+            .variants
+            .iter()
+            .flat_map(|v| v.values.iter().map(|(_, s)| *s))
+            .chain(c.merged_variants.iter().copied());
+        let mut freed = vec![(slot, c.id)];
+        for s in variants {
+            // A variant restored as merged is listed twice; take it once.
+            if let Some(v) = self.slots[s as usize].take() {
+                freed.push((s, v.id));
             }
         }
-        freed.sort_unstable();
-        freed.dedup();
-        for s in freed {
-            if s == slot || self.slots[s as usize].take().is_some() {
-                self.free.push(s);
-                self.live -= 1;
+        for (s, id) in freed {
+            if self.ids.get(&id) == Some(&s) {
+                self.ids.remove(&id);
             }
-        }
-        if let Some(list) = self.by_len.get_mut(&len) {
-            list.retain(|&s| s != slot);
+            self.free.push(s);
+            self.live -= 1;
         }
         tracing::debug!(
             slot,
             "template miner evicted its least recently seen cluster"
         );
         true
+    }
+}
+
+/// The fewest equal tokens a line of `len` tokens needs to join a cluster: the least
+/// whole number that is at least `similarity × len`.
+fn min_same(similarity: f64, len: usize) -> usize {
+    let bound = similarity * len as f64;
+    if bound.is_nan() || bound <= 0.0 {
+        0
+    } else if bound > len as f64 {
+        len + 1
+    } else {
+        bound.ceil() as usize
     }
 }
 
@@ -762,29 +944,43 @@ fn join_at(tokens: &[&str], positions: &[usize]) -> String {
 /// Messages of at most this many tokens never merge over a different first word.
 const SHORT: usize = 4;
 
-/// Two differently shaped values: both tokens hold a mask and one has no letter besides
-/// it (`<*>,` and `LOCAL(<*>),`; `(<*>):` and `(<*>:`), unlike `uid=<*>` and `pid=<*>`.
-fn both_values(t: &str, new: &str) -> bool {
-    let bare = |s: &str| !s.replace(MASK, "").bytes().any(|b| b.is_ascii_alphabetic());
-    t.contains(MASK) && new.contains(MASK) && (bare(t) || bare(new))
+/// A one-word variant position that shares this many words with another cluster's
+/// becomes a value in both ([`Inner::shared_words`]).
+const SHARED_WORDS: usize = 3;
+
+/// The positions where a line's words differ from a template's (not where the template
+/// holds a value).
+fn differing(template: &str, tokens: &[&str]) -> Vec<usize> {
+    split_tokens(template)
+        .zip(tokens)
+        .enumerate()
+        .filter(|(_, (t, new))| t != *new && *t != MASK && !one_value(t, new))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// How a line's tokens agree with a template: `(same, wild)` — tokens equal (values
 /// included) and template wildcards over a word — or `None` when they may not be merged
 /// (a short message whose first words differ).
-fn agreement(template: &[String], tokens: &[&str]) -> Option<(usize, usize)> {
+fn agreement(template: &str, tokens: &[&str]) -> Option<(usize, usize)> {
     let mut same = 0;
     let mut wild = 0;
-    for (i, (t, new)) in template.iter().zip(tokens).enumerate() {
-        if t == new {
+    for (i, (t, new)) in split_tokens(template).zip(tokens).enumerate() {
+        if t == *new {
             same += 1;
-        } else if t == MASK || both_values(t, new) {
+        } else if t == MASK || one_value(t, new) {
             wild += 1;
-        } else if i == 0 && template.len() <= SHORT {
+        } else if i == 0 && tokens.len() <= SHORT {
             return None;
         }
     }
     Some((same, wild))
+}
+
+/// The tokens of a line or template: split at single spaces, none in an empty one.
+fn split_tokens(line: &str) -> impl Iterator<Item = &str> {
+    line.split(' ')
+        .take(if line.is_empty() { 0 } else { usize::MAX })
 }
 
 impl Fingerprinter for TemplateMiner {
@@ -862,11 +1058,112 @@ mod tests {
         let ip = m.add(b"synchronized to 10.100.20.250, stratum 3");
         let local = m.add(b"synchronized to LOCAL(0), stratum 10");
         assert_eq!(local, ip);
-        assert_eq!(m.template(ip).unwrap(), "synchronized to <*> stratum <*>");
+        assert_eq!(m.template(ip).unwrap(), "synchronized to <*>, stratum <*>");
         // Named values are not one value: `uid=` and `pid=` stay apart.
         let uid = m.add(b"lookup failed for uid=42 in table users");
         let pid = m.add(b"lookup failed for pid=42 in table users");
         assert_ne!(m.resolve(uid), m.resolve(pid));
+    }
+
+    #[test]
+    fn words_that_fit_a_value_are_that_value() {
+        let m = miner();
+        for (first, second, template) in [
+            (
+                "ciod: LOGIN chdir(/p/gb2/glosli/t800) failed: No such file",
+                "ciod: LOGIN chdir(pwd) failed: No such file",
+                "ciod: LOGIN chdir(<*>) failed: No such file",
+            ),
+            // Booleans are values, whatever they are glued to.
+            (
+                "updateClipping isOverlap:false, getTopPadding=333.0",
+                "updateClipping isOverlap:true, getTopPadding=12.5",
+                "updateClipping isOverlap:<*>, getTopPadding=<*>",
+            ),
+        ] {
+            let id = m.add(first.as_bytes());
+            assert_eq!(m.add(second.as_bytes()), id, "{second}");
+            assert_eq!(m.template(id).unwrap(), template);
+        }
+        let path = m.add(b"ciod: LOGIN chdir(/p/gb2/glosli/t800) failed: No such file");
+        // A word does not fit another name's value.
+        let other = m.add(b"ciod: LOGIN chmod(pwd) failed: No such file");
+        assert_ne!(m.resolve(other), path);
+    }
+
+    #[test]
+    fn a_position_that_becomes_a_value_takes_its_variants() {
+        let m = miner();
+        let first = m.add(b"alpha.service: told me to run this job now");
+        let second = m.add(b"beta.service: told me to run this job now");
+        assert_ne!(m.resolve(second), first, "two words: two events so far");
+        // The normalizer masked this one's name: the position is a value, so the
+        // variant that differed there alone merges.
+        let masked = m.add(b"10.0.0.7: told me to run this job now");
+        assert_eq!(masked, first);
+        assert_eq!(m.resolve(second), first);
+        assert_eq!(
+            m.template(first).unwrap(),
+            "<*>: told me to run this job now"
+        );
+    }
+
+    #[test]
+    fn names_shared_by_two_events_are_values_in_both() {
+        let m = miner();
+        let mut opened = Vec::new();
+        let mut closed = Vec::new();
+        for user in ["news", "cyrus", "test"] {
+            opened.push(m.add(format!("session opened for user {user} by (uid=0)").as_bytes()));
+            closed.push(m.add(format!("session closed for user {user}").as_bytes()));
+        }
+        // Three users, under `max_variants` in each event, but the same three in both.
+        assert!(opened.iter().all(|id| m.resolve(*id) == opened[0]));
+        assert!(closed.iter().all(|id| m.resolve(*id) == closed[0]));
+        assert_ne!(opened[0], closed[0]);
+        assert_eq!(
+            m.template(opened[0]).unwrap(),
+            "session opened for user <*> by (uid=<*>)"
+        );
+        assert_eq!(
+            m.template(closed[0]).unwrap(),
+            "session closed for user <*>"
+        );
+        assert!(m.read().alternatives.is_empty(), "forgotten once values");
+
+        // Two shared words are not enough: `initialization.` and `finalization.` tell
+        // events apart in both `Starting` and `Ending` lines.
+        let m = miner();
+        let ids: Vec<ClusterId> = ["Starting", "Ending"]
+            .iter()
+            .flat_map(|verb| {
+                ["initialization.", "finalization."]
+                    .map(|what| format!("{verb} TrustedInstaller {what}"))
+            })
+            .map(|line| m.add(line.as_bytes()))
+            .collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().map(|id| m.resolve(*id)).collect();
+        assert_eq!(distinct.len(), 4);
+    }
+
+    #[test]
+    fn shared_names_are_still_found_after_a_restore() {
+        let m = miner();
+        for user in ["news", "cyrus"] {
+            m.add(format!("session opened for user {user} by (uid=0)").as_bytes());
+            m.add(format!("session closed for user {user}").as_bytes());
+        }
+        let restored = TemplateMiner::restore(MinerConfig::default(), m.snapshot()).unwrap();
+        let opened = restored.add(b"session opened for user test by (uid=0)");
+        let closed = restored.add(b"session closed for user test");
+        assert_eq!(
+            restored.template(opened).unwrap(),
+            "session opened for user <*> by (uid=<*>)"
+        );
+        assert_eq!(
+            restored.template(closed).unwrap(),
+            "session closed for user <*>"
+        );
     }
 
     #[test]
@@ -942,6 +1239,178 @@ mod tests {
                 c.count = o.count;
             }
             out
+        }
+    }
+
+    /// Lines of six random words: each its own cluster.
+    fn random_lines(n: usize, seed: u64) -> Vec<String> {
+        selfheal_testsupport::random_word_lines(n, 6, seed)
+    }
+
+    #[test]
+    fn eviction_goes_by_last_seen_oldest_first() {
+        let m = TemplateMiner::new(MinerConfig {
+            max_clusters: 12,
+            ..MinerConfig::default()
+        });
+        // A cluster whose name position is a value (a root and three merged variants):
+        // each new name is a new template, so it moves the recency clock, which
+        // advances with each new template.
+        for u in USERS {
+            m.add(format!("sink event for {u}").as_bytes());
+        }
+        assert_eq!(m.len(), 4);
+        let lines = random_lines(8, 7);
+        let ids: Vec<ClusterId> = lines.iter().map(|l| m.add(l.as_bytes())).collect();
+        assert_eq!(m.len(), 12);
+        // Seen again in this order: 5 is now the oldest, 6 the newest.
+        let order = [5, 2, 7, 0, 3, 1, 4, 6];
+        let names = [
+            "kilo", "lima", "mike", "oscar", "papa", "quebec", "romeo", "sierra",
+        ];
+        for (&i, name) in order.iter().zip(names) {
+            m.add(lines[i].as_bytes());
+            m.add(format!("sink event for {name}").as_bytes());
+        }
+        assert_eq!(m.len(), 12);
+        // Each new cluster evicts exactly the oldest that is left, in that order.
+        for (k, new) in random_lines(8, 99).iter().enumerate() {
+            let id = m.add(new.as_bytes());
+            assert_eq!(m.len(), 12, "the cap holds");
+            assert!(m.template(id).is_some());
+            for (j, &i) in order.iter().enumerate() {
+                assert_eq!(
+                    m.template(ids[i]).is_some(),
+                    j > k,
+                    "after {} new clusters, cluster {i} (seen {j}th)",
+                    k + 1
+                );
+            }
+        }
+        let sink = m.add(b"sink event for nobody");
+        assert_eq!(m.template(sink).unwrap(), "sink event for <*>");
+    }
+
+    #[test]
+    fn random_words_at_the_cap_keep_the_bound_and_restore() {
+        let config = MinerConfig {
+            max_clusters: 300,
+            ..MinerConfig::default()
+        };
+        let m = TemplateMiner::new(config.clone());
+        let lines = random_lines(2_000, 42);
+        for line in &lines {
+            let id = m.add(line.as_bytes());
+            assert!(m.template(id).is_some());
+        }
+        assert_eq!(m.len(), 300);
+        // The last 300 lines are the clusters held, each with its own template.
+        for line in &lines[lines.len() - 300..] {
+            assert_eq!(m.template(m.add(line.as_bytes())).as_deref(), Some(&**line));
+        }
+        assert_eq!(m.template(ClusterId::of(&lines[0])), None, "evicted");
+        let snapshot = m.snapshot();
+        let restored = TemplateMiner::restore(config, snapshot.clone()).unwrap();
+        assert_eq!(restored.len(), 300);
+        assert_eq!(restored.snapshot(), snapshot);
+        for line in &lines[lines.len() - 300..] {
+            assert_eq!(
+                restored.add(line.as_bytes()),
+                ClusterId::of(line),
+                "same ids after the round trip"
+            );
+        }
+        assert_eq!(restored.len(), 300);
+    }
+
+    #[test]
+    fn evicting_a_cluster_takes_its_variants_and_merged_variants() {
+        let m = TemplateMiner::new(MinerConfig {
+            max_clusters: 12,
+            ..MinerConfig::default()
+        });
+        // Cluster, merged variants (the 5th user generalized the position)...
+        let users: Vec<ClusterId> = USERS
+            .iter()
+            .map(|u| m.add(format!("Accepted password for {u} from 10.0.0.1").as_bytes()))
+            .collect();
+        // ...and a cluster with two live variants.
+        let vm: Vec<ClusterId> = ["Started", "Paused", "Resumed"]
+            .iter()
+            .map(|e| m.add(format!("VM {e} (Lifecycle Event)").as_bytes()))
+            .collect();
+        let held = m.len();
+        assert_eq!(held, 4 + 3);
+        assert!(
+            !m.read().alternatives.is_empty(),
+            "Started, Paused, Resumed"
+        );
+        // Twelve new clusters: everything above goes, variants with their clusters.
+        for line in random_lines(12, 5) {
+            m.add(line.as_bytes());
+            assert!(m.len() <= 12);
+        }
+        assert_eq!(m.len(), 12);
+        for id in users.iter().chain(&vm) {
+            assert!(m.template(*id).is_none(), "{id} still held");
+        }
+        let inner = m.read();
+        assert!(inner.alternatives.is_empty(), "their words went with them");
+        assert_eq!(inner.ids.len(), 12);
+    }
+
+    /// The index finds what a scan of every cluster of the same length finds.
+    #[test]
+    fn the_index_agrees_with_a_scan() {
+        let config = MinerConfig {
+            max_clusters: 64,
+            ..MinerConfig::default()
+        };
+        let m = TemplateMiner::new(config.clone());
+        // Lines from a few words: many share tokens, lengths and positions.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let words = ["a", "b", "c", "d", "e", "<*>", "f", "g"];
+        for _ in 0..3_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = 1 + (seed % 7) as usize;
+            let line: Vec<&str> = (0..len)
+                .map(|i| words[((seed >> (8 + 3 * i)) % 8) as usize])
+                .collect();
+            let mut inner = m.write();
+            let scanned = inner.scan_best_root(&line, config.similarity);
+            let indexed = inner.best_root(&line, config.similarity);
+            assert_eq!(indexed, scanned, "{line:?}");
+            drop(inner);
+            m.add(line.join(" ").as_bytes());
+        }
+    }
+
+    impl Inner {
+        /// `best_root` by comparing with every cluster, oldest first (the reference).
+        fn scan_best_root(&self, tokens: &[&str], similarity: f64) -> Option<(u32, Vec<usize>)> {
+            let mut roots: Vec<&Cluster> = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|c| c.parent.is_none() && c.tokens().count() == tokens.len())
+                .collect();
+            roots.sort_by_key(|c| c.generation);
+            let mut best: Option<(&Cluster, usize, usize)> = None;
+            for c in roots {
+                let Some((same, wild)) = agreement(&c.template, tokens) else {
+                    continue;
+                };
+                if best.is_none_or(|(_, s, w)| same > s || (same == s && wild < w)) {
+                    best = Some((c, same, wild));
+                }
+            }
+            let (c, same, _) = best?;
+            if (same as f64) < similarity * tokens.len() as f64 {
+                return None;
+            }
+            Some((self.slot_of(c.id)?, differing(&c.template, tokens)))
         }
     }
 

@@ -12,7 +12,10 @@
 mod id_cache;
 mod miner;
 mod normalize;
+mod recency;
 mod stack;
+mod token_index;
+mod values;
 
 use std::sync::Arc;
 
