@@ -266,7 +266,6 @@ impl HealerBuilder {
                     self.config.intake.queue_bytes(),
                 ),
                 spawned: AtomicBool::new(false),
-                observed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 events,
