@@ -289,7 +289,7 @@ impl HealerBuilder {
                     self.sources,
                     self.config.intake.queue_capacity,
                 ),
-                observed: AtomicU64::new(0),
+                tracked: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 events,

@@ -106,7 +106,12 @@ impl Healer {
     /// Ingests `signal`. A panic on the way (in the fingerprinter, the matcher or the
     /// intake itself) costs this one signal: it is counted in [`Healer::failed`] and the
     /// next signal is processed, so one poisonous line never deafens the healer.
-    fn ingest_contained(&self, signal: Signal) {
+    fn ingest_contained(&self, mut signal: Signal) {
+        // Named here rather than in `observe`: a copy of the name is an allocation the
+        // host's thread does not pay.
+        if signal.service.is_empty() && !self.inner.config.service.is_empty() {
+            signal.service.clone_from(&self.inner.config.service);
+        }
         // Redacted before anything keeps, counts, matches or forwards a byte of it.
         let signal = match catch_unwind(AssertUnwindSafe(|| {
             self.inner.redactor.redact_signal(signal)

@@ -14,19 +14,32 @@
 //!   therefore waits behind at most `j + 1` signals of each other target with queued
 //!   signals: with one flooding target, the `k`-th signal of a burst behind at most
 //!   `k` of the flood's.
+//!
+//! What a push costs the host (`observe` runs on its threads): one uncontended lock, a
+//! hash of the target, and a move into the lane's ring buffer. A lane keeps its buffer
+//! and its target when it empties (up to [`KEPT_LANES`] idle lanes, each buffer cut back
+//! to [`KEPT_CAPACITY`]), so in steady state a push allocates nothing. The intake is
+//! woken only when it is parked, waiting on an empty queue: while it is busy, a push
+//! touches nothing but the lock. Counts of accepted and refused signals are kept under
+//! the same lock, so `observe` needs no atomic of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
 use crate::Signal;
 
+/// Idle lanes kept with their buffer, so returning targets cost no allocation.
+const KEPT_LANES: usize = 64;
+/// The most signals an idle lane's buffer keeps room for.
+const KEPT_CAPACITY: usize = 64;
+
 /// The queue. `push` never blocks; `pop` waits for a signal.
 #[derive(Debug)]
 pub(super) struct Queue {
     state: Mutex<State>,
-    /// Woken when the queue goes from empty to non-empty.
+    /// Woken when a push finds the intake parked.
     ready: Notify,
     max_signals: usize,
     max_bytes: usize,
@@ -34,20 +47,73 @@ pub(super) struct Queue {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The lanes with at least one signal, by target.
-    lanes: HashMap<String, Lane>,
-    /// The same targets, in the order the intake serves them.
-    turns: VecDeque<String>,
+    /// Every lane, empty or not; a free slot has no target.
+    lanes: Vec<Lane>,
+    /// The lane of each target that has one.
+    by_target: foldhash::HashMap<String, usize>,
+    /// Lane slots free for a new target.
+    free: Vec<usize>,
+    /// The non-empty lanes, in the order the intake serves them.
+    turns: VecDeque<usize>,
     signals: usize,
     bytes: usize,
+    /// Signals queued and refused so far.
+    accepted: u64,
+    refused: u64,
+    /// The intake found the queue empty and waits: the next push wakes it.
+    parked: bool,
     closed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Lane {
+    target: String,
     /// Signals with the bytes each was charged.
     signals: VecDeque<(Signal, usize)>,
     bytes: usize,
+}
+
+impl State {
+    /// A lane for `target`, which has none: a free slot, or a new one.
+    fn new_lane(&mut self, target: &str) -> usize {
+        let lane = self.free.pop().unwrap_or_else(|| {
+            self.lanes.push(Lane::default());
+            self.lanes.len() - 1
+        });
+        self.lanes[lane].target = target.to_owned();
+        self.by_target.insert(target.to_owned(), lane);
+        lane
+    }
+
+    /// The next signal in turn, if any.
+    fn take(&mut self) -> Option<Signal> {
+        let index = self.turns.pop_front()?;
+        let lane = &mut self.lanes[index];
+        let (signal, size) = lane.signals.pop_front()?;
+        lane.bytes -= size;
+        self.signals -= 1;
+        self.bytes -= size;
+        if lane.signals.is_empty() {
+            self.idle(index);
+        } else {
+            self.turns.push_back(index);
+        }
+        Some(signal)
+    }
+
+    /// Keeps the just emptied lane `index` for its target's return, or frees it when
+    /// enough idle lanes are kept already.
+    fn idle(&mut self, index: usize) {
+        let idle = self.lanes.len() - self.free.len() - self.turns.len();
+        let lane = &mut self.lanes[index];
+        if idle <= KEPT_LANES {
+            lane.signals.shrink_to(KEPT_CAPACITY);
+            return;
+        }
+        let lane = std::mem::take(lane);
+        self.by_target.remove(&lane.target);
+        self.free.push(index);
+    }
 }
 
 impl Queue {
@@ -70,67 +136,57 @@ impl Queue {
         let size = signal.heap_bytes();
         let mut guard = self.state();
         let state = &mut *guard;
-        if state.closed {
-            return false;
-        }
         let free_signals = self.max_signals.saturating_sub(state.signals);
         let free_bytes = self.max_bytes.saturating_sub(state.bytes);
-        let (held, held_bytes) = state
-            .lanes
-            .get(&signal.target)
-            .map_or((0, 0), |l| (l.signals.len(), l.bytes));
-        if held + 1 > free_signals || held_bytes.saturating_add(size) > free_bytes {
+        let found = state.by_target.get(signal.target.as_str()).copied();
+        let (held, held_bytes) = found.map_or((0, 0), |i| {
+            let lane = &state.lanes[i];
+            (lane.signals.len(), lane.bytes)
+        });
+        if state.closed || held + 1 > free_signals || held_bytes.saturating_add(size) > free_bytes {
+            state.refused += 1;
+            drop(guard);
             return false;
         }
-        let was_empty = state.signals == 0;
+        let index = match found {
+            Some(index) => index,
+            None => state.new_lane(&signal.target),
+        };
+        let lane = &mut state.lanes[index];
+        if lane.signals.is_empty() {
+            state.turns.push_back(index);
+        }
+        lane.bytes += size;
+        lane.signals.push_back((signal, size));
         state.signals += 1;
         state.bytes += size;
-        if let Some(lane) = state.lanes.get_mut(&signal.target) {
-            lane.bytes += size;
-            lane.signals.push_back((signal, size));
-        } else {
-            let target = signal.target.clone();
-            state.turns.push_back(target.clone());
-            state.lanes.insert(
-                target,
-                Lane {
-                    signals: VecDeque::from([(signal, size)]),
-                    bytes: size,
-                },
-            );
-        }
+        state.accepted += 1;
+        let wake = std::mem::take(&mut state.parked);
         drop(guard);
-        if was_empty {
+        if wake {
             self.ready.notify_one();
         }
         true
     }
 
     /// The next signal in turn, if any.
+    #[cfg(test)]
     pub(super) fn try_pop(&self) -> Option<Signal> {
-        let mut guard = self.state();
-        let state = &mut *guard;
-        let target = state.turns.pop_front()?;
-        let lane = state.lanes.get_mut(&target)?;
-        let (signal, size) = lane.signals.pop_front()?;
-        lane.bytes -= size;
-        if lane.signals.is_empty() {
-            state.lanes.remove(&target);
-        } else {
-            state.turns.push_back(target);
-        }
-        state.signals -= 1;
-        state.bytes -= size;
-        Some(signal)
+        self.state().take()
     }
 
     /// Waits for the next signal in turn. Cancel-safe: nothing is taken until it returns.
     pub(super) async fn pop(&self) -> Signal {
         loop {
-            if let Some(signal) = self.try_pop() {
-                return signal;
+            {
+                let mut state = self.state();
+                if let Some(signal) = state.take() {
+                    return signal;
+                }
+                // Parked under the lock a push takes: the push that follows sees it.
+                state.parked = true;
             }
-            // A push between the check and this wait leaves a permit: no lost wake-up.
+            // A push between the unlock and this wait leaves a permit: no lost wake-up.
             self.ready.notified().await;
         }
     }
@@ -141,6 +197,8 @@ impl Queue {
         state.closed = true;
         let left = state.signals;
         state.lanes.clear();
+        state.by_target.clear();
+        state.free.clear();
         state.turns.clear();
         state.signals = 0;
         state.bytes = 0;
@@ -154,7 +212,10 @@ impl Queue {
         state
             .turns
             .iter()
-            .flat_map(|t| std::iter::repeat_n(t.clone(), state.lanes[t].signals.len()))
+            .flat_map(|&i| {
+                let lane = &state.lanes[i];
+                std::iter::repeat_n(lane.target.clone(), lane.signals.len())
+            })
             .collect()
     }
 
@@ -162,6 +223,12 @@ impl Queue {
     pub(super) fn len(&self) -> (usize, usize) {
         let state = self.state();
         (state.signals, state.bytes)
+    }
+
+    /// Signals queued and refused so far.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        let state = self.state();
+        (state.accepted, state.refused)
     }
 }
 
@@ -250,5 +317,92 @@ mod tests {
         assert_eq!(queue.close(), 2);
         assert!(!queue.push(Signal::new("c", "x")));
         assert!(queue.try_pop().is_none());
+    }
+
+    #[test]
+    fn a_lane_that_empties_is_kept_for_its_target_and_served_after_the_lanes_ahead() {
+        let queue = Queue::new(1_000, 64 << 20);
+        for _ in 0..500 {
+            assert!(queue.push(Signal::new("a", "x")));
+        }
+        queue.push(Signal::new("b", "y"));
+        let order: String = std::iter::from_fn(|| queue.try_pop())
+            .map(|s| s.target)
+            .collect();
+        assert_eq!(order.len(), 501);
+        assert!(order.starts_with("aba"), "{order}");
+        {
+            let state = queue.state();
+            assert_eq!(state.by_target.len(), 2, "both lanes are kept");
+            let a = &state.lanes[state.by_target["a"]];
+            assert!(
+                a.signals.capacity() <= KEPT_CAPACITY,
+                "{}",
+                a.signals.capacity()
+            );
+        }
+        // `b` comes back first, so it is served first: the order is that of becoming
+        // non-empty, whatever lane slot each kept.
+        queue.push(Signal::new("b", "y"));
+        queue.push(Signal::new("a", "x"));
+        queue.push(Signal::new("a", "x"));
+        queue.push(Signal::new("c", "z"));
+        assert_eq!(queue.targets(), ["b", "a", "a", "c"]);
+        let order: String = std::iter::from_fn(|| queue.try_pop())
+            .map(|s| s.target)
+            .collect();
+        assert_eq!(order, "baca");
+        assert_eq!(queue.state().lanes.len(), 3);
+    }
+
+    #[test]
+    fn idle_lanes_are_bounded_and_their_slots_reused() {
+        let queue = Queue::new(10_000, 64 << 20);
+        for round in 0..3 {
+            for t in 0..1_000 {
+                assert!(queue.push(Signal::new(format!("t{round}-{t}"), "x")));
+            }
+            while queue.try_pop().is_some() {}
+            let state = queue.state();
+            assert_eq!(state.by_target.len(), KEPT_LANES, "round {round}");
+            // The kept lanes of the round before hold their slots; all others are reused.
+            let slots = if round == 0 {
+                1_000
+            } else {
+                1_000 + KEPT_LANES
+            };
+            assert_eq!(state.lanes.len(), slots, "round {round}");
+            assert_eq!(state.free.len(), slots - KEPT_LANES);
+        }
+        assert_eq!(queue.counts(), (3_000, 0));
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_intake_only_while_it_waits() {
+        use futures_util::FutureExt as _;
+        let queue = std::sync::Arc::new(Queue::new(10, 1 << 20));
+        // Nobody waits: pushes leave no wake-up behind.
+        queue.push(Signal::new("a", "x"));
+        queue.push(Signal::new("b", "x"));
+        assert!(queue.ready.notified().now_or_never().is_none());
+        assert_eq!(queue.pop().await.target, "a");
+        assert_eq!(queue.pop().await.target, "b");
+        // Now the intake waits on the empty queue: the next push wakes it, once.
+        let waiter = {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.pop().await.target })
+        };
+        while !queue.state().parked {
+            tokio::task::yield_now().await;
+        }
+        queue.push(Signal::new("c", "x"));
+        assert!(!queue.state().parked);
+        assert_eq!(waiter.await.unwrap(), "c");
+        queue.push(Signal::new("d", "x"));
+        assert!(queue.ready.notified().now_or_never().is_none());
+        assert_eq!(queue.counts(), (4, 0));
+        assert_eq!(queue.close(), 1);
+        assert!(!queue.push(Signal::new("e", "x")));
+        assert_eq!(queue.counts(), (4, 1));
     }
 }

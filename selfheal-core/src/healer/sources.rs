@@ -56,27 +56,18 @@ impl Healer {
             .collect()
     }
 
-    /// [`Healer::observe`], saying whether the queue took the signal.
+    /// [`Healer::observe`], saying whether the queue took the signal (the queue counts
+    /// it as accepted or refused).
+    #[inline]
     pub(crate) fn offer(&self, mut signal: Signal) -> bool {
-        self.inner.observed.fetch_add(1, Ordering::Relaxed);
         signal.bound();
-        if signal.service.is_empty() && !self.inner.config.service.is_empty() {
-            signal.service.clone_from(&self.inner.config.service);
-        }
-        let accepted = self.inner.queue.push(signal);
-        if !accepted {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        accepted
+        self.inner.queue.push(signal)
     }
 
     /// Hands `signal` to the intake's tracked lane and waits until it was taken in.
     pub(crate) async fn ingest_tracked(&self, mut signal: Signal) -> Result<(), NotIngested> {
-        self.inner.observed.fetch_add(1, Ordering::Relaxed);
+        self.inner.tracked.fetch_add(1, Ordering::Relaxed);
         signal.bound();
-        if signal.service.is_empty() && !self.inner.config.service.is_empty() {
-            signal.service.clone_from(&self.inner.config.service);
-        }
         let (done, taken) = oneshot::channel();
         let sent = tokio::select! {
             sent = self.inner.sources.tracked_tx.send((signal, done)) => sent.is_ok(),
