@@ -38,6 +38,9 @@
 //! [`LineParser::max_stack_bytes`] bytes: the signal is handed back then, with the field
 //! `stack.truncated` set, and the rest of that trace is skipped.
 //!
+//! [`LineChannel`] is a source that reads lines from a channel (a child process's
+//! output, a socket) this way.
+//!
 //! ```
 //! use selfheal_sources::lines::{LineParser, Lines};
 //!
@@ -65,6 +68,7 @@
 //! assert!(signals[2].stack.as_deref().unwrap().contains("at com.acme.Orders.load"));
 //! ```
 
+mod channel;
 mod json;
 mod level;
 mod logfmt;
@@ -76,6 +80,7 @@ use std::collections::BTreeMap;
 
 use selfheal_core::{Level, Signal};
 
+pub use channel::{DEFAULT_IDLE_FLUSH, LineChannel};
 use level::Seen;
 use trace::{Continues, Mode};
 
