@@ -9,10 +9,11 @@ use super::structured::{LEVEL_KEYS, MAX_KEYS};
 
 /// Whether the line starts like logfmt: `key=`.
 pub(crate) fn looks_like(line: &str) -> bool {
-    let line = line.trim_start();
-    match line.find('=') {
-        Some(0) | None => false,
-        Some(eq) => line[..eq].bytes().all(is_key_byte),
+    let line = line.trim_start().as_bytes();
+    // The first token, up to `=` or a space: a key when it ends at `=`.
+    match line.iter().position(|&b| !is_key_byte(b)) {
+        Some(eq) => eq > 0 && line[eq] == b'=',
+        None => false,
     }
 }
 
