@@ -15,7 +15,10 @@
 //!   `E1204 …`), after whatever timestamp, thread or host comes first. What follows the
 //!   level is the message, less a leading logger: tracing-subscriber's default format
 //!   `2026-12-04T10:00:00.123Z ERROR orders: query failed: pool timed out` gives the
-//!   logger `orders` and the message `query failed: pool timed out`. ANSI colours are
+//!   logger `orders` and the message `query failed: pool timed out`. When the fields
+//!   that format writes after the message hold an error (`query failed error=pool timed
+//!   out …`), they become signal fields and the error's text joins the message
+//!   (`query failed: pool timed out …`), as with tracing's own events. ANSI colours are
 //!   removed.
 //!
 //! A line whose level is below WARN (INFO, DEBUG, …), and a line with no level at all,
@@ -69,6 +72,7 @@
 //! ```
 
 mod channel;
+mod fmt_fields;
 mod json;
 mod level;
 mod logfmt;
@@ -78,7 +82,7 @@ mod trace;
 
 use std::collections::BTreeMap;
 
-use selfheal_core::{Level, Signal};
+use selfheal_core::{Level, MAX_FIELD_BYTES, MAX_FIELDS, Signal};
 
 pub use channel::{DEFAULT_IDLE_FLUSH, LineChannel};
 use level::Seen;
@@ -186,7 +190,19 @@ impl LineParser {
         } else {
             message
         };
-        Some(self.signal(message, logger, level))
+        let Some((message, fields)) = fmt_fields::split(message) else {
+            return Some(self.signal(message, logger, level));
+        };
+        let mut signal = self.signal(&message, logger, level);
+        for (key, mut value) in fields {
+            if signal.fields.len() >= MAX_FIELDS {
+                break;
+            }
+            cut(&mut value, MAX_FIELD_BYTES);
+            signal.fields.entry(key).or_insert(value);
+        }
+        signal.target = self.target_of(&signal.fields);
+        Some(signal)
     }
 
     /// A signal with `message` and, when there is one, the line's logger.

@@ -51,6 +51,17 @@ fn tracing_fmt_lines() {
 }
 
 #[test]
+fn tracing_fmt_error_fields_join_the_message() {
+    let s = parse(&format!(
+        "2026-12-04T10:00:00.123456Z ERROR orders::db: query failed error={POOL} took_ms=250"
+    ));
+    assert_eq!(s.message, format!("query failed: {POOL}"));
+    assert_eq!(s.fields["error"], POOL);
+    assert_eq!(s.fields["took_ms"], "250");
+    assert_eq!(s.fields[LOGGER_FIELD], "orders::db");
+}
+
+#[test]
 fn ansi_colours_are_removed() {
     let s = parse(
         "\x1b[2m2026-12-04T10:00:00.123Z\x1b[0m \x1b[31mERROR\x1b[0m \x1b[2morders\x1b[0m\x1b[2m:\x1b[0m query failed",
