@@ -82,7 +82,7 @@ mod trace;
 
 use std::collections::BTreeMap;
 
-use selfheal_core::{Level, MAX_FIELD_BYTES, MAX_FIELDS, Signal};
+use selfheal_core::{Level, MAX_FIELD_BYTES, MAX_FIELDS, MAX_MESSAGE_BYTES, Signal};
 
 pub use channel::{DEFAULT_IDLE_FLUSH, LineChannel};
 use level::Seen;
@@ -216,14 +216,17 @@ impl LineParser {
         signal
     }
 
-    /// The target for a line with these fields.
+    /// The target for a line with these fields (cut to [`MAX_FIELD_BYTES`]).
     fn target_of(&self, fields: &BTreeMap<String, String>) -> String {
-        self.target_key
+        let mut target = self
+            .target_key
             .as_ref()
             .and_then(|k| fields.get(k))
             .filter(|t| !t.is_empty())
             .unwrap_or(&self.default_target)
-            .clone()
+            .clone();
+        cut(&mut target, MAX_FIELD_BYTES);
+        target
     }
 }
 
@@ -315,8 +318,10 @@ impl Lines {
     /// The signal `line` starts, waiting for its trace.
     fn open(&self, line: &str) -> Option<Pending> {
         if let Some(mut signal) = self.parser.parse(line) {
+            let mut stack = signal.stack.take().unwrap_or_default();
+            cut(&mut stack, self.parser.max_stack_bytes);
             return Some(Pending {
-                stack: signal.stack.take().unwrap_or_default(),
+                stack,
                 signal,
                 lines: 0,
                 blanks: 0,
@@ -358,6 +363,7 @@ impl Lines {
                 }
                 _ => {}
             }
+            cut(&mut pending.signal.message, MAX_MESSAGE_BYTES);
         }
         for _ in 0..std::mem::take(&mut pending.blanks) {
             pending.stack.push('\n');
@@ -400,6 +406,7 @@ fn finish(mut pending: Pending) -> Signal {
         pending.stack.truncate(stack.len());
         if pending.signal.message.is_empty() {
             pending.signal.message = trace::headline(&pending.stack).to_owned();
+            cut(&mut pending.signal.message, MAX_MESSAGE_BYTES);
         }
         pending.signal.stack = Some(pending.stack);
     }
