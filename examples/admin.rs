@@ -24,11 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selfheal::admin::{AdminConfig, Role};
+use selfheal::sources::lines::{LineChannel, LineParser};
 use selfheal::storage::SqliteStore;
 use selfheal::strategies::{ChildSupervisor, HttpVerifier, ProcessExecutor, RestartProcess};
-use selfheal::{
-    FixBinding, Healer, HealerConfig, Level, Pattern, PatternMode, Severity, Signal, SignalSource,
-};
+use selfheal::{FixBinding, Healer, HealerConfig, Pattern, PatternMode, Severity};
 
 const TARGET: &str = "orders";
 const PATTERN: &str = "orders_pool_exhausted";
@@ -119,7 +118,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .local_addr()?
         .port();
     let exe = std::env::current_exe()?.to_string_lossy().into_owned();
-    let (supervisor, mut lines) = ChildSupervisor::builder(
+    let (supervisor, lines) = ChildSupervisor::builder(
         exe,
         [
             "--serve".to_owned(),
@@ -144,6 +143,12 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let healer = Healer::builder()
         .config(config)
         .store(store)
+        // The service's ERROR and WARN lines become signals.
+        .source(LineChannel::new(
+            "orders-log",
+            lines,
+            LineParser::new(TARGET),
+        ))
         .strategy(RestartProcess::new(TARGET, supervisor.clone()))
         .verifier(
             TARGET,
@@ -165,16 +170,6 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
                 format!("{:?}", event.phase),
                 event.target
             );
-        }
-    });
-
-    // The service's ERROR and WARN lines become signals.
-    let feeder = healer.clone();
-    tokio::spawn(async move {
-        while let Some(line) = lines.recv().await {
-            if let Some(signal) = signal_from_log_line(&line) {
-                feeder.observe(signal);
-            }
         }
     });
 
@@ -245,23 +240,6 @@ fn print_welcome(url: &str, operator: &str, viewer: &str) {
          \n\
          Ctrl-C stops it."
     );
-}
-
-/// `2026-11-25T10:00:00Z ERROR orders: query failed: <message>` becomes a signal.
-fn signal_from_log_line(line: &str) -> Option<Signal> {
-    let (level, rest) = if let Some((_, rest)) = line.split_once(" ERROR ") {
-        (Level::Error, rest)
-    } else if let Some((_, rest)) = line.split_once(" WARN ") {
-        (Level::Warn, rest)
-    } else {
-        return None;
-    };
-    let message = rest.split_once(": ").map_or(rest, |(_, m)| m);
-    Some(
-        Signal::new(TARGET, message)
-            .source(SignalSource::Log)
-            .level(level),
-    )
 }
 
 /// The "orders" service the healer looks after (as in the quickstart, but every boot

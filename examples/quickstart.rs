@@ -10,7 +10,8 @@
 //! seconds every query fails with sqlx's real error, `pool timed out while waiting for
 //! an open connection`, and `/health` answers 503.
 //!
-//! The healer reads the child's output, opens an incident, matches the pattern this
+//! The healer reads the child's output with its line parser (`selfheal::sources::lines`:
+//! its ERROR and WARN lines become signals), opens an incident, matches the pattern this
 //! example adds, `orders_pool_exhausted` (the store also holds the stock catalog, whose
 //! `postgres_connection_pool_exhausted` only takes Postgres targets and whose generic,
 //! alert-only `pool_timeout` ranks below this more severe pattern), restarts the process through the process executor (`kill -TERM <pid>`, then the
@@ -24,11 +25,11 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use selfheal::sources::lines::{LineChannel, LineParser};
 use selfheal::storage::SqliteStore;
 use selfheal::strategies::{ChildSupervisor, HttpVerifier, ProcessExecutor, RestartProcess};
 use selfheal::{
-    FixBinding, Healer, HealerConfig, IncidentFilter, Level, Pattern, PatternMode, Phase, Severity,
-    Signal, SignalSource,
+    FixBinding, Healer, HealerConfig, IncidentFilter, Pattern, PatternMode, Phase, Severity,
 };
 
 const TARGET: &str = "orders";
@@ -101,9 +102,18 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
     config.safety.backoff.cap = config.guards.cooldown;
     config.safety.backoff.masking_after = 0;
 
+    // The child's log feeds the healer: selfheal's line parser turns its ERROR and WARN
+    // lines into signals (it reads this `timestamp LEVEL target: message` shape, JSON
+    // and logfmt, and joins stack traces).
+    let (log_tx, log_rx) = tokio::sync::mpsc::channel(1024);
     let healer = Healer::builder()
         .config(config)
         .store(store)
+        .source(LineChannel::new(
+            "orders-log",
+            log_rx,
+            LineParser::new(TARGET),
+        ))
         .strategy(RestartProcess::new(TARGET, supervisor.clone()))
         .verifier(
             TARGET,
@@ -117,10 +127,9 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
     let confidence_before = pattern_confidence(&healer).await;
     println!("pattern `{PATTERN}` starts at confidence {confidence_before:.2}\n");
 
-    // Feed the child's log lines to the healer: ERROR and WARN lines become signals.
-    // The child's own log is shown indented, so the timeline reads as a story.
+    // The child's log lines on their way to the healer's line source, shown indented so
+    // the timeline reads as a story.
     let clock = move |at: Instant| format!("{:>6.2}s", at.duration_since(started).as_secs_f64());
-    let feeder = healer.clone();
     tokio::spawn(async move {
         while let Some(line) = lines.recv().await {
             println!(
@@ -128,8 +137,8 @@ async fn heal() -> Result<(), Box<dyn std::error::Error>> {
                 clock(Instant::now()),
                 line.split_once(' ').map_or(line.as_str(), |(_, l)| l)
             );
-            if let Some(signal) = signal_from_log_line(&line) {
-                feeder.observe(signal);
+            if log_tx.send(line).await.is_err() {
+                break;
             }
         }
     });
@@ -242,23 +251,6 @@ async fn pattern_confidence(healer: &Healer) -> f64 {
         .ok()
         .and_then(|ps| ps.into_iter().find(|p| p.name == PATTERN))
         .map_or(0.0, |p| p.confidence)
-}
-
-/// `2026-11-25T10:00:00Z ERROR orders: query failed: <message>` becomes a signal.
-fn signal_from_log_line(line: &str) -> Option<Signal> {
-    let (level, rest) = if let Some((_, rest)) = line.split_once(" ERROR ") {
-        (Level::Error, rest)
-    } else if let Some((_, rest)) = line.split_once(" WARN ") {
-        (Level::Warn, rest)
-    } else {
-        return None;
-    };
-    let message = rest.split_once(": ").map_or(rest, |(_, m)| m);
-    Some(
-        Signal::new(TARGET, message)
-            .source(SignalSource::Log)
-            .level(level),
-    )
 }
 
 fn free_port() -> std::io::Result<u16> {

@@ -13,6 +13,11 @@
 //! - [`Feed::malformed`] counts an input it could not read, and logs it without
 //!   flooding the log, so bad input costs that input only.
 //!
+//! When the healer stops, [`Feed::stopped`] resolves and the source's `run` ends by
+//! itself: it may first save its place ([`Feed::save_cursor`], an acknowledgement), for
+//! up to [`SHUTDOWN_GRACE`]; a source still
+//! running after that is dropped.
+//!
 //! A source whose `run` returns an error or panics is started again after a back-off
 //! (1 s, doubling to 1 min), and counted in [`SourceStats::restarts`]; one that returns
 //! `Ok(())` is done. [`Healer::sources`] lists each source's counters.
@@ -52,6 +57,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{Healer, Result, Signal};
+
+/// How long a source's `run` may go on once the healer stops, to save its place (a
+/// cursor, an acknowledgement) before it is dropped.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A producer of signals that runs beside the healer. See the [module docs](self).
 #[async_trait]

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Healer;
 use super::contain::panic_message;
-use crate::source::{Counters, Feed, NotIngested, Source, SourceStats};
+use crate::source::{Counters, Feed, NotIngested, SHUTDOWN_GRACE, Source, SourceStats};
 use crate::{Signal, Store};
 
 /// The first wait before a failed source runs again; it doubles up to [`MAX_BACKOFF`].
@@ -92,9 +92,19 @@ impl Healer {
             let source = source.clone();
             let counters = counters.clone();
             self.inner.tasks.spawn(async move {
+                let name: Arc<str> = source.name().into();
+                let stopping = this.stopped();
                 tokio::select! {
                     _ = this.supervise(source, counters) => {}
-                    _ = this.inner.cancel.cancelled() => {}
+                    // A source ends by itself once the healer stops (its `run` watches
+                    // `Feed::stopped`), after saving its place; one that does not is
+                    // dropped after the grace.
+                    _ = async {
+                        stopping.await;
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    } => {
+                        tracing::warn!(source = %name, grace = ?SHUTDOWN_GRACE, "a source did not end when the healer stopped; dropped");
+                    }
                 }
             });
         }
@@ -117,6 +127,10 @@ impl Healer {
                 Ok(Err(e)) => e.to_string(),
                 Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
             };
+            if self.inner.cancel.is_cancelled() {
+                tracing::debug!(source = %name, error = %why, "source failed while the healer stopped");
+                return;
+            }
             if started.elapsed() > MAX_BACKOFF {
                 // It ran well for a while: this failure starts the back-off afresh.
                 backoff = FIRST_BACKOFF;
@@ -129,7 +143,10 @@ impl Healer {
                 retry_in = ?backoff,
                 "a source failed; it runs again after a pause"
             );
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.inner.cancel.cancelled() => return,
+            }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
@@ -262,6 +279,60 @@ mod tests {
         let again = Healer::builder().store_arc(store).build().unwrap();
         let feed = Feed::new(again, "tail".into(), Arc::default());
         assert_eq!(feed.cursor().await, Some(serde_json::json!({"offset": 42})));
+    }
+
+    /// Saves a cursor once the healer stops.
+    struct SavesAtStop;
+
+    #[async_trait]
+    impl Source for SavesAtStop {
+        fn name(&self) -> &str {
+            "saves"
+        }
+        async fn run(&self, feed: Feed) -> crate::Result<()> {
+            feed.stopped().await;
+            // Work that takes a moment after the stop: it is not cut short.
+            tokio::task::yield_now().await;
+            feed.save_cursor(&serde_json::json!({"offset": 7})).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_saves_its_place_when_the_healer_stops() {
+        let store: Arc<dyn crate::Store> = Arc::new(MemoryStore::new());
+        let healer = Healer::builder()
+            .store_arc(store.clone())
+            .source(SavesAtStop)
+            .build()
+            .unwrap();
+        let running = healer.spawn();
+        running.shutdown().await;
+        let again = Healer::builder().store_arc(store).build().unwrap();
+        let feed = Feed::new(again, "saves".into(), Arc::default());
+        assert_eq!(feed.cursor().await, Some(serde_json::json!({"offset": 7})));
+    }
+
+    /// Never looks at `Feed::stopped`.
+    struct Deaf;
+
+    #[async_trait]
+    impl Source for Deaf {
+        fn name(&self) -> &str {
+            "deaf"
+        }
+        async fn run(&self, _feed: Feed) -> crate::Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_that_ignores_the_stop_is_dropped_after_the_grace() {
+        let healer = Healer::builder().source(Deaf).build().unwrap();
+        let running = healer.spawn();
+        let started = tokio::time::Instant::now();
+        running.shutdown().await;
+        assert!(started.elapsed() >= SHUTDOWN_GRACE);
+        assert!(started.elapsed() < SHUTDOWN_GRACE * 2);
     }
 
     #[test]
