@@ -13,6 +13,8 @@
 //! - `nats` (feature `nats`): a publisher and a group consumer on NATS JetStream.
 #![deny(missing_docs)]
 
+#[cfg(feature = "alertmanager")]
+pub mod alertmanager;
 pub mod lines;
 #[cfg(feature = "loki")]
 pub mod loki;
