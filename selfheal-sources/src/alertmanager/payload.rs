@@ -103,6 +103,13 @@ pub fn parse(body: &[u8]) -> Result<Webhook, String> {
             webhook.version
         ));
     }
+    if i64::try_from(webhook.truncated_alerts).is_err() {
+        return Err(format!(
+            "truncatedAlerts: {} is beyond a signed 64-bit count (what Alertmanager's JSON \
+             readers take)",
+            webhook.truncated_alerts
+        ));
+    }
     if let Some(i) = webhook
         .alerts
         .iter()
