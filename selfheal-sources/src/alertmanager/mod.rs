@@ -227,7 +227,7 @@ impl Alertmanager {
                 }
                 AlertStatus::Firing => {
                     healer.external_firing(&target, &alert.fingerprint);
-                    let signal = signal(alert, &webhook, target);
+                    let signal = alert_signal(alert, &webhook, target);
                     feed.ingest(signal).await.map_err(|_| Refusal::NotRunning)?;
                     receipt.firing += 1;
                 }
@@ -242,7 +242,8 @@ impl Alertmanager {
         Ok(receipt)
     }
 
-    fn target_of(&self, alert: &Alert) -> String {
+    /// The target of `alert`: its first target label, else the default target.
+    pub fn target_of(&self, alert: &Alert) -> String {
         self.inner
             .target_labels
             .iter()
@@ -252,8 +253,14 @@ impl Alertmanager {
     }
 }
 
-/// The signal of a firing alert.
-fn signal(alert: &Alert, webhook: &Webhook, target: String) -> Signal {
+impl Alertmanager {
+    /// The signal a firing `alert` of `webhook` becomes (see the [module docs](self)).
+    pub fn signal(&self, alert: &Alert, webhook: &Webhook) -> Signal {
+        alert_signal(alert, webhook, self.target_of(alert))
+    }
+}
+
+fn alert_signal(alert: &Alert, webhook: &Webhook, target: String) -> Signal {
     let name = alert.labels.get("alertname").filter(|n| !n.is_empty());
     let text = ["summary", "description"]
         .iter()

@@ -181,6 +181,12 @@ impl LokiSource {
         Ok(self)
     }
 
+    /// The signal `entry` becomes, or `None` when its level is below warn (see the
+    /// [module docs](self)).
+    pub fn to_signal(&self, entry: &Entry) -> Option<selfheal_core::Signal> {
+        to_signal(entry, &self.mapping)
+    }
+
     /// One `query_range` request from `cursor` to `end`.
     async fn query(&self, client: &reqwest::Client, cursor: &Cursor, end: i64, limit: u32) -> Poll {
         let url = format!("{}/loki/api/v1/query_range", self.url);
@@ -354,7 +360,7 @@ impl LokiSource {
             if !cursor.is_new(entry) {
                 continue;
             }
-            if let Some(signal) = to_signal(entry, &self.mapping) {
+            if let Some(signal) = self.to_signal(entry) {
                 feed.ingest(signal).await.ok()?;
             }
             cursor.read(entry);
