@@ -3,39 +3,44 @@
 //! mounted on the host's router and in the admin router, an alert's resolution
 //! verifying the fix.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use selfheal::admin::{AdminConfig, Role};
 use selfheal::sources::alertmanager::Alertmanager;
 use selfheal::sources::loki::LokiSource;
 use selfheal::{
-    ActionContext, ActionOutcome, Executor, FixBinding, Healer, HealerConfig, HealingEvent,
-    MemoryStore, Pattern, PatternMode, Phase, RemediationPlan, Strategy,
+    FixBinding, Healer, HealerConfig, HealingEvent, MemoryStore, Pattern, PatternMode, Phase,
+    Running,
 };
 use serde_json::{Value, json};
+use support::{FakeFix, Gauge};
 use tokio::sync::broadcast::Receiver;
 
-/// The fix the README's pattern binds.
-#[derive(Debug)]
-struct RedisReconnect;
-
-#[async_trait]
-impl Strategy for RedisReconnect {
-    fn name(&self) -> &str {
-        "redis_reconnect"
-    }
-    async fn plan(&self, ctx: &ActionContext) -> selfheal::Result<RemediationPlan> {
-        Ok(RemediationPlan::new("redis_reconnect", &ctx.target).step("reconnect"))
-    }
-    async fn execute(
-        &self,
-        _: &RemediationPlan,
-        _: Arc<dyn Executor>,
-    ) -> selfheal::Result<ActionOutcome> {
-        Ok(ActionOutcome::ok(Duration::ZERO))
-    }
+/// A spawned healer fed by `source`, its pattern `redis_down` matching `regex` at the
+/// first signal and bound to `redis_reconnect`; its events.
+async fn spawn(
+    config: HealerConfig,
+    source: impl selfheal::source::Source,
+    regex: &str,
+) -> (Healer, Running, Receiver<HealingEvent>) {
+    let healer = Healer::builder()
+        .config(config)
+        .store(MemoryStore::new())
+        .strategy(FakeFix::new("redis_reconnect", &Gauge::new(100), None))
+        .source(source)
+        .build()
+        .unwrap();
+    let events = healer.subscribe();
+    let running = healer.spawn();
+    healer
+        .admin()
+        .add_pattern(pattern(regex), "ops")
+        .await
+        .unwrap();
+    (healer, running, events)
 }
 
 fn pattern(regex: &str) -> Pattern {
@@ -105,20 +110,7 @@ async fn an_alert_opens_an_incident_and_its_resolution_verifies_the_fix() {
     config.verification.interval = Duration::from_millis(20);
     config.verification.quiet_for = Duration::from_millis(100);
     let alerts = Alertmanager::new().target_labels(["service", "job"]);
-    let healer = Healer::builder()
-        .config(config)
-        .store(MemoryStore::new())
-        .strategy(RedisReconnect)
-        .source(alerts.clone())
-        .build()
-        .unwrap();
-    let mut events = healer.subscribe();
-    let running = healer.spawn();
-    healer
-        .admin()
-        .add_pattern(pattern("^RedisDown"), "ops")
-        .await
-        .unwrap();
+    let (healer, running, mut events) = spawn(config, alerts.clone(), "^RedisDown").await;
     let base = serve(axum::Router::new().nest("/hooks/alertmanager", alerts.router())).await;
     let hook = format!("{base}/hooks/alertmanager");
     let client = reqwest::Client::new();
@@ -217,19 +209,8 @@ async fn loki_lines_open_an_incident() {
         .target_label("service_name")
         .tenant("team-a")
         .unwrap();
-    let healer = Healer::builder()
-        .store(MemoryStore::new())
-        .strategy(RedisReconnect)
-        .source(source)
-        .build()
-        .unwrap();
-    let mut events = healer.subscribe();
-    let running = healer.spawn();
-    healer
-        .admin()
-        .add_pattern(pattern("connection refused"), "ops")
-        .await
-        .unwrap();
+    let (healer, running, mut events) =
+        spawn(HealerConfig::default(), source, "connection refused").await;
     let seen = until(&mut events, Phase::Matched).await;
     assert!(
         seen.last().unwrap().contains("pattern `redis_down`"),
