@@ -4,7 +4,8 @@
 //! [`MetricsAuth::Open`](crate::MetricsAuth::Open)) needs a principal: from the host's
 //! auth when [`AdminConfig::host_auth`](crate::AdminConfig::host_auth) trusts it, else
 //! from an `Authorization: Bearer` token. Viewers read; only operators change anything.
-//! No cookies are read or set.
+//! No cookies are read or set. Alert webhooks (`/api/alerts/…`) take a viewer's token
+//! too: an alert is an observation, and the sender should hold no token that can act.
 //!
 //! The dashboard's page and assets (`/`, `/assets/…`) are public: they hold no data,
 //! and a browser cannot attach a bearer token to a page load. The page asks for a token
@@ -59,6 +60,10 @@ const LINKS: &str = "/links/";
 
 /// The one path that also takes its token as `?access_token=` (for `EventSource`).
 const EVENTS: &str = "/events";
+
+/// Alert webhooks: posting an alert is an observation, not an operator's act, so a
+/// viewer's token may (and the system sending alerts never needs one that can act).
+pub(crate) const ALERTS: &str = "/api/alerts/";
 
 /// The auth middleware: answers 503 until auth is configured, 401 without a known
 /// principal, 403 to a viewer calling a mutation; otherwise puts the [`Principal`] in
@@ -127,7 +132,8 @@ fn admit(config: &AdminConfig, request: &Request) -> Result<Option<Principal>, A
             })?
         }
     };
-    if is_mutation(request.method()) && principal.role < Role::Operator {
+    if is_mutation(request.method()) && principal.role < Role::Operator && !path.starts_with(ALERTS)
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(

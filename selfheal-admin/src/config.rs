@@ -34,6 +34,9 @@ pub struct AdminConfig {
     pub(crate) body_limit: usize,
     pub(crate) public_base_url: Option<String>,
     pub(crate) replay: usize,
+    /// The receiver `POST /api/alerts/alertmanager` hands notifications to.
+    #[cfg(feature = "alertmanager")]
+    pub(crate) alertmanager: Option<selfheal_sources::alertmanager::Alertmanager>,
 }
 
 /// A token as kept: its SHA-256 and whose it is. The secret itself is never stored.
@@ -52,6 +55,8 @@ impl Default for AdminConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             public_base_url: None,
             replay: crate::events::DEFAULT_REPLAY,
+            #[cfg(feature = "alertmanager")]
+            alertmanager: None,
         }
     }
 }
@@ -63,14 +68,16 @@ impl fmt::Debug for AdminConfig {
             .iter()
             .map(|t| format!("{}:{}", role_name(t.principal.role), t.principal.name))
             .collect();
-        f.debug_struct("AdminConfig")
-            .field("tokens", &tokens)
+        let mut d = f.debug_struct("AdminConfig");
+        d.field("tokens", &tokens)
             .field("host_auth", &self.host_auth)
             .field("metrics", &self.metrics)
             .field("body_limit", &self.body_limit)
             .field("public_base_url", &self.public_base_url)
-            .field("replay", &self.replay)
-            .finish()
+            .field("replay", &self.replay);
+        #[cfg(feature = "alertmanager")]
+        d.field("alertmanager", &self.alertmanager.is_some());
+        d.finish()
     }
 }
 
@@ -201,6 +208,17 @@ impl AdminConfig {
     /// Without it the document names the path it was served under.
     pub fn public_base_url(mut self, url: Option<String>) -> Self {
         self.public_base_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Takes Alertmanager's webhook at `POST /api/alerts/alertmanager` (feature
+    /// `alertmanager`), handing each notification to `receiver`, which must also be a
+    /// source of the healer (`HealerBuilder::source(receiver.clone())`). Any token
+    /// may post alerts, a viewer's too, so Alertmanager never holds one that can act:
+    /// `http_config: {authorization: {credentials_file: /etc/alertmanager/selfheal-token}}`.
+    #[cfg(feature = "alertmanager")]
+    pub fn alertmanager(mut self, receiver: selfheal_sources::alertmanager::Alertmanager) -> Self {
+        self.alertmanager = Some(receiver);
         self
     }
 

@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -53,6 +53,15 @@ impl ApiError {
     pub(crate) fn not_found(error: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, error)
     }
+
+    /// A 413: the body is over `AdminConfig::body_limit`.
+    fn too_large() -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than this API accepts \
+             (AdminConfig::body_limit, 1 MiB by default); send less",
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -99,13 +108,7 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = match &rejection {
             // DefaultBodyLimit's refusal, surfaced through the body read.
-            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is larger than this API accepts \
-                     (AdminConfig::body_limit, 1 MiB by default); send less",
-                );
-            }
+            r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return ApiError::too_large(),
             JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             // Everything else the caller sent wrong is a 400: axum's 422 for
             // well-formed JSON of the wrong shape is folded in, as the contract says.
@@ -122,7 +125,7 @@ impl From<JsonRejection> for ApiError {
 
 /// The field a deserialization message is about: serde's path before the message
 /// (`…: fixes[0].strategy: invalid type …`), or the name of a missing field.
-fn field_of(text: &str) -> Option<String> {
+pub(crate) fn field_of(text: &str) -> Option<String> {
     let detail = text.split_once("target type: ").map_or(text, |(_, d)| d);
     let (path, message) = match detail.split_once(": ") {
         Some((p, m)) if !p.contains(' ') => (Some(p).filter(|p| *p != "."), m),
@@ -137,6 +140,16 @@ fn field_of(text: &str) -> Option<String> {
         (None, Some(name)) => Some(name.to_owned()),
         (Some(p), None) => Some(p.to_owned()),
         (None, None) => None,
+    }
+}
+
+/// A raw body that could not be read (over the limit, or broken off).
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::too_large();
+        }
+        ApiError::new(rejection.status(), rejection.body_text())
     }
 }
 

@@ -92,7 +92,9 @@ fn unauthorized() -> RefOr<openapi::Response> {
         .into()
 }
 
-fn add_shared(method: HttpMethod, op: &mut Operation) {
+/// Adds the shared answers to `op`; `acts` says whether a mutation needs the operator
+/// role (alert webhooks take a viewer's token too).
+fn add_shared(method: HttpMethod, op: &mut Operation, acts: bool) {
     let responses = &mut op.responses.responses;
     let mut add = |code: &str, response: RefOr<openapi::Response>| {
         responses.entry(code.to_owned()).or_insert(response);
@@ -103,7 +105,7 @@ fn add_shared(method: HttpMethod, op: &mut Operation) {
         error("no auth is configured (the message says how), or the store is unavailable"),
     );
     add("500", error("the healer or its store failed"));
-    if !matches!(method, HttpMethod::Get | HttpMethod::Head) {
+    if acts && !matches!(method, HttpMethod::Get | HttpMethod::Head) {
         add(
             "403",
             error("the token is a viewer's; this needs the operator role"),
@@ -128,7 +130,8 @@ fn add_shared(method: HttpMethod, op: &mut Operation) {
 
 impl Modify for SharedErrors {
     fn modify(&self, doc: &mut openapi::OpenApi) {
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let acts = !path.starts_with(crate::auth::ALERTS);
             for (method, op) in [
                 (HttpMethod::Get, &mut item.get),
                 (HttpMethod::Put, &mut item.put),
@@ -137,7 +140,7 @@ impl Modify for SharedErrors {
                 (HttpMethod::Patch, &mut item.patch),
             ] {
                 if let Some(op) = op {
-                    add_shared(method, op);
+                    add_shared(method, op, acts);
                 }
             }
         }

@@ -329,7 +329,10 @@ impl Default for FleetConfig {
 /// ([`Health::passed`](crate::Health::passed), the verifier's verdict on whether the
 /// failed operation works again; its usage score is recorded, not judged). Without a
 /// verifier only the quiet check counts; with neither (`quiet_for = 0` and no
-/// verifier) the action ends `unverified`.
+/// verifier) the action ends `unverified`. On a target another system reports alerts
+/// for ([`Healer::external_firing`](crate::Healer::external_firing)), the alerts'
+/// resolution replaces the quiet check: a firing alert holds verification, and once
+/// every alert resolved after the last error the errors count as stopped at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerificationConfig {

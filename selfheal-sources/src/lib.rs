@@ -15,4 +15,8 @@
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "alertmanager")]
+pub mod alertmanager;
 pub mod lines;
+#[cfg(feature = "loki")]
+pub mod loki;

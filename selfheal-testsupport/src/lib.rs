@@ -1,7 +1,7 @@
 //! Test infrastructure for selfheal's own tests, kept out of the published crates (as
 //! tokio-test and tower-test are): private Redis and PostgreSQL servers for tests that
-//! break them for real, and the rule for tests that need a server: skip plainly without
-//! one, fail under `CI=true`.
+//! break them for real, a private Alertmanager for the webhook receiver, and the rule
+//! for tests that need a server: skip plainly without one, fail under `CI=true`.
 //!
 //! A private server runs on a free port of 127.0.0.1 with its own data directory and
 //! its own limits (`maxmemory 2mb`, `max_connections=20`), so a test can fill it,
@@ -23,12 +23,14 @@
 //! `test-util`): downstream stores run it too, while these servers serve this
 //! repository's tests only.
 
+mod alertmanager;
 mod env;
 mod lines;
 mod postgres;
 mod redis;
 mod scratch;
 
+pub use alertmanager::PrivateAlertmanager;
 pub use env::{env_url, free_port, in_ci, unavailable};
 pub use lines::random_word_lines;
 pub use postgres::PrivatePostgres;

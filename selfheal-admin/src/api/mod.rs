@@ -2,6 +2,7 @@
 //! Handlers stay thin: they parse, call the healer with the principal as the actor,
 //! and answer; the logic lives in `selfheal-core`.
 
+mod alerts;
 mod approvals;
 mod audit;
 mod backups;
@@ -30,4 +31,5 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(backups::routes())
         .merge(reports::routes())
         .merge(audit::routes())
+        .merge(alerts::routes())
 }

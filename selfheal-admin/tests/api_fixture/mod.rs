@@ -132,13 +132,18 @@ impl Fixture {
                 restored_at: None,
             })),
         };
-        let healer = Healer::builder()
+        let builder = Healer::builder()
             .config(hc)
             .store(store)
             .strategy(cleanup.clone())
-            .verifier("db", gauge)
-            .build()
-            .expect("healer builds");
+            .verifier("db", gauge);
+        // With the feature, Alertmanager's webhook is served too, as a host would.
+        #[cfg(feature = "alertmanager")]
+        let (builder, config) = {
+            let alerts = selfheal_sources::alertmanager::Alertmanager::new();
+            (builder.source(alerts.clone()), config.alertmanager(alerts))
+        };
+        let healer = builder.build().expect("healer builds");
         let running = healer.spawn();
         let base = serve(selfheal_admin::router(healer.clone(), config)).await;
         Fixture {

@@ -320,6 +320,7 @@ impl HealerBuilder {
                 dry_run: DryRunSwitch::new(safety),
                 control: Default::default(),
                 acting: Acting::default(),
+                external: Default::default(),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 config: self.config,

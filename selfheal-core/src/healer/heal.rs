@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::approval::Approved;
 use super::escalation::REJECTED;
+use super::external::AlertState;
 use super::fleet::Turn;
 use super::guard::Admission;
 use super::verify::{Reach, Verdict};
@@ -663,14 +664,15 @@ impl Healer {
                 } else {
                     "no probe (no verifier)"
                 };
+                let stopped = match self.inner.external.state(&incident.target) {
+                    AlertState::Unknown => format!("the errors quiet for {:?}", cfg.quiet_for),
+                    _ => "its alerts resolved".to_owned(),
+                };
                 self.emit(
                     Some(&incident),
                     &incident.target,
                     Phase::Verifying,
-                    format!(
-                        "within {:?}: the errors quiet for {:?} and {probe}",
-                        cfg.window, cfg.quiet_for
-                    ),
+                    format!("within {:?}: {stopped} and {probe}", cfg.window),
                 );
                 self.verify(id, action_end)
                     .instrument(tracing::info_span!("verify"))

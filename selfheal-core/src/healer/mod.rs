@@ -31,6 +31,7 @@ mod dry_run;
 mod envelope;
 mod escalation;
 mod evidence;
+mod external;
 mod fleet;
 mod guard;
 mod heal;
@@ -169,6 +170,8 @@ struct Inner {
     /// Control state writes the store refused, and what keeps re-reads consistent.
     control: control::Control,
     acting: self_caused::Acting,
+    /// Alerts other systems reported firing or resolved, per target (verification).
+    external: external::ExternalAlerts,
 
     cancel: CancellationToken,
     tasks: TaskTracker,

@@ -1,6 +1,7 @@
 //! Verification: after an action, poll the target's probe and the incident's
 //! fingerprints until the errors stopped and the probe passes, or the validation window
-//! ends. The probe's verdict ([`Health::passed`]) is what counts; its usage score is
+//! ends. On a target other systems report alerts for, "the errors stopped" is the
+//! alerts' resolution (`external.rs`), not quiet. The probe's verdict ([`Health::passed`]) is what counts; its usage score is
 //! only recorded. Also the wait of a fix that needs its target reachable.
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Healer;
+use super::external::AlertState;
 use crate::{AuditEntry, Health, Phase};
 
 /// The longest pause between two probes of a target a fix waits for.
@@ -51,7 +53,8 @@ impl Healer {
         let Some(target) = self.snapshot(id).map(|i| i.target) else {
             return Verdict::Failed("incident vanished".into(), None);
         };
-        if cfg.quiet_for.is_zero() && !self.inner.verifiers.contains_key(&target) {
+        let alerted = self.inner.external.state(&target) != AlertState::Unknown;
+        if cfg.quiet_for.is_zero() && !self.inner.verifiers.contains_key(&target) && !alerted {
             return Verdict::Unverified(format!(
                 "no verifier for `{target}` and no quiet check (verification.quiet_for = 0): \
                  the fix ran but nothing can tell whether it worked"
@@ -78,17 +81,28 @@ impl Healer {
             let late = self.late_error(&incident.target);
             let last = late.as_ref().map_or(own, |(at, _)| own.max(*at));
             let quiet = now.saturating_duration_since(last) >= cfg.quiet_for;
+            // Alerts on the target (external.rs): one still firing holds verification;
+            // all resolved after the last error ended the error stream.
+            let alerts = self.inner.external.state(&incident.target);
+            let stopped = match &alerts {
+                AlertState::Unknown => quiet,
+                AlertState::Firing(_) => false,
+                AlertState::Resolved(at) => *at >= last || quiet,
+            };
             let passed = probe.as_ref().is_none_or(|h| h.passed);
-            if passed && quiet {
+            if passed && stopped {
                 return Verdict::Verified(score);
             }
             if now >= deadline {
-                let why = match (&probe, late) {
-                    (Some(h), _) if !h.passed => format!(
+                let why = match (&probe, late, alerts) {
+                    (Some(h), _, _) if !h.passed => format!(
                         "the probe of `{}` did not pass: {} (health {})",
                         incident.target, h.detail, h.score
                     ),
-                    (_, Some((at, message))) if at > own => format!(
+                    (_, _, AlertState::Firing(key)) => {
+                        format!("the alert `{key}` on `{}` still fires", incident.target)
+                    }
+                    (_, Some((at, message)), _) if at > own => format!(
                         "a new error on `{}` since the action, {}s before the window ended: {message}",
                         incident.target,
                         now.saturating_duration_since(at).as_secs()

@@ -1,0 +1,201 @@
+//! The Loki source against a stand-in Loki that answers like Loki's HTTP API
+//! documentation says (tests/support/fake_loki.rs): pages that split the entries of
+//! one nanosecond, a 429 with `Retry-After`, a 5xx, an answer that is not Loki's, a
+//! refused query, and a restart that resumes from the stored cursor.
+
+#[path = "support/fake_loki.rs"]
+mod fake_loki;
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_loki::{FakeLoki, Scripted, now_ns};
+use selfheal_core::{Healer, Level, MemoryStore, Store};
+use selfheal_sources::loki::LokiSource;
+use support::Spy;
+
+fn source(loki: &FakeLoki) -> LokiSource {
+    LokiSource::new(&loki.url, r#"{env="prod"} |= "error""#)
+        .poll_every(Duration::from_millis(50))
+        .lookback(Duration::from_secs(600))
+}
+
+fn healer(spy: &Spy, store: Arc<dyn Store>, source: LokiSource) -> Healer {
+    Healer::builder()
+        .store_arc(store)
+        .fingerprinter(spy.clone())
+        .source(source)
+        .build()
+        .unwrap()
+}
+
+/// Counts each message.
+fn counted(messages: Vec<String>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for m in messages {
+        *counts.entry(m).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_split_one_nanosecond_lose_nothing_and_repeat_nothing() {
+    let loki = FakeLoki::start().await;
+    let t = now_ns() - 30_000_000_000;
+    let api = [("service_name", "api"), ("env", "prod")];
+    let web = [("service_name", "web"), ("env", "prod")];
+    loki.push(&api, t + 1, "a error");
+    // Four entries share one nanosecond, over two streams.
+    loki.push(&api, t + 2, "b1 error");
+    loki.push(&web, t + 2, "b2 error");
+    loki.push(&api, t + 2, "b3 error");
+    loki.push(&web, t + 2, "b4 error");
+    loki.push(&api, t + 3, "c error");
+    loki.push(&web, t + 4, "d error");
+    // Read, but below warn: not a signal.
+    loki.push(
+        &[("service_name", "web"), ("env", "prod"), ("level", "info")],
+        t + 4,
+        "retrying after an error",
+    );
+    let spy = Spy::default();
+    let healer = healer(&spy, Arc::new(MemoryStore::new()), source(&loki).limit(3));
+    let running = healer.spawn();
+    let signals = spy.wait_for(7).await;
+    // Two more polls after the last line: nothing comes twice.
+    let asked = loki.requests().len();
+    loki.wait_requests(asked + 2).await;
+    running.shutdown().await;
+
+    let expected = [
+        "a error", "b1 error", "b2 error", "b3 error", "b4 error", "c error", "d error",
+    ];
+    assert_eq!(
+        counted(spy.messages()),
+        counted(expected.iter().map(|s| s.to_string()).collect()),
+        "each line once"
+    );
+    let d = signals.iter().find(|s| s.message == "d error").unwrap();
+    assert_eq!(d.target, "web", "service_name names the target");
+    assert_eq!(d.fields["env"], "prod", "labels are fields");
+    assert_eq!(d.level, Level::Error);
+    assert_eq!(d.timestamp.timestamp_nanos_opt(), Some(t + 4));
+    let requests = loki.requests();
+    assert!(requests.iter().all(|r| r.direction == "forward"));
+    assert!(
+        requests.windows(2).all(|w| w[1].start >= w[0].start),
+        "the cursor never goes back: {requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.start == t + 2),
+        "a query starts at the split nanosecond, inclusive: {requests:?}"
+    );
+    let stats = &healer.sources()[0];
+    assert_eq!(
+        (stats.emitted, stats.malformed, stats.restarts),
+        (7, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_waits_as_told_a_5xx_backs_off_and_a_foreign_answer_is_malformed() {
+    let loki = FakeLoki::start().await;
+    loki.push(&[("app", "api")], now_ns() - 10_000_000_000, "boom error");
+    loki.script(&[
+        Scripted::Status(429, Some("1"), "too many outstanding requests"),
+        Scripted::Status(503, None, "ingester unavailable"),
+        Scripted::Status(200, None, "<html>a proxy's page</html>"),
+    ]);
+    let spy = Spy::default();
+    let healer = healer(&spy, Arc::new(MemoryStore::new()), source(&loki));
+    let running = healer.spawn();
+    let signals = spy.wait_for(1).await;
+    running.shutdown().await;
+
+    assert_eq!(signals[0].message, "boom error");
+    assert_eq!(
+        signals[0].target, "api",
+        "`app` when there is no service_name"
+    );
+    let r = loki.requests();
+    assert!(r.len() >= 4, "{r:?}");
+    for (i, gap) in r.windows(2).take(3).map(|w| w[1].at - w[0].at).enumerate() {
+        assert!(
+            gap >= Duration::from_millis(950),
+            "request {} came {gap:?} after the one refused",
+            i + 1
+        );
+    }
+    let stats = &healer.sources()[0];
+    assert_eq!((stats.malformed, stats.restarts), (1, 0), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_query_fails_the_source_which_runs_again() {
+    let loki = FakeLoki::start().await;
+    loki.push(&[("app", "api")], now_ns() - 10_000_000_000, "boom error");
+    loki.script(&[Scripted::Status(
+        400,
+        None,
+        "parse error at line 1, col 7: syntax error: unexpected IDENTIFIER",
+    )]);
+    let spy = Spy::default();
+    let healer = healer(
+        &spy,
+        Arc::new(MemoryStore::new()),
+        source(&loki).tenant("team-a").unwrap(),
+    );
+    let running = healer.spawn();
+    spy.wait_for(1).await;
+    // The poll after it: the line's `ingest` has returned and been counted.
+    let asked = loki.requests().len();
+    loki.wait_requests(asked + 1).await;
+    running.shutdown().await;
+    let stats = &healer.sources()[0];
+    assert_eq!((stats.restarts, stats.emitted), (1, 1), "{stats:?}");
+    assert!(
+        loki.requests()
+            .iter()
+            .all(|r| r.tenant.as_deref() == Some("team-a")),
+        "the tenant goes with every request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_stored_cursor_in_the_middle_of_a_nanosecond() {
+    let loki = FakeLoki::start().await;
+    let t = now_ns() - 30_000_000_000;
+    let api = [("service_name", "api")];
+    loki.push(&api, t + 1, "one error");
+    loki.push(&api, t + 2, "two error");
+    loki.push(&api, t + 2, "three error");
+    loki.push(&api, t + 3, "four error");
+    // The first run reads one page of two, then its next query never comes back.
+    loki.script(&[Scripted::Entries, Scripted::Hang]);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let spy = Spy::default();
+    let first = healer(&spy, store.clone(), source(&loki).limit(2));
+    let running = first.spawn();
+    spy.wait_for(2).await;
+    loki.wait_requests(2).await;
+    running.shutdown().await;
+    assert_eq!(spy.messages(), ["one error", "two error"]);
+
+    let again = Spy::default();
+    let second = healer(&again, store, source(&loki).limit(2));
+    let running = second.spawn();
+    again.wait_for(2).await;
+    let asked = loki.requests().len();
+    loki.wait_requests(asked + 2).await;
+    running.shutdown().await;
+    assert_eq!(
+        again.messages(),
+        ["three error", "four error"],
+        "resumed after what the first run read, at its nanosecond"
+    );
+    let resumed = &loki.requests()[2];
+    assert_eq!(resumed.start, t + 2, "the stored cursor: {resumed:?}");
+}
