@@ -14,3 +14,5 @@
 #![deny(missing_docs)]
 
 pub mod lines;
+#[cfg(feature = "nats")]
+pub mod nats;

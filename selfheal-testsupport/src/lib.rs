@@ -16,15 +16,20 @@
 //! assert!(redis.url().starts_with("redis://127.0.0.1:"));
 //! ```
 //!
+//! Tests on NATS JetStream use the shared server through [`ScratchNats`]: a stream and
+//! subject prefix of their own, deleted when the test ends.
+//!
 //! The conformance suite every store runs stays in `selfheal_core::testkit` (feature
 //! `test-util`): downstream stores run it too, while these servers serve this
 //! repository's tests only.
 
 mod env;
+mod nats;
 mod postgres;
 mod redis;
 mod scratch;
 
 pub use env::{env_url, free_port, in_ci, unavailable};
+pub use nats::ScratchNats;
 pub use postgres::PrivatePostgres;
 pub use redis::PrivateRedis;
