@@ -87,6 +87,15 @@ impl Default for StreamSettings {
 }
 
 impl StreamSettings {
+    /// The stream `name` on the subjects `<subject_prefix>.>`, with the default windows.
+    pub fn new(name: impl Into<String>, subject_prefix: impl Into<String>) -> Self {
+        StreamSettings {
+            name: name.into(),
+            subject_prefix: subject_prefix.into(),
+            ..StreamSettings::default()
+        }
+    }
+
     /// The subject `service` publishes on.
     pub fn subject(&self, service: &str) -> String {
         subject(&self.subject_prefix, service)

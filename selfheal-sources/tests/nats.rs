@@ -14,11 +14,7 @@ use selfheal_testsupport::ScratchNats;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 fn settings(scratch: &ScratchNats) -> StreamSettings {
-    StreamSettings {
-        name: scratch.stream(),
-        subject_prefix: scratch.subject_prefix(),
-        ..StreamSettings::default()
-    }
+    StreamSettings::new(scratch.stream(), scratch.subject_prefix())
 }
 
 fn source_config(scratch: &ScratchNats) -> SourceConfig {

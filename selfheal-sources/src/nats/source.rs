@@ -76,6 +76,9 @@ impl SourceConfig {
 pub struct ConsumerStats {
     /// Messages delivered to it (redeliveries included).
     pub received: u64,
+    /// Of those, messages delivered before (to this healer or another) and not
+    /// acknowledged then: a healer that died, a lost acknowledgement.
+    pub redelivered: u64,
     /// Signals the healer's intake took in, then acknowledged.
     pub ingested: u64,
     /// Redeliveries of messages it had taken in (or was taking in): not ingested again.
@@ -93,6 +96,7 @@ pub struct ConsumerStats {
 #[derive(Debug, Default)]
 struct Counters {
     received: AtomicU64,
+    redelivered: AtomicU64,
     ingested: AtomicU64,
     duplicates: AtomicU64,
     malformed: AtomicU64,
@@ -111,6 +115,7 @@ impl ConsumerCounters {
         let c = &self.0;
         ConsumerStats {
             received: c.received.load(Ordering::Relaxed),
+            redelivered: c.redelivered.load(Ordering::Relaxed),
             ingested: c.ingested.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
             malformed: c.malformed.load(Ordering::Relaxed),
@@ -185,6 +190,9 @@ impl NatsSource {
     /// redelivery of a message this healer is taking in now).
     fn receive(&self, feed: &Feed, message: &Message) -> Option<Action> {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        if message.info().is_ok_and(|info| info.delivered > 1) {
+            self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
         let mut signal = match decode(&message.payload) {
             Ok(signal) => signal,
             Err(why) => {
