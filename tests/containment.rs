@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::{
-    ActionContext, ActionOutcome, AdviceRequest, Diagnosis, Executor, FixBinding, Healer,
-    HealerBuilder, Health, IncidentFilter, IncidentStatus, LlmAdvisor, Notification, Notifier,
-    Pattern, PatternMode, Phase, RemediationPlan, Result, Severity, Signal, Strategy, Verifier,
+    ActionContext, ActionOutcome, AdviceRequest, Diagnosis, Executor, Healer, HealerBuilder,
+    Health, IncidentFilter, IncidentStatus, LlmAdvisor, Notification, Notifier, Pattern,
+    PatternMode, Phase, RemediationPlan, Result, Signal, Strategy, Verifier,
 };
 use support::{FakeFix, Gauge, Rig, audit_types, next, rig};
 
@@ -75,14 +75,7 @@ impl LlmAdvisor for Panicky {
 }
 
 fn pattern(message: &str, fix: &str) -> Pattern {
-    Pattern::new(format!("p_{fix}"))
-        .regex(message)
-        .severity(Severity::High)
-        .mode(PatternMode::Active)
-        .auto_healable(true)
-        .confidence(0.9)
-        .threshold(3, Duration::from_secs(60))
-        .fix(FixBinding::new(fix))
+    support::auto_pattern(&format!("p_{fix}"), message, fix)
 }
 
 /// Enough occurrences for a pattern (3) and for an unknown error (5).

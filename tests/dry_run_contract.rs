@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::{
-    ActionContext, ActionOutcome, Executor, FixBinding, Healer, HealerConfig, Pattern, PatternMode,
-    Phase, RemediationPlan, Result, Severity, Signal, Strategy,
+    ActionContext, ActionOutcome, Executor, Healer, HealerConfig, Pattern, Phase, RemediationPlan,
+    Result, Signal, Strategy,
 };
 use support::{CommandFix, CountingExecutor, audit_types, next, rig};
 
@@ -35,14 +35,7 @@ impl Strategy for CallsAnApi {
 }
 
 fn pattern(fix: &str) -> Pattern {
-    Pattern::new("overloaded")
-        .regex("overloaded")
-        .severity(Severity::High)
-        .mode(PatternMode::Active)
-        .auto_healable(true)
-        .confidence(0.9)
-        .threshold(3, Duration::from_secs(60))
-        .fix(FixBinding::new(fix))
+    support::auto_pattern("overloaded", "overloaded", fix)
 }
 
 fn dry() -> HealerConfig {

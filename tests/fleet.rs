@@ -8,6 +8,8 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::print_stdout)]
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -150,20 +152,7 @@ fn start_replicas(
 ) -> Vec<Replica> {
     (0..REPLICAS)
         .map(|i| {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let store = rt
-                .block_on(
-                    PostgresStore::builder(url)
-                        .schema(schema)
-                        .max_connections(3)
-                        .seed_catalog(false)
-                        .connect(),
-                )
-                .unwrap();
+            let (rt, store) = support::replica_runtime(url, schema);
             let healer = Healer::builder()
                 .config(config(i, lease_ttl, max_attempts))
                 .store(store)

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::{
-    ActionContext, ActionOutcome, AdviceRequest, Diagnosis, Executor, FixBinding, Healer,
-    IncidentFilter, IncidentStatus, LlmAdvisor, Notification, Notifier, Pattern, PatternMode,
-    Phase, RemediationPlan, Result, Severity, Signal, Strategy,
+    ActionContext, ActionOutcome, AdviceRequest, Diagnosis, Executor, Healer, IncidentFilter,
+    IncidentStatus, LlmAdvisor, Notification, Notifier, Pattern, Phase, RemediationPlan, Result,
+    Signal, Strategy,
 };
 use support::{FakeFix, Gauge, next, rig};
 
@@ -53,14 +53,7 @@ impl Notifier for Hangs {
 }
 
 fn auto(name: &str, regex: &str, fix: &str) -> Pattern {
-    Pattern::new(name)
-        .regex(regex)
-        .severity(Severity::High)
-        .mode(PatternMode::Active)
-        .auto_healable(true)
-        .confidence(0.9)
-        .threshold(3, Duration::from_secs(60))
-        .fix(FixBinding::new(fix))
+    support::auto_pattern(name, regex, fix)
 }
 
 fn burst(healer: &Healer, target: &str, message: &str) {

@@ -6,20 +6,12 @@ mod support;
 use std::time::Duration;
 
 use selfheal::{
-    Error, ErrorKind, FixBinding, Healer, HealerConfig, MemoryStore, MockStore, Pattern,
-    PatternMode, Phase, Severity, Signal,
+    Error, ErrorKind, Healer, HealerConfig, MemoryStore, MockStore, Pattern, Phase, Signal,
 };
 use support::{FakeFix, Gauge, next};
 
 fn active(name: &str, regex: &str, fix: &str) -> Pattern {
-    Pattern::new(name)
-        .regex(regex)
-        .severity(Severity::High)
-        .mode(PatternMode::Active)
-        .auto_healable(true)
-        .confidence(0.9)
-        .threshold(2, Duration::from_secs(60))
-        .fix(FixBinding::new(fix))
+    support::auto_pattern(name, regex, fix).threshold(2, Duration::from_secs(60))
 }
 
 fn down() -> Error {

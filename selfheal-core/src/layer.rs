@@ -16,12 +16,13 @@ const TARGET_FIELDS: [&str; 3] = ["heal.target", "component", "peer"];
 
 /// The module paths of selfheal's own crates: their events, and events inside their
 /// spans, are the healer's own and never become signals.
-const OWN_CRATES: [&str; 5] = [
+const OWN_CRATES: [&str; 6] = [
     "selfheal",
     "selfheal_core",
     "selfheal_storage",
     "selfheal_strategies",
     "selfheal_llm",
+    "selfheal_sources",
 ];
 
 /// Feeds WARN and ERROR events to a [`Healer`]. Get one from [`Healer::layer`].
@@ -41,12 +42,12 @@ const OWN_CRATES: [&str; 5] = [
 /// instead (every module of the host its own target).
 ///
 /// Events of selfheal's own crates (`selfheal`, `selfheal_core`, `selfheal_storage`,
-/// `selfheal_strategies`, `selfheal_llm` and their modules) are ignored so the healer
-/// never feeds on itself, and so are events raised inside one of their spans: a
-/// driver's warning about a statement the healer's store ran (every `SqliteStore` and
-/// `PostgresStore` call runs in a span of its own, and sqlx hands the caller's span to
-/// its SQLite worker thread), whether the call came from the pipeline or from host
-/// code calling an operator verb. The layer's filter ([`OwnWork`]) turns those spans
+/// `selfheal_strategies`, `selfheal_llm`, `selfheal_sources` and their modules) are
+/// ignored so the healer never feeds on itself, and so are events raised inside one of
+/// their spans: a driver's warning about a statement the healer's store ran (every
+/// `SqliteStore` and `PostgresStore` call runs in a span of its own, and sqlx hands the
+/// caller's span to its SQLite worker thread), whether the call came from the pipeline
+/// or from host code calling an operator verb. The layer's filter ([`OwnWork`]) turns those spans
 /// on for this layer alone. A host crate whose name merely starts with `selfheal`
 /// (`selfheal_demo`, `selfhealth_api`) is heard like any other.
 #[derive(Debug, Clone)]
@@ -143,7 +144,11 @@ where
 /// The signal a WARN or ERROR event of the host becomes; `None` for other levels and
 /// for the healer's own events. Without a target field the target is
 /// `default_target`, or the module path when that is `None`.
-fn signal_for<S>(
+///
+/// Public as `selfheal_core::event_signal`, for a layer that sends signals elsewhere
+/// than to a healer of this process (a publisher to a message stream); put that layer
+/// under the [`OwnWork`] filter, so it sees the spans that mark the healer's own work.
+pub fn signal_for<S>(
     event: &Event<'_>,
     ctx: &Context<'_, S>,
     default_target: Option<&str>,
@@ -367,6 +372,7 @@ mod tests {
             "selfheal_storage::sqlite",
             "selfheal_strategies",
             "selfheal_llm::openai",
+            "selfheal_sources::nats",
             "selfheal::facade",
         ] {
             assert!(is_own_target(own), "{own}");

@@ -67,7 +67,7 @@ pub use incident::{
     ActionOutcome, ActionRecord, ActionStatus, Approval, ApprovalState, Command, Decided, Decision,
     Diagnosis, Health, Incident, IncidentStatus, PatternMatch, PlannedStep, RemediationPlan, Risk,
 };
-pub use layer::{DEFAULT_TARGET, HealerLayer, OwnWork};
+pub use layer::{DEFAULT_TARGET, HealerLayer, OwnWork, signal_for as event_signal};
 pub use matcher::Matcher;
 pub use memory::{MemoryLimits, MemoryStore};
 pub use pattern::{FixBinding, Pattern, PatternMode, Severity};

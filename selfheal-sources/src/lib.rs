@@ -20,3 +20,5 @@ pub mod alertmanager;
 pub mod lines;
 #[cfg(feature = "loki")]
 pub mod loki;
+#[cfg(feature = "nats")]
+pub mod nats;

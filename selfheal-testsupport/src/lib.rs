@@ -19,6 +19,9 @@
 //! [`random_word_lines`] makes the template miner's worst case, lines that share no word,
 //! the same on every run.
 //!
+//! Tests on NATS JetStream use the shared server through [`ScratchNats`]: a stream and
+//! subject prefix of their own, deleted when the test ends.
+//!
 //! The conformance suite every store runs stays in `selfheal_core::testkit` (feature
 //! `test-util`): downstream stores run it too, while these servers serve this
 //! repository's tests only.
@@ -26,6 +29,7 @@
 mod alertmanager;
 mod env;
 mod lines;
+mod nats;
 mod postgres;
 mod redis;
 mod scratch;
@@ -33,5 +37,6 @@ mod scratch;
 pub use alertmanager::PrivateAlertmanager;
 pub use env::{env_url, free_port, in_ci, unavailable};
 pub use lines::random_word_lines;
+pub use nats::ScratchNats;
 pub use postgres::PrivatePostgres;
 pub use redis::PrivateRedis;

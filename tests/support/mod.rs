@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selfheal::{
-    ActionContext, ActionOutcome, Executor, HealingEvent, Health, Notification, Notifier, Phase,
-    RemediationPlan, Result, Strategy, Verifier,
+    ActionContext, ActionOutcome, Executor, FixBinding, HealingEvent, Health, Notification,
+    Notifier, Pattern, PatternMode, Phase, RemediationPlan, Result, Severity, Strategy, Verifier,
 };
 use tokio::sync::broadcast;
 
@@ -289,4 +289,40 @@ pub async fn audit_types(healer: &selfheal::Healer) -> Vec<String> {
     let audit = healer.admin().audit_log(10_000).await.unwrap();
     selfheal::verify_chain(&audit).expect("audit chain intact");
     audit.into_iter().map(|r| r.event_type).collect()
+}
+
+/// An active, auto-healable pattern: `regex` three times in a minute runs `fix`.
+pub fn auto_pattern(name: &str, regex: &str, fix: &str) -> Pattern {
+    Pattern::new(name)
+        .regex(regex)
+        .severity(Severity::High)
+        .mode(PatternMode::Active)
+        .auto_healable(true)
+        .confidence(0.9)
+        .threshold(3, Duration::from_secs(60))
+        .fix(FixBinding::new(fix))
+}
+
+/// A replica of a fleet: a runtime of its own with one worker (as a process of its own
+/// would have), and its own small pool on the shared PostgreSQL store at `url`/`schema`.
+#[cfg(feature = "postgres")]
+pub fn replica_runtime(
+    url: &str,
+    schema: &str,
+) -> (tokio::runtime::Runtime, selfheal::storage::PostgresStore) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(
+            selfheal::storage::PostgresStore::builder(url)
+                .schema(schema)
+                .max_connections(3)
+                .seed_catalog(false)
+                .connect(),
+        )
+        .unwrap();
+    (rt, store)
 }
