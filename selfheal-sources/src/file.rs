@@ -223,7 +223,8 @@ impl FileTail {
         self
     }
 
-    /// The most files followed at once (default 256).
+    /// The most files followed at once (default 256): the first ones the patterns name,
+    /// in order; more are not read (logged at debug level, every rescan).
     pub fn max_files(mut self, files: usize) -> Self {
         self.settings.max_files = files.max(1);
         self
