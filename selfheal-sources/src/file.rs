@@ -72,6 +72,9 @@ const MIN_PASS_GAP: Duration = Duration::from_millis(10);
 pub struct TailStats {
     /// Paths with a file open now.
     pub files: usize,
+    /// Whether the platform's watcher watches a directory of the patterns (else the
+    /// tail only polls).
+    pub watching: bool,
     /// Lines read.
     pub lines: u64,
     /// Signals handed over (taken in by the healer's intake).
@@ -223,7 +226,8 @@ impl FileTail {
         self
     }
 
-    /// The most files followed at once (default 256).
+    /// The most files followed at once (default 256): the first ones the patterns name,
+    /// in order; more are not read (logged at debug level, every rescan).
     pub fn max_files(mut self, files: usize) -> Self {
         self.settings.max_files = files.max(1);
         self
@@ -267,7 +271,7 @@ impl FileTail {
     }
 
     /// Publishes the counts and reports what was malformed since the last time.
-    fn report(&self, feed: &Feed, state: &State, signals: u64) {
+    fn report(&self, feed: &Feed, state: &State, watching: bool, signals: u64) {
         let counts = state.counts;
         let before = *self.stats.borrow();
         for _ in before.invalid_utf8..counts.invalid_utf8 {
@@ -278,6 +282,7 @@ impl FileTail {
         }
         self.stats.send_modify(|s| {
             s.files = state.open_files();
+            s.watching = watching;
             s.lines = counts.lines;
             s.signals += signals;
             s.rotations = counts.rotations;
@@ -340,7 +345,7 @@ impl Source for FileTail {
                 }
                 taken += 1;
             }
-            self.report(&feed, &state, taken);
+            self.report(&feed, &state, watch.is_watching(), taken);
             if last_save.elapsed() >= settings.cursor_interval {
                 self.save(&feed, &state, &mut saved).await;
                 last_save = Instant::now();

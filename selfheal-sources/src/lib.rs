@@ -7,7 +7,7 @@
 //!
 //! - [`lines`]: one log line (JSON, logfmt, or plain text with a level word) to a
 //!   [`Signal`](selfheal_core::Signal), with multi-line stack traces joined (always on);
-//! - [`file`] (feature `file`): follows log files like `tail -F`;
+//! - [`file`](mod@file) (feature `file`): follows log files like `tail -F`;
 //! - `loki` (feature `loki`): polls Loki's `query_range`;
 //! - `alertmanager` (feature `alertmanager`): Alertmanager's webhook receiver;
 //! - `nats` (feature `nats`): a publisher and a group consumer on NATS JetStream.

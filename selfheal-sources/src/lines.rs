@@ -26,8 +26,8 @@
 //! is appended to the message (`query failed: pool timed out …`) unless the message
 //! holds it already, as [`HealerLayer`](selfheal_core::HealerLayer) does for tracing's
 //! error fields, so patterns match it. Structured keys become signal fields (at most
-//! [`MAX_FIELDS`](selfheal_core::MAX_FIELDS), each cut to
-//! [`MAX_FIELD_BYTES`](selfheal_core::MAX_FIELD_BYTES)); the logger is kept in the field
+//! [`MAX_FIELDS`], each cut to
+//! [`MAX_FIELD_BYTES`]); the logger is kept in the field
 //! [`LOGGER_FIELD`]. The target is the value of the configured key
 //! ([`LineParser::target_key`]), else the parser's default target. The timestamp is when
 //! the line was read, not the one the line carries (that one stays a field).

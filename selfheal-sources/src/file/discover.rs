@@ -40,7 +40,9 @@ pub(crate) fn paths(patterns: &[String], max: usize) -> Vec<PathBuf> {
 }
 
 fn push(out: &mut Vec<PathBuf>, path: PathBuf, max: usize) {
-    if out.len() < max && !out.contains(&path) {
+    if out.len() >= max {
+        tracing::debug!(max, path = %path.display(), "the file tail follows its most files; this one is not read");
+    } else if !out.contains(&path) {
         out.push(path);
     }
 }

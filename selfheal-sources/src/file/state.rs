@@ -137,18 +137,16 @@ impl State {
             paths.contains(&f.path) || f.is_open() || f.flush_due(settings.idle_flush).is_some()
         });
         for path in paths {
+            if self.follows.iter().any(|f| f.path == path) {
+                continue;
+            }
             if self.follows.len() >= self.settings.max_files {
-                tracing::warn!(
-                    max = self.settings.max_files,
-                    "the file tail follows its most files; more are not read"
-                );
-                break;
+                tracing::debug!(max = self.settings.max_files, path = %path.display(), "the file tail follows its most files; this one is not read");
+                continue;
             }
-            if !self.follows.iter().any(|f| f.path == path) {
-                tracing::debug!(path = %path.display(), "following a new file");
-                let follow = self.follow(path);
-                self.follows.push(follow);
-            }
+            tracing::debug!(path = %path.display(), "following a new file");
+            let follow = self.follow(path);
+            self.follows.push(follow);
         }
     }
 

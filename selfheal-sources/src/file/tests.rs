@@ -386,7 +386,11 @@ async fn the_watcher_wakes_the_tail_long_before_its_poll() {
         .idle_flush(Duration::from_millis(10));
     let (healer, mut stats) = healer(Arc::new(MemoryStore::new()), tail);
     let running = healer.spawn();
-    wait(&mut stats, |s| s.files == 1).await;
+    let started = wait(&mut stats, |s| s.files == 1).await;
+    assert!(
+        started.watching,
+        "no file watcher (inotify instances used up? see /proc/sys/fs/inotify/max_user_instances)"
+    );
     append(&log, error(1).as_bytes());
     wait(&mut stats, |s| s.signals == 1).await;
     running.shutdown().await;
@@ -414,5 +418,22 @@ async fn bad_input_is_counted_as_malformed_and_the_tail_goes_on() {
         (2, 3, 0),
         "{source:?}"
     );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_the_watcher_the_tail_polls() {
+    let (_dir, log) = empty_log();
+    let tail = FileTail::new(log.to_string_lossy())
+        .watch(false)
+        .poll_interval(Duration::from_millis(20))
+        .idle_flush(Duration::from_millis(10));
+    let (healer, mut stats) = healer(Arc::new(MemoryStore::new()), tail);
+    let running = healer.spawn();
+    let started = wait(&mut stats, |s| s.files == 1).await;
+    assert!(!started.watching);
+    append(&log, error(1).as_bytes());
+    let done = wait(&mut stats, |s| s.signals == 1).await;
+    assert!(done.passes > started.passes);
     running.shutdown().await;
 }
