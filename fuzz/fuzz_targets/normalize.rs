@@ -3,9 +3,9 @@
 //!
 //! The first byte picks how the rest is read: as raw bytes, or as a list of pieces (one
 //! byte each) that put multibyte text (CJK, emoji, combining marks) inside quotes and
-//! next to masks, numbers, host names, paths and delimiters, the mixes random bytes
-//! rarely spell. `SELFHEAL_FUZZ_PANICS_ONLY=1` leaves the fixed-point check out, to hunt
-//! panics alone.
+//! next to masks, numbers, host names, paths, URLs, error codes, times, time zones and
+//! delimiters, the mixes random bytes rarely spell. `SELFHEAL_FUZZ_PANICS_ONLY=1` leaves
+//! the fixed-point check out, to hunt panics alone.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -69,6 +69,14 @@ const PIECES: &[&str] = &[
     "MB",
     "Mon",
     "()",
+    "\"OOM\"",
+    "'ERR'",
+    "FATAL",
+    "DEADBEEF",
+    "12:30:01.5",
+    "UTC",
+    "://",
+    "https",
 ];
 
 fuzz_target!(|data: &[u8]| {
