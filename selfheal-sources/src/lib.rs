@@ -13,10 +13,10 @@
 //! - `nats` (feature `nats`): a publisher and a group consumer on NATS JetStream.
 #![deny(missing_docs)]
 
-#[cfg(feature = "file")]
-pub mod file;
 #[cfg(feature = "alertmanager")]
 pub mod alertmanager;
+#[cfg(feature = "file")]
+pub mod file;
 pub mod lines;
 #[cfg(feature = "loki")]
 pub mod loki;
