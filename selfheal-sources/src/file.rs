@@ -11,7 +11,7 @@
 //!   [`watch(false)`](FileTail::watch), for file systems that send no events, such as
 //!   NFS).
 //! - **Where it starts**: where it stopped, from the cursor it keeps in the store
-//!   ([`Feed::cursor`]): per path, the file's identity (device and inode) and the offset
+//!   ([`Feed::cursor`]): per path, the file's identity (device, inode and a hash of its first bytes) and the offset
 //!   up to which every line was handed over (a signal still waiting for more of its
 //!   trace, or a line without its line break yet, is read again after a restart, never
 //!   skipped). Without a cursor a file that is already there is read from its end
@@ -248,7 +248,9 @@ impl FileTail {
     }
 
     /// What the tail has done, updated after every pass: wait on it
-    /// (`stats.wait_for(|s| s.signals >= 3)`) rather than sleeping.
+    /// (`stats.wait_for(|s| s.signals >= 3)`) rather than sleeping. Copy what you need
+    /// out of the `Ref` that `wait_for` and `borrow` return and drop it at once: held,
+    /// it keeps the tail from publishing its next update.
     pub fn stats(&self) -> watch::Receiver<TailStats> {
         self.stats.subscribe()
     }

@@ -91,6 +91,11 @@ pub fn parse(body: &[u8]) -> Result<Webhook, String> {
         Err(rejection) => {
             let text = rejection.body_text();
             return Err(match text.split_once(": ") {
+                // A syntax error: say so, serde's words alone ("key must be a string")
+                // do not.
+                Some((axums, serdes)) if axums.starts_with("Failed to parse") => {
+                    format!("not JSON: {serdes}")
+                }
                 Some((axums, serdes)) if axums.starts_with("Failed to") => serdes.to_owned(),
                 _ => text,
             });
@@ -183,6 +188,7 @@ mod tests {
                 "alerts[0].fingerprint: empty",
             ),
             ("[]".to_owned(), "expected struct Webhook"),
+            ("{nope".to_owned(), "not JSON: key must be a string"),
             ("{".to_owned(), "EOF"),
         ] {
             let err = parse(body.as_bytes()).unwrap_err();
