@@ -8,7 +8,7 @@
 //! - [`lines`]: one log line (JSON, logfmt, or plain text with a level word) to a
 //!   [`Signal`](selfheal_core::Signal), with multi-line stack traces joined (always on);
 //! - [`file`](mod@file) (feature `file`): follows log files like `tail -F`;
-//! - `loki` (feature `loki`): polls Loki's `query_range`;
+//! - `loki` (feature `loki`): polls Loki's `query_range`, or follows its `tail`;
 //! - `alertmanager` (feature `alertmanager`): Alertmanager's webhook receiver;
 //! - `nats` (feature `nats`): a publisher and a group consumer on NATS JetStream.
 #![deny(missing_docs)]

@@ -1,5 +1,6 @@
-//! Polls Loki's `GET /loki/api/v1/query_range` with a LogQL query and hands each new log
-//! line to the healer (feature `loki`).
+//! Polls Loki's `GET /loki/api/v1/query_range` with a LogQL query, or follows its
+//! `GET /loki/api/v1/tail` over a WebSocket, and hands each new log line to the healer
+//! (feature `loki`).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -35,11 +36,47 @@
 //!   whose `level`/`detected_level` label or first level word says info, debug or trace
 //!   are skipped.
 //!
-//! Following `/loki/api/v1/tail` over a WebSocket is not implemented; polling is.
+//! With [`follow_tail`](LokiSource::follow_tail) the source follows
+//! `GET /loki/api/v1/tail` over a WebSocket instead of polling: lines arrive as Loki
+//! takes them in, and become signals the same way.
+//!
+//! ```no_run
+//! use selfheal_core::Healer;
+//! use selfheal_sources::loki::LokiSource;
+//!
+//! # fn main() -> selfheal_core::Result<()> {
+//! let loki = LokiSource::new("https://loki.example", r#"{namespace="prod"} |= "error""#)
+//!     .follow_tail(true)
+//!     .tenant("team-a")?; // sent on the WebSocket handshake too
+//! let stats = loki.stats(); // entries Loki dropped, connections, frames
+//! let healer = Healer::builder().source(loki).build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! - Each connection starts at the stored cursor (inclusive; `start` is the cursor's
+//!   timestamp, with [`limit`](LokiSource::limit)), so a restart or a reconnect resumes
+//!   where the last one stopped, and what the cursor already read is skipped: nothing
+//!   twice, nothing lost at a shared nanosecond. The cursor is saved after each frame.
+//! - The handshake carries the same headers ([`header`](LokiSource::header),
+//!   [`tenant`](LokiSource::tenant)) and must finish within
+//!   [`timeout`](LokiSource::timeout). A closed or broken connection, no answer, a 429
+//!   or a 5xx reconnects after a back-off (1 s doubling to 1 min, back to 1 s after a
+//!   connection that delivered frames); another 4xx, or an answer that is not a
+//!   WebSocket upgrade, fails the source, which the healer starts again after its
+//!   back-off.
+//! - A frame that is not Loki's JSON, or an entry in it, is counted as malformed; the
+//!   entries Loki says it dropped (`dropped_entries`: the tail could not keep up) are
+//!   counted in [`LokiStats::dropped_by_loki`] and logged at warn.
+//! - `wss://` uses rustls as the poller's HTTP client does (the process's default
+//!   crypto provider, else aws-lc-rs; the platform's certificate verifier).
+//!   [`poll_every`](LokiSource::poll_every) and [`delay`](LokiSource::delay) do not
+//!   apply.
 
 mod answer;
 mod cursor;
 mod signal;
+mod stats;
+mod tail;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,10 +85,12 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use selfheal_core::source::{Feed, Source};
 use selfheal_core::{Error, ErrorKind, Result};
+use tokio::sync::watch;
 
 pub use answer::{Answer, AnswerError, Entry, Labels, parse_query_range, parse_tail_frame};
 pub use cursor::Cursor;
 use signal::{Mapping, to_signal};
+pub use stats::LokiStats;
 
 /// The first wait after a failed poll; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -63,7 +102,7 @@ const MAX_LIMIT: u32 = 5_000;
 /// How much of an error answer is quoted in the log.
 const QUOTED: usize = 512;
 
-/// A source that polls Loki. See the [module docs](self).
+/// A source that polls Loki, or follows its tail. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct LokiSource {
     name: String,
@@ -77,6 +116,8 @@ pub struct LokiSource {
     timeout: Duration,
     headers: HeaderMap,
     mapping: Mapping,
+    tail: bool,
+    stats: watch::Sender<LokiStats>,
 }
 
 impl LokiSource {
@@ -101,6 +142,8 @@ impl LokiSource {
                 target_label: "service_name".to_owned(),
                 default_target: "loki".to_owned(),
             },
+            tail: false,
+            stats: watch::channel(LokiStats::default()).0,
         }
     }
 
@@ -179,6 +222,24 @@ impl LokiSource {
         value.set_sensitive(true);
         self.headers.insert(name, value);
         Ok(self)
+    }
+
+    /// Follows `GET /loki/api/v1/tail` over a WebSocket instead of polling
+    /// `query_range` (default `false`): lines reach the healer as Loki takes them in.
+    /// Cursor, headers, tenant, `limit`, `lookback`, `max_catch_up`, `timeout` (of the
+    /// handshake) and the mapping to signals apply alike; see the [module docs](self).
+    pub fn follow_tail(mut self, follow: bool) -> Self {
+        self.tail = follow;
+        self
+    }
+
+    /// What the source has done, updated as it goes: wait on it
+    /// (`stats.wait_for(|s| s.signals >= 3)`) rather than sleeping. Copy what you need
+    /// out of the `Ref` that `wait_for` and `borrow` return and drop it at once: held,
+    /// it keeps the source from publishing its next update. Clones of the source share
+    /// one set of counts.
+    pub fn stats(&self) -> watch::Receiver<LokiStats> {
+        self.stats.subscribe()
     }
 
     /// The signal `entry` becomes, or `None` when its level is below warn (see the
@@ -275,6 +336,9 @@ impl Source for LokiSource {
     }
 
     async fn run(&self, feed: Feed) -> Result<()> {
+        if self.tail {
+            return self.run_tail(&feed).await;
+        }
         let client = reqwest::Client::builder()
             .timeout(self.timeout)
             .build()
@@ -293,7 +357,7 @@ impl Source for LokiSource {
                         backoff = FIRST_BACKOFF;
                         let full = answer.total >= limit as usize;
                         let before = cursor.clone();
-                        let Some(()) = self.take(&feed, answer, &mut cursor).await else {
+                        let Some(()) = self.take(&feed, answer, &mut cursor, None).await else {
                             self.save(&feed, &cursor, &mut saved).await;
                             return Ok(());
                         };
@@ -348,8 +412,15 @@ impl Source for LokiSource {
 
 impl LokiSource {
     /// Hands the new entries of `answer` to the healer in timestamp order, moving
-    /// `cursor` past each; `None` when the healer stopped.
-    async fn take(&self, feed: &Feed, mut answer: Answer, cursor: &mut Cursor) -> Option<()> {
+    /// `cursor` past each; `None` when the healer stopped. An entry is new when
+    /// `read_before` (else `cursor`) has not read it.
+    async fn take(
+        &self,
+        feed: &Feed,
+        mut answer: Answer,
+        cursor: &mut Cursor,
+        read_before: Option<&Cursor>,
+    ) -> Option<()> {
         for why in &answer.malformed {
             feed.malformed(why);
         }
@@ -357,11 +428,12 @@ impl LokiSource {
         // entries of one nanosecond keep Loki's order).
         answer.entries.sort_by_key(|e| e.ts);
         for entry in &answer.entries {
-            if !cursor.is_new(entry) {
+            if !read_before.unwrap_or(cursor).is_new(entry) {
                 continue;
             }
             if let Some(signal) = self.to_signal(entry) {
                 feed.ingest(signal).await.ok()?;
+                self.stats.send_modify(|s| s.signals += 1);
             }
             cursor.read(entry);
         }
@@ -397,7 +469,10 @@ impl LokiSource {
             }
         };
         match feed.save_cursor(&value).await {
-            Ok(()) => saved.clone_from(cursor),
+            Ok(()) => {
+                saved.clone_from(cursor);
+                self.stats.send_modify(|s| s.cursor_saves += 1);
+            }
             Err(e) => {
                 tracing::warn!(source = feed.name(), error = %e, "could not save the Loki cursor; a restart reads again from the last saved one")
             }
