@@ -1,10 +1,14 @@
 //! The Loki source against a stand-in Loki that answers like Loki's HTTP API
 //! documentation says (tests/support/fake_loki.rs): pages that split the entries of
 //! one nanosecond, a 429 with `Retry-After`, a 5xx, an answer that is not Loki's, a
-//! refused query, and a restart that resumes from the stored cursor.
+//! refused query, and a restart that resumes from the stored cursor. And `tail` over a
+//! WebSocket (tests/support/fake_loki_tail.rs): frames with dropped entries, one that is
+//! not JSON, a close, and a reconnect from the cursor.
 
 #[path = "support/fake_loki.rs"]
 mod fake_loki;
+#[path = "support/fake_loki_tail.rs"]
+mod fake_loki_tail;
 mod support;
 
 use std::collections::BTreeMap;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_loki::{FakeLoki, Scripted, now_ns};
+use fake_loki_tail::{FakeTail, Step, frame};
 use selfheal_core::{Healer, Level, MemoryStore, Store};
 use selfheal_sources::loki::LokiSource;
 use support::Spy;
@@ -198,4 +203,172 @@ async fn a_restart_resumes_from_the_stored_cursor_in_the_middle_of_a_nanosecond(
     );
     let resumed = &loki.requests()[2];
     assert_eq!(resumed.start, t + 2, "the stored cursor: {resumed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_reconnects_from_the_cursor_and_counts_what_loki_dropped() {
+    let t = now_ns() - 30_000_000_000;
+    let api: &[(&str, &str)] = &[("service_name", "api"), ("env", "prod")];
+    let web: &[(&str, &str)] = &[("app", "web"), ("peer", "redis"), ("env", "prod")];
+    let tail = FakeTail::start(vec![
+        vec![
+            Step::Text(frame(
+                &[(api, &[(t + 1, "a error")]), (web, &[(t + 2, "b error")])],
+                &[],
+            )),
+            Step::Text(frame(
+                &[(api, &[(t + 3, "c1 error")])],
+                &[(t + 3, "api"), (t + 3, "web")],
+            )),
+            Step::Text("{\"streams\": [not json".to_owned()),
+            Step::Close,
+        ],
+        // Loki sends again from `start`, inclusive: c1 was read, c3 shares its
+        // nanosecond and was not. The replayed c1 comes before d, so once d is in, a
+        // repeat of c1 would have been too.
+        vec![
+            Step::Text(frame(
+                &[
+                    (api, &[(t + 3, "c1 error")]),
+                    (web, &[(t + 3, "c3 error"), (t + 4, "d error")]),
+                ],
+                &[],
+            )),
+            Step::Hold,
+        ],
+    ])
+    .await;
+    let loki = LokiSource::new(&tail.url, r#"{env="prod"} |= "error""#)
+        .follow_tail(true)
+        .lookback(Duration::from_secs(600))
+        .limit(100)
+        .target_label("peer")
+        .tenant("team-a")
+        .unwrap()
+        .header("authorization", "Bearer not-a-secret")
+        .unwrap();
+    let mut stats = loki.stats();
+    let spy = Spy::default();
+    let healer = healer(&spy, Arc::new(MemoryStore::new()), loki);
+    let running = healer.spawn();
+    let signals = spy.wait_for(5).await;
+    let counts = *tokio::time::timeout(Duration::from_secs(20), stats.wait_for(|s| s.frames >= 3))
+        .await
+        .expect("three frames read")
+        .unwrap();
+    running.shutdown().await;
+
+    assert_eq!(
+        counted(spy.messages()),
+        counted(
+            ["a error", "b error", "c1 error", "c3 error", "d error"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        ),
+        "each line once, none lost at the shared nanosecond"
+    );
+    let a = signals.iter().find(|s| s.message == "a error").unwrap();
+    assert_eq!(
+        a.target, "api",
+        "service_name when the stream has no `peer`"
+    );
+    assert_eq!(a.service, "api");
+    assert_eq!(a.fields["env"], "prod", "labels are fields");
+    assert_eq!(a.timestamp.timestamp_nanos_opt(), Some(t + 1));
+    let d = signals.iter().find(|s| s.message == "d error").unwrap();
+    assert_eq!(d.target, "redis", "the configured label first");
+    assert_eq!(d.fields["app"], "web");
+
+    let handshakes = tail.handshakes();
+    assert_eq!(handshakes.len(), 2, "{handshakes:?}");
+    for h in &handshakes {
+        assert_eq!(h.path, "/loki/api/v1/tail");
+        assert_eq!(h.params["query"], r#"{env="prod"} |= "error""#);
+        assert_eq!(h.params["limit"], "100");
+        assert_eq!(
+            h.headers.get("x-scope-orgid").map(String::as_str),
+            Some("team-a")
+        );
+        assert_eq!(
+            h.headers.get("authorization").map(String::as_str),
+            Some("Bearer not-a-secret")
+        );
+    }
+    assert!(
+        handshakes[0].start() < t + 1,
+        "the first starts lookback ago"
+    );
+    assert_eq!(
+        handshakes[1].start(),
+        t + 3,
+        "the reconnect starts at the last entry read (inclusive; what was read there is skipped)"
+    );
+    assert_eq!(
+        (
+            counts.connections,
+            counts.frames,
+            counts.dropped_by_loki,
+            counts.signals
+        ),
+        (2, 3, 2, 5),
+        "{counts:?}"
+    );
+    let sources = &healer.sources()[0];
+    assert_eq!(
+        (sources.emitted, sources.malformed, sources.restarts),
+        (5, 1, 0),
+        "{sources:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_the_tail_resumes_from_the_stored_cursor() {
+    let t = now_ns() - 30_000_000_000;
+    let api: &[(&str, &str)] = &[("service_name", "api")];
+    let tail = FakeTail::start(vec![
+        vec![
+            Step::Text(frame(
+                &[(api, &[(t + 1, "one error"), (t + 2, "two error")])],
+                &[],
+            )),
+            Step::Hold,
+        ],
+        vec![
+            Step::Text(frame(
+                &[(api, &[(t + 2, "two error"), (t + 3, "three error")])],
+                &[],
+            )),
+            Step::Hold,
+        ],
+    ])
+    .await;
+    let source = || {
+        LokiSource::new(&tail.url, "{app=\"api\"}")
+            .follow_tail(true)
+            .lookback(Duration::from_secs(600))
+    };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let spy = Spy::default();
+    let first = source();
+    let mut saves = first.stats();
+    let first = healer(&spy, store.clone(), first);
+    let running = first.spawn();
+    spy.wait_for(2).await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        saves.wait_for(|s| s.cursor_saves >= 1),
+    )
+    .await
+    .expect("the cursor saved")
+    .unwrap();
+    running.shutdown().await;
+
+    let again = Spy::default();
+    let second = healer(&again, store, source());
+    let running = second.spawn();
+    again.wait_for(1).await;
+    running.shutdown().await;
+    assert_eq!(again.messages(), ["three error"], "nothing read twice");
+    assert_eq!(tail.handshakes()[1].start(), t + 2, "the stored cursor");
 }

@@ -57,7 +57,11 @@ impl LokiSource {
             let why = match connected {
                 Connect::Open(socket) => {
                     self.stats.send_modify(|s| s.connections += 1);
-                    tracing::debug!(source = feed.name(), start = cursor.ts, "following the Loki tail");
+                    tracing::debug!(
+                        source = feed.name(),
+                        start = cursor.ts,
+                        "following the Loki tail"
+                    );
                     match self.follow(feed, *socket, &mut cursor, &mut saved).await {
                         Ended::Stopped => return Ok(()),
                         Ended::Closed { frames, why } => {
@@ -176,8 +180,7 @@ impl LokiSource {
         };
         request.headers_mut().extend(self.headers.clone());
         let shown = format!("{}/loki/api/v1/tail", self.url);
-        let handshake =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls);
+        let handshake = tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls);
         match tokio::time::timeout(self.timeout, handshake).await {
             Err(_) => Connect::Retry(format!("no answer from {shown} within {:?}", self.timeout)),
             Ok(Ok((socket, _))) => Connect::Open(Box::new(socket)),
@@ -274,9 +277,13 @@ mod tests {
 
     #[test]
     fn https_gets_a_rustls_connector_and_http_none() {
-        let tls = LokiSource::new("https://loki", "{}").tls_connector().unwrap();
+        let tls = LokiSource::new("https://loki", "{}")
+            .tls_connector()
+            .unwrap();
         assert!(matches!(tls, Some(Connector::Rustls(_))));
-        let plain = LokiSource::new("http://loki", "{}").tls_connector().unwrap();
+        let plain = LokiSource::new("http://loki", "{}")
+            .tls_connector()
+            .unwrap();
         assert!(plain.is_none());
     }
 }
