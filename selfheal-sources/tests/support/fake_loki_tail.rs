@@ -55,8 +55,11 @@ pub struct FakeTail {
     pub url: String,
 }
 
-/// A frame of `tail`: `streams` of (labels, [(ts, line)]), and `dropped` entries.
-pub fn frame(streams: &[(&[(&str, &str)], &[(i64, &str)])], dropped: &[(i64, &str)]) -> String {
+/// A stream of a frame: its labels, and its entries as (timestamp, line).
+pub type Stream<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, &'a str)]);
+
+/// A frame of `tail`: `streams`, and `dropped` entries as (timestamp, app).
+pub fn frame(streams: &[Stream<'_>], dropped: &[(i64, &str)]) -> String {
     let streams: Vec<Value> = streams
         .iter()
         .map(|(labels, values)| {
@@ -112,6 +115,8 @@ impl FakeTail {
 
 async fn serve(inner: Arc<Inner>, stream: tokio::net::TcpStream) {
     let recorder = inner.clone();
+    // The signature is tungstenite's `Callback`, whose error is an HTTP response.
+    #[allow(clippy::result_large_err)]
     let record = move |request: &Request, response: Response| {
         let url = reqwest::Url::parse(&format!("http://loki{}", request.uri())).unwrap();
         let handshake = Handshake {
