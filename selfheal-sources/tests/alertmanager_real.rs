@@ -94,7 +94,7 @@ async fn a_real_alertmanager_opens_an_incident_and_its_resolution_verifies_the_f
     let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let noted = arrivals.clone();
     let app = axum::Router::new()
-        .nest("/hooks/alertmanager", alerts.router())
+        .nest_service("/hooks/alertmanager", alerts.router())
         .layer(from_fn(move |request: Request, next: Next| {
             let noted = noted.clone();
             async move {

@@ -11,7 +11,8 @@
 //! let healer = Healer::builder().source(alerts.clone()).build()?;
 //! let running = healer.spawn();
 //! // Alertmanager: `webhook_configs: [{url: "http://host:8080/hooks/alertmanager", send_resolved: true}]`
-//! let app = axum::Router::new().nest("/hooks/alertmanager", alerts.router());
+//! // `nest_service` answers `/hooks/alertmanager` and `/hooks/alertmanager/` alike.
+//! let app = axum::Router::new().nest_service("/hooks/alertmanager", alerts.router());
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -181,10 +182,16 @@ impl Alertmanager {
         self
     }
 
-    /// An axum router with `POST /` taking the webhook, to nest where Alertmanager's
+    /// An axum router with `POST /` taking the webhook, to mount where Alertmanager's
     /// `webhook_configs.url` points. It answers 200 with a [`Receipt`], 400 to a body
     /// that is not a payload, 503 while the healer is not running; errors as
     /// `{"error": "..."}`.
+    ///
+    /// Mount it with `Router::nest_service(path, alerts.router())`: that answers the
+    /// path with and without a trailing slash (`/hooks/alertmanager` and
+    /// `/hooks/alertmanager/`). `Router::nest` answers only the path exactly as given
+    /// (axum's rule for a nested `/`), so a `webhook_configs.url` ending in `/` would
+    /// get a 404.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .route("/", post(webhook))
