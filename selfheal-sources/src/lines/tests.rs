@@ -442,3 +442,133 @@ fn crlf_line_ends() {
     let s = parse("2026-12-04T10:00:00Z ERROR orders: x\r");
     assert_eq!(s.message, "x");
 }
+
+/// The logger, as the JSON path keeps it: in [`LOGGER_FIELD`], the message without it.
+fn logger_and_message(line: &str) -> (Option<String>, String, Level) {
+    let s = parse(line);
+    (s.fields.get(LOGGER_FIELD).cloned(), s.message, s.level)
+}
+
+#[test]
+fn java_and_python_loggers_are_taken_out_of_the_message() {
+    let cases = [
+        (
+            "2024-05-01 12:00:00.123 ERROR 4242 --- [nio-8080-exec-1] o.h.engine.jdbc.spi.SqlExceptionHelper   : Connection is not available, request timed out after 30000ms.",
+            "o.h.engine.jdbc.spi.SqlExceptionHelper",
+            "Connection is not available, request timed out after 30000ms.",
+            Level::Error,
+        ),
+        (
+            "2024-05-01T12:00:00.123Z  WARN 4242 --- [orders] [           main] o.s.b.a.OrdersApplication                : pool is small",
+            "o.s.b.a.OrdersApplication",
+            "pool is small",
+            Level::Warn,
+        ),
+        (
+            "12:00:00.123 [main] ERROR com.example.App - boom",
+            "com.example.App",
+            "boom",
+            Level::Error,
+        ),
+        (
+            "12:00:00.123 [main] WARN  App - retry: 3 - giving up",
+            "App",
+            "retry: 3 - giving up",
+            Level::Warn,
+        ),
+        ("ERROR:root:boom", "root", "boom", Level::Error),
+        (
+            "ERROR:myapp.db:connection refused",
+            "myapp.db",
+            "connection refused",
+            Level::Error,
+        ),
+        (
+            "WARNING:myapp.db:slow: 3.2 s - retrying",
+            "myapp.db",
+            "slow: 3.2 s - retrying",
+            Level::Warn,
+        ),
+        (
+            "2024-05-01 12:00:00,123 - myapp.db - ERROR - connection refused",
+            "myapp.db",
+            "connection refused",
+            Level::Error,
+        ),
+        (
+            "2024-05-01 12:00:00,123 - root - CRITICAL - disk full - /var at 100%",
+            "root",
+            "disk full - /var at 100%",
+            Level::Error,
+        ),
+    ];
+    for (line, logger, message, level) in cases {
+        assert_eq!(
+            logger_and_message(line),
+            (Some(logger.to_owned()), message.to_owned(), level),
+            "{line}"
+        );
+    }
+    // The logger can name the target, as with JSON's `logger`.
+    let s = LineParser::new("orders")
+        .target_key(LOGGER_FIELD)
+        .parse("ERROR:payments:card declined")
+        .unwrap();
+    assert_eq!(s.target, "payments");
+}
+
+#[test]
+fn lines_that_merely_hold_dashes_or_colons_lose_no_text() {
+    let cases = [
+        (
+            "2024-05-01 12:00:00 ERROR Payment - refund failed",
+            "Payment - refund failed",
+        ),
+        (
+            "2024-05-01 12:00:00 ERROR connection refused - retrying in 5s",
+            "connection refused - retrying in 5s",
+        ),
+        (
+            "2024-05-01T12:00:00Z ERROR Error: ECONNREFUSED 127.0.0.1:5432",
+            "Error: ECONNREFUSED 127.0.0.1:5432",
+        ),
+        (
+            "2024-05-01T12:00:00Z ERROR Timeout: upstream did not answer",
+            "Timeout: upstream did not answer",
+        ),
+        (
+            "ERROR: duplicate key value violates unique constraint \"orders_pkey\"",
+            "duplicate key value violates unique constraint \"orders_pkey\"",
+        ),
+        (
+            "2024-05-01T12:00:00Z - ERROR - the timestamp is no logger",
+            "the timestamp is no logger",
+        ),
+        (
+            "2024-05-01 12:00:00,123 - ERROR - no name - here",
+            "no name - here",
+        ),
+        (
+            "ERROR:connection refused: retrying",
+            "connection refused: retrying",
+        ),
+    ];
+    for (line, message) in cases {
+        let (logger, got, _) = logger_and_message(line);
+        assert_eq!((logger, got.as_str()), (None, message), "{line}");
+    }
+    // After a target, the next `word:` is message.
+    assert_eq!(
+        logger_and_message("2026-12-04T10:00:00Z ERROR orders: timeout: upstream"),
+        (
+            Some("orders".to_owned()),
+            "timeout: upstream".to_owned(),
+            Level::Error
+        )
+    );
+    // A span without fields, then the module path.
+    assert_eq!(
+        logger_and_message("2026-12-04T10:00:00Z ERROR request: orders::db: query failed").0,
+        Some("orders::db".to_owned())
+    );
+}
