@@ -251,7 +251,19 @@ fn a_java_trace_after_its_log_line() {
         ],
     );
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].message, "request failed");
+    assert_eq!(
+        got[0].message,
+        "request failed: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.",
+        "what was thrown joins the log line's message"
+    );
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_TYPE_FIELD],
+        "java.net.ConnectException"
+    );
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_MESSAGE_FIELD],
+        "Connection refused"
+    );
     let stack = got[0].stack.as_deref().unwrap();
     assert!(
         stack.starts_with("java.sql.SQLTransientConnectionException"),
@@ -281,7 +293,12 @@ fn a_python_traceback_after_logging_exception_and_alone() {
     lines.push("2026-12-04 10:00:01,000 - orders - INFO - next");
     let got = join(parser(), &lines);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].message, "request failed");
+    assert_eq!(got[0].message, "request failed: RuntimeError: db down");
+    assert_eq!(got[0].fields[LOGGER_FIELD], "orders");
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_TYPE_FIELD], "TimeoutError",
+        "the first of chained tracebacks"
+    );
     assert_eq!(got[0].stack.as_deref().unwrap(), traceback.join("\n"));
 
     // Uncaught: the traceback alone is the signal, its last exception the message.
@@ -348,7 +365,10 @@ fn a_go_panic_and_a_node_stack() {
     );
     assert!(got[0].stack.as_deref().unwrap().contains("main.load(0x0)"));
     assert!(!got[0].stack.as_deref().unwrap().contains("exit status"));
-    assert_eq!(got[1].message, "request failed");
+    assert_eq!(
+        got[1].message,
+        "request failed: TypeError: Cannot read properties of undefined (reading 'id')"
+    );
     assert!(
         got[1]
             .stack
@@ -570,5 +590,105 @@ fn lines_that_merely_hold_dashes_or_colons_lose_no_text() {
     assert_eq!(
         logger_and_message("2026-12-04T10:00:00Z ERROR request: orders::db: query failed").0,
         Some("orders::db".to_owned())
+    );
+}
+
+/// A Spring Boot request that failed for want of a Postgres connection: the log line,
+/// then the trace whose last `Caused by:` is what went wrong.
+const SPRING_TRACE: [&str; 14] = [
+    "2024-05-01 12:00:00.123 ERROR 4242 --- [nio-8080-exec-1] o.a.c.c.C.[.[.[/].[dispatcherServlet]    : Servlet.service() for servlet [dispatcherServlet] threw exception",
+    "org.springframework.transaction.CannotCreateTransactionException: Could not open JPA EntityManager for transaction",
+    "\tat org.springframework.orm.jpa.JpaTransactionManager.doBegin(JpaTransactionManager.java:466)",
+    "\tat com.acme.orders.OrderController.create(OrderController.java:42)",
+    "Caused by: org.hibernate.exception.JDBCConnectionException: Unable to acquire JDBC Connection",
+    "\tat org.hibernate.exception.internal.SQLStateConversionDelegate.convert(SQLStateConversionDelegate.java:98)",
+    "\t... 52 common frames omitted",
+    "Caused by: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.",
+    "\tat com.zaxxer.hikari.pool.HikariPool.createTimeoutException(HikariPool.java:696)",
+    "\t... 60 common frames omitted",
+    "Caused by: org.postgresql.util.PSQLException: FATAL: sorry, too many clients already",
+    "\tat org.postgresql.core.v3.QueryExecutorImpl.receiveErrorResponse(QueryExecutorImpl.java:2713)",
+    "\tat org.postgresql.Driver.connect(Driver.java:297)",
+    "\t... 65 common frames omitted",
+];
+
+#[test]
+fn a_spring_trace_says_what_was_thrown_and_its_root_cause() {
+    let mut lines = SPRING_TRACE.to_vec();
+    lines.push(
+        "2024-05-01 12:00:01.000  INFO 4242 --- [nio-8080-exec-2] c.a.o.OrderController : ok",
+    );
+    let got = join(parser(), &lines);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let s = &got[0];
+    assert_eq!(
+        s.message,
+        "Servlet.service() for servlet [dispatcherServlet] threw exception: \
+         org.springframework.transaction.CannotCreateTransactionException: Could not open JPA \
+         EntityManager for transaction"
+    );
+    assert_eq!(
+        s.fields[LOGGER_FIELD],
+        "o.a.c.c.C.[.[.[/].[dispatcherServlet]"
+    );
+    assert_eq!(
+        s.fields[ROOT_CAUSE_TYPE_FIELD],
+        "org.postgresql.util.PSQLException"
+    );
+    assert_eq!(
+        s.fields[ROOT_CAUSE_MESSAGE_FIELD],
+        "FATAL: sorry, too many clients already"
+    );
+    assert_eq!(s.stack.as_deref().unwrap(), SPRING_TRACE[1..].join("\n"));
+
+    // The matcher reads the root cause as it reads the message: the stock pattern's
+    // regex, and keywords that only the root cause holds.
+    assert!(selfheal_core::ERROR_FIELDS.contains(&ROOT_CAUSE_MESSAGE_FIELD));
+    let no_stack = Signal {
+        stack: None,
+        ..s.clone()
+    };
+    let matcher = selfheal_core::Matcher::new(&[
+        selfheal_core::Pattern::new("too_many_clients").regex("sorry, too many clients already"),
+        selfheal_core::Pattern::new("clients_keywords").keywords(["sorry", "clients", "fatal"]),
+    ]);
+    let found: Vec<String> = matcher
+        .matches(&no_stack)
+        .into_iter()
+        .map(|m| m.pattern)
+        .collect();
+    assert_eq!(found, ["too_many_clients", "clients_keywords"], "{found:?}");
+
+    // A message that names the exception already is left as it is; so is a line that
+    // carried its own stack (its error text joined the message when it was read).
+    let mut named = SPRING_TRACE.to_vec();
+    named[0] = "2024-05-01 12:00:00.123 ERROR 4242 --- [main] c.a.Orders : failed: org.springframework.transaction.CannotCreateTransactionException: Could not open JPA EntityManager for transaction";
+    let got = join(parser(), &named);
+    assert_eq!(
+        got[0]
+            .message
+            .matches("CannotCreateTransactionException")
+            .count(),
+        1
+    );
+    // Spring's `… with root cause`: the root cause is the trace's only exception.
+    let got = join(
+        parser(),
+        &[
+            "2024-05-01 12:00:00.123 ERROR 4242 --- [nio-8080-exec-1] o.a.c.c.C.[.[.[/].[dispatcherServlet]    : Servlet.service() threw exception [Request processing failed] with root cause",
+            "",
+            "org.postgresql.util.PSQLException: FATAL: sorry, too many clients already",
+            "\tat org.postgresql.Driver.connect(Driver.java:297)",
+        ],
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_TYPE_FIELD],
+        "org.postgresql.util.PSQLException"
+    );
+    assert!(
+        got[0].message.ends_with(
+            ": org.postgresql.util.PSQLException: FATAL: sorry, too many clients already"
+        )
     );
 }
