@@ -42,8 +42,12 @@
 //!   resolved the errors count as stopped.
 //!
 //! Alertmanager sends an alert once per `group_interval` change and again only every
-//! `repeat_interval`, so an alert is one signal: give the pattern that should act on it
-//! `min_occurrences = 1` (`Pattern::threshold(1, ..)`).
+//! `repeat_interval`, so an alert is one signal, and one is enough: an
+//! [`External`](SignalSource::External) signal that a pattern matches meets the
+//! pattern's occurrence threshold (`threshold(n, ..)`, 5 by default) on its own, as
+//! Alertmanager's `for:` already decided it is an alert. The pattern needs only to
+//! match it (`regex("^RedisDown")`); an alert no pattern matches counts like any signal
+//! (`detection.default_min_occurrences`).
 //!
 //! A body that is not such a payload (a missing field, a wrong type, another version)
 //! is answered 400 with what is wrong, counted as malformed, and changes nothing.
