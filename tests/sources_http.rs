@@ -111,7 +111,8 @@ async fn an_alert_opens_an_incident_and_its_resolution_verifies_the_fix() {
     config.verification.quiet_for = Duration::from_millis(100);
     let alerts = Alertmanager::new().target_labels(["service", "job"]);
     let (healer, running, mut events) = spawn(config, alerts.clone(), "^RedisDown").await;
-    let base = serve(axum::Router::new().nest("/hooks/alertmanager", alerts.router())).await;
+    let base =
+        serve(axum::Router::new().nest_service("/hooks/alertmanager", alerts.router())).await;
     let hook = format!("{base}/hooks/alertmanager");
     let client = reqwest::Client::new();
 

@@ -22,9 +22,10 @@
 //! | `/metrics` | Prometheus text format | its own setting ([`AdminConfig::metrics`]) |
 //! | `/openapi.json` | the OpenAPI 3 document of the API | anyone, always |
 //!
-//! With the `alertmanager` feature, `POST /api/alerts/alertmanager` takes Alertmanager's
-//! webhook and hands it to the receiver given to `AdminConfig::alertmanager` (the
-//! healer's `selfheal_sources::alertmanager::Alertmanager` source). Any token may post
+//! With the `alertmanager` feature, `POST /api/alerts/alertmanager` (with or without a
+//! trailing `/`) takes Alertmanager's webhook and hands it to the receiver given to
+//! `AdminConfig::alertmanager` (the healer's `selfheal_sources::alertmanager::Alertmanager`
+//! source). Any token may post
 //! alerts, a viewer's too: Alertmanager then holds no token that can act.
 //!
 //! Nothing else is served until auth is configured (503 saying how): bearer tokens

@@ -79,6 +79,35 @@ async fn a_viewer_token_posts_alerts_and_they_reach_the_healer() {
 }
 
 #[tokio::test]
+async fn the_hook_with_a_trailing_slash_is_the_same_hook() {
+    let f = Fixture::start().await;
+    let slash = f
+        .client
+        .post(f.url(&format!("{HOOK}/")))
+        .bearer_auth(&f.viewer)
+        .json(&notification("firing", "fp-slash"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slash.status(), StatusCode::OK);
+    assert_eq!(slash.json::<Value>().await.unwrap()["firing"], 1);
+    assert!(f.healer.since_last_seen("db", None).is_some());
+    let anonymous = f
+        .client
+        .post(f.url(&format!("{HOOK}/")))
+        .json(&notification("firing", "fp-slash"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::UNAUTHORIZED,
+        "tokens still apply"
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_body_is_a_400_naming_the_field_and_counted() {
     let f = Fixture::start().await;
     let mut missing = notification("firing", "fp1");

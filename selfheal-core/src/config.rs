@@ -209,7 +209,8 @@ impl Default for IntakeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectionConfig {
-    /// Occurrences that open an incident for fingerprints no pattern matches.
+    /// Occurrences that open an incident for fingerprints no pattern matches (external
+    /// alerts included: only a pattern's match makes one alert enough).
     pub default_min_occurrences: u32,
     /// Their window.
     #[serde(with = "humantime_serde")]

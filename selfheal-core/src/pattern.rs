@@ -151,7 +151,8 @@ pub struct Pattern {
     /// Active or alert-only.
     #[serde(default)]
     pub mode: PatternMode,
-    /// Occurrences needed within `window` before an incident opens.
+    /// Occurrences needed within `window` before an incident opens (one external alert
+    /// is enough on its own; see [`Pattern::threshold`]).
     #[serde(default = "default_min_occurrences")]
     pub min_occurrences: u32,
     /// The detection window.
@@ -264,7 +265,10 @@ impl Pattern {
         self.mode = mode;
         self
     }
-    /// Sets the detection threshold: `n` occurrences within `window`.
+    /// Sets the detection threshold: `n` occurrences within `window`. A signal from
+    /// another system's alerting ([`SignalSource::External`](crate::SignalSource::External),
+    /// such as an Alertmanager alert, whose `for:` already applied its own rule) that
+    /// the pattern matches meets it on its own: one firing alert opens the incident.
     pub fn threshold(mut self, n: u32, window: Duration) -> Self {
         self.min_occurrences = n;
         self.window = window;

@@ -34,7 +34,9 @@ pub enum SignalSource {
     Probe,
     /// A metric over its threshold.
     Metric,
-    /// An alert from another system.
+    /// An alert from another system. One that a pattern matches meets the pattern's
+    /// occurrence threshold on its own: the other system already decided it is an
+    /// alert.
     External,
 }
 

@@ -37,7 +37,12 @@
 //! call [`Lines::flush`] (at the end of the input, or when it has been idle a moment).
 //! A trace with no log line before it (a Python traceback, a Rust panic, a Go panic, a
 //! bare `java.lang.…Exception: …`) is a signal of its own, with the exception or panic
-//! as its message. A trace is cut at [`LineParser::max_stack_lines`] lines or
+//! as its message. When a log line heads the trace, the exception line that says what
+//! was thrown joins the line's message (`request failed: java.sql.…Exception: …`)
+//! unless the message holds it already, and the root cause (a JVM trace's last
+//! `Caused by:`, else its only exception; a Python traceback's first) goes to the
+//! fields [`ROOT_CAUSE_TYPE_FIELD`] and [`ROOT_CAUSE_MESSAGE_FIELD`], an error-bearing
+//! field that patterns match. A trace is cut at [`LineParser::max_stack_lines`] lines or
 //! [`LineParser::max_stack_bytes`] bytes: the signal is handed back then, with the field
 //! `stack.truncated` set, and the rest of that trace is skipped.
 //!
@@ -67,7 +72,12 @@
 //! assert_eq!(signals[0].target, "orders");
 //! assert_eq!(signals[1].message, "payment failed: connection refused");
 //! assert_eq!(signals[1].fields["logger"], "payments");
-//! assert_eq!(signals[2].message, "request failed");
+//! // What was thrown joins the log line's message; the root cause is a field.
+//! assert_eq!(
+//!     signals[2].message,
+//!     "request failed: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms."
+//! );
+//! assert_eq!(signals[2].fields["exception.type"], "java.sql.SQLTransientConnectionException");
 //! assert!(signals[2].stack.as_deref().unwrap().contains("at com.acme.Orders.load"));
 //! ```
 
@@ -94,6 +104,16 @@ pub const LOGGER_FIELD: &str = "logger";
 
 /// The signal field set to `"true"` when the signal's stack was cut at its bound.
 pub const TRUNCATED_FIELD: &str = "stack.truncated";
+
+/// The signal field that holds the type of a trace's root cause (a JVM trace's last
+/// `Caused by:`, else its only exception; a Python traceback's first):
+/// `org.postgresql.util.PSQLException`.
+pub const ROOT_CAUSE_TYPE_FIELD: &str = "exception.type";
+
+/// The signal field that holds the message of a trace's root cause: `FATAL: sorry,
+/// too many clients already`. It is one of the error-bearing fields
+/// ([`selfheal_core::ERROR_FIELDS`]), so patterns match it like the message.
+pub const ROOT_CAUSE_MESSAGE_FIELD: &str = "exception.message";
 
 /// The default bound on the lines of one trace.
 pub const DEFAULT_MAX_STACK_LINES: usize = 512;
@@ -240,6 +260,9 @@ struct Pending {
     mode: Mode,
     /// It opened with the trace itself: its message comes from the trace.
     headerless: bool,
+    /// The line carried its own stack (a JSON or logfmt key), whose error text the
+    /// message has already.
+    own_stack: bool,
 }
 
 /// Joins log lines into signals, stack traces and all. See the [module docs](self).
@@ -321,6 +344,7 @@ impl Lines {
             let mut stack = signal.stack.take().unwrap_or_default();
             cut(&mut stack, self.parser.max_stack_bytes);
             return Some(Pending {
+                own_stack: !stack.is_empty(),
                 stack,
                 signal,
                 lines: 0,
@@ -342,6 +366,7 @@ impl Lines {
             blanks: 0,
             mode,
             headerless: true,
+            own_stack: false,
         })
     }
 
@@ -404,9 +429,31 @@ fn finish(mut pending: Pending) -> Signal {
     let stack = pending.stack.trim_end();
     if !stack.is_empty() {
         pending.stack.truncate(stack.len());
-        if pending.signal.message.is_empty() {
-            pending.signal.message = trace::headline(&pending.stack).to_owned();
-            cut(&mut pending.signal.message, MAX_MESSAGE_BYTES);
+        let signal = &mut pending.signal;
+        if signal.message.is_empty() {
+            signal.message = trace::headline(&pending.stack).to_owned();
+        } else if !pending.headerless
+            && !pending.own_stack
+            && let Some(exception) = trace::exception_headline(&pending.stack)
+            && !signal.message.contains(exception)
+        {
+            // The log line heads the trace (`request failed`): what was thrown joins it,
+            // as an error field's text does.
+            signal.message.push_str(": ");
+            signal.message.push_str(exception);
+        }
+        cut(&mut signal.message, MAX_MESSAGE_BYTES);
+        if let Some((name, message)) = trace::root_cause(&pending.stack) {
+            for (field, value) in [
+                (ROOT_CAUSE_TYPE_FIELD, name),
+                (ROOT_CAUSE_MESSAGE_FIELD, message),
+            ] {
+                if !value.is_empty() && signal.fields.len() < MAX_FIELDS {
+                    let mut value = value.to_owned();
+                    cut(&mut value, MAX_FIELD_BYTES);
+                    signal.fields.entry(field.to_owned()).or_insert(value);
+                }
+            }
         }
         pending.signal.stack = Some(pending.stack);
     }

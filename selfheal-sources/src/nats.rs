@@ -8,8 +8,9 @@
 //! - **Publisher.** [`NatsSink::publish`] never blocks the host: it queues on a bounded
 //!   queue that a task drains to JetStream, and counts what it dropped
 //!   ([`SinkStats`]). Each signal goes as JSON to `selfheal.signals.<service>` with a
-//!   unique `Nats-Msg-Id`, so a publish retried after a lost acknowledgement is removed
-//!   by the stream's duplicate window.
+//!   `Nats-Msg-Id` made once per signal, so a publish retried after a lost
+//!   acknowledgement, or any copy sent again with that id, is stored once: the stream
+//!   is made with a duplicate window ([`StreamSettings::duplicate_window`]).
 //! - **Consumer.** Every [`NatsSource`] of the group binds the same durable pull
 //!   consumer, so each message goes to one healer. A message is acknowledged only
 //!   after [`Feed::ingest`](selfheal_core::source::Feed::ingest) says the healer's
@@ -24,6 +25,11 @@
 //!
 //! Thresholds count per healer: with `n` healers sharing the stream, each sees about
 //! `1/n` of a service's errors.
+//!
+//! Give sinks and sources the same [`StreamSettings`]. A source warns at start when a
+//! stream on the server holds the subjects a sink with the default settings publishes
+//! to but the source reads another, and when the group's durable consumer already
+//! existed with another filter (an existing consumer keeps its settings).
 //!
 //! ```no_run
 //! use selfheal_core::{Healer, Signal};

@@ -13,7 +13,7 @@ use support::Spy;
 
 /// Serves `alerts.router()` under `/hooks/alertmanager`; the URL to post to.
 async fn serve(alerts: &Alertmanager) -> String {
-    let app = axum::Router::new().nest("/hooks/alertmanager", alerts.router());
+    let app = axum::Router::new().nest_service("/hooks/alertmanager", alerts.router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/hooks/alertmanager",
@@ -210,4 +210,36 @@ async fn nothing_is_taken_before_the_healer_runs_or_after_it_stopped() {
         .expect("taken once the healer runs");
     running.shutdown().await;
     assert_eq!(post(&url, body).await.0, 503, "after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_answers_with_and_without_a_trailing_slash() {
+    let alerts = Alertmanager::new();
+    let spy = Spy::default();
+    let healer = healer(&spy, &alerts);
+    let running = healer.spawn();
+    let url = serve(&alerts).await;
+    for (n, url) in [url.clone(), format!("{url}/")].into_iter().enumerate() {
+        let fingerprint = format!("slash{n}");
+        let body = notification(vec![alert("firing", "X", json!({}), &fingerprint)]);
+        let (status, answer) = post(&url, body.to_string()).await;
+        assert_eq!(status, 200, "{url}: {answer}");
+        let signals = spy.signals();
+        assert_eq!(signals.len(), n + 1, "{url}: {signals:?}");
+        assert_eq!(signals[n].fields["alert.fingerprint"], fingerprint);
+    }
+    // Only the hook itself: a path below it is not the webhook.
+    let (status, _) = post_raw(&format!("{url}/other"), "{}").await;
+    assert_eq!(status, 404);
+    running.shutdown().await;
+}
+
+async fn post_raw(url: &str, body: &'static str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
 }

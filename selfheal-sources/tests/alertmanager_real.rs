@@ -94,7 +94,7 @@ async fn a_real_alertmanager_opens_an_incident_and_its_resolution_verifies_the_f
     let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let noted = arrivals.clone();
     let app = axum::Router::new()
-        .nest("/hooks/alertmanager", alerts.router())
+        .nest_service("/hooks/alertmanager", alerts.router())
         .layer(from_fn(move |request: Request, next: Next| {
             let noted = noted.clone();
             async move {
@@ -104,8 +104,9 @@ async fn a_real_alertmanager_opens_an_incident_and_its_resolution_verifies_the_f
             }
         }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The URL as users often write it, with a trailing slash: the mount answers it.
     let hook = format!(
-        "http://{}/hooks/alertmanager",
+        "http://{}/hooks/alertmanager/",
         listener.local_addr().unwrap()
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -266,3 +266,193 @@ async fn without_the_server_the_source_fails_and_is_restarted_the_healer_goes_on
     assert_eq!(healer.observed(), 1);
     running.shutdown().await;
 }
+
+/// WARN events, each as its fields' text, caught by a layer of the test's own.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().unwrap().push(text.0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_source_warns_when_the_group_consumer_keeps_another_filter() {
+    let Some(scratch) = ScratchNats::connect() else {
+        return;
+    };
+    let config = source_config(&scratch);
+    let js = jetstream(&scratch).await;
+    let stream = config.stream.ensure(&js).await.expect("stream");
+    // A consumer of the same name made earlier for one service only.
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(config.durable.clone()),
+            filter_subject: config.stream.subject("billing"),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let warnings = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let healer = Healer::builder()
+        .source(NatsSource::new(config.clone()))
+        .build()
+        .unwrap();
+    let running = healer.spawn();
+    until("the source to warn", async || {
+        warnings
+            .all()
+            .iter()
+            .any(|w| w.contains("exists with another filter"))
+    })
+    .await;
+    let warning = warnings.all().join("\n");
+    assert!(
+        warning.contains(&config.stream.subject("billing")),
+        "{warning}"
+    );
+    running.shutdown().await;
+
+    // Its own consumer, as it makes it: no warning.
+    let fresh = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(fresh.clone()));
+    let own = SourceConfig {
+        durable: "selfheal-healers-own".into(),
+        ..config.clone()
+    };
+    let source = NatsSource::new(own.clone());
+    let healer = Healer::builder().source(source).build().unwrap();
+    let running = healer.spawn();
+    until("the consumer to be made", async || {
+        consumer_state_exists(&js, &own).await
+    })
+    .await;
+    // The check runs before the consumer is read: once reading, it has spoken.
+    let published = encode(&Signal::new("orders-db", "connection refused"));
+    assert!(publish_raw(&js, own.stream.subject("orders"), "filter-ok", published).await);
+    until("the signal to be taken in", async || healer.observed() >= 1).await;
+    assert!(
+        !fresh.all().iter().any(|w| w.contains("another filter")),
+        "{:?}",
+        fresh.all()
+    );
+    running.shutdown().await;
+}
+
+async fn consumer_state_exists(js: &jetstream::Context, config: &SourceConfig) -> bool {
+    let Ok(stream) = js.get_stream(&config.stream.name).await else {
+        return false;
+    };
+    stream.consumer_info(&config.durable).await.is_ok()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_source_warns_when_default_sinks_publish_to_a_stream_it_does_not_read() {
+    let Some(scratch) = ScratchNats::connect() else {
+        return;
+    };
+    // A stream holding what a default sink of one service publishes
+    // (`selfheal.signals.<service>`), deleted when the test ends; if the server has
+    // the default stream already, that one holds it.
+    let Some(defaults) = ScratchNats::connect() else {
+        return;
+    };
+    let service = defaults
+        .subject_prefix()
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    let js = jetstream(&scratch).await;
+    let _ = js
+        .create_stream(jetstream::stream::Config {
+            name: defaults.stream(),
+            subjects: vec![StreamSettings::default().subject(&service)],
+            ..Default::default()
+        })
+        .await;
+    let warnings = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let config = source_config(&scratch);
+    let healer = Healer::builder()
+        .source(NatsSource::new(config.clone()))
+        .build()
+        .unwrap();
+    let running = healer.spawn();
+    until("the source to warn", async || {
+        warnings
+            .all()
+            .iter()
+            .any(|w| w.contains("a NatsSink with default"))
+    })
+    .await;
+    let warning = warnings.all().join("\n");
+    assert!(warning.contains(&config.stream.name), "{warning}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_republished_with_its_id_is_stored_once() {
+    let Some(scratch) = ScratchNats::connect() else {
+        return;
+    };
+    let mut config = SinkConfig::new(scratch.url(), "orders");
+    config.stream = settings(&scratch);
+    let stream_settings = config.stream.clone();
+    let sink = NatsSink::start(config).unwrap();
+    assert!(sink.publish(Signal::new("orders-db", "connection refused")));
+    sink.flush().await;
+    assert_eq!(sink.stats().published, 1);
+
+    let js = jetstream(&scratch).await;
+    let mut stream = js.get_stream(&stream_settings.name).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.config.duplicate_window, stream_settings.duplicate_window,
+        "the sink made the stream with a duplicate window"
+    );
+    let first = stream.get_raw_message(1).await.unwrap();
+    let id = first
+        .headers
+        .get("Nats-Msg-Id")
+        .expect("the sink sets an id")
+        .as_str()
+        .to_owned();
+    // Another publisher (a retry, another healer's relay) sends the same signal again
+    // with its id: JetStream acknowledges it as a duplicate and keeps one copy.
+    let again = publish_raw(&js, first.subject.to_string(), &id, first.payload.to_vec()).await;
+    assert!(!again, "acknowledged as a duplicate");
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    // A different id is a different signal.
+    assert!(
+        publish_raw(
+            &js,
+            first.subject.to_string(),
+            "another",
+            first.payload.to_vec()
+        )
+        .await
+    );
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+}

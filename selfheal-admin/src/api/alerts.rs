@@ -8,7 +8,14 @@ use crate::state::AppState;
 
 #[cfg(feature = "alertmanager")]
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(utoipa_axum::routes!(webhook::alertmanager))
+    OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(webhook::alertmanager))
+        // A `webhook_configs.url` ending in `/` is the same hook (not in the OpenAPI
+        // document twice).
+        .route(
+            "/alerts/alertmanager/",
+            axum::routing::post(webhook::alertmanager),
+        )
 }
 
 #[cfg(not(feature = "alertmanager"))]

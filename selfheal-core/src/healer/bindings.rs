@@ -1,5 +1,5 @@
-//! Fix bindings checked against the registered strategies: at `build()` (the stock
-//! catalog), when the pipeline starts (the stored patterns), and for each fix before
+//! Fix bindings checked against the registered strategies: when the pipeline starts
+//! (the stored patterns, stock ones among them), and for each fix before
 //! the healer decides on it. A fix that cannot run is skipped out loud: a
 //! [`Phase::Skipped`] event and a `self_heal.fix_skipped` audit record, never silently.
 
@@ -103,17 +103,20 @@ pub(super) fn warn_binding_problems(problems: &[BindingProblem], source: &str) {
 }
 
 impl Healer {
-    /// Logs the problems of the stored bindings that `build()` did not already report
-    /// for the stock catalog.
+    /// Logs the problems of the stored bindings: those of stock patterns the store
+    /// holds as shipped under "the stock catalog", the rest under "the store". A store
+    /// without the stock catalog (an empty `MemoryStore`, a store not seeded) says
+    /// nothing about it.
     pub(super) async fn warn_stored_binding_problems(&self) {
         // Said when the pipeline starts rather than in `build()`: the host's tracing
         // subscriber, which needs the built healer for its layer, is installed by then.
-        let stock = check_bindings(&crate::catalog::stock(), &self.inner.strategies);
-        warn_binding_problems(&stock, "the stock catalog");
         match self.admin().binding_problems().await {
-            Ok(mut problems) => {
-                problems.retain(|p| !stock.contains(p));
-                warn_binding_problems(&problems, "the store");
+            Ok(problems) => {
+                let stock = check_bindings(&crate::catalog::stock(), &self.inner.strategies);
+                let (stock, stored): (Vec<_>, Vec<_>) =
+                    problems.into_iter().partition(|p| stock.contains(p));
+                warn_binding_problems(&stock, "the stock catalog");
+                warn_binding_problems(&stored, "the store");
             }
             Err(e) => tracing::warn!(error = %e, "could not check the stored fix bindings"),
         }
@@ -312,6 +315,59 @@ mod tests {
             })
             .build()
             .unwrap()
+    }
+
+    /// What the healer logs while `f` runs on this thread, as text.
+    async fn logged<F: std::future::Future<Output = ()>>(f: F) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        f.await;
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_stock_catalog_is_warned_about_only_when_the_store_holds_it() {
+        const STOCK: &str = "fixes of the stock catalog name strategies that are not registered";
+        // No strategy registered: every stock fix is one that cannot run.
+        let bare = || Healer::builder().store_arc(Arc::new(MemoryStore::new()));
+        let empty = bare().build().unwrap();
+        let said = logged(empty.warn_stored_binding_problems()).await;
+        assert!(!said.contains("stock catalog"), "an empty store: {said}");
+
+        let store = Arc::new(MemoryStore::new());
+        crate::catalog::seed(store.as_ref()).await.unwrap();
+        let seeded = Healer::builder().store_arc(store).build().unwrap();
+        let said = logged(seeded.warn_stored_binding_problems()).await;
+        assert!(said.contains(STOCK), "a seeded store: {said}");
+        assert!(!said.contains("fixes of the store"), "{said}");
+
+        // A store of the host's own patterns: warned about as the store.
+        let store = Arc::new(MemoryStore::new());
+        store.add_pattern(&pattern()).await.unwrap();
+        let own = Healer::builder().store_arc(store).build().unwrap();
+        let said = logged(own.warn_stored_binding_problems()).await;
+        assert!(
+            said.contains("fixes of the store name strategies that are not registered")
+                && said.contains("not_registered"),
+            "{said}"
+        );
+        assert!(!said.contains("stock catalog"), "{said}");
     }
 
     #[tokio::test]

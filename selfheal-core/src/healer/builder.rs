@@ -207,12 +207,13 @@ impl HealerBuilder {
     /// Validates the configuration and builds the healer. Nothing runs until
     /// [`Healer::spawn`].
     ///
-    /// It also checks the stock catalog's fix bindings against the registered
-    /// strategies and logs a warning for each that cannot run: one listing the
+    /// When the pipeline starts ([`Healer::spawn`]), the stored patterns' fix bindings
+    /// (the stock catalog's, when the store holds it) are checked against the
+    /// registered strategies, with a warning for each that cannot run: one listing the
     /// strategies that are not registered (you may not use Redis, say), one per fix
     /// whose parameters the strategy refuses, naming the pattern, the strategy and what
-    /// to do. The stored patterns are checked the same way when the pipeline starts
-    /// ([`Admin::binding_problems`](super::Admin::binding_problems)).
+    /// to do ([`Admin::binding_problems`](super::Admin::binding_problems)). A store
+    /// without stock patterns gets no warning about them.
     pub fn build(self) -> Result<Healer> {
         self.config.validate()?;
         let mut source_names = std::collections::HashSet::new();

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Healer;
 use super::contain::panic_message;
-use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal};
+use crate::{Fingerprint, Incident, IncidentStatus, Severity, Signal, SignalSource};
 
 /// Related fingerprints listed per incident (the rest still count into it).
 pub(super) const MAX_RELATED: usize = 64;
@@ -208,8 +208,16 @@ impl Healer {
                 (detection.default_min_occurrences, detection.default_window),
                 |p| (p.min_occurrences, p.window),
             );
+        // An alert from another system (Alertmanager's, after its own `for:`) is a
+        // verdict already: one firing alert meets its pattern's occurrence threshold.
+        // An alert no pattern matches counts like any signal.
+        let needed = if signal.source == SignalSource::External && best.is_some() {
+            1
+        } else {
+            needed as usize
+        };
         let count = self.inner.detector.record(&key, now, window);
-        if count < needed as usize {
+        if count < needed {
             return false;
         }
 
@@ -334,6 +342,63 @@ mod tests {
         fn fingerprint(&self, signal: &Signal) -> crate::Fingerprint {
             crate::Fingerprint::new(&signal.service, &signal.message, None)
         }
+    }
+
+    #[tokio::test]
+    async fn one_external_alert_meets_the_threshold_a_log_line_needs_five_for() {
+        let healer = Healer::builder()
+            .store(MemoryStore::new())
+            .fingerprinter(Verbatim)
+            .build()
+            .unwrap();
+        healer
+            .admin()
+            .add_pattern(
+                crate::Pattern::new("redis_down")
+                    .regex("^RedisDown")
+                    .threshold(5, Duration::from_secs(300)),
+                "test",
+            )
+            .await
+            .unwrap();
+        let alert = || {
+            Signal::new("cache", "RedisDown: redis on cache-1 is down")
+                .source(crate::SignalSource::External)
+        };
+        // The same text as a log line: the pattern's threshold of five holds.
+        for n in 1..5 {
+            let line = Signal::new("cache-logs", "RedisDown: redis on cache-1 is down");
+            assert!(!healer.ingest(&line), "log line {n} of 5 opens nothing");
+        }
+        assert!(
+            healer.ingest(&Signal::new(
+                "cache-logs",
+                "RedisDown: redis on cache-1 is down"
+            )),
+            "the fifth does"
+        );
+        assert!(
+            healer.ingest(&alert()),
+            "one firing alert opens the incident"
+        );
+        let incident = healer
+            .inner
+            .open
+            .iter()
+            .find(|i| i.target == "cache")
+            .map(|i| i.clone())
+            .expect("an incident on the alert's target");
+        assert_eq!(incident.pattern.as_deref(), Some("redis_down"));
+        assert_eq!(incident.occurrences, 1);
+        // An alert no pattern matches needs the default threshold like any signal.
+        let unmatched = || {
+            Signal::new("queue", "QueueBacklog: 10k messages waiting")
+                .source(crate::SignalSource::External)
+        };
+        assert!(
+            !healer.ingest(&unmatched()),
+            "no pattern: one alert is not enough"
+        );
     }
 
     #[tokio::test]

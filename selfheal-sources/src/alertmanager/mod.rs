@@ -11,7 +11,8 @@
 //! let healer = Healer::builder().source(alerts.clone()).build()?;
 //! let running = healer.spawn();
 //! // Alertmanager: `webhook_configs: [{url: "http://host:8080/hooks/alertmanager", send_resolved: true}]`
-//! let app = axum::Router::new().nest("/hooks/alertmanager", alerts.router());
+//! // `nest_service` answers `/hooks/alertmanager` and `/hooks/alertmanager/` alike.
+//! let app = axum::Router::new().nest_service("/hooks/alertmanager", alerts.router());
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
@@ -41,8 +42,12 @@
 //!   resolved the errors count as stopped.
 //!
 //! Alertmanager sends an alert once per `group_interval` change and again only every
-//! `repeat_interval`, so an alert is one signal: give the pattern that should act on it
-//! `min_occurrences = 1` (`Pattern::threshold(1, ..)`).
+//! `repeat_interval`, so an alert is one signal, and one is enough: an
+//! [`External`](SignalSource::External) signal that a pattern matches meets the
+//! pattern's occurrence threshold (`threshold(n, ..)`, 5 by default) on its own, as
+//! Alertmanager's `for:` already decided it is an alert. The pattern needs only to
+//! match it (`regex("^RedisDown")`); an alert no pattern matches counts like any signal
+//! (`detection.default_min_occurrences`).
 //!
 //! A body that is not such a payload (a missing field, a wrong type, another version)
 //! is answered 400 with what is wrong, counted as malformed, and changes nothing.
@@ -181,10 +186,16 @@ impl Alertmanager {
         self
     }
 
-    /// An axum router with `POST /` taking the webhook, to nest where Alertmanager's
+    /// An axum router with `POST /` taking the webhook, to mount where Alertmanager's
     /// `webhook_configs.url` points. It answers 200 with a [`Receipt`], 400 to a body
     /// that is not a payload, 503 while the healer is not running; errors as
     /// `{"error": "..."}`.
+    ///
+    /// Mount it with `Router::nest_service(path, alerts.router())`: that answers the
+    /// path with and without a trailing slash (`/hooks/alertmanager` and
+    /// `/hooks/alertmanager/`). `Router::nest` answers only the path exactly as given
+    /// (axum's rule for a nested `/`), so a `webhook_configs.url` ending in `/` would
+    /// get a 404.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .route("/", post(webhook))

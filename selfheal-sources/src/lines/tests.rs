@@ -251,7 +251,19 @@ fn a_java_trace_after_its_log_line() {
         ],
     );
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].message, "request failed");
+    assert_eq!(
+        got[0].message,
+        "request failed: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.",
+        "what was thrown joins the log line's message"
+    );
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_TYPE_FIELD],
+        "java.net.ConnectException"
+    );
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_MESSAGE_FIELD],
+        "Connection refused"
+    );
     let stack = got[0].stack.as_deref().unwrap();
     assert!(
         stack.starts_with("java.sql.SQLTransientConnectionException"),
@@ -281,7 +293,12 @@ fn a_python_traceback_after_logging_exception_and_alone() {
     lines.push("2026-12-04 10:00:01,000 - orders - INFO - next");
     let got = join(parser(), &lines);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].message, "request failed");
+    assert_eq!(got[0].message, "request failed: RuntimeError: db down");
+    assert_eq!(got[0].fields[LOGGER_FIELD], "orders");
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_TYPE_FIELD], "TimeoutError",
+        "the first of chained tracebacks"
+    );
     assert_eq!(got[0].stack.as_deref().unwrap(), traceback.join("\n"));
 
     // Uncaught: the traceback alone is the signal, its last exception the message.
@@ -348,7 +365,10 @@ fn a_go_panic_and_a_node_stack() {
     );
     assert!(got[0].stack.as_deref().unwrap().contains("main.load(0x0)"));
     assert!(!got[0].stack.as_deref().unwrap().contains("exit status"));
-    assert_eq!(got[1].message, "request failed");
+    assert_eq!(
+        got[1].message,
+        "request failed: TypeError: Cannot read properties of undefined (reading 'id')"
+    );
     assert!(
         got[1]
             .stack
@@ -441,4 +461,234 @@ fn three_blank_lines_end_a_trace() {
 fn crlf_line_ends() {
     let s = parse("2026-12-04T10:00:00Z ERROR orders: x\r");
     assert_eq!(s.message, "x");
+}
+
+/// The logger, as the JSON path keeps it: in [`LOGGER_FIELD`], the message without it.
+fn logger_and_message(line: &str) -> (Option<String>, String, Level) {
+    let s = parse(line);
+    (s.fields.get(LOGGER_FIELD).cloned(), s.message, s.level)
+}
+
+#[test]
+fn java_and_python_loggers_are_taken_out_of_the_message() {
+    let cases = [
+        (
+            "2024-05-01 12:00:00.123 ERROR 4242 --- [nio-8080-exec-1] o.h.engine.jdbc.spi.SqlExceptionHelper   : Connection is not available, request timed out after 30000ms.",
+            "o.h.engine.jdbc.spi.SqlExceptionHelper",
+            "Connection is not available, request timed out after 30000ms.",
+            Level::Error,
+        ),
+        (
+            "2024-05-01T12:00:00.123Z  WARN 4242 --- [orders] [           main] o.s.b.a.OrdersApplication                : pool is small",
+            "o.s.b.a.OrdersApplication",
+            "pool is small",
+            Level::Warn,
+        ),
+        (
+            "12:00:00.123 [main] ERROR com.example.App - boom",
+            "com.example.App",
+            "boom",
+            Level::Error,
+        ),
+        (
+            "12:00:00.123 [main] WARN  App - retry: 3 - giving up",
+            "App",
+            "retry: 3 - giving up",
+            Level::Warn,
+        ),
+        ("ERROR:root:boom", "root", "boom", Level::Error),
+        (
+            "ERROR:myapp.db:connection refused",
+            "myapp.db",
+            "connection refused",
+            Level::Error,
+        ),
+        (
+            "WARNING:myapp.db:slow: 3.2 s - retrying",
+            "myapp.db",
+            "slow: 3.2 s - retrying",
+            Level::Warn,
+        ),
+        (
+            "2024-05-01 12:00:00,123 - myapp.db - ERROR - connection refused",
+            "myapp.db",
+            "connection refused",
+            Level::Error,
+        ),
+        (
+            "2024-05-01 12:00:00,123 - root - CRITICAL - disk full - /var at 100%",
+            "root",
+            "disk full - /var at 100%",
+            Level::Error,
+        ),
+    ];
+    for (line, logger, message, level) in cases {
+        assert_eq!(
+            logger_and_message(line),
+            (Some(logger.to_owned()), message.to_owned(), level),
+            "{line}"
+        );
+    }
+    // The logger can name the target, as with JSON's `logger`.
+    let s = LineParser::new("orders")
+        .target_key(LOGGER_FIELD)
+        .parse("ERROR:payments:card declined")
+        .unwrap();
+    assert_eq!(s.target, "payments");
+}
+
+#[test]
+fn lines_that_merely_hold_dashes_or_colons_lose_no_text() {
+    let cases = [
+        (
+            "2024-05-01 12:00:00 ERROR Payment - refund failed",
+            "Payment - refund failed",
+        ),
+        (
+            "2024-05-01 12:00:00 ERROR connection refused - retrying in 5s",
+            "connection refused - retrying in 5s",
+        ),
+        (
+            "2024-05-01T12:00:00Z ERROR Error: ECONNREFUSED 127.0.0.1:5432",
+            "Error: ECONNREFUSED 127.0.0.1:5432",
+        ),
+        (
+            "2024-05-01T12:00:00Z ERROR Timeout: upstream did not answer",
+            "Timeout: upstream did not answer",
+        ),
+        (
+            "ERROR: duplicate key value violates unique constraint \"orders_pkey\"",
+            "duplicate key value violates unique constraint \"orders_pkey\"",
+        ),
+        (
+            "2024-05-01T12:00:00Z - ERROR - the timestamp is no logger",
+            "the timestamp is no logger",
+        ),
+        (
+            "2024-05-01 12:00:00,123 - ERROR - no name - here",
+            "no name - here",
+        ),
+        (
+            "ERROR:connection refused: retrying",
+            "connection refused: retrying",
+        ),
+    ];
+    for (line, message) in cases {
+        let (logger, got, _) = logger_and_message(line);
+        assert_eq!((logger, got.as_str()), (None, message), "{line}");
+    }
+    // After a target, the next `word:` is message.
+    assert_eq!(
+        logger_and_message("2026-12-04T10:00:00Z ERROR orders: timeout: upstream"),
+        (
+            Some("orders".to_owned()),
+            "timeout: upstream".to_owned(),
+            Level::Error
+        )
+    );
+    // A span without fields, then the module path.
+    assert_eq!(
+        logger_and_message("2026-12-04T10:00:00Z ERROR request: orders::db: query failed").0,
+        Some("orders::db".to_owned())
+    );
+}
+
+/// A Spring Boot request that failed for want of a Postgres connection: the log line,
+/// then the trace whose last `Caused by:` is what went wrong.
+const SPRING_TRACE: [&str; 14] = [
+    "2024-05-01 12:00:00.123 ERROR 4242 --- [nio-8080-exec-1] o.a.c.c.C.[.[.[/].[dispatcherServlet]    : Servlet.service() for servlet [dispatcherServlet] threw exception",
+    "org.springframework.transaction.CannotCreateTransactionException: Could not open JPA EntityManager for transaction",
+    "\tat org.springframework.orm.jpa.JpaTransactionManager.doBegin(JpaTransactionManager.java:466)",
+    "\tat com.acme.orders.OrderController.create(OrderController.java:42)",
+    "Caused by: org.hibernate.exception.JDBCConnectionException: Unable to acquire JDBC Connection",
+    "\tat org.hibernate.exception.internal.SQLStateConversionDelegate.convert(SQLStateConversionDelegate.java:98)",
+    "\t... 52 common frames omitted",
+    "Caused by: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.",
+    "\tat com.zaxxer.hikari.pool.HikariPool.createTimeoutException(HikariPool.java:696)",
+    "\t... 60 common frames omitted",
+    "Caused by: org.postgresql.util.PSQLException: FATAL: sorry, too many clients already",
+    "\tat org.postgresql.core.v3.QueryExecutorImpl.receiveErrorResponse(QueryExecutorImpl.java:2713)",
+    "\tat org.postgresql.Driver.connect(Driver.java:297)",
+    "\t... 65 common frames omitted",
+];
+
+#[test]
+fn a_spring_trace_says_what_was_thrown_and_its_root_cause() {
+    let mut lines = SPRING_TRACE.to_vec();
+    lines.push(
+        "2024-05-01 12:00:01.000  INFO 4242 --- [nio-8080-exec-2] c.a.o.OrderController : ok",
+    );
+    let got = join(parser(), &lines);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let s = &got[0];
+    assert_eq!(
+        s.message,
+        "Servlet.service() for servlet [dispatcherServlet] threw exception: \
+         org.springframework.transaction.CannotCreateTransactionException: Could not open JPA \
+         EntityManager for transaction"
+    );
+    assert_eq!(
+        s.fields[LOGGER_FIELD],
+        "o.a.c.c.C.[.[.[/].[dispatcherServlet]"
+    );
+    assert_eq!(
+        s.fields[ROOT_CAUSE_TYPE_FIELD],
+        "org.postgresql.util.PSQLException"
+    );
+    assert_eq!(
+        s.fields[ROOT_CAUSE_MESSAGE_FIELD],
+        "FATAL: sorry, too many clients already"
+    );
+    assert_eq!(s.stack.as_deref().unwrap(), SPRING_TRACE[1..].join("\n"));
+
+    // The matcher reads the root cause as it reads the message: the stock pattern's
+    // regex, and keywords that only the root cause holds.
+    assert!(selfheal_core::ERROR_FIELDS.contains(&ROOT_CAUSE_MESSAGE_FIELD));
+    let no_stack = Signal {
+        stack: None,
+        ..s.clone()
+    };
+    let matcher = selfheal_core::Matcher::new(&[
+        selfheal_core::Pattern::new("too_many_clients").regex("sorry, too many clients already"),
+        selfheal_core::Pattern::new("clients_keywords").keywords(["sorry", "clients", "fatal"]),
+    ]);
+    let found: Vec<String> = matcher
+        .matches(&no_stack)
+        .into_iter()
+        .map(|m| m.pattern)
+        .collect();
+    assert_eq!(found, ["too_many_clients", "clients_keywords"], "{found:?}");
+
+    // A message that names the exception already is left as it is; so is a line that
+    // carried its own stack (its error text joined the message when it was read).
+    let mut named = SPRING_TRACE.to_vec();
+    named[0] = "2024-05-01 12:00:00.123 ERROR 4242 --- [main] c.a.Orders : failed: org.springframework.transaction.CannotCreateTransactionException: Could not open JPA EntityManager for transaction";
+    let got = join(parser(), &named);
+    assert_eq!(
+        got[0]
+            .message
+            .matches("CannotCreateTransactionException")
+            .count(),
+        1
+    );
+    // Spring's `… with root cause`: the root cause is the trace's only exception.
+    let got = join(
+        parser(),
+        &[
+            "2024-05-01 12:00:00.123 ERROR 4242 --- [nio-8080-exec-1] o.a.c.c.C.[.[.[/].[dispatcherServlet]    : Servlet.service() threw exception [Request processing failed] with root cause",
+            "",
+            "org.postgresql.util.PSQLException: FATAL: sorry, too many clients already",
+            "\tat org.postgresql.Driver.connect(Driver.java:297)",
+        ],
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].fields[ROOT_CAUSE_TYPE_FIELD],
+        "org.postgresql.util.PSQLException"
+    );
+    assert!(
+        got[0].message.ends_with(
+            ": org.postgresql.util.PSQLException: FATAL: sorry, too many clients already"
+        )
+    );
 }

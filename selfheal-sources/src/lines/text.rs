@@ -6,7 +6,8 @@
 //! ANSI colours), env_logger (`[2026-12-04T10:00:00Z ERROR orders] msg`), logback and
 //! log4j (`10:00:00.123 [main] ERROR com.acme.Orders - msg`), Spring Boot
 //! (`… ERROR 1234 --- [main] c.a.Orders : msg`), Python's logging
-//! (`2026-12-04 10:00:00,123 - orders - ERROR - msg`, `ERROR:orders:msg`), syslog
+//! (`2026-12-04 10:00:00,123 - orders - ERROR - msg`, where the logger comes before the
+//! level, and `ERROR:orders:msg`), syslog
 //! (`Dec  4 10:00:00 host app[12]: ERROR msg`), nginx (`… [error] 12#0: msg`) and glog
 //! (`E1204 10:00:00.123456 12 file.go:42] msg`).
 
@@ -26,6 +27,8 @@ pub(crate) struct Head<'a> {
     pub seen: Seen,
     /// The text after the level word.
     pub rest: &'a str,
+    /// The text before the level word (a timestamp, a thread, Python's `name - `).
+    pub before: &'a str,
     /// How the rest is laid out.
     pub shape: Shape,
 }
@@ -70,6 +73,7 @@ pub(crate) fn head(line: &str) -> Option<Head<'_>> {
             return Some(Head {
                 seen,
                 rest: &line[start + word.len() + 1..],
+                before: "",
                 shape: Shape::PythonColons,
             });
         }
@@ -77,6 +81,7 @@ pub(crate) fn head(line: &str) -> Option<Head<'_>> {
             return Some(Head {
                 seen,
                 rest: &line[i..],
+                before: &line[..start],
                 shape: Shape::Usual,
             });
         }
@@ -99,6 +104,7 @@ fn glog(line: &str) -> Option<Head<'_>> {
     Some(Head {
         seen,
         rest: &line[6..],
+        before: "",
         shape: Shape::Glog,
     })
 }
@@ -185,30 +191,58 @@ pub(crate) fn logger_and_message<'a>(head: &Head<'a>) -> (Option<&'a str>, &'a s
             Some((logger, message)) if is_logger(logger) => (Some(logger), message.trim()),
             _ => (None, head.rest.trim()),
         },
-        Shape::Usual => usual(head.rest),
+        Shape::Usual => python_dashes(head.before, head.rest).unwrap_or_else(|| usual(head)),
     }
 }
 
-fn usual(rest: &str) -> (Option<&str>, &str) {
-    let mut message = trim_separators(rest);
+/// Python's `%(asctime)s - %(name)s - %(levelname)s - %(message)s`: the logger is the
+/// ` - `-separated field just before the level word, and ` - ` follows the level.
+fn python_dashes<'a>(before: &'a str, rest: &'a str) -> Option<(Option<&'a str>, &'a str)> {
+    let message = rest.strip_prefix(" - ")?;
+    let fields = before.strip_suffix(" - ")?;
+    let logger = fields.rsplit_once(" - ").map_or(fields, |(_, name)| name);
+    // A timestamp is not a logger (`2026-12-04T10:00:00Z - ERROR - …`).
+    let named = logger.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    (named && is_logger(logger)).then(|| (Some(logger), message.trim()))
+}
+
+fn usual<'a>(head: &Head<'a>) -> (Option<&'a str>, &'a str) {
+    let mut message = trim_separators(head.rest);
     if let Some(spring) = spring(message) {
         return spring;
     }
+    // logback's and log4j's `[thread] LEVEL logger - message`: after a thread, any name
+    // before ` - ` is the logger; elsewhere only a dotted one is (`Payment - refund
+    // failed` is a message).
+    let after_thread = head.before.trim_end().ends_with(']');
     let mut logger = None;
-    // `span{a=1}:span2: target: message`: spans, then the target. The last
-    // logger-shaped segment before the message is the logger; the message itself
-    // (the last segment) is never taken.
+    // `span{a=1}:span2: target: message`: spans, then the target. A segment is passed
+    // over for the next only when it is a span chain or the next is a module path
+    // (`request: orders::db: …`), so `orders: timeout: upstream` keeps `timeout: …` in
+    // the message. The message itself (the last segment) is never taken.
     for _ in 0..4 {
-        let Some((segment, after)) = segment(message) else {
+        let Some((name, after)) = segment(message, after_thread) else {
             break;
         };
         if after.is_empty() {
             break;
         }
-        logger = Some(segment);
+        logger = Some(name);
         message = after;
+        let next = segment(message, after_thread).filter(|(_, rest)| !rest.is_empty());
+        if !next.is_some_and(|(next, _)| span_chain(name) || next.contains("::")) {
+            break;
+        }
     }
     (logger, message.trim_end())
+}
+
+/// tracing's spans before the target: `request{id=1}`, `request{id=1}:db`, `a:b`.
+fn span_chain(name: &str) -> bool {
+    let b = name.as_bytes();
+    name.contains('{')
+        || (0..b.len())
+            .any(|i| b[i] == b':' && (i == 0 || b[i - 1] != b':') && b.get(i + 1) != Some(&b':'))
 }
 
 /// Leading separators between the level word and what follows (`- `, `| `, `: `, `] `).
@@ -237,12 +271,15 @@ fn spring(s: &str) -> Option<(Option<&str>, &str)> {
     }
     let (logger, message) = after.split_once(" : ")?;
     let logger = logger.trim();
-    Some((is_logger(logger).then_some(logger), message.trim()))
+    // Tomcat's loggers hold brackets: `o.a.c.c.C.[.[.[/].[dispatcherServlet]`.
+    let named = is_logger(&logger.replace(['[', ']'], ""));
+    Some((named.then_some(logger), message.trim()))
 }
 
 /// The first logger-shaped segment of `s` and what follows it: `target: …`,
-/// `span{a=1 b=2}:span2: …`, `logger - …`, `logger] …`.
-fn segment(s: &str) -> Option<(&str, &str)> {
+/// `span{a=1 b=2}:span2: …`, `logger - …` (a dotted logger, or any after a thread),
+/// `logger] …`. A capitalised word with a colon (`Error: …`, `Timeout: …`) is message.
+fn segment(s: &str, after_thread: bool) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let mut depth = 0usize;
     let mut end = b.len();
@@ -262,11 +299,18 @@ fn segment(s: &str) -> Option<(&str, &str)> {
     }
     let token = &s[..end];
     let after = &s[end..];
+    let dotted = |n: &str| n.contains('.') || n.contains("::");
     let (name, after) = if let Some(name) = token.strip_suffix(':') {
+        if name.starts_with(|c: char| c.is_ascii_uppercase()) && !dotted(name) {
+            return None;
+        }
         (name, after)
     } else if let Some(name) = token.strip_suffix(']').filter(|n| !n.contains('[')) {
         (name, after)
-    } else if let Some(after) = after.strip_prefix(" - ") {
+    } else if let Some(after) = after
+        .strip_prefix(" - ")
+        .filter(|_| after_thread || dotted(token))
+    {
         (token, after)
     } else {
         return None;
@@ -351,7 +395,7 @@ mod tests {
         );
         assert_eq!(
             parts("2026-12-04 10:00:00,123 - orders - WARNING - disk almost full"),
-            (Some(Level::Warn), None, "disk almost full")
+            (Some(Level::Warn), Some("orders"), "disk almost full")
         );
         assert_eq!(
             parts("ERROR:orders.db:connection refused"),

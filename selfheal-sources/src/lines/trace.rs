@@ -194,6 +194,33 @@ pub(crate) fn headline(stack: &str) -> &str {
         .map_or(first, opening_message)
 }
 
+/// The exception line of a trace that says what failed, when the trace has one: a
+/// Python traceback's final line, else its first exception line (`java.sql.…Exception:
+/// …`, `TypeError: …`). `None` for panics, goroutine dumps and indented lines alone.
+pub(crate) fn exception_headline(stack: &str) -> Option<&str> {
+    let line = headline(stack);
+    let first = stack
+        .lines()
+        .map(str::trim_end)
+        .find(|l| !l.trim().is_empty())?;
+    let python = first.starts_with(TRACEBACK) && line != first;
+    (python || exception_line(line)).then_some(line)
+}
+
+/// The root cause of a JVM trace: its last `Caused by:` exception, else its first
+/// exception line (Spring's `… with root cause` puts the root cause first), as
+/// `(type, message)`; the message is empty when the line has none.
+pub(crate) fn root_cause(stack: &str) -> Option<(&str, &str)> {
+    let last_cause = stack
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Caused by: "))
+        .next_back();
+    let line = last_cause.or_else(|| stack.lines().find(|l| exception_line(l)))?;
+    let line = line.trim_end();
+    let (name, message) = line.split_once(": ").unwrap_or((line, ""));
+    exception_line(name).then_some((name, message.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -167,7 +167,7 @@ impl NatsSource {
         let c = &self.config;
         let js = jetstream::new(connect(&c.url, "selfheal-healer", false).await?);
         let stream = c.stream.ensure(&js).await?;
-        stream
+        let consumer = stream
             .get_or_create_consumer(
                 &c.durable,
                 pull::Config {
@@ -183,7 +183,62 @@ impl NatsSource {
                 },
             )
             .await
-            .map_err(|e| unavailable(format!("could not bind the consumer `{}`", c.durable), e))
+            .map_err(|e| unavailable(format!("could not bind the consumer `{}`", c.durable), e))?;
+        self.check_filter(&consumer);
+        self.check_default_sink(&js).await;
+        Ok(consumer)
+    }
+
+    /// Warns when the group's consumer existed with another filter than `<prefix>.>`:
+    /// an existing consumer keeps its settings, so this healer would read only what
+    /// that filter lets through, without a word.
+    fn check_filter(&self, consumer: &PullConsumer) {
+        let c = &self.config;
+        let config = &consumer.cached_info().config;
+        let filter = config.filter_subject.as_str();
+        let wanted = format!("{}.>", c.stream.subject_prefix);
+        if filter.is_empty() || filter == wanted {
+            return;
+        }
+        tracing::warn!(
+            source = %c.name,
+            durable = %c.durable,
+            stream = %c.stream.name,
+            filter = %filter,
+            wanted = %wanted,
+            "the group's consumer exists with another filter, which it keeps: this healer \
+             reads only the subjects that filter lets through; delete the consumer (it is \
+             made again with `{wanted}`) or give SourceConfig.durable another name"
+        );
+    }
+
+    /// Warns when the source reads another stream than a [`NatsSink`](super::NatsSink)
+    /// with default settings publishes to, and a stream on the server holds that
+    /// subject: services that kept the defaults publish where no healer of this group
+    /// reads.
+    async fn check_default_sink(&self, js: &jetstream::Context) {
+        let c = &self.config;
+        let defaults = StreamSettings::default();
+        if c.stream.subject_prefix == defaults.subject_prefix {
+            return;
+        }
+        let published = format!("{}.>", defaults.subject_prefix);
+        let Ok(other) = js.stream_by_subject(published.as_str()).await else {
+            return;
+        };
+        if other != c.stream.name {
+            tracing::warn!(
+                source = %c.name,
+                stream = %c.stream.name,
+                subjects = %format!("{}.>", c.stream.subject_prefix),
+                other_stream = %other,
+                "the stream `{other}` holds `{published}`, where a NatsSink with default \
+                 settings publishes, but this source reads `{}`: give the sinks \
+                 (SinkConfig.stream) and the healers (SourceConfig.stream) the same \
+                 StreamSettings",
+                c.stream.name
+            );
+        }
     }
 
     /// Decides what becomes of a delivered message; `None` when it is left alone (a
