@@ -7,7 +7,9 @@
 //!   otherwise), so each text (the message, each error-bearing field, the stack's first
 //!   64 KiB) is read once and that one read says which patterns' regexes matched. A set
 //!   too big to compile (over 32 MiB) falls back, with a warning, to trying each regex
-//!   in turn: slower, the same matches.
+//!   in turn: slower, the same matches. Bounded repetitions of Unicode classes are what
+//!   make a set big: `[^\n]{0,80}` alone compiles to tens of KB, so a thousand regexes
+//!   each holding one do not fit; `[^\n]*?` costs a few hundred bytes.
 //! - Keywords: the pattern documents are indexed when the matcher is built (each term
 //!   with the patterns that hold it and its BM25 weight in each, and each pattern's
 //!   ideal score), so a signal's words are looked up once and only the patterns sharing
@@ -864,14 +866,14 @@ mod tests {
         let target = ["api", "redis-cache", "orders-pg", "billing"][rng.next() % 4];
         let n = 1 + rng.next() % 8;
         let mut s = Signal::new(target, text(rng, n));
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             let field = crate::ERROR_FIELDS[rng.next() % crate::ERROR_FIELDS.len()];
             s = s.field(field, text(rng, 4));
         }
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             s = s.field("error.type", "io");
         }
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             s = s.stack(text(rng, 12));
         }
         s
