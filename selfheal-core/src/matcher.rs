@@ -1,45 +1,108 @@
 //! Finds the known pattern behind a signal: regex first, then BM25 keyword scoring.
+//!
+//! Matching is one pass over the signal, whatever the number of patterns:
+//!
+//! - Regexes: every enabled pattern's regex is compiled into one [`RegexSet`] (with the
+//!   options of [`Pattern::compile_regex`]: case-insensitive unless the regex says
+//!   otherwise), so each text (the message, each error-bearing field, the stack's first
+//!   64 KiB) is read once and that one read says which patterns' regexes matched. A set
+//!   too big to compile (over 32 MiB) falls back, with a warning, to trying each regex
+//!   in turn: slower, the same matches. Bounded repetitions of Unicode classes are what
+//!   make a set big: `[^\n]{0,80}` alone compiles to tens of KB, so a thousand regexes
+//!   each holding one do not fit; `[^\n]*?` costs a few hundred bytes.
+//! - Keywords: the pattern documents are indexed when the matcher is built (each term
+//!   with the patterns that hold it and its BM25 weight in each, and each pattern's
+//!   ideal score), so a signal's words are looked up once and only the patterns sharing
+//!   a word with it are scored.
+//!
+//! The matches, their order, confidences and reasons are those of trying every pattern
+//! in turn.
 
 use std::collections::HashMap;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
-use crate::{Pattern, PatternMatch, PatternMode, Signal};
+use crate::{Pattern, PatternMatch, PatternMode, Severity, Signal};
 
-/// Keyword-only matches are weighted below regex matches: words alone are weaker evidence.
 /// How much of a stack the regexes read: a 10 MB trace costs what 64 KiB does.
 const MATCHED_STACK_BYTES: usize = 64 * 1024;
+/// Keyword-only matches are weighted below regex matches: words alone are weaker evidence.
 const KEYWORD_WEIGHT: f64 = 0.75;
 /// A keyword match needs at least this share of the pattern's ideal BM25 score.
 const KEYWORD_MIN_SHARE: f64 = 0.34;
 const BM25_K1: f64 = 1.2;
 const BM25_B: f64 = 0.75;
+/// How big the compiled set of all regexes may grow before the matcher falls back to
+/// one regex at a time (each regex alone stays under its own 1 MiB limit).
+const SET_SIZE_LIMIT: usize = 32 << 20;
+/// The set's lazy DFA cache (per thread using it): room for the states of many
+/// patterns, so a large catalog does not thrash it back to the slow engine.
+const SET_DFA_CACHE: usize = 8 << 20;
 
 /// A compiled set of patterns. Cheap to query, rebuilt when patterns change.
 #[derive(Debug, Default)]
 pub struct Matcher {
     entries: Vec<Entry>,
-    /// Document frequency of each term over the pattern documents.
-    df: HashMap<String, usize>,
-    avg_len: f64,
+    regexes: Regexes,
+    /// Every term of the documents of the patterns that have keywords.
+    terms: foldhash::HashMap<String, Term>,
 }
 
 #[derive(Debug)]
 struct Entry {
     pattern: Pattern,
-    regex: Option<Regex>,
-    /// Term frequencies of the pattern's document (name, description, keywords).
-    terms: HashMap<String, usize>,
-    len: usize,
-    /// Terms of its keywords: the query that would score it best.
-    keywords: Vec<String>,
+    /// The BM25 score its own keywords would get: `None` without keyword terms.
+    ideal: Option<f64>,
+}
+
+/// A term of the keyword index.
+#[derive(Debug)]
+struct Term {
+    /// Its position in the index (to remember which terms a query already used).
+    id: usize,
+    /// The entries whose document holds it, in entry order, with its BM25 weight there.
+    postings: Vec<(usize, f64)>,
+}
+
+/// How the regexes are run.
+#[derive(Debug)]
+enum Regexes {
+    /// All of them in one pass; member `i` is the regex of entry `entries[i]`.
+    Set { set: RegexSet, entries: Vec<usize> },
+    /// One after the other (the set did not compile): `(entry, regex)`, in entry order.
+    Each(Vec<(usize, Regex)>),
+}
+
+impl Default for Regexes {
+    fn default() -> Self {
+        Regexes::Each(Vec::new())
+    }
+}
+
+/// A pattern that matched, before its reasons are written.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    entry: usize,
+    /// Its regex matched (else: keywords did, with this share of the ideal score).
+    regex: bool,
+    share: f64,
+    confidence: f64,
+    severity: Severity,
 }
 
 impl Matcher {
     /// Compiles the enabled patterns. Patterns whose regex does not compile are skipped
     /// (the store refuses them when added, so this only guards against edited rows).
     pub fn new(patterns: &[Pattern]) -> Self {
+        Self::with_set_limit(patterns, SET_SIZE_LIMIT)
+    }
+
+    fn with_set_limit(patterns: &[Pattern], set_size_limit: usize) -> Self {
         let mut entries = Vec::new();
+        let mut regexes = Vec::new();
+        // Per entry: the term frequencies of its document (name, description,
+        // keywords), its length, and the terms of its keywords.
+        let mut docs: Vec<(HashMap<String, usize>, usize, Vec<String>)> = Vec::new();
         for p in patterns.iter().filter(|p| p.enabled) {
             let regex = match p.compile_regex() {
                 Ok(r) => r,
@@ -48,6 +111,9 @@ impl Matcher {
                     continue;
                 }
             };
+            if let Some(re) = regex {
+                regexes.push((entries.len(), re));
+            }
             let mut doc = tokens(&p.name);
             doc.extend(tokens(&p.description));
             let keywords: Vec<String> = p.keywords.iter().flat_map(|k| tokens(k)).collect();
@@ -56,29 +122,82 @@ impl Matcher {
             for t in &doc {
                 *terms.entry(t.clone()).or_insert(0) += 1;
             }
+            docs.push((terms, doc.len(), keywords));
             entries.push(Entry {
                 pattern: p.clone(),
-                regex,
-                len: doc.len(),
-                terms,
-                keywords,
+                ideal: None,
             });
         }
-        let mut df = HashMap::new();
-        for e in &entries {
-            for t in e.terms.keys() {
-                *df.entry(t.clone()).or_insert(0) += 1;
+        let regexes = Self::one_pass(&entries, regexes, set_size_limit);
+
+        let mut df: HashMap<&str, usize> = HashMap::new();
+        for (terms, _, _) in &docs {
+            for t in terms.keys() {
+                *df.entry(t).or_insert(0) += 1;
             }
         }
-        let avg_len = if entries.is_empty() {
+        let n = entries.len() as f64;
+        let avg_len = if docs.is_empty() {
             1.0
         } else {
-            entries.iter().map(|e| e.len).sum::<usize>() as f64 / entries.len() as f64
+            docs.iter().map(|(_, len, _)| len).sum::<usize>() as f64 / n
         };
+        let weight = |term: &str, tf: usize, len: usize| {
+            bm25_weight(n, df[term] as f64, tf as f64, len as f64, avg_len)
+        };
+        let mut index = foldhash::HashMap::<String, Term>::default();
+        for (i, (terms, len, keywords)) in docs.iter().enumerate() {
+            if keywords.is_empty() {
+                continue;
+            }
+            let mut seen = std::collections::HashSet::new();
+            let ideal = keywords
+                .iter()
+                .filter(|t| seen.insert(t.as_str()))
+                .map(|t| weight(t, terms[t], *len))
+                .sum();
+            entries[i].ideal = Some(ideal);
+            for (t, tf) in terms {
+                let next = index.len();
+                index
+                    .entry(t.clone())
+                    .or_insert_with(|| Term {
+                        id: next,
+                        postings: Vec::new(),
+                    })
+                    .postings
+                    .push((i, weight(t, *tf, *len)));
+            }
+        }
         Matcher {
             entries,
-            df,
-            avg_len,
+            regexes,
+            terms: index,
+        }
+    }
+
+    /// One set of every regex, or (when it is too big) each regex alone.
+    fn one_pass(entries: &[Entry], each: Vec<(usize, Regex)>, size_limit: usize) -> Regexes {
+        if each.is_empty() {
+            return Regexes::Each(each);
+        }
+        let sources = each
+            .iter()
+            .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default());
+        match crate::pattern::regex_set(sources, size_limit, SET_DFA_CACHE) {
+            Ok(set) => Regexes::Set {
+                set,
+                entries: each.into_iter().map(|(i, _)| i).collect(),
+            },
+            Err(e) => {
+                tracing::warn!(
+                    patterns = each.len(),
+                    size_limit,
+                    error = %first_line(&e.to_string()),
+                    "the patterns' regexes are too big to run as one set; trying each in turn (slower, same matches): disable unused patterns or shorten the largest regexes"
+                );
+                Regexes::Each(each)
+            }
         }
     }
 
@@ -92,101 +211,217 @@ impl Matcher {
         self.patterns().find(|p| p.name == name)
     }
 
-    /// Every pattern that matches `signal`, best first: highest severity, then confidence.
+    /// Every pattern that matches `signal`, best first: regex matches before keyword
+    /// matches, then the highest severity, then confidence (ties: catalog order).
     ///
     /// A regex is tried against the message, the error-bearing fields
     /// ([`ERROR_FIELDS`](crate::ERROR_FIELDS)) and the stack; keywords are scored over
-    /// the message and the error-bearing fields.
+    /// the message and the error-bearing fields. Each text is read once for all the
+    /// regexes (see the [module docs](self)).
     pub fn matches(&self, signal: &Signal) -> Vec<PatternMatch> {
-        let mut query = tokens(&signal.message);
-        for text in error_texts(signal) {
-            query.extend(tokens(text));
-        }
-        let mut out = Vec::new();
-        for e in &self.entries {
-            let p = &e.pattern;
-            if !p.applies_to(signal) {
-                continue;
+        let mut found = self.candidates(signal);
+        // Regex matches first (keywords are weaker evidence: a keyword-only match of a
+        // severe pattern must not outrank the pattern whose regex matched), then the
+        // highest severity, then confidence. Stable: ties keep the catalog's order.
+        found.sort_by(|a, b| rank(b, a));
+        found.iter().map(|c| self.explain(c)).collect()
+    }
+
+    /// The best match, if any: the first of [`Matcher::matches`], without writing the
+    /// others' reasons or sorting them.
+    pub fn best(&self, signal: &Signal) -> Option<PatternMatch> {
+        let mut best: Option<Candidate> = None;
+        for c in self.candidates(signal) {
+            // Only a strictly better one replaces: the first of equals wins, as in the sort.
+            if best.is_none_or(|b| rank(&c, &b).is_gt()) {
+                best = Some(c);
             }
-            if p.error_type
-                .as_ref()
-                .is_some_and(|t| signal.fields.get("error.type") != Some(t))
+        }
+        best.map(|c| self.explain(&c))
+    }
+
+    /// The patterns that match `signal`, in catalog order.
+    fn candidates(&self, signal: &Signal) -> Vec<Candidate> {
+        let regex_hits = self.regex_hits(signal);
+        let keyword_hits = self.keyword_scores(signal);
+        let mut out = Vec::new();
+        let (mut r, mut k) = (regex_hits.iter().peekable(), keyword_hits.iter().peekable());
+        loop {
+            // Merge the two lists (both in entry order); a regex hit wins over keywords.
+            let (entry, regex, score) = match (r.peek(), k.peek()) {
+                (None, None) => break,
+                (Some(&&i), Some(&&(j, _))) if i == j => {
+                    r.next();
+                    k.next();
+                    (i, true, 0.0)
+                }
+                (Some(&&i), Some(&&(j, _))) if i < j => {
+                    r.next();
+                    (i, true, 0.0)
+                }
+                (Some(&&i), None) => {
+                    r.next();
+                    (i, true, 0.0)
+                }
+                (_, Some(&&(j, score))) => {
+                    k.next();
+                    (j, false, score)
+                }
+            };
+            let e = &self.entries[entry];
+            let p = &e.pattern;
+            if !p.applies_to(signal)
+                || p.error_type
+                    .as_ref()
+                    .is_some_and(|t| signal.fields.get("error.type") != Some(t))
             {
                 continue;
             }
-            let mut reasons = Vec::new();
-            if let Some(t) = &p.target {
-                reasons.push(format!("target matches `{t}`"));
-            }
-            let regex_hit = e.regex.as_ref().is_some_and(|re| {
-                re.is_match(&signal.message)
-                    || error_texts(signal).any(|t| re.is_match(t))
-                    || signal
-                        .stack
-                        .as_deref()
-                        .is_some_and(|s| re.is_match(crate::signal::prefix(s, MATCHED_STACK_BYTES)))
-            });
-            let confidence = if regex_hit {
-                reasons.push(format!(
-                    "regex `{}` matched",
-                    p.regex.as_deref().unwrap_or_default()
-                ));
-                p.confidence
-            } else if !e.keywords.is_empty() {
-                let share = self.bm25(e, &query) / self.bm25(e, &e.keywords).max(f64::EPSILON);
+            let (share, confidence) = if regex {
+                (1.0, p.confidence)
+            } else {
+                let Some(ideal) = e.ideal else { continue };
+                let share = score / ideal.max(f64::EPSILON);
                 if share < KEYWORD_MIN_SHARE {
                     continue;
                 }
-                reasons.push(format!(
-                    "keywords scored {:.2} of the ideal (BM25)",
-                    share.min(1.0)
-                ));
-                p.confidence * share.min(1.0) * KEYWORD_WEIGHT
-            } else {
-                continue;
+                (share, p.confidence * share.min(1.0) * KEYWORD_WEIGHT)
             };
-            if p.mode == PatternMode::AlertOnly {
-                reasons.push("pattern is alert-only".to_owned());
-            }
-            out.push(PatternMatch {
-                pattern: p.name.clone(),
+            out.push(Candidate {
+                entry,
+                regex,
+                share,
                 confidence,
                 severity: p.severity,
-                reasons,
             });
         }
-        // Regex matches first (keywords are weaker evidence: a keyword-only match of a
-        // severe pattern must not outrank the pattern whose regex matched), then the
-        // highest severity, then confidence.
-        out.sort_by(|a, b| {
-            by_regex(b)
-                .cmp(&by_regex(a))
-                .then_with(|| b.severity.cmp(&a.severity))
-                .then_with(|| b.confidence.total_cmp(&a.confidence))
-        });
         out
     }
 
-    /// The best match, if any.
-    pub fn best(&self, signal: &Signal) -> Option<PatternMatch> {
-        self.matches(signal).into_iter().next()
+    /// The entries whose regex matches the message, an error text or the stack's
+    /// prefix: sorted, once each.
+    fn regex_hits(&self, signal: &Signal) -> Vec<usize> {
+        let stack = signal
+            .stack
+            .as_deref()
+            .map(|s| crate::signal::prefix(s, MATCHED_STACK_BYTES));
+        let texts = || {
+            std::iter::once(signal.message.as_str())
+                .chain(error_texts(signal))
+                .chain(stack)
+        };
+        let mut hits = Vec::new();
+        match &self.regexes {
+            Regexes::Set { set, entries } => {
+                for text in texts() {
+                    hits.extend(set.matches(text).iter().map(|m| entries[m]));
+                }
+                hits.sort_unstable();
+                hits.dedup();
+            }
+            Regexes::Each(each) => {
+                for (i, re) in each {
+                    if texts().any(|t| re.is_match(t)) {
+                        hits.push(*i);
+                    }
+                }
+            }
+        }
+        hits
     }
 
-    fn bm25(&self, e: &Entry, query: &[String]) -> f64 {
-        let n = self.entries.len() as f64;
-        let mut seen = std::collections::HashSet::new();
-        query
-            .iter()
-            .filter(|t| seen.insert(t.as_str()))
-            .filter_map(|t| {
-                let tf = *e.terms.get(t)? as f64;
-                let df = *self.df.get(t).unwrap_or(&0) as f64;
-                let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
-                let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * e.len as f64 / self.avg_len);
-                Some(idf * tf * (BM25_K1 + 1.0) / (tf + norm))
-            })
-            .sum()
+    /// The BM25 score of every entry with keywords that shares a term with the
+    /// message and the error texts, in entry order. Each distinct term counts once.
+    fn keyword_scores(&self, signal: &Signal) -> Vec<(usize, f64)> {
+        if self.terms.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = vec![0u64; self.terms.len().div_ceil(64)];
+        // (entry, weight), the terms in the order the query first uses them.
+        let mut weights: Vec<(usize, f64)> = Vec::new();
+        let mut lower = String::new();
+        for text in std::iter::once(signal.message.as_str()).chain(error_texts(signal)) {
+            for word in words(text) {
+                let owned;
+                let token = if !word.is_ascii() {
+                    owned = word.to_lowercase();
+                    owned.as_str()
+                } else if word.bytes().any(|b| b.is_ascii_uppercase()) {
+                    lower.clear();
+                    lower.push_str(word);
+                    lower.make_ascii_lowercase();
+                    lower.as_str()
+                } else {
+                    word
+                };
+                let Some(term) = self.terms.get(token) else {
+                    continue;
+                };
+                let (slot, bit) = (term.id / 64, 1u64 << (term.id % 64));
+                if seen[slot] & bit != 0 {
+                    continue;
+                }
+                seen[slot] |= bit;
+                weights.extend_from_slice(&term.postings);
+            }
+        }
+        // Stable: each entry's weights stay in query order, so the sums are the ones
+        // scoring the query term by term gives, to the last bit.
+        weights.sort_by_key(|&(entry, _)| entry);
+        let mut scores: Vec<(usize, f64)> = Vec::new();
+        for (entry, w) in weights {
+            match scores.last_mut() {
+                Some((last, score)) if *last == entry => *score += w,
+                _ => scores.push((entry, w)),
+            }
+        }
+        scores
     }
+
+    /// The match as reported: the pattern, confidence, severity and why.
+    fn explain(&self, c: &Candidate) -> PatternMatch {
+        let p = &self.entries[c.entry].pattern;
+        let mut reasons = Vec::new();
+        if let Some(t) = &p.target {
+            reasons.push(format!("target matches `{t}`"));
+        }
+        if c.regex {
+            reasons.push(format!(
+                "regex `{}` matched",
+                p.regex.as_deref().unwrap_or_default()
+            ));
+        } else {
+            reasons.push(format!(
+                "keywords scored {:.2} of the ideal (BM25)",
+                c.share.min(1.0)
+            ));
+        }
+        if p.mode == PatternMode::AlertOnly {
+            reasons.push("pattern is alert-only".to_owned());
+        }
+        PatternMatch {
+            pattern: p.name.clone(),
+            confidence: c.confidence,
+            severity: c.severity,
+            reasons,
+        }
+    }
+}
+
+/// How `a` ranks against `b`: a regex match above a keyword match, then severity, then
+/// confidence; `Greater` is better.
+fn rank(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    a.regex
+        .cmp(&b.regex)
+        .then_with(|| a.severity.cmp(&b.severity))
+        .then_with(|| a.confidence.total_cmp(&b.confidence))
+}
+
+/// The BM25 weight of a term in one document.
+fn bm25_weight(n: f64, df: f64, tf: f64, len: f64, avg_len: f64) -> f64 {
+    let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+    let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * len / avg_len);
+    idf * tf * (BM25_K1 + 1.0) / (tf + norm)
 }
 
 /// The values of the signal's error-bearing fields that the message does not already hold.
@@ -198,23 +433,204 @@ fn error_texts(signal: &Signal) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty() && !signal.message.contains(*t))
 }
 
-/// Whether a match came from the pattern's regex (not from keywords alone).
-fn by_regex(m: &PatternMatch) -> bool {
-    m.reasons.iter().any(|r| r.starts_with("regex"))
-}
-
-/// Lower-case alphanumeric words of two or more characters; `_` and punctuation split.
-fn tokens(text: &str) -> Vec<String> {
+/// Alphanumeric words of two or more bytes, not all digits; `_` and punctuation split.
+fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.len() >= 2 && !w.chars().all(|c| c.is_ascii_digit()))
-        .map(str::to_lowercase)
-        .collect()
+}
+
+/// The lower-cased [`words`].
+fn tokens(text: &str) -> Vec<String> {
+    words(text).map(str::to_lowercase).collect()
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Severity;
+
+    /// The matcher as it was before one-pass matching: every pattern in turn. The
+    /// one-pass matcher must agree with it on everything.
+    mod reference {
+        use std::collections::HashMap;
+
+        use regex::Regex;
+
+        use super::super::{
+            BM25_B, BM25_K1, KEYWORD_MIN_SHARE, KEYWORD_WEIGHT, MATCHED_STACK_BYTES, error_texts,
+            tokens,
+        };
+        use crate::{Pattern, PatternMatch, PatternMode, Signal};
+
+        /// A compiled set of patterns. Cheap to query, rebuilt when patterns change.
+        pub(super) struct Reference {
+            entries: Vec<Entry>,
+            /// Document frequency of each term over the pattern documents.
+            df: HashMap<String, usize>,
+            avg_len: f64,
+        }
+
+        struct Entry {
+            pattern: Pattern,
+            regex: Option<Regex>,
+            /// Term frequencies of the pattern's document (name, description, keywords).
+            terms: HashMap<String, usize>,
+            len: usize,
+            /// Terms of its keywords: the query that would score it best.
+            keywords: Vec<String>,
+        }
+
+        impl Reference {
+            /// Compiles the enabled patterns. Patterns whose regex does not compile are skipped
+            /// (the store refuses them when added, so this only guards against edited rows).
+            pub(super) fn new(patterns: &[Pattern]) -> Self {
+                let mut entries = Vec::new();
+                for p in patterns.iter().filter(|p| p.enabled) {
+                    let regex = match p.compile_regex() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(pattern = %p.name, error = %e, "skipping pattern with invalid regex");
+                            continue;
+                        }
+                    };
+                    let mut doc = tokens(&p.name);
+                    doc.extend(tokens(&p.description));
+                    let keywords: Vec<String> = p.keywords.iter().flat_map(|k| tokens(k)).collect();
+                    doc.extend(keywords.iter().cloned());
+                    let mut terms = HashMap::new();
+                    for t in &doc {
+                        *terms.entry(t.clone()).or_insert(0) += 1;
+                    }
+                    entries.push(Entry {
+                        pattern: p.clone(),
+                        regex,
+                        len: doc.len(),
+                        terms,
+                        keywords,
+                    });
+                }
+                let mut df = HashMap::new();
+                for e in &entries {
+                    for t in e.terms.keys() {
+                        *df.entry(t.clone()).or_insert(0) += 1;
+                    }
+                }
+                let avg_len = if entries.is_empty() {
+                    1.0
+                } else {
+                    entries.iter().map(|e| e.len).sum::<usize>() as f64 / entries.len() as f64
+                };
+                Reference {
+                    entries,
+                    df,
+                    avg_len,
+                }
+            }
+
+            /// Every pattern that matches `signal`, best first: highest severity, then confidence.
+            ///
+            /// A regex is tried against the message, the error-bearing fields
+            /// ([`ERROR_FIELDS`](crate::ERROR_FIELDS)) and the stack; keywords are scored over
+            /// the message and the error-bearing fields.
+            pub(super) fn matches(&self, signal: &Signal) -> Vec<PatternMatch> {
+                let mut query = tokens(&signal.message);
+                for text in error_texts(signal) {
+                    query.extend(tokens(text));
+                }
+                let mut out = Vec::new();
+                for e in &self.entries {
+                    let p = &e.pattern;
+                    if !p.applies_to(signal) {
+                        continue;
+                    }
+                    if p.error_type
+                        .as_ref()
+                        .is_some_and(|t| signal.fields.get("error.type") != Some(t))
+                    {
+                        continue;
+                    }
+                    let mut reasons = Vec::new();
+                    if let Some(t) = &p.target {
+                        reasons.push(format!("target matches `{t}`"));
+                    }
+                    let regex_hit = e.regex.as_ref().is_some_and(|re| {
+                        re.is_match(&signal.message)
+                            || error_texts(signal).any(|t| re.is_match(t))
+                            || signal.stack.as_deref().is_some_and(|s| {
+                                re.is_match(crate::signal::prefix(s, MATCHED_STACK_BYTES))
+                            })
+                    });
+                    let confidence = if regex_hit {
+                        reasons.push(format!(
+                            "regex `{}` matched",
+                            p.regex.as_deref().unwrap_or_default()
+                        ));
+                        p.confidence
+                    } else if !e.keywords.is_empty() {
+                        let share =
+                            self.bm25(e, &query) / self.bm25(e, &e.keywords).max(f64::EPSILON);
+                        if share < KEYWORD_MIN_SHARE {
+                            continue;
+                        }
+                        reasons.push(format!(
+                            "keywords scored {:.2} of the ideal (BM25)",
+                            share.min(1.0)
+                        ));
+                        p.confidence * share.min(1.0) * KEYWORD_WEIGHT
+                    } else {
+                        continue;
+                    };
+                    if p.mode == PatternMode::AlertOnly {
+                        reasons.push("pattern is alert-only".to_owned());
+                    }
+                    out.push(PatternMatch {
+                        pattern: p.name.clone(),
+                        confidence,
+                        severity: p.severity,
+                        reasons,
+                    });
+                }
+                // Regex matches first (keywords are weaker evidence: a keyword-only match of a
+                // severe pattern must not outrank the pattern whose regex matched), then the
+                // highest severity, then confidence.
+                out.sort_by(|a, b| {
+                    by_regex(b)
+                        .cmp(&by_regex(a))
+                        .then_with(|| b.severity.cmp(&a.severity))
+                        .then_with(|| b.confidence.total_cmp(&a.confidence))
+                });
+                out
+            }
+
+            fn bm25(&self, e: &Entry, query: &[String]) -> f64 {
+                let n = self.entries.len() as f64;
+                let mut seen = std::collections::HashSet::new();
+                query
+                    .iter()
+                    .filter(|t| seen.insert(t.as_str()))
+                    .filter_map(|t| {
+                        let tf = *e.terms.get(t)? as f64;
+                        let df = *self.df.get(t).unwrap_or(&0) as f64;
+                        let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+                        let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * e.len as f64 / self.avg_len);
+                        Some(idf * tf * (BM25_K1 + 1.0) / (tf + norm))
+                    })
+                    .sum()
+            }
+        }
+
+        fn by_regex(m: &PatternMatch) -> bool {
+            m.reasons.iter().any(|r| r.starts_with("regex"))
+        }
+    }
 
     fn catalog() -> Vec<Pattern> {
         vec![
@@ -312,5 +728,276 @@ mod tests {
         ));
         assert_eq!(all[0].pattern, "disk_full");
         assert!(all.iter().all(|x| x.pattern != "only_redis"));
+    }
+
+    /// A seeded xorshift: the same patterns and signals on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 16) as usize
+        }
+        fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+            words[self.next() % words.len()]
+        }
+    }
+
+    const VOCAB: [&str; 40] = [
+        "connection",
+        "refused",
+        "pool",
+        "timed",
+        "out",
+        "redis",
+        "postgres",
+        "memory",
+        "disk",
+        "full",
+        "quota",
+        "lease",
+        "shard",
+        "replica",
+        "lag",
+        "leader",
+        "kafka",
+        "broker",
+        "offset",
+        "commit",
+        "timeout",
+        "deadline",
+        "socket",
+        "closed",
+        "reset",
+        "tls",
+        "certificate",
+        "expired",
+        "dns",
+        "lookup",
+        "failed",
+        "upstream",
+        "http",
+        "server",
+        "error",
+        "queue",
+        "overflow",
+        "Größe",
+        "ÜBERLAUF",
+        "io",
+    ];
+
+    /// `n` patterns over a small vocabulary, so that many match a random signal: regex
+    /// only, keywords only and both; targets, error types, severities, confidences and
+    /// modes of every kind; a few disabled.
+    fn generated(n: usize, rng: &mut Rng) -> Vec<Pattern> {
+        (0..n)
+            .map(|i| {
+                let mut p = Pattern::new(format!("gen_{}_{i}", rng.pick(&VOCAB)))
+                    .description(format!(
+                        "{} {} {}",
+                        rng.pick(&VOCAB),
+                        rng.pick(&VOCAB),
+                        rng.pick(&VOCAB)
+                    ))
+                    .severity(
+                        [
+                            Severity::Low,
+                            Severity::Medium,
+                            Severity::High,
+                            Severity::Critical,
+                        ][rng.next() % 4],
+                    )
+                    .confidence((rng.next() % 11) as f64 / 10.0)
+                    .mode(if i % 2 == 0 {
+                        PatternMode::Active
+                    } else {
+                        PatternMode::AlertOnly
+                    });
+                if i % 3 != 1 {
+                    let (a, b) = (rng.pick(&VOCAB), rng.pick(&VOCAB));
+                    let a = if i % 5 == 0 {
+                        a.to_uppercase()
+                    } else {
+                        a.to_owned()
+                    };
+                    p = p.regex(format!(r"\b{a}\b[^\n]{{0,30}}{b}"));
+                }
+                if i % 3 != 0 {
+                    let k = 1 + rng.next() % 4;
+                    let words: Vec<String> = (0..k)
+                        .map(|j| {
+                            if j == 2 {
+                                format!("{} {}", rng.pick(&VOCAB), rng.pick(&VOCAB))
+                            } else {
+                                rng.pick(&VOCAB).to_owned()
+                            }
+                        })
+                        .collect();
+                    p = p.keywords(words);
+                }
+                match i % 13 {
+                    0 => p = p.target("*redis*|*pg*"),
+                    1 => p = p.target("api"),
+                    2 => p.error_type = Some("io".to_owned()),
+                    3 => p.enabled = false,
+                    _ => {}
+                }
+                p
+            })
+            .collect()
+    }
+
+    fn random_signal(rng: &mut Rng) -> Signal {
+        let text = |rng: &mut Rng, n: usize| {
+            (0..n)
+                .map(|_| {
+                    let w = rng.pick(&VOCAB);
+                    match rng.next() % 4 {
+                        0 => w.to_uppercase(),
+                        1 => format!("{w}:"),
+                        _ => w.to_owned(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let target = ["api", "redis-cache", "orders-pg", "billing"][rng.next() % 4];
+        let n = 1 + rng.next() % 8;
+        let mut s = Signal::new(target, text(rng, n));
+        if rng.next().is_multiple_of(3) {
+            let field = crate::ERROR_FIELDS[rng.next() % crate::ERROR_FIELDS.len()];
+            s = s.field(field, text(rng, 4));
+        }
+        if rng.next().is_multiple_of(4) {
+            s = s.field("error.type", "io");
+        }
+        if rng.next().is_multiple_of(5) {
+            s = s.stack(text(rng, 12));
+        }
+        s
+    }
+
+    #[test]
+    fn a_thousand_patterns_match_exactly_as_trying_each_in_turn() {
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let mut patterns = crate::catalog::stock();
+        patterns.extend(generated(1_000, &mut rng));
+        let fast = Matcher::new(&patterns);
+        assert!(
+            matches!(fast.regexes, Regexes::Set { .. }),
+            "one pass, not a fallback"
+        );
+        let slow = reference::Reference::new(&patterns);
+        let (mut by_regex, mut by_keywords, mut none) = (0, 0, 0);
+        for _ in 0..400 {
+            let signal = random_signal(&mut rng);
+            let expected = slow.matches(&signal);
+            assert_eq!(fast.matches(&signal), expected, "{signal:?}");
+            assert_eq!(fast.best(&signal), expected.first().cloned(), "{signal:?}");
+            match expected.first() {
+                None => none += 1,
+                Some(m) if m.reasons.iter().any(|r| r.starts_with("regex")) => by_regex += 1,
+                Some(_) => {}
+            }
+            by_keywords += expected
+                .iter()
+                .filter(|m| m.reasons.iter().any(|r| r.starts_with("keywords")))
+                .count();
+        }
+        // The comparison covered every path.
+        assert!(
+            by_regex > 50 && by_keywords > 50 && none > 0,
+            "{by_regex} {by_keywords} {none}"
+        );
+        // The stock catalog's own texts, too.
+        let stock = crate::catalog::stock();
+        let (fast, slow) = (Matcher::new(&stock), reference::Reference::new(&stock));
+        for text in [
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "pool timed out while waiting for an open connection",
+            "tcp connect error: Connection refused (os error 111)",
+            "nothing to see here",
+        ] {
+            for target in ["redis-cache", "orders-postgres", "api"] {
+                let signal = Signal::new(target, text);
+                assert_eq!(fast.matches(&signal), slow.matches(&signal), "{signal:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_set_keeps_each_regexs_case_insensitivity_and_its_own_flags() {
+        let patterns = vec![
+            Pattern::new("strict").regex("(?-i)OOM command"),
+            Pattern::new("loose").regex("no space left"),
+            Pattern::new("scoped").regex("(?-i:ERR) (?:timeout)"),
+        ];
+        let m = Matcher::new(&patterns);
+        assert!(matches!(m.regexes, Regexes::Set { .. }));
+        let names = |text: &str| -> Vec<String> {
+            let mut v: Vec<String> = m
+                .matches(&Signal::new("svc", text))
+                .into_iter()
+                .map(|x| x.pattern)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("NO SPACE LEFT on device"), ["loose"]);
+        assert_eq!(names("oom command not allowed"), Vec::<String>::new());
+        assert_eq!(names("OOM command not allowed"), ["strict"]);
+        // `(?-i)` of one member does not leak into the next.
+        assert_eq!(names("OOM command; No Space Left"), ["loose", "strict"]);
+        assert_eq!(names("ERR TIMEOUT"), ["scoped"]);
+        assert_eq!(names("err timeout"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_invalid_regex_is_skipped_and_the_others_still_match() {
+        let patterns = vec![
+            Pattern::new("broken").regex("OOM (command"),
+            Pattern::new("huge").regex(r"\w{1000}\w{1000}"),
+            Pattern::new("disk_full").regex("No space left on device"),
+        ];
+        let m = Matcher::new(&patterns);
+        assert_eq!(
+            m.patterns().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["disk_full"]
+        );
+        let best = m
+            .best(&Signal::new("svc", "write: No space left on device"))
+            .unwrap();
+        assert_eq!(best.pattern, "disk_full");
+        assert!(m.best(&Signal::new("svc", "OOM (command")).is_none());
+    }
+
+    #[test]
+    fn a_set_too_big_falls_back_to_each_regex_with_the_same_matches() {
+        let mut rng = Rng(0x5eed_0000_0000_0002);
+        let mut patterns = crate::catalog::stock();
+        patterns.extend(generated(200, &mut rng));
+        let set = Matcher::new(&patterns);
+        let each = Matcher::with_set_limit(&patterns, 1 << 10);
+        assert!(matches!(set.regexes, Regexes::Set { .. }));
+        assert!(matches!(each.regexes, Regexes::Each(ref v) if !v.is_empty()));
+        let mut matched = 0;
+        for _ in 0..200 {
+            let signal = random_signal(&mut rng);
+            let expected = set.matches(&signal);
+            matched += usize::from(!expected.is_empty());
+            assert_eq!(each.matches(&signal), expected, "{signal:?}");
+        }
+        assert!(matched > 50, "{matched}");
+    }
+
+    #[test]
+    fn an_empty_matcher_matches_nothing() {
+        let m = Matcher::default();
+        assert!(m.matches(&Signal::new("svc", "anything at all")).is_empty());
+        let m = Matcher::new(&[Pattern::new("kw").keywords(["pool"])]);
+        assert!(matches!(m.regexes, Regexes::Each(ref v) if v.is_empty()));
+        assert_eq!(m.best(&Signal::new("svc", "pool")).unwrap().pattern, "kw");
     }
 }

@@ -359,7 +359,7 @@ impl Pattern {
             .map(|re| {
                 regex::RegexBuilder::new(re)
                     .case_insensitive(true)
-                    .size_limit(1 << 20)
+                    .size_limit(REGEX_SIZE_LIMIT)
                     .build()
             })
             .transpose()
@@ -377,6 +377,25 @@ impl Pattern {
         });
         fixes
     }
+}
+
+/// How big one pattern's compiled regex may grow ([`Pattern::compile_regex`]).
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles many patterns' regexes as one set, with the options of
+/// [`Pattern::compile_regex`] (case-insensitive unless a regex says otherwise), so a set
+/// member matches exactly where the pattern's own regex does. `size_limit` bounds the
+/// whole set; `cache` is the lazy DFA's cache (a speed knob, not a semantic one).
+pub(crate) fn regex_set<'a>(
+    regexes: impl IntoIterator<Item = &'a str>,
+    size_limit: usize,
+    cache: usize,
+) -> Result<regex::RegexSet, regex::Error> {
+    regex::RegexSetBuilder::new(regexes)
+        .case_insensitive(true)
+        .size_limit(size_limit)
+        .dfa_size_limit(cache)
+        .build()
 }
 
 /// Signal fields a target glob is also tried against (OpenTelemetry's names).
