@@ -127,18 +127,51 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let config = self.healer.config();
-        let default_target = if config.intake.module_targets {
-            None
-        } else if config.service.is_empty() {
-            Some(DEFAULT_TARGET)
-        } else {
-            Some(config.service.as_str())
-        };
-        if let Some(signal) = signal_for(event, &ctx, default_target) {
-            self.healer.observe(signal);
+        if !is_hosts(event, &ctx) {
+            return;
         }
+        let default_target = default_target(self.healer.config());
+        // The event is captured here, on the host's thread, into one buffer; the intake
+        // builds the signal from it, so the host pays for two allocations, not one per
+        // field.
+        let captured = with_capture(|capture| capture.captured(event));
+        self.healer.observe_event(captured, default_target);
     }
+}
+
+/// The target of a layer signal without a target field: the service name (or
+/// [`DEFAULT_TARGET`]), or `None` (the module path) with `intake.module_targets`.
+pub(crate) fn default_target(config: &crate::HealerConfig) -> Option<&str> {
+    if config.intake.module_targets {
+        None
+    } else if config.service.is_empty() {
+        Some(DEFAULT_TARGET)
+    } else {
+        Some(config.service.as_str())
+    }
+}
+
+/// Whether `event` is one of the host's WARN or ERROR events: not below WARN, not the
+/// healer's own, not inside one of the healer's spans.
+fn is_hosts<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> bool
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let meta = event.metadata();
+    if *meta.level() > TraceLevel::WARN || is_own(meta) {
+        return false;
+    }
+    !ctx.event_scope(event)
+        .is_some_and(|mut scope| scope.any(|span| is_own(span.metadata())))
+}
+
+/// Runs `f` with this thread's capture buffer (a buffer of its own when an event is
+/// raised while this thread captures one, by a `Display` of a field that logs).
+fn with_capture<T>(f: impl FnOnce(&mut Capture) -> T) -> T {
+    CAPTURE.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut capture) => f(&mut capture),
+        Err(_) => f(&mut Capture::default()),
+    })
 }
 
 /// The signal a WARN or ERROR event of the host becomes; `None` for other levels and
@@ -156,91 +189,194 @@ pub fn signal_for<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let meta = event.metadata();
-    let level = *meta.level();
-    if level > TraceLevel::WARN || is_own(meta) {
+    if !is_hosts(event, ctx) {
         return None;
     }
-    if ctx
-        .event_scope(event)
-        .is_some_and(|mut scope| scope.any(|span| is_own(span.metadata())))
-    {
-        return None;
-    }
-    let mut visitor = SignalVisitor::default();
-    event.record(&mut visitor);
-    let mut message = visitor.message;
-    for text in &visitor.errors {
-        if message.contains(text.as_str()) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(text);
-    }
-    let target = TARGET_FIELDS
-        .iter()
-        .find_map(|f| {
-            visitor
-                .fields
-                .iter()
-                .find(|(k, _)| k == f)
-                .map(|(_, v)| v.clone())
-        })
-        .unwrap_or_else(|| default_target.unwrap_or(meta.target()).to_owned());
-    let mut signal = Signal::new(target, message)
-        .source(SignalSource::Tracing)
-        .level(if level == TraceLevel::ERROR {
-            Level::Error
-        } else {
-            Level::Warn
-        })
-        .field("tracing.target", meta.target());
-    for (k, v) in visitor.fields {
-        signal.fields.insert(k, v);
-    }
-    Some(signal)
+    Some(with_capture(|capture| capture.captured(event)).into_signal(default_target))
 }
 
+thread_local! {
+    /// The buffer each thread captures its events into: kept, so capturing one costs
+    /// no allocation of its own.
+    static CAPTURE: std::cell::RefCell<Capture> = std::cell::RefCell::default();
+}
+
+/// An event's fields, recorded back to back into one buffer (the `Visit` of the layer).
 #[derive(Default)]
-struct SignalVisitor {
-    message: String,
-    /// The text of error-bearing fields and of `&dyn Error` fields, in field order.
-    errors: Vec<String>,
-    fields: Vec<(String, String)>,
+struct Capture {
+    /// The text of every recorded value, the message's pieces included.
+    text: String,
+    /// Where the message is in `text`.
+    message: std::ops::Range<usize>,
+    /// Each field other than the message: its name, where its text is in `text`, and
+    /// whether it bears an error ([`ERROR_FIELDS`], or recorded as `&dyn Error`).
+    fields: Vec<(&'static str, std::ops::Range<usize>, bool)>,
 }
 
-impl SignalVisitor {
-    fn field(&mut self, field: &Field, value: String) {
-        if ERROR_FIELDS.contains(&field.name()) && !value.is_empty() {
-            self.errors.push(value.clone());
+/// A host event as the layer captured it: its recorded text in one buffer, with where
+/// each field is. The intake makes it a [`Signal`] ([`Captured::into_signal`]).
+#[derive(Debug)]
+pub(crate) struct Captured {
+    text: Box<str>,
+    message: std::ops::Range<usize>,
+    fields: Box<[(&'static str, std::ops::Range<usize>, bool)]>,
+    /// The field that names the target, if any.
+    target: Option<usize>,
+    error: bool,
+    /// The event's module path.
+    module: &'static str,
+    timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+impl Captured {
+    /// The target its signal will have: the first target field, else `default_target`,
+    /// else the module path.
+    pub(crate) fn target<'a>(&'a self, default_target: Option<&'a str>) -> &'a str {
+        match self.target {
+            Some(i) => &self.text[self.fields[i].1.clone()],
+            None => default_target.unwrap_or(self.module),
         }
-        self.fields.push((field.name().to_owned(), value));
+    }
+
+    /// The memory it holds, charged against the intake queue's byte budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.text.len()
+            + std::mem::size_of_val::<[(&'static str, std::ops::Range<usize>, bool)]>(&self.fields)
+    }
+
+    /// The signal: the message followed by the text of its error-bearing fields, every
+    /// field a signal field, the module path in `tracing.target`.
+    pub(crate) fn into_signal(self, default_target: Option<&str>) -> Signal {
+        let text = &*self.text;
+        let errors = || {
+            self.fields
+                .iter()
+                .filter(|(_, range, error)| *error && !range.is_empty())
+                .map(|(_, range, _)| &text[range.clone()])
+        };
+        let mut message = String::with_capacity(
+            self.message.len() + errors().map(|e| e.len() + 2).sum::<usize>(),
+        );
+        message.push_str(&text[self.message.clone()]);
+        for value in errors() {
+            if message.contains(value) {
+                continue;
+            }
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(value);
+        }
+        let mut signal = Signal::new(self.target(default_target), message)
+            .source(SignalSource::Tracing)
+            .level(if self.error {
+                Level::Error
+            } else {
+                Level::Warn
+            })
+            .field("tracing.target", self.module);
+        signal.timestamp = self.timestamp;
+        for (name, range, _) in self.fields.iter() {
+            signal
+                .fields
+                .insert((*name).to_owned(), text[range.clone()].to_owned());
+        }
+        signal
     }
 }
 
-impl Visit for SignalVisitor {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            self.field(field, value.to_owned());
+/// A thread keeps its capture buffer up to this size; a bigger event's is freed.
+const KEPT_CAPTURE_BYTES: usize = 16 * 1024;
+
+/// Text kept from one field: what a signal keeps of a message.
+const MAX_CAPTURED_BYTES: usize = crate::signal::MAX_MESSAGE_BYTES;
+
+impl Capture {
+    /// Records `event` into the buffer and copies what it recorded out, leaving the
+    /// buffer for the next event.
+    fn captured(&mut self, event: &Event<'_>) -> Captured {
+        self.text.clear();
+        self.fields.clear();
+        self.message = 0..0;
+        event.record(self);
+        let meta = event.metadata();
+        let target = TARGET_FIELDS
+            .iter()
+            .find_map(|name| self.fields.iter().position(|(field, _, _)| field == name));
+        let captured = Captured {
+            text: self.text.as_str().into(),
+            message: self.message.clone(),
+            fields: self.fields.as_slice().into(),
+            target,
+            error: *meta.level() == TraceLevel::ERROR,
+            module: meta.target(),
+            timestamp: chrono::Utc::now(),
+        };
+        if self.text.capacity() > KEPT_CAPTURE_BYTES {
+            self.text = String::new();
         }
+        captured
+    }
+
+    /// Appends what `write` writes to the buffer, at most [`MAX_CAPTURED_BYTES`] of it.
+    fn append(&mut self, write: impl FnOnce(&mut String)) -> std::ops::Range<usize> {
+        let start = self.text.len();
+        write(&mut self.text);
+        if self.text.len() - start > MAX_CAPTURED_BYTES {
+            let mut end = start + MAX_CAPTURED_BYTES;
+            while !self.text.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.truncate(end);
+        }
+        start..self.text.len()
+    }
+
+    fn field(&mut self, field: &Field, range: std::ops::Range<usize>, error: bool) {
+        let name = field.name();
+        if name == "message" {
+            // A message recorded in pieces (rare) is their concatenation.
+            if self.message.is_empty() {
+                self.message = range;
+            } else if self.message.end == range.start {
+                self.message.end = range.end;
+            } else {
+                let joined = [&self.text[self.message.clone()], &self.text[range]].concat();
+                let start = self.text.len();
+                self.text.push_str(&joined);
+                self.message = start..self.text.len();
+            }
+            return;
+        }
+        let error = error || (ERROR_FIELDS.contains(&name) && !range.is_empty());
+        self.fields.push((name, range, error));
+    }
+}
+
+impl Visit for Capture {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let range = self.append(|text| text.push_str(value));
+        self.field(field, range, false);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let chain = error_chain(value).join(": ");
-        self.errors.push(chain.clone());
-        self.fields.push((field.name().to_owned(), chain));
+        let range = self.append(|text| {
+            for (i, link) in error_chain(value).iter().enumerate() {
+                if i > 0 {
+                    text.push_str(": ");
+                }
+                text.push_str(link);
+            }
+        });
+        self.field(field, range, true);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            self.field(field, format!("{value:?}"));
-        }
+        let range = self.append(|text| {
+            let _ = write!(text, "{value:?}");
+        });
+        self.field(field, range, false);
     }
 }
 
@@ -361,6 +497,42 @@ mod tests {
             ["host crate a", "host crate b", "slow statement of the host"]
         );
         assert_eq!(signals[0].target, "selfheal_demo::db");
+    }
+
+    #[test]
+    fn a_huge_field_is_cut_at_capture_and_the_buffer_is_not_kept() {
+        let huge = "x".repeat(4 * MAX_CAPTURED_BYTES);
+        let signals = collect(|| {
+            tracing::error!(target: "app", detail = %huge, "big");
+            tracing::error!(target: "app", "small");
+        });
+        assert_eq!(signals[0].message, "big");
+        assert_eq!(signals[0].fields["detail"].len(), MAX_CAPTURED_BYTES);
+        assert_eq!(signals[1].message, "small");
+        assert!(
+            !signals[1].fields.contains_key("detail"),
+            "nothing left over"
+        );
+        CAPTURE.with(|c| assert!(c.borrow().text.capacity() <= KEPT_CAPTURE_BYTES));
+    }
+
+    #[test]
+    fn an_event_queued_by_the_layer_is_charged_and_becomes_the_same_signal() {
+        let healer = Healer::builder().build().unwrap();
+        let subscriber = tracing_subscriber::registry().with(healer.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "myapp::db", peer = "orders-db", error = "refused", "query failed");
+        });
+        assert_eq!(healer.queued_targets(), ["orders-db"]);
+        let (signals, bytes) = healer.queued();
+        assert_eq!(signals, 1);
+        assert!(bytes > "query failedorders-dbrefused".len(), "{bytes}");
+        let signal = healer.try_pop_queued().unwrap();
+        assert_eq!(signal.message, "query failed: refused");
+        assert_eq!(signal.target, "orders-db");
+        assert_eq!(signal.level, Level::Warn);
+        assert_eq!(signal.source, SignalSource::Tracing);
+        assert_eq!(signal.fields["tracing.target"], "myapp::db");
     }
 
     #[test]

@@ -67,7 +67,10 @@ impl Healer {
                 None => tokio::select! {
                     biased;
                     _ = self.inner.cancel.cancelled() => break,
-                    signal = self.inner.queue.pop() => (signal, None),
+                    queued = self.inner.queue.pop() => {
+                        let default_target = crate::layer::default_target(self.config());
+                        (queued.into_signal(default_target), None)
+                    }
                     Some((signal, done)) = recv_tracked(&mut tracked) => (signal, Some(done)),
                 },
             };

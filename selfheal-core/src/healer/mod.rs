@@ -257,6 +257,12 @@ impl Healer {
         self.inner.queue.targets()
     }
 
+    /// The next queued signal, taken as the intake would (for tests in the crate).
+    #[cfg(test)]
+    pub(crate) fn try_pop_queued(&self) -> Option<Signal> {
+        self.inner.queue.try_pop()
+    }
+
     /// Signals handed to [`Healer::observe`] so far.
     pub fn observed(&self) -> u64 {
         let (accepted, refused) = self.inner.queue.counts();

@@ -21,7 +21,9 @@
 //! to [`KEPT_CAPACITY`]), so in steady state a push allocates nothing. The intake is
 //! woken only when it is parked, waiting on an empty queue: while it is busy, a push
 //! touches nothing but the lock. Counts of accepted and refused signals are kept under
-//! the same lock, so `observe` needs no atomic of its own.
+//! the same lock, so `observe` needs no atomic of its own. A host event of the tracing
+//! layer waits as the layer captured it (its text in one buffer, [`Captured`]): the
+//! intake, not the host's thread, makes it a signal.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -29,6 +31,44 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 use crate::Signal;
+use crate::layer::Captured;
+
+/// What waits in the queue: a signal, or a host event the tracing layer captured, which
+/// the intake makes a signal (so the host's thread does not build it).
+#[derive(Debug)]
+pub(super) enum Queued {
+    Signal(Signal),
+    Event(Captured),
+}
+
+impl Queued {
+    /// Its lane: the signal's target, or the target the event's signal will have.
+    fn target<'a>(&'a self, default_target: Option<&'a str>) -> &'a str {
+        match self {
+            Queued::Signal(signal) => &signal.target,
+            Queued::Event(event) => event.target(default_target),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Queued::Signal(signal) => signal.heap_bytes(),
+            Queued::Event(event) => event.heap_bytes(),
+        }
+    }
+
+    /// The signal, bounded like every signal the healer takes in.
+    pub(super) fn into_signal(self, default_target: Option<&str>) -> Signal {
+        match self {
+            Queued::Signal(signal) => signal,
+            Queued::Event(event) => {
+                let mut signal = event.into_signal(default_target);
+                signal.bound();
+                signal
+            }
+        }
+    }
+}
 
 /// Idle lanes kept with their buffer, so returning targets cost no allocation.
 const KEPT_LANES: usize = 64;
@@ -69,7 +109,7 @@ struct State {
 struct Lane {
     target: String,
     /// Signals with the bytes each was charged.
-    signals: VecDeque<(Signal, usize)>,
+    signals: VecDeque<(Queued, usize)>,
     bytes: usize,
 }
 
@@ -86,7 +126,7 @@ impl State {
     }
 
     /// The next signal in turn, if any.
-    fn take(&mut self) -> Option<Signal> {
+    fn take(&mut self) -> Option<Queued> {
         let index = self.turns.pop_front()?;
         let lane = &mut self.lanes[index];
         let (signal, size) = lane.signals.pop_front()?;
@@ -133,12 +173,23 @@ impl Queue {
     /// Queues `signal`, or refuses it (`false`): the queue is closed, or its target
     /// would hold more than the queue has free.
     pub(super) fn push(&self, signal: Signal) -> bool {
-        let size = signal.heap_bytes();
+        self.push_queued(Queued::Signal(signal), None)
+    }
+
+    /// Queues a host event the tracing layer captured; its lane is the target its signal
+    /// will have with `default_target`.
+    pub(super) fn push_event(&self, event: Captured, default_target: Option<&str>) -> bool {
+        self.push_queued(Queued::Event(event), default_target)
+    }
+
+    fn push_queued(&self, item: Queued, default_target: Option<&str>) -> bool {
+        let size = item.heap_bytes();
+        let target = item.target(default_target);
         let mut guard = self.state();
         let state = &mut *guard;
         let free_signals = self.max_signals.saturating_sub(state.signals);
         let free_bytes = self.max_bytes.saturating_sub(state.bytes);
-        let found = state.by_target.get(signal.target.as_str()).copied();
+        let found = state.by_target.get(target).copied();
         let (held, held_bytes) = found.map_or((0, 0), |i| {
             let lane = &state.lanes[i];
             (lane.signals.len(), lane.bytes)
@@ -150,14 +201,14 @@ impl Queue {
         }
         let index = match found {
             Some(index) => index,
-            None => state.new_lane(&signal.target),
+            None => state.new_lane(target),
         };
         let lane = &mut state.lanes[index];
         if lane.signals.is_empty() {
             state.turns.push_back(index);
         }
         lane.bytes += size;
-        lane.signals.push_back((signal, size));
+        lane.signals.push_back((item, size));
         state.signals += 1;
         state.bytes += size;
         state.accepted += 1;
@@ -172,11 +223,11 @@ impl Queue {
     /// The next signal in turn, if any.
     #[cfg(test)]
     pub(super) fn try_pop(&self) -> Option<Signal> {
-        self.state().take()
+        self.state().take().map(|item| item.into_signal(None))
     }
 
     /// Waits for the next signal in turn. Cancel-safe: nothing is taken until it returns.
-    pub(super) async fn pop(&self) -> Signal {
+    pub(super) async fn pop(&self) -> Queued {
         loop {
             {
                 let mut state = self.state();
@@ -307,7 +358,7 @@ mod tests {
         let queue = std::sync::Arc::new(Queue::new(10, 1 << 20));
         let waiter = {
             let queue = queue.clone();
-            tokio::spawn(async move { queue.pop().await.target })
+            tokio::spawn(async move { queue.pop().await.into_signal(None).target })
         };
         tokio::task::yield_now().await;
         assert!(queue.push(Signal::new("a", "x")));
@@ -385,12 +436,12 @@ mod tests {
         queue.push(Signal::new("a", "x"));
         queue.push(Signal::new("b", "x"));
         assert!(queue.ready.notified().now_or_never().is_none());
-        assert_eq!(queue.pop().await.target, "a");
-        assert_eq!(queue.pop().await.target, "b");
+        assert_eq!(queue.pop().await.into_signal(None).target, "a");
+        assert_eq!(queue.pop().await.into_signal(None).target, "b");
         // Now the intake waits on the empty queue: the next push wakes it, once.
         let waiter = {
             let queue = queue.clone();
-            tokio::spawn(async move { queue.pop().await.target })
+            tokio::spawn(async move { queue.pop().await.into_signal(None).target })
         };
         while !queue.state().parked {
             tokio::task::yield_now().await;

@@ -64,6 +64,15 @@ impl Healer {
         self.inner.queue.push(signal)
     }
 
+    /// Queues a host event the tracing layer captured (see [`crate::HealerLayer`]).
+    pub(crate) fn observe_event(
+        &self,
+        event: crate::layer::Captured,
+        default_target: Option<&str>,
+    ) -> bool {
+        self.inner.queue.push_event(event, default_target)
+    }
+
     /// Hands `signal` to the intake's tracked lane and waits until it was taken in.
     pub(crate) async fn ingest_tracked(&self, mut signal: Signal) -> Result<(), NotIngested> {
         self.inner.tracked.fetch_add(1, Ordering::Relaxed);
