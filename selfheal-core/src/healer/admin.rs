@@ -589,6 +589,10 @@ impl Admin {
     }
 
     /// Incidents not yet over, with their live counts, without a store round trip.
+    ///
+    /// Over means resolved, escalated or closed ([`crate::IncidentStatus::is_terminal`]): an
+    /// escalated incident is a human's now and is not listed here; read it with
+    /// `incidents(..)` from the store.
     pub fn open_incidents(&self) -> Vec<Incident> {
         self.healer
             .inner
