@@ -23,6 +23,9 @@ use std::collections::HashMap;
 use regex::{Regex, RegexSet};
 
 use crate::{Pattern, PatternMatch, PatternMode, Severity, Signal};
+use prefilter::Prefilter;
+
+mod prefilter;
 
 /// How much of a stack the regexes read: a 10 MB trace costs what 64 KiB does.
 const MATCHED_STACK_BYTES: usize = 64 * 1024;
@@ -65,18 +68,16 @@ struct Term {
 }
 
 /// How the regexes are run.
-#[derive(Debug)]
-enum Regexes {
-    /// All of them in one pass; member `i` is the regex of entry `entries[i]`.
-    Set { set: RegexSet, entries: Vec<usize> },
-    /// One after the other (the set did not compile): `(entry, regex)`, in entry order.
-    Each(Vec<(usize, Regex)>),
-}
-
-impl Default for Regexes {
-    fn default() -> Self {
-        Regexes::Each(Vec::new())
-    }
+#[derive(Debug, Default)]
+struct Regexes {
+    /// Every regex, `(entry, regex)` in entry order; member `i` of the prefilter and the
+    /// set is `each[i]`.
+    each: Vec<(usize, Regex)>,
+    /// Which members can match an ASCII text.
+    prefilter: Prefilter,
+    /// All of them as one set, for the texts that are not ASCII; `None` when it did not
+    /// compile (or there are no regexes): then each candidate is tried in turn.
+    set: Option<RegexSet>,
 }
 
 /// A pattern that matched, before its reasons are written.
@@ -176,28 +177,32 @@ impl Matcher {
         }
     }
 
-    /// One set of every regex, or (when it is too big) each regex alone.
+    /// The prefilter of every regex, and (if it fits) one set of them all.
     fn one_pass(entries: &[Entry], each: Vec<(usize, Regex)>, size_limit: usize) -> Regexes {
         if each.is_empty() {
-            return Regexes::Each(each);
+            return Regexes::default();
         }
-        let sources = each
-            .iter()
-            .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default());
-        match crate::pattern::regex_set(sources, size_limit, SET_DFA_CACHE) {
-            Ok(set) => Regexes::Set {
-                set,
-                entries: each.into_iter().map(|(i, _)| i).collect(),
-            },
+        let sources = || {
+            each.iter()
+                .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default())
+        };
+        let prefilter = Prefilter::new(sources());
+        let set = match crate::pattern::regex_set(sources(), size_limit, SET_DFA_CACHE) {
+            Ok(set) => Some(set),
             Err(e) => {
                 tracing::warn!(
                     patterns = each.len(),
                     size_limit,
                     error = %first_line(&e.to_string()),
-                    "the patterns' regexes are too big to run as one set; trying each in turn (slower, same matches): disable unused patterns or shorten the largest regexes"
+                    "the patterns' regexes are too big to run as one set; texts that are not ASCII try each in turn (slower, same matches): disable unused patterns or shorten the largest regexes"
                 );
-                Regexes::Each(each)
+                None
             }
+        };
+        Regexes {
+            each,
+            prefilter,
+            set,
         }
     }
 
@@ -310,21 +315,42 @@ impl Matcher {
                 .chain(error_texts(signal))
                 .chain(stack)
         };
-        let mut hits = Vec::new();
-        match &self.regexes {
-            Regexes::Set { set, entries } => {
-                for text in texts() {
-                    hits.extend(set.matches(text).iter().map(|m| entries[m]));
+        let each = &self.regexes.each;
+        if each.is_empty() {
+            return Vec::new();
+        }
+        let words = each.len().div_ceil(64);
+        // One bit per member: its regex matched a text (`hit`), it may match this one.
+        let (mut hit, mut maybe) = (vec![0u64; words], vec![0u64; words]);
+        for text in texts() {
+            if text.is_ascii() {
+                maybe.fill(0);
+                self.regexes.prefilter.candidates(text, &mut maybe);
+            } else if let Some(set) = &self.regexes.set {
+                for m in set.matches(text).iter() {
+                    hit[m / 64] |= 1 << (m % 64);
                 }
-                hits.sort_unstable();
-                hits.dedup();
+                continue;
+            } else {
+                maybe.fill(u64::MAX);
             }
-            Regexes::Each(each) => {
-                for (i, re) in each {
-                    if texts().any(|t| re.is_match(t)) {
-                        hits.push(*i);
+            for (w, (&maybe, hit)) in maybe.iter().zip(&mut hit).enumerate() {
+                let mut bits = maybe & !*hit;
+                while bits != 0 {
+                    let m = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if each.get(m).is_some_and(|(_, re)| re.is_match(text)) {
+                        *hit |= 1 << (m % 64);
                     }
                 }
+            }
+        }
+        let mut hits = Vec::new();
+        for (w, &bits) in hit.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                hits.push(each[w * 64 + bits.trailing_zeros() as usize].0);
+                bits &= bits - 1;
             }
         }
         hits
@@ -885,10 +911,7 @@ mod tests {
         let mut patterns = crate::catalog::stock();
         patterns.extend(generated(1_000, &mut rng));
         let fast = Matcher::new(&patterns);
-        assert!(
-            matches!(fast.regexes, Regexes::Set { .. }),
-            "one pass, not a fallback"
-        );
+        assert!(fast.regexes.set.is_some(), "one pass, not a fallback");
         let slow = reference::Reference::new(&patterns);
         let (mut by_regex, mut by_keywords, mut none) = (0, 0, 0);
         for _ in 0..400 {
@@ -935,7 +958,7 @@ mod tests {
             Pattern::new("scoped").regex("(?-i:ERR) (?:timeout)"),
         ];
         let m = Matcher::new(&patterns);
-        assert!(matches!(m.regexes, Regexes::Set { .. }));
+        assert!(m.regexes.set.is_some());
         let names = |text: &str| -> Vec<String> {
             let mut v: Vec<String> = m
                 .matches(&Signal::new("svc", text))
@@ -980,8 +1003,8 @@ mod tests {
         patterns.extend(generated(200, &mut rng));
         let set = Matcher::new(&patterns);
         let each = Matcher::with_set_limit(&patterns, 1 << 10);
-        assert!(matches!(set.regexes, Regexes::Set { .. }));
-        assert!(matches!(each.regexes, Regexes::Each(ref v) if !v.is_empty()));
+        assert!(set.regexes.set.is_some());
+        assert!(each.regexes.set.is_none() && !each.regexes.each.is_empty());
         let mut matched = 0;
         for _ in 0..200 {
             let signal = random_signal(&mut rng);
@@ -997,7 +1020,7 @@ mod tests {
         let m = Matcher::default();
         assert!(m.matches(&Signal::new("svc", "anything at all")).is_empty());
         let m = Matcher::new(&[Pattern::new("kw").keywords(["pool"])]);
-        assert!(matches!(m.regexes, Regexes::Each(ref v) if v.is_empty()));
+        assert!(m.regexes.each.is_empty() && m.regexes.set.is_none());
         assert_eq!(m.best(&Signal::new("svc", "pool")).unwrap().pattern, "kw");
     }
 }
