@@ -1,15 +1,23 @@
 //! Finds the known pattern behind a signal: regex first, then BM25 keyword scoring.
 //!
-//! Matching is one pass over the signal, whatever the number of patterns:
+//! Matching reads each text (the message, each error-bearing field, the stack's first
+//! 64 KiB) a bounded number of times, whatever the number of patterns:
 //!
-//! - Regexes: every enabled pattern's regex is compiled into one [`RegexSet`] (with the
-//!   options of [`Pattern::compile_regex`]: case-insensitive unless the regex says
-//!   otherwise), so each text (the message, each error-bearing field, the stack's first
-//!   64 KiB) is read once and that one read says which patterns' regexes matched. A set
-//!   too big to compile (over 32 MiB) falls back, with a warning, to trying each regex
-//!   in turn: slower, the same matches. Bounded repetitions of Unicode classes are what
-//!   make a set big: `[^\n]{0,80}` alone compiles to tens of KB, so a thousand regexes
-//!   each holding one do not fit; `[^\n]*?` costs a few hundred bytes.
+//! - Regexes, on an ASCII text (the usual case): a prefilter knows, for each regex
+//!   (parsed by the regex crate's own parser), literals every match must contain:
+//!   `\bkafka\b[^\n]{0,80}?pool drained` needs `pool drained`, `[a-z]+ failed` needs
+//!   ` failed`, `\w+` needs nothing. One Aho-Corasick pass finds which of them occur in
+//!   the text, and only the regexes needing one of those, plus those that need nothing,
+//!   are run: a thousand patterns cost a handful of regex runs.
+//! - Regexes, on a text that is not ASCII: Unicode case folding makes `(?i)k` match the
+//!   Kelvin sign and `(?i)s` the long s, which an ASCII search does not see, so these
+//!   texts go through one [`RegexSet`] of every regex (with the options of
+//!   [`Pattern::compile_regex`]: case-insensitive unless the regex says otherwise). A
+//!   set too big to compile (over 32 MiB) falls back, with a warning, to trying each
+//!   regex in turn on those texts: slower, the same matches. Bounded repetitions of
+//!   Unicode classes are what make a set big: `[^\n]{0,80}` alone compiles to tens of
+//!   KB, so a thousand regexes each holding one do not fit; `[^\n]*?` costs a few
+//!   hundred bytes.
 //! - Keywords: the pattern documents are indexed when the matcher is built (each term
 //!   with the patterns that hold it and its BM25 weight in each, and each pattern's
 //!   ideal score), so a signal's words are looked up once and only the patterns sharing
@@ -27,6 +35,9 @@ use prefilter::Prefilter;
 
 mod prefilter;
 
+/// At most this many candidate regexes (of an ASCII text) are run one by one; more, and
+/// the set reads the text once for all of them (when it compiled).
+const RUN_ALONE: u32 = 2;
 /// How much of a stack the regexes read: a 10 MB trace costs what 64 KiB does.
 const MATCHED_STACK_BYTES: usize = 64 * 1024;
 /// Keyword-only matches are weighted below regex matches: words alone are weaker evidence.
@@ -323,16 +334,20 @@ impl Matcher {
         // One bit per member: its regex matched a text (`hit`), it may match this one.
         let (mut hit, mut maybe) = (vec![0u64; words], vec![0u64; words]);
         for text in texts() {
-            if text.is_ascii() {
+            let few = if text.is_ascii() {
                 maybe.fill(0);
                 self.regexes.prefilter.candidates(text, &mut maybe);
-            } else if let Some(set) = &self.regexes.set {
+                let count: u32 = maybe.iter().map(|w| w.count_ones()).sum();
+                count <= RUN_ALONE
+            } else {
+                maybe.fill(u64::MAX);
+                false
+            };
+            if !few && let Some(set) = &self.regexes.set {
                 for m in set.matches(text).iter() {
                     hit[m / 64] |= 1 << (m % 64);
                 }
                 continue;
-            } else {
-                maybe.fill(u64::MAX);
             }
             for (w, (&maybe, hit)) in maybe.iter().zip(&mut hit).enumerate() {
                 let mut bits = maybe & !*hit;
@@ -910,6 +925,7 @@ mod tests {
         let mut rng = Rng(0x5eed_1234_abcd_0001);
         let mut patterns = crate::catalog::stock();
         patterns.extend(generated(1_000, &mut rng));
+        patterns.extend(edge_patterns());
         let fast = Matcher::new(&patterns);
         assert!(fast.regexes.set.is_some(), "one pass, not a fallback");
         let slow = reference::Reference::new(&patterns);
@@ -934,6 +950,16 @@ mod tests {
             by_regex > 50 && by_keywords > 50 && none > 0,
             "{by_regex} {by_keywords} {none}"
         );
+        // The texts at the prefilter's edges, as messages, error fields and stacks.
+        for text in EDGE_TEXTS {
+            for signal in [
+                Signal::new("api", text),
+                Signal::new("api", "query failed").field("error.message", text),
+                Signal::new("api", "query failed").stack(text),
+            ] {
+                assert_eq!(fast.matches(&signal), slow.matches(&signal), "{signal:?}");
+            }
+        }
         // The stock catalog's own texts, too.
         let stock = crate::catalog::stock();
         let (fast, slow) = (Matcher::new(&stock), reference::Reference::new(&stock));
@@ -946,6 +972,96 @@ mod tests {
             for target in ["redis-cache", "orders-postgres", "api"] {
                 let signal = Signal::new(target, text);
                 assert_eq!(fast.matches(&signal), slow.matches(&signal), "{signal:?}");
+            }
+        }
+    }
+
+    /// Regexes at the edges of the prefilter (see [`EDGE_TEXTS`]).
+    fn edge_patterns() -> Vec<Pattern> {
+        [
+            ("kafka_broker", r"\bkafka\b[^\n]{0,20}broker"),
+            ("lost_session", "lost session"),
+            ("either", r"timed out|E0042: (deadline)+ exceeded"),
+            ("no_literal", r"\d{3} ms"),
+            ("strict", "(?-i)OOM command"),
+            ("scoped", "(?-i:ERR) (?:timeout)"),
+            ("split", r"no\b \bspace\b"),
+            ("unicode", "Größe überschritten"),
+            ("digits", r"E\d+: disk"),
+        ]
+        .into_iter()
+        .map(|(name, re)| Pattern::new(name).regex(re))
+        .collect()
+    }
+
+    /// Texts at the prefilter's edges: mixed case, the Kelvin sign and the long s (which
+    /// `(?i)k` and `(?i)s` match in a text that is not ASCII), alternations, no literal,
+    /// `(?-i)`, literals split by `\b`, non-ASCII literals.
+    const EDGE_TEXTS: [&str; 18] = [
+        "KaFkA says: BROKER gone",
+        "\u{212A}afka says: broker gone",
+        "kafka\u{212A} says: broker gone",
+        "lo\u{17F}t \u{17F}e\u{17F}\u{17F}ion",
+        "LoSt SeSsIoN",
+        "Timed Out",
+        "e0042: DEADLINEdeadline EXCEEDED",
+        "took 250 ms",
+        "took 25 ms",
+        "OOM command not allowed",
+        "oom command not allowed",
+        "ERR TIMEOUT",
+        "err timeout",
+        "No Space left",
+        "nospace left",
+        "GRÖSSE ÜBERSCHRITTEN",
+        "größe Überschritten",
+        "e12: DISK",
+    ];
+
+    #[test]
+    fn the_prefilter_skips_no_regex_that_matches() {
+        let patterns = edge_patterns();
+        let slow = reference::Reference::new(&patterns);
+        let names = |m: &Matcher, text: &str| -> Vec<String> {
+            let mut v: Vec<String> = m
+                .matches(&Signal::new("svc", text))
+                .into_iter()
+                .map(|x| x.pattern)
+                .collect();
+            v.sort();
+            v
+        };
+        // With the set for texts that are not ASCII, and without (each regex in turn).
+        for m in [
+            Matcher::new(&patterns),
+            Matcher::with_set_limit(&patterns, 1 << 10),
+        ] {
+            for text in EDGE_TEXTS {
+                let signal = Signal::new("svc", text);
+                assert_eq!(m.matches(&signal), slow.matches(&signal), "{text}");
+            }
+            let expected: [(&str, &[&str]); 18] = [
+                ("KaFkA says: BROKER gone", &["kafka_broker"]),
+                ("\u{212A}afka says: broker gone", &["kafka_broker"]),
+                ("kafka\u{212A} says: broker gone", &[]),
+                ("lo\u{17F}t \u{17F}e\u{17F}\u{17F}ion", &["lost_session"]),
+                ("LoSt SeSsIoN", &["lost_session"]),
+                ("Timed Out", &["either"]),
+                ("e0042: DEADLINEdeadline EXCEEDED", &["either"]),
+                ("took 250 ms", &["no_literal"]),
+                ("took 25 ms", &[]),
+                ("OOM command not allowed", &["strict"]),
+                ("oom command not allowed", &[]),
+                ("ERR TIMEOUT", &["scoped"]),
+                ("err timeout", &[]),
+                ("No Space left", &["split"]),
+                ("nospace left", &[]),
+                ("GRÖSSE ÜBERSCHRITTEN", &[]),
+                ("größe Überschritten", &["unicode"]),
+                ("e12: DISK", &["digits"]),
+            ];
+            for (text, want) in expected {
+                assert_eq!(names(&m, text), want, "{text}");
             }
         }
     }
