@@ -3,21 +3,21 @@
 //! Matching reads each text (the message, each error-bearing field, the stack's first
 //! 64 KiB) a bounded number of times, whatever the number of patterns:
 //!
-//! - Regexes, on an ASCII text (the usual case): a prefilter knows, for each regex
-//!   (parsed by the regex crate's own parser), literals every match must contain:
-//!   `\bkafka\b[^\n]{0,80}?pool drained` needs `pool drained`, `[a-z]+ failed` needs
-//!   ` failed`, `\w+` needs nothing. One Aho-Corasick pass finds which of them occur in
-//!   the text, and only the regexes needing one of those, plus those that need nothing,
-//!   are run: a thousand patterns cost a handful of regex runs.
-//! - Regexes, on a text that is not ASCII: Unicode case folding makes `(?i)k` match the
-//!   Kelvin sign and `(?i)s` the long s, which an ASCII search does not see, so these
-//!   texts go through one [`RegexSet`] of every regex (with the options of
-//!   [`Pattern::compile_regex`]: case-insensitive unless the regex says otherwise). A
-//!   set too big to compile (over 32 MiB) falls back, with a warning, to trying each
-//!   regex in turn on those texts: slower, the same matches. Bounded repetitions of
-//!   Unicode classes are what make a set big: `[^\n]{0,80}` alone compiles to tens of
-//!   KB, so a thousand regexes each holding one do not fit; `[^\n]*?` costs a few
-//!   hundred bytes.
+//! - Regexes: every enabled pattern's regex is compiled into one [`RegexSet`] (with the
+//!   options of [`Pattern::compile_regex`]: case-insensitive unless the regex says
+//!   otherwise), so each text is read once and that one read says which patterns'
+//!   regexes matched. Bounded repetitions of Unicode classes are what make a set big:
+//!   `[^\n]{0,80}` alone compiles to tens of KB, so a thousand regexes each holding one
+//!   do not fit the set's 32 MiB; `[^\n]*?` costs a few hundred bytes.
+//! - Regexes, when the set is too big (with a warning): each regex alone, behind a
+//!   prefilter. Each regex is parsed (by the regex crate's own parser) into literals
+//!   every match must contain: `\bkafka\b[^\n]{0,80}?pool drained` needs `pool drained`,
+//!   `[a-z]+ failed` needs ` failed`, `\w+` needs nothing. On an ASCII text one
+//!   Aho-Corasick pass finds which of them occur, and only the regexes needing one of
+//!   those, plus those that need nothing, are run: a thousand patterns cost a handful of
+//!   regex runs. A text that is not ASCII runs every regex (slower, the same matches):
+//!   Unicode case folding makes `(?i)k` match the Kelvin sign and `(?i)s` the long s,
+//!   which an ASCII search does not see.
 //! - Keywords: the pattern documents are indexed when the matcher is built (each term
 //!   with the patterns that hold it and its BM25 weight in each, and each pattern's
 //!   ideal score), so a signal's words are looked up once and only the patterns sharing
@@ -35,9 +35,6 @@ use prefilter::Prefilter;
 
 mod prefilter;
 
-/// At most this many candidate regexes (of an ASCII text) are run one by one; more, and
-/// the set reads the text once for all of them (when it compiled).
-const RUN_ALONE: u32 = 2;
 /// How much of a stack the regexes read: a 10 MB trace costs what 64 KiB does.
 const MATCHED_STACK_BYTES: usize = 64 * 1024;
 /// Keyword-only matches are weighted below regex matches: words alone are weaker evidence.
@@ -84,11 +81,11 @@ struct Regexes {
     /// Every regex, `(entry, regex)` in entry order; member `i` of the prefilter and the
     /// set is `each[i]`.
     each: Vec<(usize, Regex)>,
-    /// Which members can match an ASCII text.
-    prefilter: Prefilter,
-    /// All of them as one set, for the texts that are not ASCII; `None` when it did not
-    /// compile (or there are no regexes): then each candidate is tried in turn.
+    /// All of them as one set, which reads each text once for all; `None` when it did
+    /// not compile (or there are no regexes).
     set: Option<RegexSet>,
+    /// Without the set: which members can match an ASCII text (the others are not run).
+    prefilter: Prefilter,
 }
 
 /// A pattern that matched, before its reasons are written.
@@ -188,7 +185,8 @@ impl Matcher {
         }
     }
 
-    /// The prefilter of every regex, and (if it fits) one set of them all.
+    /// One set of every regex or, when it is too big, each regex alone behind the
+    /// prefilter.
     fn one_pass(entries: &[Entry], each: Vec<(usize, Regex)>, size_limit: usize) -> Regexes {
         if each.is_empty() {
             return Regexes::default();
@@ -197,23 +195,25 @@ impl Matcher {
             each.iter()
                 .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default())
         };
-        let prefilter = Prefilter::new(sources());
-        let set = match crate::pattern::regex_set(sources(), size_limit, SET_DFA_CACHE) {
-            Ok(set) => Some(set),
+        match crate::pattern::regex_set(sources(), size_limit, SET_DFA_CACHE) {
+            Ok(set) => Regexes {
+                each,
+                set: Some(set),
+                prefilter: Prefilter::default(),
+            },
             Err(e) => {
                 tracing::warn!(
                     patterns = each.len(),
                     size_limit,
                     error = %first_line(&e.to_string()),
-                    "the patterns' regexes are too big to run as one set; texts that are not ASCII try each in turn (slower, same matches): disable unused patterns or shorten the largest regexes"
+                    "the patterns' regexes are too big to run as one set; running only those whose literals occur in an ASCII text, and each in turn on other texts (slower, same matches): disable unused patterns or shorten the largest regexes"
                 );
-                None
+                Regexes {
+                    prefilter: Prefilter::new(sources()),
+                    each,
+                    set: None,
+                }
             }
-        };
-        Regexes {
-            each,
-            prefilter,
-            set,
         }
     }
 
@@ -286,13 +286,7 @@ impl Matcher {
             };
             let e = &self.entries[entry];
             let p = &e.pattern;
-            if !p.applies_to(signal)
-                || p.error_type
-                    .as_ref()
-                    .is_some_and(|t| signal.fields.get("error.type") != Some(t))
-            {
-                continue;
-            }
+            // The cheap test first: most keyword scores are below the minimum share.
             let (share, confidence) = if regex {
                 (1.0, p.confidence)
             } else {
@@ -303,6 +297,13 @@ impl Matcher {
                 }
                 (share, p.confidence * share.min(1.0) * KEYWORD_WEIGHT)
             };
+            if !p.applies_to(signal)
+                || p.error_type
+                    .as_ref()
+                    .is_some_and(|t| signal.fields.get("error.type") != Some(t))
+            {
+                continue;
+            }
             out.push(Candidate {
                 entry,
                 regex,
@@ -327,27 +328,24 @@ impl Matcher {
                 .chain(stack)
         };
         let each = &self.regexes.each;
-        if each.is_empty() {
-            return Vec::new();
+        if let Some(set) = &self.regexes.set {
+            let mut hits = Vec::new();
+            for text in texts() {
+                hits.extend(set.matches(text).iter().map(|m| each[m].0));
+            }
+            hits.sort_unstable();
+            hits.dedup();
+            return hits;
         }
         let words = each.len().div_ceil(64);
         // One bit per member: its regex matched a text (`hit`), it may match this one.
         let (mut hit, mut maybe) = (vec![0u64; words], vec![0u64; words]);
         for text in texts() {
-            let few = if text.is_ascii() {
+            if text.is_ascii() {
                 maybe.fill(0);
                 self.regexes.prefilter.candidates(text, &mut maybe);
-                let count: u32 = maybe.iter().map(|w| w.count_ones()).sum();
-                count <= RUN_ALONE
             } else {
                 maybe.fill(u64::MAX);
-                false
-            };
-            if !few && let Some(set) = &self.regexes.set {
-                for m in set.matches(text).iter() {
-                    hit[m / 64] |= 1 << (m % 64);
-                }
-                continue;
             }
             for (w, (&maybe, hit)) in maybe.iter().zip(&mut hit).enumerate() {
                 let mut bits = maybe & !*hit;
@@ -378,8 +376,11 @@ impl Matcher {
             return Vec::new();
         }
         let mut seen = vec![0u64; self.terms.len().div_ceil(64)];
-        // (entry, weight), the terms in the order the query first uses them.
-        let mut weights: Vec<(usize, f64)> = Vec::new();
+        // Per entry, the sum of its weights, the terms in the order the query first uses
+        // them (so the sums are the ones scoring the query term by term gives, to the
+        // last bit); allocated at the first term found.
+        let mut sums: Vec<f64> = Vec::new();
+        let mut scored: Vec<u64> = Vec::new();
         let mut lower = String::new();
         for text in std::iter::once(signal.message.as_str()).chain(error_texts(signal)) {
             for word in words(text) {
@@ -403,17 +404,24 @@ impl Matcher {
                     continue;
                 }
                 seen[slot] |= bit;
-                weights.extend_from_slice(&term.postings);
+                if sums.is_empty() {
+                    sums = vec![0.0; self.entries.len()];
+                    scored = vec![0; self.entries.len().div_ceil(64)];
+                }
+                for &(entry, w) in &term.postings {
+                    // `0.0 + w` is `w`: the first weight starts the sum exactly.
+                    sums[entry] += w;
+                    scored[entry / 64] |= 1 << (entry % 64);
+                }
             }
         }
-        // Stable: each entry's weights stay in query order, so the sums are the ones
-        // scoring the query term by term gives, to the last bit.
-        weights.sort_by_key(|&(entry, _)| entry);
-        let mut scores: Vec<(usize, f64)> = Vec::new();
-        for (entry, w) in weights {
-            match scores.last_mut() {
-                Some((last, score)) if *last == entry => *score += w,
-                _ => scores.push((entry, w)),
+        let mut scores = Vec::new();
+        for (w, &bits) in scored.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let entry = w * 64 + bits.trailing_zeros() as usize;
+                scores.push((entry, sums[entry]));
+                bits &= bits - 1;
             }
         }
         scores
@@ -928,6 +936,9 @@ mod tests {
         patterns.extend(edge_patterns());
         let fast = Matcher::new(&patterns);
         assert!(fast.regexes.set.is_some(), "one pass, not a fallback");
+        // Without the set: each regex alone, behind the prefilter.
+        let each = Matcher::with_set_limit(&patterns, 1 << 10);
+        assert!(each.regexes.set.is_none());
         let slow = reference::Reference::new(&patterns);
         let (mut by_regex, mut by_keywords, mut none) = (0, 0, 0);
         for _ in 0..400 {
@@ -935,6 +946,8 @@ mod tests {
             let expected = slow.matches(&signal);
             assert_eq!(fast.matches(&signal), expected, "{signal:?}");
             assert_eq!(fast.best(&signal), expected.first().cloned(), "{signal:?}");
+            assert_eq!(each.matches(&signal), expected, "{signal:?}");
+            assert_eq!(each.best(&signal), expected.first().cloned(), "{signal:?}");
             match expected.first() {
                 None => none += 1,
                 Some(m) if m.reasons.iter().any(|r| r.starts_with("regex")) => by_regex += 1,
@@ -957,7 +970,9 @@ mod tests {
                 Signal::new("api", "query failed").field("error.message", text),
                 Signal::new("api", "query failed").stack(text),
             ] {
-                assert_eq!(fast.matches(&signal), slow.matches(&signal), "{signal:?}");
+                let expected = slow.matches(&signal);
+                assert_eq!(fast.matches(&signal), expected, "{signal:?}");
+                assert_eq!(each.matches(&signal), expected, "{signal:?}");
             }
         }
         // The stock catalog's own texts, too.
@@ -1018,19 +1033,21 @@ mod tests {
         "e12: DISK",
     ];
 
+    /// The names of the patterns matching `text`, sorted.
+    fn names(m: &Matcher, text: &str) -> Vec<String> {
+        let mut v: Vec<String> = m
+            .matches(&Signal::new("svc", text))
+            .into_iter()
+            .map(|x| x.pattern)
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn the_prefilter_skips_no_regex_that_matches() {
         let patterns = edge_patterns();
         let slow = reference::Reference::new(&patterns);
-        let names = |m: &Matcher, text: &str| -> Vec<String> {
-            let mut v: Vec<String> = m
-                .matches(&Signal::new("svc", text))
-                .into_iter()
-                .map(|x| x.pattern)
-                .collect();
-            v.sort();
-            v
-        };
         // With the set for texts that are not ASCII, and without (each regex in turn).
         for m in [
             Matcher::new(&patterns),
@@ -1075,15 +1092,7 @@ mod tests {
         ];
         let m = Matcher::new(&patterns);
         assert!(m.regexes.set.is_some());
-        let names = |text: &str| -> Vec<String> {
-            let mut v: Vec<String> = m
-                .matches(&Signal::new("svc", text))
-                .into_iter()
-                .map(|x| x.pattern)
-                .collect();
-            v.sort();
-            v
-        };
+        let names = |text: &str| names(&m, text);
         assert_eq!(names("NO SPACE LEFT on device"), ["loose"]);
         assert_eq!(names("oom command not allowed"), Vec::<String>::new());
         assert_eq!(names("OOM command not allowed"), ["strict"]);
