@@ -233,7 +233,8 @@ impl Matcher {
     /// A regex is tried against the message, the error-bearing fields
     /// ([`ERROR_FIELDS`](crate::ERROR_FIELDS)) and the stack; keywords are scored over
     /// the message and the error-bearing fields. Each text is read once for all the
-    /// regexes (see the [module docs](self)).
+    /// regexes when they fit one set; when they do not, only the regexes whose required
+    /// literals occur in an ASCII text are run.
     pub fn matches(&self, signal: &Signal) -> Vec<PatternMatch> {
         let mut found = self.candidates(signal);
         // Regex matches first (keywords are weaker evidence: a keyword-only match of a
