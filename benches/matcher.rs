@@ -8,7 +8,8 @@
 //!   `1000` is the stock catalog plus 1,000 generated patterns shaped like real ones (a
 //!   regex over a component and a failure, keywords that share common words such as
 //!   `connection` or `memory` with real texts) that match none of the texts, so every
-//!   text has the same best match in both catalogs (checked before timing).
+//!   text has the same best match in both catalogs (checked before timing). `1000re` is
+//!   the same without the generated patterns' keywords: what the regexes alone cost.
 //! - texts (real wordings): `redis oom` (redis `OOM command not allowed …`, target
 //!   `redis-cache`, matches `redis_oom`), `sqlx pool` (`pool timed out while waiting for
 //!   an open connection`, target `orders-postgres`), `refused` (reqwest's `Connection
@@ -16,6 +17,8 @@
 //!   matches: every regex and every keyword score is tried and fails).
 //!
 //! One iteration is one `best` call on a signal built before the clock starts.
+//!
+//! Group `matcher_build`: `Matcher::new` over each catalog (what a catalog change costs).
 
 use std::hint::black_box;
 
@@ -116,17 +119,33 @@ fn bench(c: &mut Criterion) {
     let stock = catalog::stock();
     let mut big = stock.clone();
     big.extend(generated(1_000));
+    let mut regex_only = stock.clone();
+    regex_only.extend(generated(1_000).into_iter().map(|mut p| {
+        p.keywords.clear();
+        p
+    }));
+    let catalogs = [("stock", &stock), ("1000", &big), ("1000re", &regex_only)];
+    let mut group = c.benchmark_group("matcher_build");
+    group.sample_size(10);
+    for (name, patterns) in catalogs {
+        group.bench_function(name, |b| b.iter(|| black_box(Matcher::new(patterns))));
+    }
+    group.finish();
+
     let stock = Matcher::new(&stock);
     let big = Matcher::new(&big);
+    let regex_only = Matcher::new(&regex_only);
     assert_eq!(big.patterns().count(), stock.patterns().count() + 1_000);
     let texts = texts();
     for (name, signal) in &texts {
         let expected = stock.best(signal).map(|m| m.pattern);
-        assert_eq!(
-            big.best(signal).map(|m| m.pattern),
-            expected,
-            "`{name}`: the generated patterns must not change the best match"
-        );
+        for m in [&big, &regex_only] {
+            assert_eq!(
+                m.best(signal).map(|m| m.pattern),
+                expected,
+                "`{name}`: the generated patterns must not change the best match"
+            );
+        }
         assert_eq!(
             expected.is_none(),
             *name == "nothing",
@@ -135,7 +154,7 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("matcher");
-    for (catalog, matcher) in [("stock", &stock), ("1000", &big)] {
+    for (catalog, matcher) in [("stock", &stock), ("1000", &big), ("1000re", &regex_only)] {
         for (name, signal) in &texts {
             group.bench_function(format!("{catalog}/{name}"), |b| {
                 b.iter(|| black_box(matcher.best(black_box(signal))))

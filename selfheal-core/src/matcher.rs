@@ -1,15 +1,23 @@
 //! Finds the known pattern behind a signal: regex first, then BM25 keyword scoring.
 //!
-//! Matching is one pass over the signal, whatever the number of patterns:
+//! Matching reads each text (the message, each error-bearing field, the stack's first
+//! 64 KiB) a bounded number of times, whatever the number of patterns:
 //!
 //! - Regexes: every enabled pattern's regex is compiled into one [`RegexSet`] (with the
 //!   options of [`Pattern::compile_regex`]: case-insensitive unless the regex says
-//!   otherwise), so each text (the message, each error-bearing field, the stack's first
-//!   64 KiB) is read once and that one read says which patterns' regexes matched. A set
-//!   too big to compile (over 32 MiB) falls back, with a warning, to trying each regex
-//!   in turn: slower, the same matches. Bounded repetitions of Unicode classes are what
-//!   make a set big: `[^\n]{0,80}` alone compiles to tens of KB, so a thousand regexes
-//!   each holding one do not fit; `[^\n]*?` costs a few hundred bytes.
+//!   otherwise), so each text is read once and that one read says which patterns'
+//!   regexes matched. Bounded repetitions of Unicode classes are what make a set big:
+//!   `[^\n]{0,80}` alone compiles to tens of KB, so a thousand regexes each holding one
+//!   do not fit the set's 32 MiB; `[^\n]*?` costs a few hundred bytes.
+//! - Regexes, when the set is too big (with a warning): each regex alone, behind a
+//!   prefilter. Each regex is parsed (by the regex crate's own parser) into literals
+//!   every match must contain: `\bkafka\b[^\n]{0,80}?pool drained` needs `pool drained`,
+//!   `[a-z]+ failed` needs ` failed`, `\w+` needs nothing. On an ASCII text one
+//!   Aho-Corasick pass finds which of them occur, and only the regexes needing one of
+//!   those, plus those that need nothing, are run: a thousand patterns cost a handful of
+//!   regex runs. A text that is not ASCII runs every regex (slower, the same matches):
+//!   Unicode case folding makes `(?i)k` match the Kelvin sign and `(?i)s` the long s,
+//!   which an ASCII search does not see.
 //! - Keywords: the pattern documents are indexed when the matcher is built (each term
 //!   with the patterns that hold it and its BM25 weight in each, and each pattern's
 //!   ideal score), so a signal's words are looked up once and only the patterns sharing
@@ -23,6 +31,9 @@ use std::collections::HashMap;
 use regex::{Regex, RegexSet};
 
 use crate::{Pattern, PatternMatch, PatternMode, Severity, Signal};
+use prefilter::Prefilter;
+
+mod prefilter;
 
 /// How much of a stack the regexes read: a 10 MB trace costs what 64 KiB does.
 const MATCHED_STACK_BYTES: usize = 64 * 1024;
@@ -65,18 +76,16 @@ struct Term {
 }
 
 /// How the regexes are run.
-#[derive(Debug)]
-enum Regexes {
-    /// All of them in one pass; member `i` is the regex of entry `entries[i]`.
-    Set { set: RegexSet, entries: Vec<usize> },
-    /// One after the other (the set did not compile): `(entry, regex)`, in entry order.
-    Each(Vec<(usize, Regex)>),
-}
-
-impl Default for Regexes {
-    fn default() -> Self {
-        Regexes::Each(Vec::new())
-    }
+#[derive(Debug, Default)]
+struct Regexes {
+    /// Every regex, `(entry, regex)` in entry order; member `i` of the prefilter and the
+    /// set is `each[i]`.
+    each: Vec<(usize, Regex)>,
+    /// All of them as one set, which reads each text once for all; `None` when it did
+    /// not compile (or there are no regexes).
+    set: Option<RegexSet>,
+    /// Without the set: which members can match an ASCII text (the others are not run).
+    prefilter: Prefilter,
 }
 
 /// A pattern that matched, before its reasons are written.
@@ -176,27 +185,34 @@ impl Matcher {
         }
     }
 
-    /// One set of every regex, or (when it is too big) each regex alone.
+    /// One set of every regex or, when it is too big, each regex alone behind the
+    /// prefilter.
     fn one_pass(entries: &[Entry], each: Vec<(usize, Regex)>, size_limit: usize) -> Regexes {
         if each.is_empty() {
-            return Regexes::Each(each);
+            return Regexes::default();
         }
-        let sources = each
-            .iter()
-            .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default());
-        match crate::pattern::regex_set(sources, size_limit, SET_DFA_CACHE) {
-            Ok(set) => Regexes::Set {
-                set,
-                entries: each.into_iter().map(|(i, _)| i).collect(),
+        let sources = || {
+            each.iter()
+                .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default())
+        };
+        match crate::pattern::regex_set(sources(), size_limit, SET_DFA_CACHE) {
+            Ok(set) => Regexes {
+                each,
+                set: Some(set),
+                prefilter: Prefilter::default(),
             },
             Err(e) => {
                 tracing::warn!(
                     patterns = each.len(),
                     size_limit,
                     error = %first_line(&e.to_string()),
-                    "the patterns' regexes are too big to run as one set; trying each in turn (slower, same matches): disable unused patterns or shorten the largest regexes"
+                    "the patterns' regexes are too big to run as one set; running only those whose literals occur in an ASCII text, and each in turn on other texts (slower, same matches): disable unused patterns or shorten the largest regexes"
                 );
-                Regexes::Each(each)
+                Regexes {
+                    prefilter: Prefilter::new(sources()),
+                    each,
+                    set: None,
+                }
             }
         }
     }
@@ -217,7 +233,8 @@ impl Matcher {
     /// A regex is tried against the message, the error-bearing fields
     /// ([`ERROR_FIELDS`](crate::ERROR_FIELDS)) and the stack; keywords are scored over
     /// the message and the error-bearing fields. Each text is read once for all the
-    /// regexes (see the [module docs](self)).
+    /// regexes when they fit one set; when they do not, only the regexes whose required
+    /// literals occur in an ASCII text are run.
     pub fn matches(&self, signal: &Signal) -> Vec<PatternMatch> {
         let mut found = self.candidates(signal);
         // Regex matches first (keywords are weaker evidence: a keyword-only match of a
@@ -270,13 +287,7 @@ impl Matcher {
             };
             let e = &self.entries[entry];
             let p = &e.pattern;
-            if !p.applies_to(signal)
-                || p.error_type
-                    .as_ref()
-                    .is_some_and(|t| signal.fields.get("error.type") != Some(t))
-            {
-                continue;
-            }
+            // The cheap test first: most keyword scores are below the minimum share.
             let (share, confidence) = if regex {
                 (1.0, p.confidence)
             } else {
@@ -287,6 +298,13 @@ impl Matcher {
                 }
                 (share, p.confidence * share.min(1.0) * KEYWORD_WEIGHT)
             };
+            if !p.applies_to(signal)
+                || p.error_type
+                    .as_ref()
+                    .is_some_and(|t| signal.fields.get("error.type") != Some(t))
+            {
+                continue;
+            }
             out.push(Candidate {
                 entry,
                 regex,
@@ -310,21 +328,43 @@ impl Matcher {
                 .chain(error_texts(signal))
                 .chain(stack)
         };
-        let mut hits = Vec::new();
-        match &self.regexes {
-            Regexes::Set { set, entries } => {
-                for text in texts() {
-                    hits.extend(set.matches(text).iter().map(|m| entries[m]));
-                }
-                hits.sort_unstable();
-                hits.dedup();
+        let each = &self.regexes.each;
+        if let Some(set) = &self.regexes.set {
+            let mut hits = Vec::new();
+            for text in texts() {
+                hits.extend(set.matches(text).iter().map(|m| each[m].0));
             }
-            Regexes::Each(each) => {
-                for (i, re) in each {
-                    if texts().any(|t| re.is_match(t)) {
-                        hits.push(*i);
+            hits.sort_unstable();
+            hits.dedup();
+            return hits;
+        }
+        let words = each.len().div_ceil(64);
+        // One bit per member: its regex matched a text (`hit`), it may match this one.
+        let (mut hit, mut maybe) = (vec![0u64; words], vec![0u64; words]);
+        for text in texts() {
+            if text.is_ascii() {
+                maybe.fill(0);
+                self.regexes.prefilter.candidates(text, &mut maybe);
+            } else {
+                maybe.fill(u64::MAX);
+            }
+            for (w, (&maybe, hit)) in maybe.iter().zip(&mut hit).enumerate() {
+                let mut bits = maybe & !*hit;
+                while bits != 0 {
+                    let m = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if each.get(m).is_some_and(|(_, re)| re.is_match(text)) {
+                        *hit |= 1 << (m % 64);
                     }
                 }
+            }
+        }
+        let mut hits = Vec::new();
+        for (w, &bits) in hit.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                hits.push(each[w * 64 + bits.trailing_zeros() as usize].0);
+                bits &= bits - 1;
             }
         }
         hits
@@ -337,8 +377,11 @@ impl Matcher {
             return Vec::new();
         }
         let mut seen = vec![0u64; self.terms.len().div_ceil(64)];
-        // (entry, weight), the terms in the order the query first uses them.
-        let mut weights: Vec<(usize, f64)> = Vec::new();
+        // Per entry, the sum of its weights, the terms in the order the query first uses
+        // them (so the sums are the ones scoring the query term by term gives, to the
+        // last bit); allocated at the first term found.
+        let mut sums: Vec<f64> = Vec::new();
+        let mut scored: Vec<u64> = Vec::new();
         let mut lower = String::new();
         for text in std::iter::once(signal.message.as_str()).chain(error_texts(signal)) {
             for word in words(text) {
@@ -362,17 +405,24 @@ impl Matcher {
                     continue;
                 }
                 seen[slot] |= bit;
-                weights.extend_from_slice(&term.postings);
+                if sums.is_empty() {
+                    sums = vec![0.0; self.entries.len()];
+                    scored = vec![0; self.entries.len().div_ceil(64)];
+                }
+                for &(entry, w) in &term.postings {
+                    // `0.0 + w` is `w`: the first weight starts the sum exactly.
+                    sums[entry] += w;
+                    scored[entry / 64] |= 1 << (entry % 64);
+                }
             }
         }
-        // Stable: each entry's weights stay in query order, so the sums are the ones
-        // scoring the query term by term gives, to the last bit.
-        weights.sort_by_key(|&(entry, _)| entry);
-        let mut scores: Vec<(usize, f64)> = Vec::new();
-        for (entry, w) in weights {
-            match scores.last_mut() {
-                Some((last, score)) if *last == entry => *score += w,
-                _ => scores.push((entry, w)),
+        let mut scores = Vec::new();
+        for (w, &bits) in scored.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let entry = w * 64 + bits.trailing_zeros() as usize;
+                scores.push((entry, sums[entry]));
+                bits &= bits - 1;
             }
         }
         scores
@@ -884,11 +934,12 @@ mod tests {
         let mut rng = Rng(0x5eed_1234_abcd_0001);
         let mut patterns = crate::catalog::stock();
         patterns.extend(generated(1_000, &mut rng));
+        patterns.extend(edge_patterns());
         let fast = Matcher::new(&patterns);
-        assert!(
-            matches!(fast.regexes, Regexes::Set { .. }),
-            "one pass, not a fallback"
-        );
+        assert!(fast.regexes.set.is_some(), "one pass, not a fallback");
+        // Without the set: each regex alone, behind the prefilter.
+        let each = Matcher::with_set_limit(&patterns, 1 << 10);
+        assert!(each.regexes.set.is_none());
         let slow = reference::Reference::new(&patterns);
         let (mut by_regex, mut by_keywords, mut none) = (0, 0, 0);
         for _ in 0..400 {
@@ -896,6 +947,8 @@ mod tests {
             let expected = slow.matches(&signal);
             assert_eq!(fast.matches(&signal), expected, "{signal:?}");
             assert_eq!(fast.best(&signal), expected.first().cloned(), "{signal:?}");
+            assert_eq!(each.matches(&signal), expected, "{signal:?}");
+            assert_eq!(each.best(&signal), expected.first().cloned(), "{signal:?}");
             match expected.first() {
                 None => none += 1,
                 Some(m) if m.reasons.iter().any(|r| r.starts_with("regex")) => by_regex += 1,
@@ -911,6 +964,18 @@ mod tests {
             by_regex > 50 && by_keywords > 50 && none > 0,
             "{by_regex} {by_keywords} {none}"
         );
+        // The texts at the prefilter's edges, as messages, error fields and stacks.
+        for text in EDGE_TEXTS {
+            for signal in [
+                Signal::new("api", text),
+                Signal::new("api", "query failed").field("error.message", text),
+                Signal::new("api", "query failed").stack(text),
+            ] {
+                let expected = slow.matches(&signal);
+                assert_eq!(fast.matches(&signal), expected, "{signal:?}");
+                assert_eq!(each.matches(&signal), expected, "{signal:?}");
+            }
+        }
         // The stock catalog's own texts, too.
         let stock = crate::catalog::stock();
         let (fast, slow) = (Matcher::new(&stock), reference::Reference::new(&stock));
@@ -927,6 +992,98 @@ mod tests {
         }
     }
 
+    /// Regexes at the edges of the prefilter (see [`EDGE_TEXTS`]).
+    fn edge_patterns() -> Vec<Pattern> {
+        [
+            ("kafka_broker", r"\bkafka\b[^\n]{0,20}broker"),
+            ("lost_session", "lost session"),
+            ("either", r"timed out|E0042: (deadline)+ exceeded"),
+            ("no_literal", r"\d{3} ms"),
+            ("strict", "(?-i)OOM command"),
+            ("scoped", "(?-i:ERR) (?:timeout)"),
+            ("split", r"no\b \bspace\b"),
+            ("unicode", "Größe überschritten"),
+            ("digits", r"E\d+: disk"),
+        ]
+        .into_iter()
+        .map(|(name, re)| Pattern::new(name).regex(re))
+        .collect()
+    }
+
+    /// Texts at the prefilter's edges: mixed case, the Kelvin sign and the long s (which
+    /// `(?i)k` and `(?i)s` match in a text that is not ASCII), alternations, no literal,
+    /// `(?-i)`, literals split by `\b`, non-ASCII literals.
+    const EDGE_TEXTS: [&str; 18] = [
+        "KaFkA says: BROKER gone",
+        "\u{212A}afka says: broker gone",
+        "kafka\u{212A} says: broker gone",
+        "lo\u{17F}t \u{17F}e\u{17F}\u{17F}ion",
+        "LoSt SeSsIoN",
+        "Timed Out",
+        "e0042: DEADLINEdeadline EXCEEDED",
+        "took 250 ms",
+        "took 25 ms",
+        "OOM command not allowed",
+        "oom command not allowed",
+        "ERR TIMEOUT",
+        "err timeout",
+        "No Space left",
+        "nospace left",
+        "GRÖSSE ÜBERSCHRITTEN",
+        "größe Überschritten",
+        "e12: DISK",
+    ];
+
+    /// The names of the patterns matching `text`, sorted.
+    fn names(m: &Matcher, text: &str) -> Vec<String> {
+        let mut v: Vec<String> = m
+            .matches(&Signal::new("svc", text))
+            .into_iter()
+            .map(|x| x.pattern)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_prefilter_skips_no_regex_that_matches() {
+        let patterns = edge_patterns();
+        let slow = reference::Reference::new(&patterns);
+        // With the set for texts that are not ASCII, and without (each regex in turn).
+        for m in [
+            Matcher::new(&patterns),
+            Matcher::with_set_limit(&patterns, 1 << 10),
+        ] {
+            for text in EDGE_TEXTS {
+                let signal = Signal::new("svc", text);
+                assert_eq!(m.matches(&signal), slow.matches(&signal), "{text}");
+            }
+            let expected: [(&str, &[&str]); 18] = [
+                ("KaFkA says: BROKER gone", &["kafka_broker"]),
+                ("\u{212A}afka says: broker gone", &["kafka_broker"]),
+                ("kafka\u{212A} says: broker gone", &[]),
+                ("lo\u{17F}t \u{17F}e\u{17F}\u{17F}ion", &["lost_session"]),
+                ("LoSt SeSsIoN", &["lost_session"]),
+                ("Timed Out", &["either"]),
+                ("e0042: DEADLINEdeadline EXCEEDED", &["either"]),
+                ("took 250 ms", &["no_literal"]),
+                ("took 25 ms", &[]),
+                ("OOM command not allowed", &["strict"]),
+                ("oom command not allowed", &[]),
+                ("ERR TIMEOUT", &["scoped"]),
+                ("err timeout", &[]),
+                ("No Space left", &["split"]),
+                ("nospace left", &[]),
+                ("GRÖSSE ÜBERSCHRITTEN", &[]),
+                ("größe Überschritten", &["unicode"]),
+                ("e12: DISK", &["digits"]),
+            ];
+            for (text, want) in expected {
+                assert_eq!(names(&m, text), want, "{text}");
+            }
+        }
+    }
+
     #[test]
     fn the_set_keeps_each_regexs_case_insensitivity_and_its_own_flags() {
         let patterns = vec![
@@ -935,16 +1092,8 @@ mod tests {
             Pattern::new("scoped").regex("(?-i:ERR) (?:timeout)"),
         ];
         let m = Matcher::new(&patterns);
-        assert!(matches!(m.regexes, Regexes::Set { .. }));
-        let names = |text: &str| -> Vec<String> {
-            let mut v: Vec<String> = m
-                .matches(&Signal::new("svc", text))
-                .into_iter()
-                .map(|x| x.pattern)
-                .collect();
-            v.sort();
-            v
-        };
+        assert!(m.regexes.set.is_some());
+        let names = |text: &str| names(&m, text);
         assert_eq!(names("NO SPACE LEFT on device"), ["loose"]);
         assert_eq!(names("oom command not allowed"), Vec::<String>::new());
         assert_eq!(names("OOM command not allowed"), ["strict"]);
@@ -980,8 +1129,8 @@ mod tests {
         patterns.extend(generated(200, &mut rng));
         let set = Matcher::new(&patterns);
         let each = Matcher::with_set_limit(&patterns, 1 << 10);
-        assert!(matches!(set.regexes, Regexes::Set { .. }));
-        assert!(matches!(each.regexes, Regexes::Each(ref v) if !v.is_empty()));
+        assert!(set.regexes.set.is_some());
+        assert!(each.regexes.set.is_none() && !each.regexes.each.is_empty());
         let mut matched = 0;
         for _ in 0..200 {
             let signal = random_signal(&mut rng);
@@ -997,7 +1146,7 @@ mod tests {
         let m = Matcher::default();
         assert!(m.matches(&Signal::new("svc", "anything at all")).is_empty());
         let m = Matcher::new(&[Pattern::new("kw").keywords(["pool"])]);
-        assert!(matches!(m.regexes, Regexes::Each(ref v) if v.is_empty()));
+        assert!(m.regexes.each.is_empty() && m.regexes.set.is_none());
         assert_eq!(m.best(&Signal::new("svc", "pool")).unwrap().pattern, "kw");
     }
 }
