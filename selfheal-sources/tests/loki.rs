@@ -253,7 +253,7 @@ async fn the_tail_reconnects_from_the_cursor_and_counts_what_loki_dropped() {
     let running = healer.spawn();
     let signals = spy.wait_for(5).await;
     // The spy sees a signal while the intake takes it in; the stats count it after.
-    let counts = *tokio::time::timeout(Duration::from_secs(20), stats.wait_for(|s| s.signals >= 5))
+    let counts = tokio::time::timeout(Duration::from_secs(20), stats.wait_for(|s| s.signals >= 5))
         .await
         .expect("five signals counted")
         .unwrap();

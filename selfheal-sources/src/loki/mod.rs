@@ -87,6 +87,8 @@ use selfheal_core::source::{Feed, Source};
 use selfheal_core::{Error, ErrorKind, Result};
 use tokio::sync::watch;
 
+use crate::StatsWatch;
+
 pub use answer::{Answer, AnswerError, Entry, Labels, parse_query_range, parse_tail_frame};
 pub use cursor::Cursor;
 use signal::{Mapping, to_signal};
@@ -234,12 +236,11 @@ impl LokiSource {
     }
 
     /// What the source has done, updated as it goes: wait on it
-    /// (`stats.wait_for(|s| s.signals >= 3)`) rather than sleeping. Copy what you need
-    /// out of the `Ref` that `wait_for` and `borrow` return and drop it at once: held,
-    /// it keeps the source from publishing its next update. Clones of the source share
-    /// one set of counts.
-    pub fn stats(&self) -> watch::Receiver<LokiStats> {
-        self.stats.subscribe()
+    /// (`stats.wait_for(|s| s.signals >= 3).await`) rather than sleeping. What it
+    /// hands back are copies: keep them as long as you like. Clones of the source
+    /// share one set of counts.
+    pub fn stats(&self) -> StatsWatch<LokiStats> {
+        StatsWatch::new(self.stats.subscribe())
     }
 
     /// The signal `entry` becomes, or `None` when its level is below warn (see the
