@@ -58,6 +58,7 @@ use selfheal_core::{Error, ErrorKind, MAX_MESSAGE_BYTES};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
+use crate::StatsWatch;
 use crate::lines::LineParser;
 use cursor::Cursor;
 use discover::Watch;
@@ -248,11 +249,10 @@ impl FileTail {
     }
 
     /// What the tail has done, updated after every pass: wait on it
-    /// (`stats.wait_for(|s| s.signals >= 3)`) rather than sleeping. Copy what you need
-    /// out of the `Ref` that `wait_for` and `borrow` return and drop it at once: held,
-    /// it keeps the tail from publishing its next update.
-    pub fn stats(&self) -> watch::Receiver<TailStats> {
-        self.stats.subscribe()
+    /// (`stats.wait_for(|s| s.signals >= 3).await`) rather than sleeping. What it
+    /// hands back are copies: keep them as long as you like.
+    pub fn stats(&self) -> StatsWatch<TailStats> {
+        StatsWatch::new(self.stats.subscribe())
     }
 
     /// Saves the cursor when it moved.

@@ -11,6 +11,9 @@
 //! - `loki` (feature `loki`): polls Loki's `query_range`, or follows its `tail`;
 //! - `alertmanager` (feature `alertmanager`): Alertmanager's webhook receiver;
 //! - `nats` (feature `nats`): a publisher and a group consumer on NATS JetStream.
+//!
+//! The file tail and the Loki source say what they have done through a
+//! [`StatsWatch`] (`stats()`): copies of their counts, to read or wait on.
 #![deny(missing_docs)]
 
 #[cfg(feature = "alertmanager")]
@@ -22,3 +25,8 @@ pub mod lines;
 pub mod loki;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(any(feature = "file", feature = "loki"))]
+mod stats_watch;
+
+#[cfg(any(feature = "file", feature = "loki"))]
+pub use stats_watch::{SourceGone, StatsWatch};

@@ -84,7 +84,7 @@
 mod channel;
 mod fmt_fields;
 mod json;
-mod level;
+pub(crate) mod level;
 mod logfmt;
 mod structured;
 mod text;
@@ -153,6 +153,12 @@ impl LineParser {
         self
     }
 
+    /// The target of signals whose line names none.
+    #[cfg_attr(not(feature = "loki"), allow(dead_code))]
+    pub(crate) fn default_target(&self) -> &str {
+        &self.default_target
+    }
+
     /// Bounds the lines of one trace (default [`DEFAULT_MAX_STACK_LINES`]).
     pub fn max_stack_lines(mut self, lines: usize) -> Self {
         self.max_stack_lines = lines.max(1);
@@ -168,11 +174,25 @@ impl LineParser {
     /// The signal one line is, without joining traces; `None` below WARN or without
     /// a level.
     pub fn parse(&self, line: &str) -> Option<Signal> {
+        match self.read(line) {
+            Read::Signal(signal) => Some(signal),
+            Read::Below | Read::Unleveled => None,
+        }
+    }
+
+    /// What one line is: a signal, a line below WARN, or a line without a level (for
+    /// sources that know the level another way, such as Loki's labels).
+    pub(crate) fn read(&self, line: &str) -> Read {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let trimmed = line.trim_start();
         if trimmed.starts_with('{') {
-            let level = json::hint(trimmed)?.level()?;
-            return Some(match json::flatten(trimmed) {
+            let Some(seen) = json::hint(trimmed) else {
+                return Read::Unleveled;
+            };
+            let Some(level) = seen.level() else {
+                return Read::Below;
+            };
+            return Read::Signal(match json::flatten(trimmed) {
                 Some(map) => {
                     let level = structured::level_of(&map)
                         .and_then(Seen::level)
@@ -186,20 +206,28 @@ impl LineParser {
         if logfmt::looks_like(trimmed)
             && let Some(seen) = logfmt::hint(trimmed)
         {
-            let level = seen.level()?;
-            return Some(structured::signal(self, logfmt::map(trimmed), level, line));
+            let Some(level) = seen.level() else {
+                return Read::Below;
+            };
+            return Read::Signal(structured::signal(self, logfmt::map(trimmed), level, line));
         }
         self.parse_text(line)
     }
 
-    fn parse_text(&self, line: &str) -> Option<Signal> {
-        let head = text::head(line)?;
-        head.seen.level()?;
-        if line.contains('\x1b') {
-            let plain = text::strip_ansi(line);
-            return self.text_signal(&text::head(&plain)?);
+    fn parse_text(&self, line: &str) -> Read {
+        let Some(head) = text::head(line) else {
+            return Read::Unleveled;
+        };
+        if head.seen.level().is_none() {
+            return Read::Below;
         }
-        self.text_signal(&head)
+        let signal = if line.contains('\x1b') {
+            let plain = text::strip_ansi(line);
+            text::head(&plain).and_then(|head| self.text_signal(&head))
+        } else {
+            self.text_signal(&head)
+        };
+        signal.map_or(Read::Unleveled, Read::Signal)
     }
 
     fn text_signal(&self, head: &text::Head<'_>) -> Option<Signal> {
@@ -248,6 +276,17 @@ impl LineParser {
         cut(&mut target, MAX_FIELD_BYTES);
         target
     }
+}
+
+/// What [`LineParser::read`] made of one line.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// WARN or worse: a signal.
+    Signal(Signal),
+    /// A level below WARN (INFO, DEBUG, …).
+    Below,
+    /// No level the parser knows.
+    Unleveled,
 }
 
 /// A signal waiting for the lines of its trace.

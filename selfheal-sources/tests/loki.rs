@@ -253,7 +253,7 @@ async fn the_tail_reconnects_from_the_cursor_and_counts_what_loki_dropped() {
     let running = healer.spawn();
     let signals = spy.wait_for(5).await;
     // The spy sees a signal while the intake takes it in; the stats count it after.
-    let counts = *tokio::time::timeout(Duration::from_secs(20), stats.wait_for(|s| s.signals >= 5))
+    let counts = tokio::time::timeout(Duration::from_secs(20), stats.wait_for(|s| s.signals >= 5))
         .await
         .expect("five signals counted")
         .unwrap();
@@ -372,4 +372,88 @@ async fn a_restart_of_the_tail_resumes_from_the_stored_cursor() {
     running.shutdown().await;
     assert_eq!(again.messages(), ["three error"], "nothing read twice");
     assert_eq!(tail.handshakes()[1].start(), t + 2, "the stored cursor");
+}
+
+/// One line gives one signal whichever source read it: a FileTail and the Loki poller
+/// both read it with the crate's line parser (message, level, logger alike); Loki then
+/// adds its labels, names the target from them and keeps its own timestamp.
+#[cfg(feature = "file")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_gives_the_same_signal_through_loki_as_through_a_file() {
+    use selfheal_sources::file::FileTail;
+    let line = "2026-12-05T10:00:00Z ERROR orders::db: query failed error=pool timed out while waiting for an open connection";
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("orders.log");
+    std::fs::write(&log, format!("{line}\n")).unwrap();
+    let file_spy = Spy::default();
+    let tail = FileTail::new(log.to_string_lossy())
+        .from_start(true)
+        .poll_interval(Duration::from_millis(20))
+        .idle_flush(Duration::from_millis(10));
+    let file_healer = Healer::builder()
+        .fingerprinter(file_spy.clone())
+        .source(tail)
+        .build()
+        .unwrap();
+    let running = file_healer.spawn();
+    let from_file = file_spy.wait_for(1).await.remove(0);
+    running.shutdown().await;
+
+    let loki = FakeLoki::start().await;
+    let t = now_ns() - 10_000_000_000;
+    loki.push(&[("service_name", "orders"), ("env", "prod")], t, line);
+    let loki_spy = Spy::default();
+    let healer = healer(&loki_spy, Arc::new(MemoryStore::new()), source(&loki));
+    let running = healer.spawn();
+    let from_loki = loki_spy.wait_for(1).await.remove(0);
+    running.shutdown().await;
+
+    assert_eq!(
+        from_file.message,
+        "query failed: pool timed out while waiting for an open connection"
+    );
+    assert_eq!(from_loki.message, from_file.message);
+    assert_eq!(
+        (from_loki.level, from_file.level),
+        (Level::Error, Level::Error)
+    );
+    assert_eq!(from_loki.fields["logger"], from_file.fields["logger"]);
+    assert_eq!(
+        from_loki.fields["error"],
+        "pool timed out while waiting for an open connection"
+    );
+    assert_eq!(
+        (from_loki.target.as_str(), from_loki.fields["env"].as_str()),
+        ("orders", "prod")
+    );
+    assert_eq!(from_loki.timestamp.timestamp_nanos_opt(), Some(t));
+}
+
+/// Below WARN by its own word, a line is skipped as a file tail skips it, whatever
+/// the query let through; a line without a level keeps the level its labels say.
+#[test]
+fn the_line_decides_the_level_then_the_labels() {
+    use selfheal_sources::loki::{Entry, Labels};
+    let entry = |labels: &[(&str, &str)], line: &str| Entry {
+        ts: 1,
+        labels: Arc::new(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Labels>(),
+        ),
+        metadata: Labels::new(),
+        line: line.to_owned(),
+    };
+    let loki = LokiSource::new("http://loki", "{}");
+    let info = "2026-12-05T10:00:00Z  INFO orders: retrying after an error";
+    assert!(
+        loki.to_signal(&entry(&[("level", "error")], info))
+            .is_none()
+    );
+    let s = loki
+        .to_signal(&entry(&[("level", "warn")], "disk at 91%"))
+        .unwrap();
+    assert_eq!((s.level, s.message.as_str()), (Level::Warn, "disk at 91%"));
 }

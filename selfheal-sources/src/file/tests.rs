@@ -297,7 +297,7 @@ fn a_path_that_does_not_exist_yet_is_read_whole_when_it_comes() {
 }
 
 /// A healer on `store` with `tail`, and the tail's stats.
-fn healer(store: Arc<dyn Store>, tail: FileTail) -> (Healer, watch::Receiver<TailStats>) {
+fn healer(store: Arc<dyn Store>, tail: FileTail) -> (Healer, StatsWatch<TailStats>) {
     let stats = tail.stats();
     let healer = Healer::builder()
         .store_arc(store)
@@ -308,11 +308,8 @@ fn healer(store: Arc<dyn Store>, tail: FileTail) -> (Healer, watch::Receiver<Tai
 }
 
 /// Waits for `stats` to say `ok`; the timeout is a guard only.
-async fn wait(
-    stats: &mut watch::Receiver<TailStats>,
-    ok: impl FnMut(&TailStats) -> bool,
-) -> TailStats {
-    *tokio::time::timeout(Duration::from_secs(20), stats.wait_for(ok))
+async fn wait(stats: &mut StatsWatch<TailStats>, ok: impl FnMut(&TailStats) -> bool) -> TailStats {
+    tokio::time::timeout(Duration::from_secs(20), stats.wait_for(ok))
         .await
         .expect("the tail got there within the guard")
         .expect("the tail is running")
@@ -436,4 +433,42 @@ async fn without_the_watcher_the_tail_polls() {
     let done = wait(&mut stats, |s| s.signals == 1).await;
     assert!(done.passes > started.passes);
     running.shutdown().await;
+}
+
+/// A caller keeps what `wait_for` returned while the tail goes on: the tail is not
+/// held up. On one thread, a kept borrow of the counts would block the tail's next
+/// update (and with it the whole runtime) for good; the runtime runs on a thread of
+/// its own so a hang fails the deadline rather than the test run.
+#[test]
+fn keeping_what_wait_for_returned_does_not_hold_the_tail_up() {
+    let (_dir, log) = empty_log();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let counts = rt.block_on(async move {
+            let tail = FileTail::new(log.to_string_lossy())
+                .poll_interval(Duration::from_millis(20))
+                .idle_flush(Duration::from_millis(10));
+            let (healer, mut stats) = healer(Arc::new(MemoryStore::new()), tail);
+            let running = healer.spawn();
+            let opened = wait(&mut stats, |s| s.files == 1).await;
+            append(&log, error(1).as_bytes());
+            let kept = wait(&mut stats, |s| s.signals >= 1).await;
+            append(&log, format!("{}{}", error(2), error(3)).as_bytes());
+            let later = wait(&mut stats, |s| s.signals >= 3).await;
+            running.shutdown().await;
+            (opened, kept, later)
+        });
+        done_tx.send(counts).unwrap();
+    });
+    // A panic on the runtime's thread drops the sender: that fails here at once.
+    let (opened, kept, later) = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the tail went on while the caller kept its copy");
+    assert_eq!((opened.signals, kept.signals), (0, 1), "{kept:?}");
+    assert_eq!(later.signals, 3, "{later:?}");
+    assert!(later.passes > kept.passes, "{later:?} after {kept:?}");
 }

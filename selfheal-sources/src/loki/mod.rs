@@ -30,11 +30,15 @@
 //!   backs off (1 s doubling to 1 min); another 4xx (a bad query, a refused token) or a
 //!   metric query fails the source, which the healer starts again after its back-off.
 //!   An answer that cannot be read, or an entry in it, is counted as malformed.
-//! - A line becomes a signal as `loki::signal` says: the line is the message, the
-//!   stream's labels are fields, [`target_label`](LokiSource::target_label) (then
-//!   `service_name`, `service`, `app`, `job`, `container`) names the target, and lines
-//!   whose `level`/`detected_level` label or first level word says info, debug or trace
-//!   are skipped.
+//! - A line becomes a signal through the same [`LineParser`] a
+//!   `FileTail` (feature `file`) reads with (JSON, logfmt, plain text), so it
+//!   gives the same message, level and fields from either source; then the stream's
+//!   labels are fields, [`target_label`](LokiSource::target_label) (then
+//!   `service_name`, `service`, `app`, `job`, `container`) names the target, and the
+//!   timestamp is Loki's. The line's own level decides: below WARN it is skipped, as in a
+//!   file. A line without one takes its `level`/`detected_level` label's (skipped below
+//!   WARN), else counts as an error (the query chose it). Entries are read one by one:
+//!   stack traces are not joined across entries (Loki keeps one line per entry).
 //!
 //! With [`follow_tail`](LokiSource::follow_tail) the source follows
 //! `GET /loki/api/v1/tail` over a WebSocket instead of polling: lines arrive as Loki
@@ -86,6 +90,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use selfheal_core::source::{Feed, Source};
 use selfheal_core::{Error, ErrorKind, Result};
 use tokio::sync::watch;
+
+use crate::StatsWatch;
+use crate::lines::LineParser;
 
 pub use answer::{Answer, AnswerError, Entry, Labels, parse_query_range, parse_tail_frame};
 pub use cursor::Cursor;
@@ -140,7 +147,7 @@ impl LokiSource {
             headers: HeaderMap::new(),
             mapping: Mapping {
                 target_label: "service_name".to_owned(),
-                default_target: "loki".to_owned(),
+                parser: LineParser::new("loki"),
             },
             tail: false,
             stats: watch::channel(LokiStats::default()).0,
@@ -202,7 +209,7 @@ impl LokiSource {
 
     /// The target of lines no label names one for (default `loki`).
     pub fn default_target(mut self, target: impl Into<String>) -> Self {
-        self.mapping.default_target = target.into();
+        self.mapping.parser = LineParser::new(target);
         self
     }
 
@@ -234,12 +241,11 @@ impl LokiSource {
     }
 
     /// What the source has done, updated as it goes: wait on it
-    /// (`stats.wait_for(|s| s.signals >= 3)`) rather than sleeping. Copy what you need
-    /// out of the `Ref` that `wait_for` and `borrow` return and drop it at once: held,
-    /// it keeps the source from publishing its next update. Clones of the source share
-    /// one set of counts.
-    pub fn stats(&self) -> watch::Receiver<LokiStats> {
-        self.stats.subscribe()
+    /// (`stats.wait_for(|s| s.signals >= 3).await`) rather than sleeping. What it
+    /// hands back are copies: keep them as long as you like. Clones of the source
+    /// share one set of counts.
+    pub fn stats(&self) -> StatsWatch<LokiStats> {
+        StatsWatch::new(self.stats.subscribe())
     }
 
     /// The signal `entry` becomes, or `None` when its level is below warn (see the

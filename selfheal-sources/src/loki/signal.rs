@@ -1,50 +1,38 @@
-//! A Loki entry to a [`Signal`]: the line is the message, the stream's labels (and the
-//! entry's structured metadata) are fields, a label names the target, and the level
-//! comes from a `level`/`detected_level` label or the first level word of the line.
+//! A Loki entry to a [`Signal`], read by the same [`LineParser`] as a file's lines, so
+//! one line gives one signal (message, level, logger, fields) whichever source read
+//! it; then the stream's labels (and the entry's structured metadata) are laid over
+//! as fields, a label names the target, and the timestamp is Loki's.
 //!
-//! This is the simple mapping of the Loki source. The shared line parser
-//! (`selfheal_sources::lines`: JSON, logfmt, stack traces) plugs in at
-//! [`to_signal`] once it lands: parse the line with it, then lay the labels over.
+//! The level: the line's own (as in a file: below WARN, the line is not a signal);
+//! for a line without one, a `level`/`detected_level`/`severity`/`lvl` label (below
+//! WARN is skipped too); with neither, the line is an error, since the LogQL query
+//! chose it (a file tail drops such lines: it reads everything). Each entry is read
+//! alone: Loki keeps one line per entry, so stack traces are not joined across entries
+//! (a trace shipped as one multi-line entry is kept whole as the message).
 
 use chrono::{DateTime, Utc};
 use selfheal_core::{Level, Signal, SignalSource};
 
 use super::answer::Entry;
+use crate::lines::level::{self, Seen};
+use crate::lines::{LineParser, Read};
 
 /// Labels read for the level, in order.
 const LEVEL_LABELS: [&str; 4] = ["level", "detected_level", "severity", "lvl"];
 /// Labels that name the target when the configured one is missing, in order.
 const TARGET_LABELS: [&str; 5] = ["service_name", "service", "app", "job", "container"];
-/// How far into a line a level word is looked for.
-const LEVEL_WORD_WITHIN: usize = 256;
 
 /// How the entries of one source become signals.
 #[derive(Debug, Clone)]
 pub(crate) struct Mapping {
     /// The label naming the target, tried first.
     pub(crate) target_label: String,
-    /// The target when no label names one.
-    pub(crate) default_target: String,
-}
-
-/// What an entry says about its level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Said {
-    /// Warn or error: a signal.
-    Level(Level),
-    /// Info, debug or trace: not a signal.
-    Below,
-    /// Nothing: the query selected it, so it counts as an error.
-    Nothing,
+    /// Reads each line; its default target is the target when no label names one.
+    pub(crate) parser: LineParser,
 }
 
 /// The signal of `entry`; `None` when its level is below warn.
 pub(crate) fn to_signal(entry: &Entry, mapping: &Mapping) -> Option<Signal> {
-    let level = match level_of(entry) {
-        Said::Level(level) => level,
-        Said::Below => return None,
-        Said::Nothing => Level::Error,
-    };
     let label = |name: &str| {
         entry
             .metadata
@@ -52,14 +40,28 @@ pub(crate) fn to_signal(entry: &Entry, mapping: &Mapping) -> Option<Signal> {
             .or_else(|| entry.labels.get(name))
             .filter(|v| !v.is_empty())
     };
-    let target = std::iter::once(mapping.target_label.as_str())
+    let mut signal = match mapping.parser.read(&entry.line) {
+        Read::Signal(signal) => signal,
+        Read::Below => return None,
+        Read::Unleveled => {
+            let level = match LEVEL_LABELS
+                .iter()
+                .find_map(|k| label(k).and_then(|v| level::value(k, v)))
+            {
+                Some(Seen::At(level)) => level,
+                Some(Seen::Below) => return None,
+                None => Level::Error,
+            };
+            Signal::new(mapping.parser.default_target(), entry.line.trim()).level(level)
+        }
+    };
+    if let Some(target) = std::iter::once(mapping.target_label.as_str())
         .chain(TARGET_LABELS)
         .find_map(label)
-        .cloned()
-        .unwrap_or_else(|| mapping.default_target.clone());
-    let mut signal = Signal::new(target, entry.line.clone())
-        .source(SignalSource::Log)
-        .level(level);
+    {
+        signal.target.clone_from(target);
+    }
+    signal.source = SignalSource::Log;
     if let Some(service) = label("service_name") {
         signal.service.clone_from(service);
     }
@@ -68,40 +70,6 @@ pub(crate) fn to_signal(entry: &Entry, mapping: &Mapping) -> Option<Signal> {
     }
     signal.timestamp = DateTime::<Utc>::from_timestamp_nanos(entry.ts);
     Some(signal)
-}
-
-fn level_of(entry: &Entry) -> Said {
-    let labelled = LEVEL_LABELS
-        .iter()
-        .find_map(|k| entry.metadata.get(*k).or_else(|| entry.labels.get(*k)));
-    if let Some(said) = labelled
-        .map(|l| level_word(l))
-        .filter(|s| *s != Said::Nothing)
-    {
-        return said;
-    }
-    let mut head = &entry.line[..];
-    if head.len() > LEVEL_WORD_WITHIN {
-        let mut cut = LEVEL_WORD_WITHIN;
-        while !head.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        head = &head[..cut];
-    }
-    head.split(|c: char| !c.is_ascii_alphabetic())
-        .map(level_word)
-        .find(|s| *s != Said::Nothing)
-        .unwrap_or(Said::Nothing)
-}
-
-fn level_word(word: &str) -> Said {
-    match word.to_ascii_lowercase().as_str() {
-        "error" | "err" | "fatal" | "panic" | "critical" | "crit" | "alert" | "emerg"
-        | "emergency" | "severe" => Said::Level(Level::Error),
-        "warn" | "warning" => Said::Level(Level::Warn),
-        "info" | "information" | "notice" | "debug" | "trace" | "dbug" => Said::Below,
-        _ => Said::Nothing,
-    }
 }
 
 #[cfg(test)]
@@ -128,7 +96,7 @@ mod tests {
     fn mapping() -> Mapping {
         Mapping {
             target_label: "service_name".into(),
-            default_target: "loki".into(),
+            parser: LineParser::new("loki"),
         }
     }
 
