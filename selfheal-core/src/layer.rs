@@ -134,7 +134,7 @@ where
         // The event is captured here, on the host's thread, into one buffer; the intake
         // builds the signal from it, so the host pays for two allocations, not one per
         // field.
-        let captured = with_capture(|capture| capture.captured(event));
+        let captured = capture(event);
         self.healer.observe_event(captured, default_target);
     }
 }
@@ -165,13 +165,20 @@ where
         .is_some_and(|mut scope| scope.any(|span| is_own(span.metadata())))
 }
 
-/// Runs `f` with this thread's capture buffer (a buffer of its own when an event is
-/// raised while this thread captures one, by a `Display` of a field that logs).
-fn with_capture<T>(f: impl FnOnce(&mut Capture) -> T) -> T {
-    CAPTURE.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut capture) => f(&mut capture),
-        Err(_) => f(&mut Capture::default()),
-    })
+/// `event` captured into this thread's buffer; into a buffer of its own when this thread
+/// is already capturing one (an event raised by a `Display` of a field) or is being torn
+/// down (an event from a thread-local's `Drop`).
+fn capture(event: &Event<'_>) -> Captured {
+    CAPTURE
+        .try_with(|scratch| {
+            scratch
+                .try_borrow_mut()
+                .ok()
+                .map(|mut capture| capture.captured(event))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Capture::default().captured(event))
 }
 
 /// The signal a WARN or ERROR event of the host becomes; `None` for other levels and
@@ -192,7 +199,7 @@ where
     if !is_hosts(event, ctx) {
         return None;
     }
-    Some(with_capture(|capture| capture.captured(event)).into_signal(default_target))
+    Some(capture(event).into_signal(default_target))
 }
 
 thread_local! {
@@ -533,6 +540,55 @@ mod tests {
         assert_eq!(signal.level, Level::Warn);
         assert_eq!(signal.source, SignalSource::Tracing);
         assert_eq!(signal.fields["tracing.target"], "myapp::db");
+    }
+
+    #[test]
+    fn a_field_that_logs_while_captured_does_not_break_the_capture() {
+        // `tracing` does not dispatch an event raised inside a dispatch (the inner one is
+        // dropped); the outer is captured whole.
+        struct Noisy;
+        impl std::fmt::Display for Noisy {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                tracing::warn!(target: "app", "inner");
+                f.write_str("outer detail")
+            }
+        }
+        let signals = collect(|| tracing::error!(target: "app", detail = %Noisy, "outer"));
+        let messages: Vec<&str> = signals.iter().map(|s| s.message.as_str()).collect();
+        assert_eq!(messages, ["outer"]);
+        assert_eq!(signals[0].fields["detail"], "outer detail");
+    }
+
+    #[test]
+    fn an_event_from_a_thread_local_drop_is_heard_not_a_panic() {
+        // Once a thread's thread-locals are being destroyed, `tracing` hands events to
+        // the global dispatcher; the only test of this binary that sets it.
+        struct LogsOnDrop;
+        impl Drop for LogsOnDrop {
+            fn drop(&mut self) {
+                tracing::error!(target: "app", "worker cache dropped");
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<LogsOnDrop>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let out = Collect(Arc::default(), None);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(out.clone()))
+            .expect("no other test sets the global subscriber");
+        std::thread::spawn(|| {
+            // Set before the layer first uses its buffer: thread-locals are destroyed
+            // last-set first, so this one's drop logs after the buffer is gone (with
+            // `CAPTURE.with` that is a panic in a destructor: the process aborts).
+            LATE.with(|late| *late.borrow_mut() = Some(LogsOnDrop));
+            tracing::error!(target: "app", "first");
+        })
+        .join()
+        .expect("no panic at thread exit");
+        let signals = out.0.lock().unwrap();
+        let messages: Vec<&str> = signals.iter().map(|s| s.message.as_str()).collect();
+        assert!(messages.contains(&"first"), "{messages:?}");
+        assert!(messages.contains(&"worker cache dropped"), "{messages:?}");
     }
 
     #[test]
