@@ -330,13 +330,8 @@ impl Capture {
     fn append(&mut self, write: impl FnOnce(&mut String)) -> std::ops::Range<usize> {
         let start = self.text.len();
         write(&mut self.text);
-        if self.text.len() - start > MAX_CAPTURED_BYTES {
-            let mut end = start + MAX_CAPTURED_BYTES;
-            while !self.text.is_char_boundary(end) {
-                end -= 1;
-            }
-            self.text.truncate(end);
-        }
+        let end = crate::signal::prefix(&self.text, start + MAX_CAPTURED_BYTES).len();
+        self.text.truncate(end);
         start..self.text.len()
     }
 
