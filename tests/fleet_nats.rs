@@ -30,6 +30,8 @@ use uuid::Uuid;
 
 const POOL_TIMEOUT: &str = "pool timed out while waiting for an open connection";
 const REDIS_OOM: &str = "OOM command not allowed when used memory > 'maxmemory'";
+/// The whole scenario at most: a minute or two on a loaded machine.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
 /// Warnings each service publishes in each half of the stream.
 const NOISE: usize = 1000;
 
@@ -166,10 +168,19 @@ async fn two_healers_three_services_each_incident_once_and_a_killed_healers_mess
         .connect()
         .await
         .expect("connect and migrate");
+    let control2 = control.clone();
     // The scenario runs in a task of its own, so the schema is dropped even when it
-    // fails.
-    let outcome = tokio::spawn(scenario(scratch, url, schema, control.clone())).await;
-    control.drop_schema().await.unwrap();
+    // fails; and it has a limit, so a hang fails the test instead of wedging the run.
+    let outcome = tokio::spawn(async move {
+        tokio::time::timeout(SCENARIO_LIMIT, scenario(scratch, url, schema, control2))
+            .await
+            .expect("the scenario ends within its limit")
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(60), control.drop_schema())
+        .await
+        .expect("the schema is dropped within a minute")
+        .unwrap();
     if let Err(failed) = outcome {
         std::panic::resume_unwind(failed.into_panic());
     }

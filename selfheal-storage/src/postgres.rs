@@ -48,6 +48,11 @@ const DEFAULT_POOL_SIZE: u32 = 5;
 /// How long a caller waits for a connection before the store answers `Unavailable`.
 const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a transaction of the store may sit idle before the server ends it: a
+/// replica that hangs mid-transaction (a blocked runtime, a stopped process) must not
+/// hold its locks, and with them every other replica, for ever.
+const DEFAULT_IDLE_IN_TRANSACTION: Duration = Duration::from_secs(30);
+
 /// The longest fingerprint sample kept, in bytes (cut on a char boundary).
 pub const PG_MAX_SAMPLE_BYTES: usize = 4096;
 
@@ -72,6 +77,7 @@ pub struct PostgresStoreBuilder {
     schema: Option<String>,
     max_connections: u32,
     acquire_timeout: Duration,
+    idle_in_transaction: Duration,
     seed_catalog: bool,
 }
 
@@ -93,6 +99,17 @@ impl PostgresStoreBuilder {
     /// `Unavailable` (default 5 s). Short, so an unreachable database is noticed fast.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long one of the store's transactions may sit idle, waiting on this process,
+    /// before PostgreSQL ends it and frees its locks (default 30 s; zero leaves the
+    /// server's `idle_in_transaction_session_timeout` as it is). The store's own
+    /// transactions take milliseconds; the limit is for a replica that hangs in the
+    /// middle of one, which would otherwise hold the fleet's rate-limit lock, and the
+    /// rows it had locked, until it is killed.
+    pub fn idle_in_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_in_transaction = timeout;
         self
     }
 
@@ -130,10 +147,25 @@ impl PostgresStoreBuilder {
             options = options.options([("search_path", schema.as_str())]);
             create_schema(url, schema, self.acquire_timeout).await?;
         }
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout)
-            .connect_lazy_with(options);
+            .acquire_timeout(self.acquire_timeout);
+        let idle_ms = self.idle_in_transaction.as_millis();
+        if idle_ms > 0 {
+            // A `SET` after connecting rather than a startup option: poolers such as
+            // PgBouncer refuse unknown startup parameters.
+            let set = format!("SET idle_in_transaction_session_timeout = {idle_ms}");
+            pool = pool.after_connect(move |conn, _| {
+                let set = set.clone();
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(set))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_lazy_with(options);
         let store = PostgresStore::from_pool(pool).await?;
         let store = PostgresStore {
             schema: self.schema,
@@ -225,6 +257,7 @@ impl PostgresStore {
             schema: None,
             max_connections: DEFAULT_POOL_SIZE,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            idle_in_transaction: DEFAULT_IDLE_IN_TRANSACTION,
             seed_catalog: true,
         }
     }

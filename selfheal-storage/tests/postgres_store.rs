@@ -4,7 +4,7 @@
 #![cfg(feature = "postgres")]
 
 use selfheal_core::testkit;
-use selfheal_core::{AuditEntry, AuditStore, ErrorKind, PatternStore};
+use selfheal_core::{AuditEntry, AuditStore, ErrorKind, FleetStore, PatternStore};
 use selfheal_storage::PostgresStore;
 use selfheal_testsupport::env_url;
 use uuid::Uuid;
@@ -228,4 +228,46 @@ async fn connect_seeds_the_stock_catalog_once() {
     assert_eq!(second.list_patterns().await.unwrap().len(), names.len());
     assert_eq!(second.list_audit(1000).await.unwrap().len(), audited);
     first.drop_schema().await.unwrap();
+}
+
+/// A replica that hangs in the middle of a transaction (its runtime blocked, its
+/// process stopped) holds the fleet's rate-limit lock; the server ends that
+/// transaction after `idle_in_transaction_timeout`, so the other replicas go on.
+#[tokio::test]
+async fn a_replica_hung_mid_transaction_does_not_hold_the_fleet_up() {
+    let Some(url) = env_url("DATABASE_URL") else {
+        return;
+    };
+    let schema = format!("selfheal_test_{}", Uuid::new_v4().simple());
+    let _cleanup = DropSchema(url.clone(), schema.clone());
+    let replica = |timeout| {
+        PostgresStore::builder(url.clone())
+            .schema(schema.clone())
+            .max_connections(2)
+            .seed_catalog(false)
+            .idle_in_transaction_timeout(timeout)
+            .connect()
+    };
+    let hung = replica(std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
+    let other = replica(std::time::Duration::from_secs(30)).await.unwrap();
+
+    // The hung replica took the lock `take_rate_permit` takes, and never goes on.
+    let mut tx = hung.pool().begin().await.unwrap();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.selfheal_rate_limit')::bigint)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let _hung_forever = std::mem::ManuallyDrop::new(tx);
+
+    let granted = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        other.take_rate_permit("replica-b", 10),
+    )
+    .await
+    .expect("the server ended the hung transaction and released its lock");
+    assert!(granted.unwrap(), "the other replica got its permit");
 }

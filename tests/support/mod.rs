@@ -321,6 +321,9 @@ pub fn replica_runtime(
                 .schema(schema)
                 .max_connections(3)
                 .seed_catalog(false)
+                // A replica the test hangs or kills may be mid-transaction: the server
+                // frees its locks soon, as it would a dead process's.
+                .idle_in_transaction_timeout(std::time::Duration::from_secs(3))
                 .connect(),
         )
         .unwrap();
