@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use super::Healer;
 use crate::{
-    ActionContext, Applicability, AuditEntry, Decision, FixBinding, Incident, Pattern, Phase,
-    RemediationPlan, Result, Strategy,
+    ActionContext, Applicability, AuditEntry, Decision, FixBinding, Incident, Pattern,
+    PatternMode, Phase, RemediationPlan, Result, Strategy,
 };
 
 /// A fix binding that cannot run as bound.
@@ -55,12 +55,17 @@ impl fmt::Display for BindingProblem {
 }
 
 /// Every binding of `patterns` that cannot run with `strategies`, in pattern order.
+/// A pattern in [`PatternMode::AlertOnly`] has none: the healer alerts for it itself and
+/// never runs its fixes, so their strategies need not be registered.
 pub(super) fn check_bindings(
     patterns: &[Pattern],
     strategies: &HashMap<String, Arc<dyn Strategy>>,
 ) -> Vec<BindingProblem> {
     let mut problems = Vec::new();
-    for p in patterns.iter().filter(|p| p.enabled) {
+    for p in patterns
+        .iter()
+        .filter(|p| p.enabled && p.mode != PatternMode::AlertOnly)
+    {
         for fix in &p.fixes {
             let issue = match strategies.get(&fix.strategy) {
                 None => BindingIssue::NotRegistered,
@@ -356,6 +361,9 @@ mod tests {
         let said = logged(seeded.warn_stored_binding_problems()).await;
         assert!(said.contains(STOCK), "a seeded store: {said}");
         assert!(!said.contains("fixes of the store"), "{said}");
+        // The stock alert-only patterns are alerted on by the healer itself: their
+        // `alert_only` fixes never run, so the strategy need not be registered.
+        assert!(!said.contains("alert_only"), "{said}");
 
         // A store of the host's own patterns: warned about as the store.
         let store = Arc::new(MemoryStore::new());
