@@ -187,6 +187,12 @@ impl Queue {
         let target = item.target(default_target);
         let mut guard = self.state();
         let state = &mut *guard;
+        if state.closed || state.signals >= self.max_signals {
+            // Full (or shut): refused without looking the target up.
+            state.refused += 1;
+            drop(guard);
+            return false;
+        }
         let free_signals = self.max_signals.saturating_sub(state.signals);
         let free_bytes = self.max_bytes.saturating_sub(state.bytes);
         let found = state.by_target.get(target).copied();
