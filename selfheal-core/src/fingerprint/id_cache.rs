@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use super::fingerprint_id;
+use super::id_hex;
 
 /// Buckets per thread (a power of two).
 pub const SLOTS: usize = 1024;
@@ -34,12 +34,12 @@ thread_local! {
 
 /// The shared template and id of `service:template:stack`, from this thread's memo
 /// when they were made recently, else made (and remembered), the id with
-/// [`fingerprint_id`].
+/// [`fingerprint_id`](super::fingerprint_id).
 pub(super) fn lookup(service: &str, template: &str, stack: Option<&str>) -> (Arc<str>, Arc<str>) {
     let fresh = || {
         (
             Arc::from(template),
-            Arc::from(fingerprint_id(service, template, stack)),
+            Arc::from(id_hex(service, template, stack).as_str()),
         )
     };
     let too_long = |s: &str| s.len() > MAX_CACHED_TEMPLATE;
@@ -59,13 +59,30 @@ pub(super) fn lookup(service: &str, template: &str, stack: Option<&str>) -> (Arc
             return (s.template.clone(), s.id.clone());
         }
         let (template, id) = fresh();
-        *slot = Some(Slot {
-            hash,
-            service: service.into(),
-            template: template.clone(),
-            stack: stack.map(Into::into),
-            id: id.clone(),
-        });
+        match slot {
+            // A miss on a taken bucket: its service and stack are most often the same
+            // ones, and stay without being made again.
+            Some(s) => {
+                s.hash = hash;
+                s.template = template.clone();
+                s.id = id.clone();
+                if &*s.service != service {
+                    s.service = service.into();
+                }
+                if s.stack.as_deref() != stack {
+                    s.stack = stack.map(Into::into);
+                }
+            }
+            None => {
+                *slot = Some(Slot {
+                    hash,
+                    service: service.into(),
+                    template: template.clone(),
+                    stack: stack.map(Into::into),
+                    id: id.clone(),
+                });
+            }
+        }
         (template, id)
     });
     // The memo is gone only while this thread is being torn down.
@@ -90,6 +107,7 @@ fn bucket_hash(service: &str, template: &str, stack: Option<&str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::fingerprint_id;
 
     #[test]
     fn a_memoized_id_is_the_computed_one_and_never_another_inputs() {

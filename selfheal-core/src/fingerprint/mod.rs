@@ -48,6 +48,7 @@ impl Fingerprint {
     /// Builds the fingerprint of `template` and `stack` for `service`, computing the id
     /// ([`fingerprint_id`]; recent ids are remembered per thread, so a repeated
     /// template costs a comparison instead of a digest).
+    #[inline]
     pub fn new(service: &str, template: &str, stack: Option<String>) -> Self {
         let (template, id) = id_cache::lookup(service, template, stack.as_deref());
         Fingerprint {
@@ -61,6 +62,12 @@ impl Fingerprint {
 
 /// First 16 hex digits of sha256 over `service:template:stack`.
 pub fn fingerprint_id(service: &str, template: &str, stack: Option<&str>) -> String {
+    id_hex(service, template, stack).as_str().to_owned()
+}
+
+/// [`fingerprint_id`] on the stack, so a caller that shares it (`Arc<str>`) allocates
+/// once, not twice.
+pub(crate) fn id_hex(service: &str, template: &str, stack: Option<&str>) -> IdHex {
     let mut hasher = Sha256::new();
     hasher.update(service.as_bytes());
     hasher.update(b":");
@@ -69,12 +76,23 @@ pub fn fingerprint_id(service: &str, template: &str, stack: Option<&str>) -> Str
     hasher.update(stack.unwrap_or("").as_bytes());
     let digest = hasher.finalize();
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(16);
-    for b in &digest[..8] {
-        id.push(HEX[usize::from(b >> 4)] as char);
-        id.push(HEX[usize::from(b & 15)] as char);
+    let mut id = [0u8; 16];
+    for (pair, b) in id.chunks_exact_mut(2).zip(&digest[..8]) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
-    id
+    IdHex(id)
+}
+
+/// A fingerprint id: 16 lowercase hex digits.
+pub(crate) struct IdHex([u8; 16]);
+
+impl IdHex {
+    /// The id as text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits only, so always valid: the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
