@@ -86,6 +86,10 @@ struct Regexes {
     set: Option<RegexSet>,
     /// Without the set: which members can match an ASCII text (the others are not run).
     prefilter: Prefilter,
+    /// Per member, its place when the members are ranked as their matches are (highest
+    /// severity, then confidence, then catalog order): [`Matcher::best`] tries them in
+    /// that order and stops at the first that matches.
+    rank: Vec<u32>,
 }
 
 /// A pattern that matched, before its reasons are written.
@@ -195,11 +199,24 @@ impl Matcher {
             each.iter()
                 .map(|&(i, _)| entries[i].pattern.regex.as_deref().unwrap_or_default())
         };
+        let mut order: Vec<usize> = (0..each.len()).collect();
+        // Stable: equals keep the catalog's order.
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&entries[each[a].0].pattern, &entries[each[b].0].pattern);
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| b.confidence.total_cmp(&a.confidence))
+        });
+        let mut rank = vec![0; each.len()];
+        for (place, &m) in order.iter().enumerate() {
+            rank[m] = place as u32;
+        }
         match crate::pattern::regex_set(sources(), size_limit, SET_DFA_CACHE) {
             Ok(set) => Regexes {
                 each,
                 set: Some(set),
                 prefilter: Prefilter::default(),
+                rank,
             },
             Err(e) => {
                 tracing::warn!(
@@ -212,6 +229,7 @@ impl Matcher {
                     prefilter: Prefilter::new(sources()),
                     each,
                     set: None,
+                    rank,
                 }
             }
         }
@@ -246,15 +264,128 @@ impl Matcher {
 
     /// The best match, if any: the first of [`Matcher::matches`], without writing the
     /// others' reasons or sorting them.
+    ///
+    /// A regex match outranks every keyword match, so the regexes are tried first, best
+    /// ranked first, and the first that matches (and whose pattern applies to the
+    /// signal) is the answer: the other regexes are not run and no keyword is scored.
+    /// Keywords are scored only when no regex match applies.
     pub fn best(&self, signal: &Signal) -> Option<PatternMatch> {
+        let best = self
+            .best_by_regex(signal)
+            .or_else(|| self.best_by_keywords(signal))?;
+        Some(self.explain(&best))
+    }
+
+    /// The best-ranked pattern whose regex matches one of the signal's texts and that
+    /// applies to the signal.
+    fn best_by_regex(&self, signal: &Signal) -> Option<Candidate> {
+        let regexes = &self.regexes;
+        if regexes.each.is_empty() {
+            return None;
+        }
+        let texts: Vec<&str> = texts(signal).collect();
+        // The members that may match, each with the texts (one bit each) to try it on.
+        let mut members: Vec<(usize, u8)> = Vec::new();
+        if let Some(set) = &regexes.set {
+            // One read of each text says which match: the texts need not be told apart.
+            for text in &texts {
+                members.extend(set.matches(text).iter().map(|m| (m, 0)));
+            }
+        } else {
+            let mut on = vec![0u8; regexes.each.len()];
+            let mut maybe = vec![0u64; regexes.each.len().div_ceil(64)];
+            for (t, text) in texts.iter().enumerate() {
+                if text.is_ascii() {
+                    maybe.fill(0);
+                    regexes.prefilter.candidates(text, &mut maybe);
+                } else {
+                    maybe.fill(u64::MAX);
+                }
+                for (w, &bits) in maybe.iter().enumerate() {
+                    let mut bits = bits;
+                    while bits != 0 {
+                        let m = w * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        let Some(on) = on.get_mut(m) else { break };
+                        if *on == 0 {
+                            members.push((m, 0));
+                        }
+                        *on |= 1 << t;
+                    }
+                }
+            }
+            for (m, texts) in &mut members {
+                *texts = on[*m];
+            }
+        }
+        members.sort_unstable_by_key(|&(m, _)| regexes.rank[m]);
+        members.dedup_by_key(|&mut (m, _)| m);
+        for (m, on) in members {
+            let entry = regexes.each[m].0;
+            if !self.admits(entry, signal) {
+                continue;
+            }
+            let re = &regexes.each[m].1;
+            if regexes.set.is_some()
+                || texts
+                    .iter()
+                    .enumerate()
+                    .any(|(t, text)| on & (1 << t) != 0 && re.is_match(text))
+            {
+                let p = &self.entries[entry].pattern;
+                return Some(Candidate {
+                    entry,
+                    regex: true,
+                    share: 1.0,
+                    confidence: p.confidence,
+                    severity: p.severity,
+                });
+            }
+        }
+        None
+    }
+
+    /// The best-ranked keyword match that applies to the signal (regexes aside).
+    fn best_by_keywords(&self, signal: &Signal) -> Option<Candidate> {
         let mut best: Option<Candidate> = None;
-        for c in self.candidates(signal) {
-            // Only a strictly better one replaces: the first of equals wins, as in the sort.
-            if best.is_none_or(|b| rank(&c, &b).is_gt()) {
+        for (entry, score) in self.keyword_scores(signal) {
+            let Some(c) = self.keyword_candidate(entry, score) else {
+                continue;
+            };
+            // Only a strictly better one replaces: the first of equals wins, as in the
+            // sort of `matches`. Whether it applies is asked last: it is the dearest test.
+            if best.is_none_or(|b| rank(&c, &b).is_gt()) && self.admits(entry, signal) {
                 best = Some(c);
             }
         }
-        best.map(|c| self.explain(&c))
+        best
+    }
+
+    /// A keyword score as a match, when it reaches the minimum share of the ideal.
+    fn keyword_candidate(&self, entry: usize, score: f64) -> Option<Candidate> {
+        let e = &self.entries[entry];
+        let ideal = e.ideal?;
+        let share = score / ideal.max(f64::EPSILON);
+        if share < KEYWORD_MIN_SHARE {
+            return None;
+        }
+        let p = &e.pattern;
+        Some(Candidate {
+            entry,
+            regex: false,
+            share,
+            confidence: p.confidence * share.min(1.0) * KEYWORD_WEIGHT,
+            severity: p.severity,
+        })
+    }
+
+    /// Whether the pattern of `entry` applies to the signal: its target and error type.
+    fn admits(&self, entry: usize, signal: &Signal) -> bool {
+        let p = &self.entries[entry].pattern;
+        p.applies_to(signal)
+            && p.error_type
+                .as_ref()
+                .is_none_or(|t| signal.fields.get("error.type") == Some(t))
     }
 
     /// The patterns that match `signal`, in catalog order.
@@ -285,33 +416,26 @@ impl Matcher {
                     (j, false, score)
                 }
             };
-            let e = &self.entries[entry];
-            let p = &e.pattern;
             // The cheap test first: most keyword scores are below the minimum share.
-            let (share, confidence) = if regex {
-                (1.0, p.confidence)
-            } else {
-                let Some(ideal) = e.ideal else { continue };
-                let share = score / ideal.max(f64::EPSILON);
-                if share < KEYWORD_MIN_SHARE {
-                    continue;
+            let candidate = if regex {
+                let p = &self.entries[entry].pattern;
+                Candidate {
+                    entry,
+                    regex,
+                    share: 1.0,
+                    confidence: p.confidence,
+                    severity: p.severity,
                 }
-                (share, p.confidence * share.min(1.0) * KEYWORD_WEIGHT)
+            } else {
+                let Some(c) = self.keyword_candidate(entry, score) else {
+                    continue;
+                };
+                c
             };
-            if !p.applies_to(signal)
-                || p.error_type
-                    .as_ref()
-                    .is_some_and(|t| signal.fields.get("error.type") != Some(t))
-            {
+            if !self.admits(entry, signal) {
                 continue;
             }
-            out.push(Candidate {
-                entry,
-                regex,
-                share,
-                confidence,
-                severity: p.severity,
-            });
+            out.push(candidate);
         }
         out
     }
@@ -319,15 +443,7 @@ impl Matcher {
     /// The entries whose regex matches the message, an error text or the stack's
     /// prefix: sorted, once each.
     fn regex_hits(&self, signal: &Signal) -> Vec<usize> {
-        let stack = signal
-            .stack
-            .as_deref()
-            .map(|s| crate::signal::prefix(s, MATCHED_STACK_BYTES));
-        let texts = || {
-            std::iter::once(signal.message.as_str())
-                .chain(error_texts(signal))
-                .chain(stack)
-        };
+        let texts = || texts(signal);
         let each = &self.regexes.each;
         if let Some(set) = &self.regexes.set {
             let mut hits = Vec::new();
@@ -431,14 +547,23 @@ impl Matcher {
     /// The match as reported: the pattern, confidence, severity and why.
     fn explain(&self, c: &Candidate) -> PatternMatch {
         let p = &self.entries[c.entry].pattern;
-        let mut reasons = Vec::new();
+        // Joined by hand: `format!` grows its string a piece at a time.
+        let quoted = |before: &str, what: &str, after: &str| {
+            let mut s = String::with_capacity(before.len() + what.len() + after.len());
+            s.push_str(before);
+            s.push_str(what);
+            s.push_str(after);
+            s
+        };
+        let mut reasons = Vec::with_capacity(3);
         if let Some(t) = &p.target {
-            reasons.push(format!("target matches `{t}`"));
+            reasons.push(quoted("target matches `", t, "`"));
         }
         if c.regex {
-            reasons.push(format!(
-                "regex `{}` matched",
-                p.regex.as_deref().unwrap_or_default()
+            reasons.push(quoted(
+                "regex `",
+                p.regex.as_deref().unwrap_or_default(),
+                "` matched",
             ));
         } else {
             reasons.push(format!(
@@ -473,6 +598,20 @@ fn bm25_weight(n: f64, df: f64, tf: f64, len: f64, avg_len: f64) -> f64 {
     let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * len / avg_len);
     idf * tf * (BM25_K1 + 1.0) / (tf + norm)
 }
+
+/// The texts the regexes read: the message, the error texts and the stack's prefix.
+fn texts(signal: &Signal) -> impl Iterator<Item = &str> {
+    let stack = signal
+        .stack
+        .as_deref()
+        .map(|s| crate::signal::prefix(s, MATCHED_STACK_BYTES));
+    std::iter::once(signal.message.as_str())
+        .chain(error_texts(signal))
+        .chain(stack)
+}
+
+/// At most 8 texts: one bit each in `best_by_regex`.
+const _: () = assert!(crate::ERROR_FIELDS.len() + 2 <= 8);
 
 /// The values of the signal's error-bearing fields that the message does not already hold.
 fn error_texts(signal: &Signal) -> impl Iterator<Item = &str> {
@@ -942,6 +1081,8 @@ mod tests {
         assert!(each.regexes.set.is_none());
         let slow = reference::Reference::new(&patterns);
         let (mut by_regex, mut by_keywords, mut none) = (0, 0, 0);
+        // `best` scores keywords only when no regex match applies: that path too.
+        let mut best_by_keywords = 0;
         for _ in 0..400 {
             let signal = random_signal(&mut rng);
             let expected = slow.matches(&signal);
@@ -952,7 +1093,7 @@ mod tests {
             match expected.first() {
                 None => none += 1,
                 Some(m) if m.reasons.iter().any(|r| r.starts_with("regex")) => by_regex += 1,
-                Some(_) => {}
+                Some(_) => best_by_keywords += 1,
             }
             by_keywords += expected
                 .iter()
@@ -961,8 +1102,8 @@ mod tests {
         }
         // The comparison covered every path.
         assert!(
-            by_regex > 50 && by_keywords > 50 && none > 0,
-            "{by_regex} {by_keywords} {none}"
+            by_regex > 50 && by_keywords > 50 && best_by_keywords > 20 && none > 0,
+            "{by_regex} {by_keywords} {best_by_keywords} {none}"
         );
         // The texts at the prefilter's edges, as messages, error fields and stacks.
         for text in EDGE_TEXTS {

@@ -408,11 +408,21 @@ fn is_glob(spec: &str) -> bool {
 /// `|` separates alternatives; case-insensitive; each alternative is matched by
 /// [`segment_wildcard`].
 fn target_glob_matches(spec: &str, candidate: &str) -> bool {
-    let candidate = candidate.to_lowercase();
+    let candidate = lowercase(candidate);
     spec.split('|')
-        .map(|alt| alt.trim().to_lowercase())
+        .map(|alt| lowercase(alt.trim()))
         .filter(|alt| !alt.is_empty())
         .any(|alt| segment_wildcard(&alt, &candidate))
+}
+
+/// `s.to_lowercase()`, without a copy when `s` is lower-case ASCII already (the
+/// matcher asks on every signal).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.to_lowercase())
+    }
 }
 
 /// Whether `c` separates the segments of a target name.
@@ -425,7 +435,6 @@ fn is_separator(c: char) -> bool {
 /// or next to one of `-` `_` `.` `/` `:`). So `*stream*` matches `sse-stream` and
 /// `stream`, never `upstream-api`; `*pg*` matches `pg-main`, never `upgrade-worker`.
 fn segment_wildcard(glob: &str, text: &str) -> bool {
-    let parts: Vec<&str> = glob.split('*').collect();
     let boundary_before =
         |at: usize| at == 0 || text[..at].chars().next_back().is_some_and(is_separator);
     let boundary_after =
@@ -437,10 +446,11 @@ fn segment_wildcard(glob: &str, text: &str) -> bool {
     let ends_ok = |part: &str, end: usize| {
         part.is_empty() || part.ends_with(is_separator) || boundary_after(end)
     };
-    if parts.len() == 1 {
+    // `first*middle*last`, where `middle` holds the other stars.
+    let Some((first, rest)) = glob.split_once('*') else {
         return glob == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    };
+    let (middle, last) = rest.rsplit_once('*').unwrap_or(("", rest));
     if !text.starts_with(first) || !ends_ok(first, first.len()) {
         return false;
     }
@@ -453,7 +463,7 @@ fn segment_wildcard(glob: &str, text: &str) -> bool {
     }
     // Greedy leftmost placement of the middle parts, each on segment boundaries.
     let mut pos = first.len();
-    for part in &parts[1..parts.len() - 1] {
+    for part in middle.split('*') {
         if part.is_empty() {
             continue;
         }

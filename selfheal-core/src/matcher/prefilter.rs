@@ -10,7 +10,7 @@
 //! Only for ASCII texts: under Unicode case folding `(?i)k` also matches the Kelvin sign
 //! and `(?i)s` the long s, which an ASCII case-insensitive search does not see.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// The regexes' required literals, searched for all at once.
@@ -55,6 +55,7 @@ impl Prefilter {
             match AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(&literals)
             {
                 Ok(ac) => Some(ac),
