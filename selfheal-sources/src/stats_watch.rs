@@ -54,7 +54,9 @@ impl<T: Clone> StatsWatch<T> {
 
     /// Waits until `ok` holds for the counts (at once when it holds now) and returns
     /// them; [`SourceGone`] when the source was dropped before. Bound it with
-    /// `tokio::time::timeout` when the source may never get there.
+    /// `tokio::time::timeout` when the source may never get there: a source stopped
+    /// by `Running::shutdown` is dropped only with its healer, so until then this
+    /// waits rather than returning [`SourceGone`].
     pub async fn wait_for(&mut self, ok: impl FnMut(&T) -> bool) -> Result<T, SourceGone> {
         // The borrow ends here, before the caller gets anything.
         let counts = self.rx.wait_for(ok).await.map_err(|_| SourceGone)?;

@@ -107,7 +107,10 @@ impl PostgresStoreBuilder {
     /// server's `idle_in_transaction_session_timeout` as it is). The store's own
     /// transactions take milliseconds; the limit is for a replica that hangs in the
     /// middle of one, which would otherwise hold the fleet's rate-limit lock, and the
-    /// rows it had locked, until it is killed.
+    /// rows it had locked, until it is killed. It also holds for your own transactions
+    /// on [`PostgresStore::pool`]. Kept to the millisecond (rounded up), at most
+    /// `i32::MAX` ms (about 24.8 days, the server's limit): `connect` refuses more.
+    /// [`PostgresStore::from_pool`] leaves your pool's settings as they are.
     pub fn idle_in_transaction_timeout(mut self, timeout: Duration) -> Self {
         self.idle_in_transaction = timeout;
         self
@@ -135,6 +138,16 @@ impl PostgresStoreBuilder {
         if let Some(schema) = &self.schema {
             check_schema_name(schema)?;
         }
+        // Rounded up: a limit under a millisecond must not become 0, which turns it off.
+        let idle_ms = self.idle_in_transaction.as_nanos().div_ceil(1_000_000);
+        if idle_ms > i32::MAX as u128 {
+            return Err(Error::invalid(format!(
+                "idle_in_transaction_timeout of {:?} is over PostgreSQL's limit of {} ms \
+                 (about 24.8 days); use a shorter one, or zero to keep the server's setting",
+                self.idle_in_transaction,
+                i32::MAX
+            )));
+        }
         let mut options = PgConnectOptions::from_str(url).map_err(|e| {
             Error::invalid(format!(
                 "`{}` is not a valid PostgreSQL URL ({e}); fix the URL",
@@ -150,7 +163,6 @@ impl PostgresStoreBuilder {
         let mut pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout);
-        let idle_ms = self.idle_in_transaction.as_millis();
         if idle_ms > 0 {
             // A `SET` after connecting rather than a startup option: poolers such as
             // PgBouncer refuse unknown startup parameters.
@@ -269,6 +281,10 @@ impl PostgresStore {
 
     /// Uses an existing pool (for your own options) and migrates its database. It does
     /// not seed the stock catalog: call `selfheal_core::catalog::seed(&store)` for that.
+    /// Nor does it set anything on your pool's connections (no schema, no
+    /// [`idle_in_transaction_timeout`](PostgresStoreBuilder::idle_in_transaction_timeout)):
+    /// set `idle_in_transaction_session_timeout` in your options (or with
+    /// `after_connect`) so a replica that hangs mid-transaction frees its locks.
     #[instrument(level = "debug", skip_all)]
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
         // Replicas starting together: sqlx takes an advisory lock around migrations,

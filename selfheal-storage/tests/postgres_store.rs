@@ -140,6 +140,14 @@ async fn bad_urls_and_schema_names_are_refused_with_a_fix() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(!e.message().contains("secret"), "{e}");
+    // Over the server's limit: said at once, not a pool timeout after 5 s.
+    let e = PostgresStore::builder("postgres://u:secret@127.0.0.1:1/x")
+        .idle_in_transaction_timeout(std::time::Duration::from_secs(30 * 24 * 3600))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("24.8 days"), "{e}");
 }
 
 #[tokio::test]
@@ -262,6 +270,11 @@ async fn a_replica_hung_mid_transaction_does_not_hold_the_fleet_up() {
     .await
     .unwrap();
     let _hung_forever = std::mem::ManuallyDrop::new(tx);
+    let (limit,): (String,) = sqlx::query_as("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(other.pool())
+        .await
+        .unwrap();
+    assert_eq!(limit, "30s", "the other replica's own limit");
 
     let granted = tokio::time::timeout(
         std::time::Duration::from_secs(20),

@@ -50,3 +50,35 @@ pub const ALL: [&str; 13] = [
     KILL_RUNAWAY_SESSIONS,
     PATCH_CONFIG,
 ];
+
+/// How to register the stock strategy `name` (from `selfheal-strategies`), for the
+/// warning that lists the ones a healer lacks; `None` for a name that is not stock.
+pub fn how_to_register(name: &str) -> Option<&'static str> {
+    Some(match name {
+        ALERT_ONLY => "AlertOnly::new()",
+        RESTART_PROCESS => "RestartProcess over a ChildSupervisor",
+        REDIS_RECONNECT
+        | REDIS_EVICT_KEYS
+        | REDIS_RAISE_MAXMEMORY
+        | REDIS_EVICTION_POLICY
+        | REDIS_FLUSHDB => "RedisIntegration",
+        REDIS_RESTART => "RedisIntegration::restart(command)",
+        POSTGRES_TERMINATE_IDLE => "PostgresIntegration",
+        POSTGRES_RESET_POOL => "PostgresIntegration::for_handle(PgPoolHandle)",
+        CIRCUIT_BREAK => "OpenCircuit with your CircuitBreaker",
+        KILL_RUNAWAY_SESSIONS => "KillRunawaySessions with your SessionControl",
+        PATCH_CONFIG => "ConfigPatch",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_stock_strategy_says_how_to_register_it() {
+        for name in super::ALL {
+            assert!(super::how_to_register(name).is_some(), "{name}");
+        }
+        assert_eq!(super::how_to_register("my_own"), None);
+    }
+}

@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use super::Healer;
 use crate::{
-    ActionContext, Applicability, AuditEntry, Decision, FixBinding, Incident, Pattern,
-    PatternMode, Phase, RemediationPlan, Result, Strategy,
+    ActionContext, Applicability, AuditEntry, Decision, FixBinding, Incident, Pattern, PatternMode,
+    Phase, RemediationPlan, Result, Strategy,
 };
 
 /// A fix binding that cannot run as bound.
@@ -93,10 +93,19 @@ pub(super) fn warn_binding_problems(problems: &[BindingProblem], source: &str) {
         .map(|p| p.strategy.as_str())
         .collect();
     if !missing.is_empty() {
-        let missing: Vec<&str> = missing.into_iter().collect();
+        // Each with the selfheal-strategies type that registers it, when it is stock.
+        let missing: Vec<String> = missing
+            .into_iter()
+            .map(
+                |name| match crate::catalog::strategy::how_to_register(name) {
+                    Some(how) => format!("{name} ({how})"),
+                    None => name.to_owned(),
+                },
+            )
+            .collect();
         tracing::warn!(
             strategies = %missing.join(", "),
-            "fixes of {source} name strategies that are not registered; those fixes are skipped (an event and an audit record each time). Register the ones you use (e.g. RedisIntegration / PostgresIntegration), ignore the rest"
+            "fixes of {source} name strategies that are not registered; those fixes are skipped and their incidents escalate (an event and an audit record each time). Register the ones you use (in brackets: the selfheal-strategies type that registers each), or disable the patterns you do not want (healer.admin().binding_problems() lists them)"
         );
     }
     for p in problems
@@ -364,6 +373,12 @@ mod tests {
         // The stock alert-only patterns are alerted on by the healer itself: their
         // `alert_only` fixes never run, so the strategy need not be registered.
         assert!(!said.contains("alert_only"), "{said}");
+        // Each missing stock strategy says what registers it.
+        assert!(
+            said.contains("redis_restart (RedisIntegration::restart(command))")
+                && said.contains("circuit_break (OpenCircuit with your CircuitBreaker)"),
+            "{said}"
+        );
 
         // A store of the host's own patterns: warned about as the store.
         let store = Arc::new(MemoryStore::new());
