@@ -279,70 +279,80 @@ impl Matcher {
     /// The best-ranked pattern whose regex matches one of the signal's texts and that
     /// applies to the signal.
     fn best_by_regex(&self, signal: &Signal) -> Option<Candidate> {
-        let regexes = &self.regexes;
-        if regexes.each.is_empty() {
+        if self.regexes.each.is_empty() {
             return None;
         }
         let texts: Vec<&str> = texts(signal).collect();
-        // The members that may match, each with the texts (one bit each) to try it on.
+        let mut members = self.regex_members(&texts);
+        members.sort_unstable_by_key(|&(m, _)| self.regexes.rank[m]);
+        members.into_iter().find_map(|(m, on)| {
+            let entry = self.regexes.each[m].0;
+            if !self.admits(entry, signal) || !self.regex_matches(m, on, &texts) {
+                return None;
+            }
+            let p = &self.entries[entry].pattern;
+            Some(Candidate {
+                entry,
+                regex: true,
+                share: 1.0,
+                confidence: p.confidence,
+                severity: p.severity,
+            })
+        })
+    }
+
+    /// The members of the regexes that may match one of `texts`, each once, with the
+    /// texts (one bit each) it may match. With the set, one read of each text says
+    /// which do match, and the bits are not needed; without it, the prefilter says which
+    /// may match an ASCII text, and every member may match another.
+    fn regex_members(&self, texts: &[&str]) -> Vec<(usize, u8)> {
+        let regexes = &self.regexes;
         let mut members: Vec<(usize, u8)> = Vec::new();
         if let Some(set) = &regexes.set {
-            // One read of each text says which match: the texts need not be told apart.
-            for text in &texts {
+            for text in texts {
                 members.extend(set.matches(text).iter().map(|m| (m, 0)));
             }
-        } else {
-            let mut on = vec![0u8; regexes.each.len()];
-            let mut maybe = vec![0u64; regexes.each.len().div_ceil(64)];
-            for (t, text) in texts.iter().enumerate() {
-                if text.is_ascii() {
-                    maybe.fill(0);
-                    regexes.prefilter.candidates(text, &mut maybe);
-                } else {
-                    maybe.fill(u64::MAX);
-                }
-                for (w, &bits) in maybe.iter().enumerate() {
-                    let mut bits = bits;
-                    while bits != 0 {
-                        let m = w * 64 + bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        let Some(on) = on.get_mut(m) else { break };
-                        if *on == 0 {
-                            members.push((m, 0));
-                        }
-                        *on |= 1 << t;
+            members.sort_unstable();
+            members.dedup();
+            return members;
+        }
+        let mut on = vec![0u8; regexes.each.len()];
+        let mut maybe = vec![0u64; regexes.each.len().div_ceil(64)];
+        for (t, text) in texts.iter().enumerate() {
+            if text.is_ascii() {
+                maybe.fill(0);
+                regexes.prefilter.candidates(text, &mut maybe);
+            } else {
+                maybe.fill(u64::MAX);
+            }
+            for (w, &bits) in maybe.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let m = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let Some(on) = on.get_mut(m) else { break };
+                    if *on == 0 {
+                        members.push((m, 0));
                     }
+                    *on |= 1 << t;
                 }
             }
-            for (m, texts) in &mut members {
-                *texts = on[*m];
-            }
         }
-        members.sort_unstable_by_key(|&(m, _)| regexes.rank[m]);
-        members.dedup_by_key(|&mut (m, _)| m);
-        for (m, on) in members {
-            let entry = regexes.each[m].0;
-            if !self.admits(entry, signal) {
-                continue;
-            }
-            let re = &regexes.each[m].1;
-            if regexes.set.is_some()
-                || texts
-                    .iter()
-                    .enumerate()
-                    .any(|(t, text)| on & (1 << t) != 0 && re.is_match(text))
-            {
-                let p = &self.entries[entry].pattern;
-                return Some(Candidate {
-                    entry,
-                    regex: true,
-                    share: 1.0,
-                    confidence: p.confidence,
-                    severity: p.severity,
-                });
-            }
+        for (m, texts) in &mut members {
+            *texts = on[*m];
         }
-        None
+        members
+    }
+
+    /// Whether member `m` of [`Matcher::regex_members`] matches one of the texts `on`
+    /// names (always, when the set found it).
+    fn regex_matches(&self, m: usize, on: u8, texts: &[&str]) -> bool {
+        let re = &self.regexes.each[m].1;
+        self.regexes.set.is_some()
+            || texts
+                .iter()
+                .enumerate()
+                .any(|(t, text)| on & (1 << t) != 0 && re.is_match(text))
     }
 
     /// The best-ranked keyword match that applies to the signal (regexes aside).
@@ -443,46 +453,15 @@ impl Matcher {
     /// The entries whose regex matches the message, an error text or the stack's
     /// prefix: sorted, once each.
     fn regex_hits(&self, signal: &Signal) -> Vec<usize> {
-        let texts = || texts(signal);
-        let each = &self.regexes.each;
-        if let Some(set) = &self.regexes.set {
-            let mut hits = Vec::new();
-            for text in texts() {
-                hits.extend(set.matches(text).iter().map(|m| each[m].0));
-            }
-            hits.sort_unstable();
-            hits.dedup();
-            return hits;
-        }
-        let words = each.len().div_ceil(64);
-        // One bit per member: its regex matched a text (`hit`), it may match this one.
-        let (mut hit, mut maybe) = (vec![0u64; words], vec![0u64; words]);
-        for text in texts() {
-            if text.is_ascii() {
-                maybe.fill(0);
-                self.regexes.prefilter.candidates(text, &mut maybe);
-            } else {
-                maybe.fill(u64::MAX);
-            }
-            for (w, (&maybe, hit)) in maybe.iter().zip(&mut hit).enumerate() {
-                let mut bits = maybe & !*hit;
-                while bits != 0 {
-                    let m = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    if each.get(m).is_some_and(|(_, re)| re.is_match(text)) {
-                        *hit |= 1 << (m % 64);
-                    }
-                }
-            }
-        }
-        let mut hits = Vec::new();
-        for (w, &bits) in hit.iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                hits.push(each[w * 64 + bits.trailing_zeros() as usize].0);
-                bits &= bits - 1;
-            }
-        }
+        let texts: Vec<&str> = texts(signal).collect();
+        let mut hits: Vec<usize> = self
+            .regex_members(&texts)
+            .into_iter()
+            .filter(|&(m, on)| self.regex_matches(m, on, &texts))
+            .map(|(m, _)| self.regexes.each[m].0)
+            .collect();
+        // Members are in entry order; the prefilter's come in the order texts found them.
+        hits.sort_unstable();
         hits
     }
 
