@@ -26,6 +26,9 @@
 //! Invalid UTF-8 is replaced (U+FFFD), never a panic; only the first
 //! [`MAX_MESSAGE_BYTES`](crate::MAX_MESSAGE_BYTES) bytes of a line are read, without copying it.
 
+#[cfg(test)]
+mod reference;
+
 use super::{Fingerprint, stack_signature};
 use crate::{Fingerprinter, MAX_MESSAGE_BYTES, Signal};
 
