@@ -23,6 +23,10 @@
 //!   ideal score), so a signal's words are looked up once and only the patterns sharing
 //!   a word with it are scored.
 //!
+//! - Targets: the patterns share a few target restrictions (`*redis*|*cache*`); each
+//!   distinct one is split and lower-cased once, when the matcher is built, and asked
+//!   at most once per signal, before any regex of its patterns runs.
+//!
 //! The matches, their order, confidences and reasons are those of trying every pattern
 //! in turn.
 
@@ -30,6 +34,7 @@ use std::collections::HashMap;
 
 use regex::{Regex, RegexSet};
 
+use crate::pattern::TargetSpec;
 use crate::{Pattern, PatternMatch, PatternMode, Severity, Signal};
 use prefilter::Prefilter;
 
@@ -57,6 +62,8 @@ pub struct Matcher {
     regexes: Regexes,
     /// Every term of the documents of the patterns that have keywords.
     terms: foldhash::HashMap<String, Term>,
+    /// The distinct target restrictions of the patterns, read once.
+    targets: Vec<TargetSpec>,
 }
 
 #[derive(Debug)]
@@ -64,6 +71,9 @@ struct Entry {
     pattern: Pattern,
     /// The BM25 score its own keywords would get: `None` without keyword terms.
     ideal: Option<f64>,
+    /// Its target restriction's place among the distinct ones: patterns share a few
+    /// (`*redis*|…`), and whether one lets a signal through is asked once per signal.
+    target: Option<usize>,
 }
 
 /// A term of the keyword index.
@@ -116,6 +126,8 @@ impl Matcher {
         // Per entry: the term frequencies of its document (name, description,
         // keywords), its length, and the terms of its keywords.
         let mut docs: Vec<(HashMap<String, usize>, usize, Vec<String>)> = Vec::new();
+        let mut target_ids = HashMap::<&str, usize>::new();
+        let mut targets = Vec::new();
         for p in patterns.iter().filter(|p| p.enabled) {
             let regex = match p.compile_regex() {
                 Ok(r) => r,
@@ -136,9 +148,16 @@ impl Matcher {
                 *terms.entry(t.clone()).or_insert(0) += 1;
             }
             docs.push((terms, doc.len(), keywords));
+            let target = p.target.as_deref().map(|t| {
+                *target_ids.entry(t).or_insert_with(|| {
+                    targets.push(TargetSpec::new(t));
+                    targets.len() - 1
+                })
+            });
             entries.push(Entry {
                 pattern: p.clone(),
                 ideal: None,
+                target,
             });
         }
         let regexes = Self::one_pass(&entries, regexes, set_size_limit);
@@ -186,6 +205,7 @@ impl Matcher {
             entries,
             regexes,
             terms: index,
+            targets,
         }
     }
 
@@ -282,12 +302,14 @@ impl Matcher {
         if self.regexes.each.is_empty() {
             return None;
         }
-        let texts: Vec<&str> = texts(signal).collect();
-        let mut members = self.regex_members(&texts);
+        let mut buf = [""; MAX_TEXTS];
+        let texts = texts_into(signal, &mut buf);
+        let mut members = self.regex_members(texts);
         members.sort_unstable_by_key(|&(m, _)| self.regexes.rank[m]);
+        let mut targets = TargetAnswers::default();
         members.into_iter().find_map(|(m, on)| {
             let entry = self.regexes.each[m].0;
-            if !self.admits(entry, signal) || !self.regex_matches(m, on, &texts) {
+            if !self.admits(entry, signal, &mut targets) || !self.regex_matches(m, on, texts) {
                 return None;
             }
             let p = &self.entries[entry].pattern;
@@ -316,30 +338,44 @@ impl Matcher {
             members.dedup();
             return members;
         }
-        let mut on = vec![0u8; regexes.each.len()];
-        let mut maybe = vec![0u64; regexes.each.len().div_ceil(64)];
-        for (t, text) in texts.iter().enumerate() {
+        if regexes.each.is_empty() {
+            return Vec::new();
+        }
+        // Per text, the members that may match it, after their union; on the stack up to
+        // 4,096 members and one text (or 2,048 and two).
+        let words = regexes.each.len().div_ceil(64);
+        let need = words * (texts.len() + 1);
+        let (mut on_stack, mut on_heap) = ([0u64; 128], Vec::new());
+        let bits = zeroed_words(&mut on_stack, &mut on_heap, need);
+        let (union, per_text) = bits.split_at_mut(words);
+        for (maybe, text) in per_text.chunks_exact_mut(words).zip(texts) {
             if text.is_ascii() {
-                maybe.fill(0);
-                regexes.prefilter.candidates(text, &mut maybe);
+                regexes.prefilter.candidates(text, maybe);
             } else {
                 maybe.fill(u64::MAX);
             }
-            for (w, &bits) in maybe.iter().enumerate() {
-                let mut bits = bits;
-                while bits != 0 {
-                    let m = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let Some(on) = on.get_mut(m) else { break };
-                    if *on == 0 {
-                        members.push((m, 0));
-                    }
-                    *on |= 1 << t;
-                }
+            for (u, m) in union.iter_mut().zip(maybe.iter()) {
+                *u |= m;
             }
         }
-        for (m, texts) in &mut members {
-            *texts = on[*m];
+        let mut members = Vec::new();
+        for (w, &bits) in union.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                let m = w * 64 + b as usize;
+                if m >= regexes.each.len() {
+                    break;
+                }
+                let on = per_text
+                    .chunks_exact(words)
+                    .enumerate()
+                    .fold(0u8, |on, (t, maybe)| {
+                        on | (((maybe[w] >> b) & 1) as u8) << t
+                    });
+                members.push((m, on));
+            }
         }
         members
     }
@@ -358,13 +394,15 @@ impl Matcher {
     /// The best-ranked keyword match that applies to the signal (regexes aside).
     fn best_by_keywords(&self, signal: &Signal) -> Option<Candidate> {
         let mut best: Option<Candidate> = None;
+        let mut targets = TargetAnswers::default();
         for (entry, score) in self.keyword_scores(signal) {
             let Some(c) = self.keyword_candidate(entry, score) else {
                 continue;
             };
             // Only a strictly better one replaces: the first of equals wins, as in the
             // sort of `matches`. Whether it applies is asked last: it is the dearest test.
-            if best.is_none_or(|b| rank(&c, &b).is_gt()) && self.admits(entry, signal) {
+            if best.is_none_or(|b| rank(&c, &b).is_gt()) && self.admits(entry, signal, &mut targets)
+            {
                 best = Some(c);
             }
         }
@@ -390,9 +428,12 @@ impl Matcher {
     }
 
     /// Whether the pattern of `entry` applies to the signal: its target and error type.
-    fn admits(&self, entry: usize, signal: &Signal) -> bool {
-        let p = &self.entries[entry].pattern;
-        p.applies_to(signal)
+    /// `targets` holds the answers for the signal's target so far.
+    fn admits(&self, entry: usize, signal: &Signal, targets: &mut TargetAnswers) -> bool {
+        let e = &self.entries[entry];
+        let p = &e.pattern;
+        e.target
+            .is_none_or(|t| targets.get_or(t, || self.targets[t].admits(signal)))
             && p.error_type
                 .as_ref()
                 .is_none_or(|t| signal.fields.get("error.type") == Some(t))
@@ -402,6 +443,7 @@ impl Matcher {
     fn candidates(&self, signal: &Signal) -> Vec<Candidate> {
         let regex_hits = self.regex_hits(signal);
         let keyword_hits = self.keyword_scores(signal);
+        let mut targets = TargetAnswers::default();
         let mut out = Vec::new();
         let (mut r, mut k) = (regex_hits.iter().peekable(), keyword_hits.iter().peekable());
         loop {
@@ -442,7 +484,7 @@ impl Matcher {
                 };
                 c
             };
-            if !self.admits(entry, signal) {
+            if !self.admits(entry, signal, &mut targets) {
                 continue;
             }
             out.push(candidate);
@@ -453,11 +495,12 @@ impl Matcher {
     /// The entries whose regex matches the message, an error text or the stack's
     /// prefix: sorted, once each.
     fn regex_hits(&self, signal: &Signal) -> Vec<usize> {
-        let texts: Vec<&str> = texts(signal).collect();
+        let mut buf = [""; MAX_TEXTS];
+        let texts = texts_into(signal, &mut buf);
         let mut hits: Vec<usize> = self
-            .regex_members(&texts)
+            .regex_members(texts)
             .into_iter()
-            .filter(|&(m, on)| self.regex_matches(m, on, &texts))
+            .filter(|&(m, on)| self.regex_matches(m, on, texts))
             .map(|(m, _)| self.regexes.each[m].0)
             .collect();
         // Members are in entry order; the prefilter's come in the order texts found them.
@@ -562,6 +605,40 @@ impl Matcher {
     }
 }
 
+/// Whether each distinct target restriction lets one signal through, asked once each.
+#[derive(Default)]
+struct TargetAnswers {
+    /// Restrictions 0..64: asked, and the answer (one bit each).
+    asked: u64,
+    yes: u64,
+    /// The others (few catalogs have them): 0 not asked yet, 1 no, 2 yes.
+    more: Vec<u8>,
+}
+
+impl TargetAnswers {
+    /// The answer for restriction `t`, from `ask` the first time.
+    fn get_or(&mut self, t: usize, ask: impl FnOnce() -> bool) -> bool {
+        if t < 64 {
+            let bit = 1u64 << t;
+            if self.asked & bit == 0 {
+                self.asked |= bit;
+                if ask() {
+                    self.yes |= bit;
+                }
+            }
+            return self.yes & bit != 0;
+        }
+        let i = t - 64;
+        if self.more.len() <= i {
+            self.more.resize(i + 1, 0);
+        }
+        if self.more[i] == 0 {
+            self.more[i] = 1 + u8::from(ask());
+        }
+        self.more[i] == 2
+    }
+}
+
 /// How `a` ranks against `b`: a regex match above a keyword match, then severity, then
 /// confidence; `Greater` is better.
 fn rank(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
@@ -569,6 +646,17 @@ fn rank(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
         .cmp(&b.regex)
         .then_with(|| a.severity.cmp(&b.severity))
         .then_with(|| a.confidence.total_cmp(&b.confidence))
+}
+
+/// `len` zeroed words: the start of `stack` (fresh zeroes) when they fit, else `heap`,
+/// allocated here. Scratch bitsets live on the stack for the usual catalog sizes.
+fn zeroed_words<'a>(stack: &'a mut [u64], heap: &'a mut Vec<u64>, len: usize) -> &'a mut [u64] {
+    if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        *heap = vec![0; len];
+        heap
+    }
 }
 
 /// The BM25 weight of a term in one document.
@@ -589,8 +677,20 @@ fn texts(signal: &Signal) -> impl Iterator<Item = &str> {
         .chain(stack)
 }
 
-/// At most 8 texts: one bit each in `best_by_regex`.
-const _: () = assert!(crate::ERROR_FIELDS.len() + 2 <= 8);
+/// The most texts a signal has: the message, the error fields and the stack.
+const MAX_TEXTS: usize = crate::ERROR_FIELDS.len() + 2;
+/// At most 8 texts: one bit each in `regex_members`.
+const _: () = assert!(MAX_TEXTS <= 8);
+
+/// [`texts`] into `buf`, without allocating.
+fn texts_into<'a>(signal: &'a Signal, buf: &'a mut [&'a str; MAX_TEXTS]) -> &'a [&'a str] {
+    let mut n = 0;
+    for (slot, text) in buf.iter_mut().zip(texts(signal)) {
+        *slot = text;
+        n += 1;
+    }
+    &buf[..n]
+}
 
 /// The values of the signal's error-bearing fields that the message does not already hold.
 fn error_texts(signal: &Signal) -> impl Iterator<Item = &str> {

@@ -337,19 +337,9 @@ impl Pattern {
     /// one; an exact name must equal the signal's target; a glob (`*`, `|`) may match
     /// the target or the `db.system`, `db.system.name` or `peer.service` field.
     pub fn applies_to(&self, signal: &crate::Signal) -> bool {
-        let Some(spec) = self.target.as_deref() else {
-            return true;
-        };
-        if !is_glob(spec) {
-            return spec == signal.target;
-        }
-        std::iter::once(signal.target.as_str())
-            .chain(
-                TARGET_FIELDS
-                    .iter()
-                    .filter_map(|f| signal.fields.get(*f).map(String::as_str)),
-            )
-            .any(|candidate| target_glob_matches(spec, candidate))
+        self.target
+            .as_deref()
+            .is_none_or(|spec| TargetSpec::new(spec).admits(signal))
     }
 
     /// Compiles the regex (case-insensitive unless the regex says otherwise).
@@ -405,14 +395,50 @@ fn is_glob(spec: &str) -> bool {
     spec.contains('*') || spec.contains('|')
 }
 
-/// `|` separates alternatives; case-insensitive; each alternative is matched by
-/// [`segment_wildcard`].
-fn target_glob_matches(spec: &str, candidate: &str) -> bool {
-    let candidate = lowercase(candidate);
-    spec.split('|')
-        .map(|alt| lowercase(alt.trim()))
-        .filter(|alt| !alt.is_empty())
-        .any(|alt| segment_wildcard(&alt, &candidate))
+/// A pattern's target restriction ([`Pattern::applies_to`]), read once: the matcher
+/// keeps one per distinct restriction instead of splitting and lower-casing it for
+/// every signal.
+#[derive(Debug, Clone)]
+pub(crate) enum TargetSpec {
+    /// A name the signal's target must equal.
+    Exact(String),
+    /// `|`-separated globs, trimmed, lower-cased, without empty ones: case-insensitive,
+    /// each matched against the target or a [`TARGET_FIELDS`] field.
+    Glob(Vec<SegmentGlob>),
+}
+
+impl TargetSpec {
+    /// Reads a pattern's `target`.
+    pub(crate) fn new(spec: &str) -> Self {
+        if !is_glob(spec) {
+            return TargetSpec::Exact(spec.to_owned());
+        }
+        TargetSpec::Glob(
+            spec.split('|')
+                .map(|alt| lowercase(alt.trim()))
+                .filter(|alt| !alt.is_empty())
+                .map(|alt| SegmentGlob::new(&alt))
+                .collect(),
+        )
+    }
+
+    /// Whether it lets `signal` through.
+    pub(crate) fn admits(&self, signal: &crate::Signal) -> bool {
+        let globs = match self {
+            TargetSpec::Exact(name) => return *name == signal.target,
+            TargetSpec::Glob(globs) => globs,
+        };
+        std::iter::once(signal.target.as_str())
+            .chain(
+                TARGET_FIELDS
+                    .iter()
+                    .filter_map(|f| signal.fields.get(*f).map(String::as_str)),
+            )
+            .any(|candidate| {
+                let candidate = lowercase(candidate);
+                globs.iter().any(|glob| glob.matches(&candidate))
+            })
+    }
 }
 
 /// `s.to_lowercase()`, without a copy when `s` is lower-case ASCII already (the
@@ -431,52 +457,94 @@ fn is_separator(c: char) -> bool {
 }
 
 /// A glob over whole segments: `*` matches any run of characters, and each literal part
-/// between stars must begin and end on a segment boundary of `text` (its start or end,
-/// or next to one of `-` `_` `.` `/` `:`). So `*stream*` matches `sse-stream` and
+/// between stars must begin and end on a segment boundary of the text (its start or
+/// end, or next to one of `-` `_` `.` `/` `:`). So `*stream*` matches `sse-stream` and
 /// `stream`, never `upstream-api`; `*pg*` matches `pg-main`, never `upgrade-worker`.
+///
+/// Split at its stars once, when read: `first*middle…*last`.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentGlob {
+    first: String,
+    /// The parts between the first and the last star, empty ones dropped; `None`
+    /// without a star (the text must equal `first`).
+    middle: Option<Vec<String>>,
+    last: String,
+}
+
+impl SegmentGlob {
+    fn new(glob: &str) -> Self {
+        let Some((first, rest)) = glob.split_once('*') else {
+            return SegmentGlob {
+                first: glob.to_owned(),
+                middle: None,
+                last: String::new(),
+            };
+        };
+        let (middle, last) = rest.rsplit_once('*').unwrap_or(("", rest));
+        SegmentGlob {
+            first: first.to_owned(),
+            middle: Some(
+                middle
+                    .split('*')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            last: last.to_owned(),
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        let boundary_before =
+            |at: usize| at == 0 || text[..at].chars().next_back().is_some_and(is_separator);
+        let boundary_after =
+            |at: usize| at == text.len() || text[at..].chars().next().is_some_and(is_separator);
+        // A part that starts or ends with a separator brings its own boundary.
+        let starts_ok = |part: &str, at: usize| {
+            part.is_empty() || part.starts_with(is_separator) || boundary_before(at)
+        };
+        let ends_ok = |part: &str, end: usize| {
+            part.is_empty() || part.ends_with(is_separator) || boundary_after(end)
+        };
+        let (first, last) = (self.first.as_str(), self.last.as_str());
+        let Some(middle) = &self.middle else {
+            return first == text;
+        };
+        if !text.starts_with(first) || !ends_ok(first, first.len()) {
+            return false;
+        }
+        if text.len() < first.len() + last.len() || !text.ends_with(last) {
+            return false;
+        }
+        let last_at = text.len() - last.len();
+        if !starts_ok(last, last_at) {
+            return false;
+        }
+        // Greedy leftmost placement of the middle parts, each on segment boundaries.
+        let mut pos = first.len();
+        for part in middle {
+            // Target names are short: looking for the part's first byte beats setting
+            // up a substring searcher. A match of valid UTF-8 starts on a char boundary.
+            let lead = part.as_bytes()[0];
+            let found = (pos..last_at).find(|&at| {
+                text.as_bytes()[at] == lead
+                    && text[at..last_at].starts_with(part.as_str())
+                    && starts_ok(part, at)
+                    && ends_ok(part, at + part.len())
+            });
+            match found {
+                Some(at) => pos = at + part.len(),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// [`SegmentGlob`] read and matched at once.
+#[cfg(test)]
 fn segment_wildcard(glob: &str, text: &str) -> bool {
-    let boundary_before =
-        |at: usize| at == 0 || text[..at].chars().next_back().is_some_and(is_separator);
-    let boundary_after =
-        |at: usize| at == text.len() || text[at..].chars().next().is_some_and(is_separator);
-    // A part that starts or ends with a separator brings its own boundary.
-    let starts_ok = |part: &str, at: usize| {
-        part.is_empty() || part.starts_with(is_separator) || boundary_before(at)
-    };
-    let ends_ok = |part: &str, end: usize| {
-        part.is_empty() || part.ends_with(is_separator) || boundary_after(end)
-    };
-    // `first*middle*last`, where `middle` holds the other stars.
-    let Some((first, rest)) = glob.split_once('*') else {
-        return glob == text;
-    };
-    let (middle, last) = rest.rsplit_once('*').unwrap_or(("", rest));
-    if !text.starts_with(first) || !ends_ok(first, first.len()) {
-        return false;
-    }
-    if text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let last_at = text.len() - last.len();
-    if !starts_ok(last, last_at) {
-        return false;
-    }
-    // Greedy leftmost placement of the middle parts, each on segment boundaries.
-    let mut pos = first.len();
-    for part in middle.split('*') {
-        if part.is_empty() {
-            continue;
-        }
-        let found = text[pos..last_at]
-            .match_indices(part)
-            .map(|(i, _)| pos + i)
-            .find(|&at| starts_ok(part, at) && ends_ok(part, at + part.len()));
-        match found {
-            Some(at) => pos = at + part.len(),
-            None => return false,
-        }
-    }
-    true
+    SegmentGlob::new(glob).matches(text)
 }
 
 fn first_line(s: &str) -> String {
@@ -572,6 +640,10 @@ mod tests {
                 .target(glob)
                 .applies_to(&crate::Signal::new(target, "x"))
         };
+        // A part is tried at every place, overlapping ones too: `a-a` at 1 is inside
+        // `xa`, at 3 it is whole.
+        assert!(applies("*a-a*", "xa-a-a"));
+        assert!(!applies("*a-a*", "xa-a-ab"));
         // Near-misses: the word is inside another word.
         assert!(!applies("*stream*", "upstream-api"));
         assert!(!applies("*sse*", "assets-cdn"));

@@ -91,25 +91,19 @@ impl Prefilter {
             candidates[m / 64] |= 1 << (m % 64);
         }
         let Some(ac) = &self.literals else { return };
-        let mut seen = 0u64;
-        let mut seen_more: Vec<u64> = Vec::new();
+        // The literals already seen (on the stack up to 4,096 of them).
+        let words = self.needed_by.len().div_ceil(64);
+        let (mut on_stack, mut on_heap) = ([0u64; 64], Vec::new());
+        let seen = super::zeroed_words(&mut on_stack, &mut on_heap, words);
         // Overlapping: every occurrence of every literal, not only the leftmost ones.
         for found in ac.find_overlapping_iter(text) {
             let id = found.pattern().as_usize();
             // Each literal's members once, however often it occurs.
             let (word, bit) = (id / 64, 1u64 << (id % 64));
-            let slot = if word == 0 {
-                &mut seen
-            } else {
-                if seen_more.len() < word {
-                    seen_more.resize(word, 0);
-                }
-                &mut seen_more[word - 1]
-            };
-            if *slot & bit != 0 {
+            if seen[word] & bit != 0 {
                 continue;
             }
-            *slot |= bit;
+            seen[word] |= bit;
             for &m in &self.needed_by[id] {
                 candidates[m / 64] |= 1 << (m % 64);
             }
@@ -176,14 +170,18 @@ fn need(hir: &Hir) -> Need {
 }
 
 /// Adjacent exact pieces join into runs; of the runs and the pieces' own sets, the one
-/// whose shortest string is longest (the rarest, roughly) is kept.
+/// whose shortest string is longest (the rarest, roughly) is kept, and of those, the
+/// one with the fewest strings: `\bredis\b…(?:broken pipe|connection reset|…)` needs
+/// `redis`, not one of a dozen wordings that other texts hold too.
 fn concat(subs: &[Hir]) -> Need {
     let mut run = Vec::new();
     let mut all_exact = true;
     let mut best: Option<Vec<Vec<u8>>> = None;
     let mut consider = |set: Vec<Vec<u8>>| {
         let shortest = |s: &[Vec<u8>]| s.iter().map(Vec::len).min().unwrap_or(0);
-        if shortest(&set) > 0 && best.as_ref().is_none_or(|b| shortest(&set) > shortest(b)) {
+        // Longer shortest string first, then fewer strings; equals keep the first.
+        let key = |s: &[Vec<u8>]| (shortest(s), std::cmp::Reverse(s.len()));
+        if shortest(&set) > 0 && best.as_ref().is_none_or(|b| key(&set) > key(b)) {
             best = Some(set);
         }
     };
@@ -268,6 +266,23 @@ mod tests {
         );
         // `k` and `s` fold to non-ASCII letters too; in ASCII texts they are `k` and `s`.
         assert_eq!(required("(?i)kiss"), Some(vec!["kiss".to_owned()]));
+    }
+
+    #[test]
+    fn of_equally_long_choices_the_one_with_fewer_strings_is_required() {
+        // Both branches need `redis`: a text holding only `connection` runs neither.
+        let lost = "broken ?pipe|connection ?reset|epipe";
+        assert_eq!(
+            required(&format!(
+                r"\bredis\b.{{0,9}}?(?:{lost})|(?:{lost}).{{0,9}}?\bredis\b"
+            )),
+            Some(vec!["redis".to_owned()])
+        );
+        // A longer shortest string still wins over fewer strings.
+        assert_eq!(
+            required(r"(?:broken|reset)x{0,3}?pipe"),
+            Some(vec!["broken".to_owned(), "reset".to_owned()])
+        );
     }
 
     #[test]
