@@ -341,8 +341,8 @@ impl Matcher {
         if regexes.each.is_empty() {
             return Vec::new();
         }
-        // Per text, the members that may match it, after their union; on the stack up to
-        // 4,096 members and one text (or 2,048 and two).
+        // Their union, then per text the members that may match it: on the stack up to
+        // 4,096 members for one text (fewer for more texts).
         let words = regexes.each.len().div_ceil(64);
         let need = words * (texts.len() + 1);
         let (mut on_stack, mut on_heap) = ([0u64; 128], Vec::new());
@@ -503,7 +503,8 @@ impl Matcher {
             .filter(|&(m, on)| self.regex_matches(m, on, texts))
             .map(|(m, _)| self.regexes.each[m].0)
             .collect();
-        // Members are in entry order; the prefilter's come in the order texts found them.
+        // Members come in member order, which is entry order; sorted all the same, since
+        // the answer's order is part of `matches`' contract.
         hits.sort_unstable();
         hits
     }

@@ -128,12 +128,15 @@ pub struct Pattern {
     /// Only match signals whose `error.type` field equals this.
     #[serde(default)]
     pub error_type: Option<String>,
-    /// Only match signals for this target: a name, or a glob (`*` matches any run of
-    /// characters, `|` separates alternatives, case-insensitive) such as
-    /// `*postgres*|*pg*`. A glob matches whole segments of the name, split at `-`, `_`,
-    /// `.`, `/` and `:`: `*pg*` matches `pg-main` and `orders.pg`, not `upgrade-worker`.
-    /// A glob is tried against the signal's target and its `db.system`,
-    /// `db.system.name` and `peer.service` fields.
+    /// Only match signals for this target: an exact name or a glob.
+    ///
+    /// An exact name (no `*` or `|`) must equal the signal's target, case and all, and
+    /// no field is tried. A glob (any `*` or `|` makes one, so `redis|cache` is a glob:
+    /// `*` matches any run of characters, `|` separates alternatives) such as
+    /// `*postgres*|*pg*` is case-insensitive and matches whole segments of the name,
+    /// split at `-`, `_`, `.`, `/` and `:`: `*pg*` matches `pg-main` and `orders.pg`,
+    /// not `upgrade-worker`. A glob is tried against the signal's target and its
+    /// `db.system`, `db.system.name` and `peer.service` fields.
     #[serde(default)]
     pub target: Option<String>,
     /// How bad it is.
@@ -334,8 +337,9 @@ impl Pattern {
     }
 
     /// Whether the pattern's target restriction lets `signal` through: always without
-    /// one; an exact name must equal the signal's target; a glob (`*`, `|`) may match
-    /// the target or the `db.system`, `db.system.name` or `peer.service` field.
+    /// one; an exact name must equal the signal's target (case-sensitive, fields not
+    /// tried); a glob (`*`, `|`; case-insensitive) may match the target or the
+    /// `db.system`, `db.system.name` or `peer.service` field.
     pub fn applies_to(&self, signal: &crate::Signal) -> bool {
         self.target
             .as_deref()
@@ -616,6 +620,13 @@ mod tests {
         let exact = Pattern::new("p").regex("x").target("redis");
         assert!(exact.applies_to(&crate::Signal::new("redis", "x")));
         assert!(!exact.applies_to(&crate::Signal::new("redis-cache", "x")));
+        // An exact name is case-sensitive and tries no field, as documented; a `|`
+        // makes a glob, which is neither.
+        assert!(!exact.applies_to(&crate::Signal::new("Redis", "x")));
+        assert!(!exact.applies_to(&crate::Signal::new("app", "x").field("peer.service", "redis")));
+        let either = Pattern::new("p").regex("x").target("redis|cache");
+        assert!(either.applies_to(&crate::Signal::new("CACHE", "x")));
+        assert!(either.applies_to(&crate::Signal::new("app", "x").field("peer.service", "redis")));
         assert!(
             Pattern::new("p")
                 .regex("x")
