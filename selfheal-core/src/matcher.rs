@@ -312,14 +312,7 @@ impl Matcher {
             if !self.admits(entry, signal, &mut targets) || !self.regex_matches(m, on, texts) {
                 return None;
             }
-            let p = &self.entries[entry].pattern;
-            Some(Candidate {
-                entry,
-                regex: true,
-                share: 1.0,
-                confidence: p.confidence,
-                severity: p.severity,
-            })
+            Some(self.regex_candidate(entry))
         })
     }
 
@@ -409,6 +402,18 @@ impl Matcher {
         best
     }
 
+    /// A regex match of `entry`, as a match.
+    fn regex_candidate(&self, entry: usize) -> Candidate {
+        let p = &self.entries[entry].pattern;
+        Candidate {
+            entry,
+            regex: true,
+            share: 1.0,
+            confidence: p.confidence,
+            severity: p.severity,
+        }
+    }
+
     /// A keyword score as a match, when it reaches the minimum share of the ideal.
     fn keyword_candidate(&self, entry: usize, score: f64) -> Option<Candidate> {
         let e = &self.entries[entry];
@@ -470,14 +475,7 @@ impl Matcher {
             };
             // The cheap test first: most keyword scores are below the minimum share.
             let candidate = if regex {
-                let p = &self.entries[entry].pattern;
-                Candidate {
-                    entry,
-                    regex,
-                    share: 1.0,
-                    confidence: p.confidence,
-                    severity: p.severity,
-                }
+                self.regex_candidate(entry)
             } else {
                 let Some(c) = self.keyword_candidate(entry, score) else {
                     continue;

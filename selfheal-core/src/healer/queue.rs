@@ -200,7 +200,7 @@ impl Queue {
             let lane = &state.lanes[i];
             (lane.signals.len(), lane.bytes)
         });
-        if state.closed || held + 1 > free_signals || held_bytes.saturating_add(size) > free_bytes {
+        if held + 1 > free_signals || held_bytes.saturating_add(size) > free_bytes {
             state.refused += 1;
             drop(guard);
             return false;
