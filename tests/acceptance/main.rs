@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | Redis OOM | fill to `maxmemory 2mb` with `noeviction` | approves after 3 s | error rate back to 0 within 10 s of the approval; verified; nothing rolled back; no FLUSHDB suggested |
 //! | Redis OOM | same | none | one suggestion pending, one notification, 0 escalations, nothing run |
-//! | Postgres slots | 17 idle sessions of the service's role fill `max_connections=20` | approves after 3 s | the right pattern, a fix that can work, errors stop, verified; ≤ 1 escalation |
+//! | Postgres slots | 17 idle sessions of the service's role fill `max_connections=20`; the pool's idle sessions are ended so it must reconnect | approves after 3 s | the right pattern, a fix that can work, errors stop, verified; ≤ 1 escalation |
 //! | Redis restart | `SHUTDOWN NOSAVE`, start again after 15 s | none | recognised; reconnected automatically once Redis is back; errors stop within 5 s of Redis's return |
 //! | no fault | load only, 60 s | none | 0 incidents, 0 actions |
 //!
