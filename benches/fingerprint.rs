@@ -10,6 +10,11 @@
 //! lines (and says so). One element is one line: criterion's `thrpt` is lines/s.
 //! Accuracy and per-system figures come from `examples/loghub_eval.rs`.
 //!
+//! The `fingerprint, distinct lines` group runs over the same lines with each one kept
+//! once: a log that never repeats a line, so the per-thread line memo never answers and
+//! only costs. `normalizer without the line memo` is the same work made through the
+//! public API without it (`template_into`, then `Fingerprint::new`).
+//!
 //! The `miner at the cap` group is the miner's worst case: every line is six random
 //! words (a seeded xorshift, the same on every run), so every line is a new cluster, and
 //! the miner already holds its 10,000 (`max_clusters`), so every line also evicts one.
@@ -18,9 +23,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use selfheal::fingerprint::{MinerConfig, TemplateMiner, fingerprint_id, stack_signature};
-use selfheal::{Fingerprinter, Normalizer, Signal};
+use selfheal::{Fingerprint, Fingerprinter, Normalizer, Signal};
 use selfheal_testsupport::random_word_lines;
 use sha2::{Digest, Sha256};
 
@@ -167,6 +173,47 @@ fn bench_at_the_cap(c: &mut Criterion) {
     assert_eq!(miner.len(), config.max_clusters, "the cap held");
 }
 
+/// sha256 per line (the floor), the normalizer's full fingerprint with and without the
+/// line memo, and its template alone, over `lines` into `group`.
+fn bench_normalizer(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    normalizer: &Normalizer,
+    lines: &[&str],
+) {
+    group.bench_function("sha256 per line", |b| {
+        b.iter(|| {
+            for l in lines {
+                black_box(Sha256::digest(l.as_bytes()));
+            }
+        })
+    });
+    group.bench_function("normalizer", |b| {
+        b.iter(|| {
+            for l in lines {
+                black_box(normalizer.fingerprint_bytes("svc", l.as_bytes()));
+            }
+        })
+    });
+    group.bench_function("normalizer without the line memo", |b| {
+        let mut buf = String::new();
+        b.iter(|| {
+            for l in lines {
+                normalizer.template_into(l.as_bytes(), &mut buf);
+                black_box(Fingerprint::new("svc", &buf, None));
+            }
+        })
+    });
+    group.bench_function("normalizer template only", |b| {
+        let mut buf = String::new();
+        b.iter(|| {
+            for l in lines {
+                normalizer.template_into(l.as_bytes(), &mut buf);
+                black_box(&buf);
+            }
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let lines = loghub_lines();
     let normalizer = Normalizer::default();
@@ -175,25 +222,13 @@ fn bench(c: &mut Criterion) {
         miner.add(l.as_bytes());
     }
 
+    let all: Vec<&str> = lines.iter().map(String::as_str).collect();
     let mut group = c.benchmark_group("fingerprint");
-    group.throughput(Throughput::Elements(lines.len() as u64));
-    group.bench_function("sha256 per line", |b| {
-        b.iter(|| {
-            for l in &lines {
-                black_box(Sha256::digest(l.as_bytes()));
-            }
-        })
-    });
-    group.bench_function("normalizer", |b| {
-        b.iter(|| {
-            for l in &lines {
-                black_box(normalizer.fingerprint_bytes("svc", l.as_bytes()));
-            }
-        })
-    });
+    group.throughput(Throughput::Elements(all.len() as u64));
+    bench_normalizer(&mut group, &normalizer, &all);
     group.bench_function("normalizer without the id memo", |b| {
         b.iter(|| {
-            for l in &lines {
+            for l in &all {
                 let mut template = String::with_capacity(l.len().min(4096));
                 normalizer.template_into(l.as_bytes(), &mut template);
                 let id = fingerprint_id("svc", &template, None);
@@ -201,29 +236,28 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    group.bench_function("normalizer template only", |b| {
-        let mut buf = String::new();
-        b.iter(|| {
-            for l in &lines {
-                normalizer.template_into(l.as_bytes(), &mut buf);
-                black_box(&buf);
-            }
-        })
-    });
     group.bench_function("miner", |b| {
         b.iter(|| {
-            for l in &lines {
+            for l in &all {
                 black_box(miner.fingerprint_bytes("svc", l.as_bytes()));
             }
         })
     });
     group.bench_function("miner cluster id only", |b| {
         b.iter(|| {
-            for l in &lines {
+            for l in &all {
                 black_box(miner.add(l.as_bytes()));
             }
         })
     });
+    group.finish();
+
+    // The same lines, each once: what a log that never repeats a line pays.
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&str> = all.iter().copied().filter(|l| seen.insert(*l)).collect();
+    let mut group = c.benchmark_group("fingerprint, distinct lines");
+    group.throughput(Throughput::Elements(distinct.len() as u64));
+    bench_normalizer(&mut group, &normalizer, &distinct);
     group.finish();
 
     let signals: Vec<Signal> = STACKS

@@ -10,6 +10,7 @@
 //! ```
 
 mod id_cache;
+mod line_memo;
 mod miner;
 mod normalize;
 mod recency;

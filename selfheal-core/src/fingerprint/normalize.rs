@@ -29,7 +29,7 @@
 #[cfg(test)]
 mod reference;
 
-use super::{Fingerprint, stack_signature};
+use super::{Fingerprint, line_memo, stack_signature};
 use crate::{Fingerprinter, MAX_MESSAGE_BYTES, Signal};
 
 /// Masks numbers, hex, UUIDs, IPs, paths, URLs, emails, quoted values, timestamps,
@@ -915,8 +915,16 @@ fn push_bytes(out: &mut String, word: &[u8]) {
 
 impl Normalizer {
     /// The fingerprint of a raw line for `service`: any bytes, any length.
+    ///
+    /// A line this thread fingerprinted recently for the same service (and, through
+    /// [`Fingerprinter::fingerprint`], the same stack signature) is answered from a
+    /// per-thread memo, without scanning it again: an error storm repeats one line word
+    /// for word. The answer is the same either way; the memo keeps at most 1,024 lines
+    /// of up to 512 bytes per thread, each only once it was seen twice.
     pub fn fingerprint_bytes(&self, service: &str, line: &[u8]) -> Fingerprint {
-        self.with_template(line, |template| Fingerprint::new(service, template, None))
+        line_memo::fingerprint(service, line, None, |stack| {
+            self.with_template(line, |template| Fingerprint::new(service, template, stack))
+        })
     }
 
     /// Runs `f` on the template of `line`, made in this thread's reusable buffer.
@@ -954,8 +962,11 @@ impl Fingerprinter for Normalizer {
             .as_deref()
             .map(stack_signature)
             .filter(|s| !s.is_empty());
-        self.with_template(signal.message.as_bytes(), |template| {
-            Fingerprint::new(&signal.service, template, stack)
+        let line = signal.message.as_bytes();
+        line_memo::fingerprint(&signal.service, line, stack, |stack| {
+            self.with_template(line, |template| {
+                Fingerprint::new(&signal.service, template, stack)
+            })
         })
     }
 }
