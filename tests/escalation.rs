@@ -1,7 +1,8 @@
 //! One incident, one escalation (paused time): an error that keeps coming after its
 //! incident escalated counts into that incident, the operators are reminded on a
 //! back-off, and a new incident opens only after the error was quiet for a while.
-//! A fix a human rejected is not asked about again while its error goes on.
+//! A fix a human rejected is not asked about again while its error goes on, and an
+//! alert-only pattern alerts once while its error goes on.
 
 mod support;
 
@@ -189,5 +190,49 @@ async fn nothing_is_audited_as_suggested_unless_a_human_was_asked() {
     let types = audit_types(&healer).await;
     assert_eq!(count(&types, "self_heal.suggested"), 1, "{types:?}");
     assert_eq!(fix.runs(), 1);
+    r.running.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_alert_only_error_that_goes_on_is_one_incident_and_one_alert() {
+    // An error storm on an alert-only pattern (as the stock `pool_timeout` is): 20 a
+    // second for a minute.
+    let pattern = Pattern::new("pool_timeout")
+        .regex("pool timed out")
+        .severity(Severity::Medium)
+        .mode(PatternMode::AlertOnly)
+        .confidence(0.9)
+        .threshold(3, Duration::from_secs(60));
+    let mut r = rig(Healer::builder(), pattern).await;
+    let healer = r.healer.clone();
+    for _ in 0..60 * 20 {
+        healer.observe(Signal::new("db", "pool timed out"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let incidents = healer
+        .admin()
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(incidents.len(), 1, "one incident, not {}", incidents.len());
+    assert_eq!(incidents[0].status, IncidentStatus::Closed);
+    assert!(
+        incidents[0].occurrences > 1100,
+        "later occurrences count into it: {}",
+        incidents[0].occurrences
+    );
+    assert_eq!(r.inbox.event_types(), ["self_heal.alerted"], "alerted once");
+
+    // Quiet for the period: it ends, and the same error alerts again.
+    let quiet = next(&mut r.rx, Phase::Quiet).await;
+    assert_eq!(quiet.incident, Some(incidents[0].id));
+    keep_failing(&healer, "db", "pool timed out", 5).await;
+    assert_eq!(
+        r.inbox.event_types(),
+        ["self_heal.alerted", "self_heal.alerted"]
+    );
+    let types = audit_types(&healer).await;
+    assert_eq!(count(&types, "self_heal.alerted"), 2);
+    assert_eq!(count(&types, "self_heal.quiet"), 1);
     r.running.shutdown().await;
 }

@@ -553,8 +553,10 @@ pub struct EscalationConfig {
     /// notice. Empty: never reminded.
     #[serde(with = "durations")]
     pub renotify_after: Vec<Duration>,
-    /// The escalated incident ends once its errors are quiet this long; only then may
-    /// the same error on the same target open a new incident.
+    /// An escalated incident (or one whose fix a human rejected, or one of an
+    /// alert-only pattern) ends once its errors are quiet this long; until then they
+    /// count into it, and only then may the same error on the same target open a new
+    /// incident.
     #[serde(with = "humantime_serde")]
     pub reopen_after_quiet: Duration,
 }

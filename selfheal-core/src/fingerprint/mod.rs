@@ -49,6 +49,10 @@ impl Fingerprint {
     /// Builds the fingerprint of `template` and `stack` for `service`, computing the id
     /// ([`fingerprint_id`]; recent ids are remembered per thread, so a repeated
     /// template costs a comparison instead of a digest).
+    ///
+    /// `stack` is a stack *signature*, as [`stack_signature`] makes it from a raw trace
+    /// (the [`Fingerprinter`](crate::Fingerprinter)s pass `None` when the signature is
+    /// empty): pass a raw trace and the id differs from theirs.
     #[inline]
     pub fn new(service: &str, template: &str, stack: Option<String>) -> Self {
         let (template, id) = id_cache::lookup(service, template, stack.as_deref());

@@ -914,13 +914,16 @@ fn push_bytes(out: &mut String, word: &[u8]) {
 }
 
 impl Normalizer {
-    /// The fingerprint of a raw line for `service`: any bytes, any length.
+    /// The fingerprint of a raw line for `service`: any bytes, any length (only the
+    /// first [`MAX_MESSAGE_BYTES`](crate::MAX_MESSAGE_BYTES) are read, as in
+    /// [`template_into`](Self::template_into)).
     ///
     /// A line this thread fingerprinted recently for the same service (and, through
     /// [`Fingerprinter::fingerprint`], the same stack signature) is answered from a
     /// per-thread memo, without scanning it again: an error storm repeats one line word
     /// for word. The answer is the same either way; the memo keeps at most 1,024 lines
-    /// of up to 512 bytes per thread, each only once it was seen twice.
+    /// of up to 512 bytes per thread (a longer line, service or stack signature is never
+    /// kept), each only once it was seen twice.
     pub fn fingerprint_bytes(&self, service: &str, line: &[u8]) -> Fingerprint {
         line_memo::fingerprint(service, line, None, |stack| {
             self.with_template(line, |template| Fingerprint::new(service, template, stack))

@@ -1,10 +1,11 @@
 //! One incident, one escalation. An escalated incident (or one whose fix a human
-//! rejected) is not forgotten at once: its error's further occurrences keep counting
-//! into it, the operators are reminded on a back-off (`safety.escalation.renotify_after`)
-//! while it keeps occurring, and only once it has been quiet for
-//! `safety.escalation.reopen_after_quiet` may the same error open a new incident.
-//! Without this, every few errors after an escalation opened a new incident that
-//! escalated again: a page every few seconds.
+//! rejected, or one of an alert-only pattern) is not forgotten at once: its error's
+//! further occurrences keep counting into it, the operators are reminded of an escalated
+//! one on a back-off (`safety.escalation.renotify_after`) while it keeps occurring, and
+//! only once it has been quiet for `safety.escalation.reopen_after_quiet` may the same
+//! error open a new incident. Without this, every few errors after an escalation opened
+//! a new incident that escalated again: a page every few seconds (and an alert-only
+//! pattern's alert every few errors).
 
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -13,12 +14,13 @@ use super::Healer;
 use crate::{AuditEntry, IncidentStatus, Notification, Phase};
 
 impl Healer {
-    /// Whether the finished incident `id` stays open for counting: it escalated, or
-    /// a human rejected its fix.
+    /// Whether the finished incident `id` stays open for counting: it escalated, a
+    /// human rejected its fix, or its pattern is alert-only (it was alerted on).
     pub(super) fn stays_for_counting(&self, id: Uuid) -> bool {
         self.snapshot(id).is_some_and(|i| {
             i.status == IncidentStatus::Escalated
-                || (i.status == IncidentStatus::Closed && i.reason.starts_with(REJECTED))
+                || (i.status == IncidentStatus::Closed
+                    && (i.reason.starts_with(REJECTED) || i.reason == ALERTED))
         })
     }
 
@@ -193,3 +195,6 @@ const DEPENDENCY_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How the reason of an incident whose fix a human rejected starts.
 pub(super) const REJECTED: &str = "fix rejected";
+
+/// The reason of an incident of an alert-only pattern, closed once alerted on.
+pub(super) const ALERTED: &str = "alert-only pattern: notified, no action";

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::approval::Approved;
-use super::escalation::REJECTED;
+use super::escalation::{ALERTED, REJECTED};
 use super::external::AlertState;
 use super::fleet::Turn;
 use super::guard::Admission;
@@ -866,12 +866,8 @@ impl Healer {
             links: Vec::new(),
         })
         .await;
-        self.close(
-            id,
-            IncidentStatus::Closed,
-            "alert-only pattern: notified, no action".into(),
-        )
-        .await;
+        // It keeps counting its error until quiet (`count_until_quiet`): one alert.
+        self.close(id, IncidentStatus::Closed, ALERTED.into()).await;
     }
 
     /// Feedback: success +0.05 and a use, failure -0.1, per (pattern, strategy).
